@@ -1,0 +1,411 @@
+import BigInt
+import GatewayCore
+import X402
+import Yams
+
+extension YAMLReader {
+    static let topLevelKeys = [
+        "listen", "publicBaseURL", "payTo", "network", "facilitator", "upstreams", "routes", "unmatched",
+        "defaultUpstream", "trustedProxies", "caseSensitiveRoutes", "limits", "cors", "payerHeader", "maxTimeoutSeconds",
+    ]
+
+    /// Defaults every route inherits.
+    struct RouteDefaults {
+        var payTo: String?
+        var network: NetworkInfo?
+        var maxTimeoutSeconds: Int
+    }
+
+    func gatewayConfig(_ root: Node) -> GatewayConfig? {
+        guard let top = mapping(root, "the configuration", allowed: Self.topLevelKeys) else { return nil }
+
+        var listen = ListenAddress(host: "127.0.0.1", port: 8402)
+        if let node = top["listen"]?.value, let s = string(node, "listen") {
+            if let parsed = parseListen(s) { listen = parsed } else { error(node, "listen must be host:port (e.g. 127.0.0.1:8402), not \"\(s)\"") }
+        }
+
+        var publicBaseURL: String?
+        if let node = top["publicBaseURL"]?.value, let s = string(node, "publicBaseURL") {
+            if let url = parseBaseURL(s) { publicBaseURL = url } else {
+                error(node, "publicBaseURL must be an absolute http(s) URL without query, like \"https://api.example.com\", not \"\(s)\"")
+            }
+        }
+
+        let payTo = top["payTo"].flatMap { address($0.value, "payTo") }
+        let network = top["network"].flatMap { self.network($0.value, "network") }
+        let maxTimeout = top["maxTimeoutSeconds"].flatMap { int($0.value, "maxTimeoutSeconds", range: 1...86_400) } ?? 300
+        let caseSensitive = top["caseSensitiveRoutes"].flatMap { bool($0.value, "caseSensitiveRoutes") } ?? false
+        let facilitator = top["facilitator"].flatMap { facilitatorConfig($0.value) }
+        let upstreams = top["upstreams"].map { upstreamsConfig($0.value) } ?? [:]
+        if top["upstreams"] == nil { error(root, "missing \"upstreams\": name at least one upstream API to forward to") }
+
+        var limits = Limits()
+        if let node = top["limits"]?.value, let m = mapping(node, "limits", allowed: ["maxHeaderBytes", "maxPaidRequestBody", "maxBufferedResponse", "idleTimeout"]) {
+            if let n = m["maxHeaderBytes"]?.value, let v = byteSize(n, "limits.maxHeaderBytes") { limits.maxHeaderBytes = v }
+            if let n = m["maxPaidRequestBody"]?.value, let v = byteSize(n, "limits.maxPaidRequestBody") { limits.maxPaidRequestBodyBytes = v }
+            if let n = m["maxBufferedResponse"]?.value, let v = byteSize(n, "limits.maxBufferedResponse") { limits.maxBufferedResponseBytes = v }
+            if let n = m["idleTimeout"]?.value, let v = duration(n, "limits.idleTimeout") { limits.idleTimeout = v }
+        }
+
+        var cors = CORSConfig()
+        if let node = top["cors"]?.value, let m = mapping(node, "cors", allowed: ["allowOrigin", "maxAge"]) {
+            if let n = m["allowOrigin"]?.value, let v = string(n, "cors.allowOrigin") { cors.allowOrigin = v }
+            if let n = m["maxAge"]?.value, let v = duration(n, "cors.maxAge") { cors.maxAgeSeconds = Int(v.components.seconds) }
+        }
+
+        var trusted: [IPRange] = []
+        if let node = top["trustedProxies"]?.value {
+            if let seq = node.sequence {
+                for item in seq {
+                    guard let s = string(item, "trustedProxies entry") else { continue }
+                    if let range = IPRange(s) { trusted.append(range) } else { error(item, "\"\(s)\" is not an IP address or CIDR range") }
+                }
+            } else {
+                error(node, "trustedProxies must be a list of IP addresses or CIDR ranges")
+            }
+        }
+
+        var payerHeader = "X-Payment-Payer"
+        if let node = top["payerHeader"]?.value, let s = string(node, "payerHeader") {
+            if isToken(s) { payerHeader = s } else { error(node, "payerHeader \"\(s)\" is not a valid header name") }
+        }
+
+        let defaults = RouteDefaults(payTo: payTo, network: network, maxTimeoutSeconds: maxTimeout)
+        var routes: [RouteConfig] = []
+        if let node = top["routes"]?.value {
+            if let seq = node.sequence {
+                for item in seq {
+                    if let route = routeConfig(item, defaults: defaults, upstreams: upstreams, caseSensitive: caseSensitive) {
+                        routes.append(route)
+                    }
+                }
+            } else {
+                error(node, "routes must be a list")
+            }
+        }
+        checkRouteIds(routes)
+        checkShadowing(routes)
+
+        var unmatched = UnmatchedPolicy.deny
+        let unmatchedNode = top["unmatched"]?.value
+        let mode = unmatchedNode.flatMap { string($0, "unmatched") } ?? "pass"
+        switch mode {
+        case "deny": unmatched = .deny
+        case "pass":
+            if let node = top["defaultUpstream"]?.value, let name = string(node, "defaultUpstream") {
+                if upstreams[name] != nil { unmatched = .pass(upstream: name) } else { unknownUpstream(node, name, upstreams) }
+            } else if upstreams.count == 1 {
+                unmatched = .pass(upstream: upstreams.keys.first!)
+            } else if !upstreams.isEmpty {
+                error(unmatchedNode ?? root, "unmatched: pass needs \"defaultUpstream\" when there are several upstreams")
+            }
+        default:
+            error(unmatchedNode, "unmatched must be \"pass\" (forward for free) or \"deny\" (404), not \"\(mode)\"")
+        }
+
+        return GatewayConfig(
+            listen: listen, publicBaseURL: publicBaseURL, payTo: payTo, network: network?.caip2, facilitator: facilitator,
+            upstreams: upstreams, routes: routes, unmatched: unmatched, trustedProxies: trusted,
+            caseSensitiveRoutes: caseSensitive, limits: limits, cors: cors, payerHeader: payerHeader)
+    }
+
+    // MARK: Sections
+
+    func facilitatorConfig(_ node: Node) -> FacilitatorConfig? {
+        guard let m = mapping(node, "facilitator", allowed: ["url", "timeout", "headers"]) else { return nil }
+        guard let urlNode = m["url"]?.value else {
+            error(node, "facilitator needs a \"url\"")
+            return nil
+        }
+        guard let url = string(urlNode, "facilitator.url") else { return nil }
+        guard let parsed = parseBaseURL(url, allowPath: true) else {
+            error(urlNode, "facilitator.url must be an absolute http(s) URL, not \"\(url)\"")
+            return nil
+        }
+        let timeout = m["timeout"].flatMap { duration($0.value, "facilitator.timeout") } ?? .seconds(30)
+        let headers = m["headers"].flatMap { stringMap($0.value, "facilitator.headers") } ?? []
+        return FacilitatorConfig(url: parsed, timeout: timeout, headers: Dictionary(headers, uniquingKeysWith: { $1 }))
+    }
+
+    func upstreamsConfig(_ node: Node) -> [String: UpstreamConfig] {
+        guard let entries = node.mapping else {
+            error(node, "upstreams must be a mapping of names to { url: ... }")
+            return [:]
+        }
+        var out: [String: UpstreamConfig] = [:]
+        for (key, value) in entries {
+            guard let name = key.scalar?.string, !name.isEmpty else {
+                error(key, "upstream names must be plain strings")
+                continue
+            }
+            // Shorthand: `api: http://127.0.0.1:8080`
+            let m: [String: (key: Node, value: Node)]
+            if value.scalar != nil {
+                m = ["url": (key, value)]
+            } else if let parsed = mapping(value, "upstream \"\(name)\"", allowed: ["url", "timeout", "connectTimeout", "headers"]) {
+                m = parsed
+            } else {
+                continue
+            }
+            guard let urlNode = m["url"]?.value else {
+                error(value, "upstream \"\(name)\" needs a \"url\"")
+                continue
+            }
+            guard let url = string(urlNode, "upstreams.\(name).url") else { continue }
+            guard let parts = parseUpstreamURL(url) else {
+                error(urlNode, "upstream \"\(name)\" url must be http://host[:port][/base/path] (https is not supported yet), not \"\(url)\"")
+                continue
+            }
+            let timeout = m["timeout"].flatMap { duration($0.value, "upstreams.\(name).timeout") } ?? .seconds(30)
+            let connectTimeout = m["connectTimeout"].flatMap { duration($0.value, "upstreams.\(name).connectTimeout") } ?? .seconds(5)
+            let headers = m["headers"].flatMap { stringMap($0.value, "upstreams.\(name).headers") } ?? []
+            out[name] = UpstreamConfig(
+                name: name, scheme: parts.scheme, host: parts.host, port: parts.port, basePath: parts.path,
+                timeout: timeout, connectTimeout: connectTimeout, headers: headers)
+        }
+        return out
+    }
+
+    static let routeKeys = [
+        "id", "match", "host", "upstream", "price", "network", "payTo", "free", "accepts", "description", "mimeType",
+        "maxTimeoutSeconds", "settlement",
+    ]
+
+    func routeConfig(_ node: Node, defaults: RouteDefaults, upstreams: [String: UpstreamConfig], caseSensitive: Bool) -> RouteConfig? {
+        guard let m = mapping(node, "route", allowed: Self.routeKeys) else { return nil }
+        guard let matchNode = m["match"]?.value else {
+            error(node, "route needs a \"match\", e.g. \"GET /weather\" or \"/api/*\"")
+            return nil
+        }
+        guard let matchText = string(matchNode, "match") else { return nil }
+        let pattern: RoutePattern
+        do {
+            pattern = try RoutePattern(matchText, caseSensitive: caseSensitive)
+        } catch {
+            self.error(matchNode, "bad match \"\(matchText)\": \(error)")
+            return nil
+        }
+        var host: HostPattern?
+        if let n = m["host"]?.value, let s = string(n, "host") {
+            host = HostPattern(s)
+            if host == nil { error(n, "host \"\(s)\" is not a host name (or *.domain)") }
+        }
+        var upstream = ""
+        if let n = m["upstream"]?.value, let s = string(n, "upstream") {
+            if upstreams[s] == nil { unknownUpstream(n, s, upstreams) }
+            upstream = s
+        } else if upstreams.count == 1 {
+            upstream = upstreams.keys.first!
+        } else if m["upstream"] == nil {
+            error(node, "route \"\(matchText)\" needs \"upstream\" (there are several upstreams)")
+        }
+        let description = m["description"].flatMap { string($0.value, "description") } ?? ""
+        let mimeType = m["mimeType"].flatMap { string($0.value, "mimeType") } ?? ""
+        var settlement = SettlementPolicy.afterSuccess
+        if let n = m["settlement"]?.value, let s = string(n, "settlement") {
+            if let p = SettlementPolicy(rawValue: s) { settlement = p } else {
+                error(n, "settlement must be \"after-success\" or \"before\", not \"\(s)\"")
+            }
+        }
+        var routeDefaults = defaults
+        if let n = m["maxTimeoutSeconds"]?.value, let v = int(n, "maxTimeoutSeconds", range: 1...86_400) { routeDefaults.maxTimeoutSeconds = v }
+        if let n = m["payTo"]?.value { routeDefaults.payTo = address(n, "payTo") }
+        if let n = m["network"]?.value { routeDefaults.network = network(n, "network") }
+
+        let isFree = m["free"].flatMap { bool($0.value, "free") } ?? false
+        let access: RouteAccess
+        let pricing = ["price", "accepts"].compactMap { m[$0] }
+        if isFree {
+            if let first = pricing.first { error(first.key, "a free route cannot also have \"\(first.key.scalar?.string ?? "")\"") }
+            access = .free
+        } else if let priceNode = m["price"]?.value {
+            if let accepts = m["accepts"] { error(accepts.key, "give either \"price\" or \"accepts\", not both") }
+            guard let offer = offer(priceNode, defaults: routeDefaults, at: node) else { return nil }
+            access = .priced([offer])
+        } else if let acceptsNode = m["accepts"]?.value {
+            guard let seq = acceptsNode.sequence, !seq.isEmpty else {
+                error(acceptsNode, "accepts must be a non-empty list of { price, network, payTo }")
+                return nil
+            }
+            var offers: [Offer] = []
+            for item in seq {
+                guard let e = mapping(item, "accepts entry", allowed: ["price", "network", "payTo", "maxTimeoutSeconds"]) else { continue }
+                var d = routeDefaults
+                if let n = e["network"]?.value { d.network = network(n, "network") }
+                if let n = e["payTo"]?.value { d.payTo = address(n, "payTo") }
+                if let n = e["maxTimeoutSeconds"]?.value, let v = int(n, "maxTimeoutSeconds", range: 1...86_400) { d.maxTimeoutSeconds = v }
+                guard let priceNode = e["price"]?.value else {
+                    error(item, "accepts entry needs a \"price\"")
+                    continue
+                }
+                if let o = offer(priceNode, defaults: d, at: item) { offers.append(o) }
+            }
+            guard offers.count == seq.count else { return nil }
+            access = .priced(offers)
+        } else {
+            error(node, "route \"\(matchText)\" needs \"price\", \"accepts\" or \"free: true\"")
+            return nil
+        }
+        let id = m["id"].flatMap { string($0.value, "id") } ?? pattern.description
+        return RouteConfig(
+            id: id, pattern: pattern, host: host, upstream: upstream, access: access, description: description,
+            mimeType: mimeType, settlement: settlement, location: location(matchNode))
+    }
+
+    /// `"$0.01"` (the network's default stablecoin) or `{ amount, asset, extra: { name, version } }`.
+    func offer(_ node: Node, defaults: RouteDefaults, at routeNode: Node) -> Offer? {
+        guard let network = defaults.network else {
+            error(node, "no network for this price: set a top-level \"network\" or one on the route")
+            return nil
+        }
+        guard let payTo = defaults.payTo else {
+            error(node, "no payee for this price: set a top-level \"payTo\" or one on the route")
+            return nil
+        }
+        guard Networks.evmChainId(network.caip2) != nil else {
+            error(node, "network \(network.caip2) is not an EVM network; only eip155 networks are supported")
+            return nil
+        }
+        if node.scalar != nil {
+            guard let text = string(node, "price") else { return nil }
+            guard let asset = network.defaultAsset else {
+                error(node, "network \(network.caip2) has no default stablecoin: give the price as { amount, asset, extra: { name, version } }")
+                return nil
+            }
+            guard !asset.usesPermit2 else {
+                error(node, "the default asset of \(network.caip2) (\(asset.symbol)) needs Permit2, which this gateway does not support yet")
+                return nil
+            }
+            let amount: BigUInt
+            do {
+                amount = try Money.atomicUnits(fromDollars: text, decimals: asset.decimals)
+            } catch {
+                self.error(node, "bad price \"\(text)\": \(error)")
+                return nil
+            }
+            return Offer(
+                network: network, amount: amount, asset: asset.address, payTo: payTo,
+                maxTimeoutSeconds: defaults.maxTimeoutSeconds,
+                extra: ["name": .string(asset.eip712Name), "version": .string(asset.eip712Version)],
+                decimals: asset.decimals, symbol: asset.symbol)
+        }
+        guard let m = mapping(node, "price", allowed: ["amount", "asset", "extra", "decimals", "symbol"]) else { return nil }
+        guard let amountNode = m["amount"]?.value, let assetNode = m["asset"]?.value else {
+            error(node, "an explicit price needs \"amount\" (atomic units) and \"asset\" (token address)")
+            return nil
+        }
+        guard let amountText = string(amountNode, "amount") else { return nil }
+        guard let amount = Money.atomicUnits(fromInteger: amountText), amount > 0 else {
+            error(amountNode, "amount must be a positive whole number of atomic units (e.g. \"10000\"), not \"\(amountText)\"")
+            return nil
+        }
+        guard let asset = address(assetNode, "asset") else { return nil }
+        var extra: [String: JSONValue] = [:]
+        if let n = m["extra"]?.value, let pairs = stringMap(n, "extra") {
+            for (k, v) in pairs { extra[k] = .string(v) }
+        }
+        let known = network.defaultAsset.flatMap { $0.address.lowercased() == asset.lowercased() ? $0 : nil }
+        if extra["name"] == nil, let known { extra["name"] = .string(known.eip712Name) }
+        if extra["version"] == nil, let known { extra["version"] = .string(known.eip712Version) }
+        if extra["name"] == nil || extra["version"] == nil {
+            error(node, "asset \(asset) needs extra: { name, version } (the token's EIP-712 domain) so clients can sign")
+            return nil
+        }
+        let decimals = m["decimals"].flatMap { int($0.value, "decimals", range: 0...36) } ?? known?.decimals
+        let symbol = m["symbol"].flatMap { string($0.value, "symbol") } ?? known?.symbol
+        return Offer(
+            network: network, amount: amount, asset: asset, payTo: payTo, maxTimeoutSeconds: defaults.maxTimeoutSeconds,
+            extra: extra, decimals: decimals, symbol: symbol)
+    }
+
+    // MARK: Cross-checks
+
+    func checkRouteIds(_ routes: [RouteConfig]) {
+        var seen: [String: RouteConfig] = [:]
+        for route in routes {
+            if let first = seen[route.id] {
+                diagnostics.append(ConfigDiagnostic(
+                    route.location ?? location(nil),
+                    "duplicate route id \"\(route.id)\" (first used at line \(first.location?.line ?? 0)); give each route a distinct \"id\""))
+            } else {
+                seen[route.id] = route
+            }
+        }
+    }
+
+    func checkShadowing(_ routes: [RouteConfig]) {
+        for (later, earlier) in RouteTable.shadowedRoutes(routes) {
+            let a = routes[earlier], b = routes[later]
+            let what = a.pattern == b.pattern && a.host == b.host ? "duplicates" : "is shadowed by"
+            diagnostics.append(ConfigDiagnostic(
+                b.location ?? location(nil),
+                "route \"\(b.pattern)\" \(what) route \"\(a.pattern)\" at line \(a.location?.line ?? 0), which matches every request it would: it can never be used"))
+        }
+    }
+
+    func unknownUpstream(_ node: Node, _ name: String, _ upstreams: [String: UpstreamConfig]) {
+        let known = upstreams.keys.sorted().joined(separator: ", ")
+        error(node, "unknown upstream \"\(name)\"" + (known.isEmpty ? "" : " (defined: \(known))"))
+    }
+
+    // MARK: Small parsers
+
+    func parseListen(_ s: String) -> ListenAddress? {
+        var host = Substring(s)
+        var portText: Substring
+        if host.hasPrefix("[") {
+            guard let end = host.firstIndex(of: "]"), host[host.index(after: end)...].hasPrefix(":") else { return nil }
+            portText = host[host.index(end, offsetBy: 2)...]
+            host = host[host.index(after: host.startIndex)..<end]
+        } else {
+            guard let colon = host.lastIndex(of: ":") else { return nil }
+            portText = host[host.index(after: colon)...]
+            host = host[..<colon]
+        }
+        guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else { return nil }
+        return ListenAddress(host: String(host), port: port)
+    }
+
+    /// `scheme://host[:port][/path]` with no query or fragment; returns it without a trailing slash.
+    func parseBaseURL(_ s: String, allowPath: Bool = true) -> String? {
+        guard s.hasPrefix("http://") || s.hasPrefix("https://"), !s.contains("?"), !s.contains("#"), !s.contains(" ") else { return nil }
+        let rest = s.drop(while: { $0 != ":" }).dropFirst(3)
+        guard let hostEnd = rest.firstIndex(where: { $0 == "/" }) ?? Optional(rest.endIndex), hostEnd > rest.startIndex else { return nil }
+        if !allowPath && rest[hostEnd...].count > 1 { return nil }
+        var out = s
+        while out.hasSuffix("/") { out.removeLast() }
+        return out
+    }
+
+    func parseUpstreamURL(_ s: String) -> (scheme: String, host: String, port: Int, path: String)? {
+        guard s.hasPrefix("http://"), !s.contains("?"), !s.contains("#") else { return nil }
+        let rest = s.dropFirst("http://".count)
+        let authorityEnd = rest.firstIndex(of: "/") ?? rest.endIndex
+        let authority = rest[..<authorityEnd]
+        var path = String(rest[authorityEnd...])
+        while path.hasSuffix("/") { path.removeLast() }
+        var host = authority
+        var port = 80
+        if authority.hasPrefix("[") {
+            guard let end = authority.firstIndex(of: "]") else { return nil }
+            host = authority[authority.index(after: authority.startIndex)..<end]
+            let after = authority[authority.index(after: end)...]
+            if after.hasPrefix(":") { guard let p = Int(after.dropFirst()) else { return nil }; port = p }
+        } else if let colon = authority.lastIndex(of: ":") {
+            guard let p = Int(authority[authority.index(after: colon)...]) else { return nil }
+            port = p
+            host = authority[..<colon]
+        }
+        guard !host.isEmpty, (1...65535).contains(port) else { return nil }
+        if !path.isEmpty {
+            guard (try? CanonicalPath.parse(target: path)) != nil else { return nil }
+        }
+        return ("http", String(host), port, path)
+    }
+
+    func isToken(_ s: String) -> Bool {
+        !s.isEmpty && s.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == UInt8(ascii: "-") || c == UInt8(ascii: "_")
+        }
+    }
+}

@@ -1,0 +1,147 @@
+import AsyncHTTPClient
+import GatewayCore
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+import Synchronization
+import X402
+
+/// Everything derived from one configuration. Swapped as a whole (hot reload keeps this seam):
+/// a request uses the snapshot it started with from start to end.
+final class GatewaySnapshot: Sendable {
+    let config: GatewayConfig
+    let table: RouteTable
+    let responses: GatewayResponses
+
+    init(config: GatewayConfig) {
+        self.config = config
+        self.table = RouteTable(config: config)
+        self.responses = GatewayResponses(cors: config.cors)
+    }
+}
+
+/// Holds the current snapshot.
+final class SnapshotBox: Sendable {
+    private let current: Mutex<GatewaySnapshot>
+
+    init(_ snapshot: GatewaySnapshot) { current = Mutex(snapshot) }
+
+    var snapshot: GatewaySnapshot { current.withLock { $0 } }
+
+    func replace(_ snapshot: GatewaySnapshot) { current.withLock { $0 = snapshot } }
+}
+
+/// The gateway's one responder: canonicalise, answer preflights, match, then 402 or proxy.
+struct GatewayResponder: HTTPResponder {
+    typealias Context = GatewayRequestContext
+
+    let box: SnapshotBox
+    let proxy: ReverseProxy
+
+    func respond(to request: Request, context: Context) async throws -> Response {
+        let snapshot = box.snapshot
+        let responses = snapshot.responses
+        let isHead = request.method == .head
+        let path: CanonicalPath
+        do {
+            path = try CanonicalPath.parse(target: request.head.path ?? "")
+        } catch {
+            context.logger.info("request refused", metadata: ["x402.reason": "\(error)"])
+            return responses.error(.badRequest, code: "bad_path", message: error.description, head: isHead)
+        }
+
+        if request.method == .options, request.headers[.accessControlRequestMethod] != nil, request.headers[.origin] != nil {
+            return responses.preflight(requestedHeaders: request.headers[.accessControlRequestHeaders])
+        }
+
+        let hostHeader = request.head.authority ?? ""
+        guard hostHeader.isEmpty || Self.isValidHost(hostHeader) else {
+            return responses.error(.badRequest, code: "bad_host", message: "Host header is not a valid host", head: isHead)
+        }
+        let host = HostPattern.normalize(hostHeader: hostHeader)
+        let forwarding = forwardingInfo(request, context: context, snapshot: snapshot)
+
+        guard let route = snapshot.table.match(method: request.method.rawValue, path: path.path, host: host) else {
+            switch snapshot.table.unmatched {
+            case .deny:
+                return responses.error(.notFound, code: "not_found", message: "no route matches this request", head: isHead)
+            case .pass(let upstream):
+                return await proxyResponse(request, path: path, upstream: upstream, snapshot: snapshot,
+                                           forwarding: forwarding, logger: context.logger)
+            }
+        }
+
+        guard let challenge = route.challenge else {
+            return await proxyResponse(request, path: path, upstream: route.config.upstream, snapshot: snapshot,
+                                       forwarding: forwarding, logger: context.logger)
+        }
+        let resourceURL = resourceURL(path: path, request: request, host: hostHeader, snapshot: snapshot,
+                                      trusted: forwarding.clientIsTrustedProxy)
+        context.logger.debug("payment required", metadata: ["x402.route": "\(route.config.id)"])
+        return responses.paymentRequired(challenge, resourceURL: resourceURL, head: isHead)
+    }
+
+    private func proxyResponse(
+        _ request: Request, path: CanonicalPath, upstream name: String, snapshot: GatewaySnapshot,
+        forwarding: ReverseProxy.Forwarding, logger: Logger
+    ) async -> Response {
+        let responses = snapshot.responses
+        let isHead = request.method == .head
+        guard let upstream = snapshot.config.upstreams[name] else {
+            return responses.error(.badGateway, code: "upstream_unavailable", message: "upstream is not configured", head: isHead)
+        }
+        do throws(ReverseProxy.Failure) {
+            let upstreamResponse = try await proxy.forward(request, path: path, upstream: upstream, forwarding: forwarding, logger: logger)
+            let status = HTTPResponse.Status(code: Int(upstreamResponse.status.code), reasonPhrase: upstreamResponse.status.reasonPhrase)
+            return Response(
+                status: status, headers: ReverseProxy.relayedHeaders(upstreamResponse.headers),
+                body: ResponseBody(asyncSequence: upstreamResponse.body))
+        } catch {
+            switch error {
+            case .timeout:
+                logger.warning("upstream timed out", metadata: ["x402.upstream": "\(name)"])
+                return responses.error(.gatewayTimeout, code: "upstream_timeout", message: "the upstream did not answer in time", head: isHead)
+            case .unavailable(let why):
+                logger.warning("upstream unavailable", metadata: ["x402.upstream": "\(name)", "error": "\(why)"])
+                return responses.error(.badGateway, code: "upstream_unavailable", message: "the upstream could not be reached", head: isHead)
+            }
+        }
+    }
+
+    private func forwardingInfo(_ request: Request, context: Context, snapshot: GatewaySnapshot) -> ReverseProxy.Forwarding {
+        let ip = context.remoteAddress?.ipAddress
+        let trusted = ip.flatMap { IPRange.parseAddress($0) }.map { bytes in
+            snapshot.config.trustedProxies.contains { $0.contains(bytes) }
+        } ?? false
+        return ReverseProxy.Forwarding(
+            clientAddress: ip, clientIsTrustedProxy: trusted, requestHost: request.head.authority,
+            payerHeader: snapshot.config.payerHeader)
+    }
+
+    /// The public URL of the resource: `publicBaseURL` when configured, else built from the request
+    /// (scheme from `X-Forwarded-Proto` only when the peer is a trusted proxy).
+    private func resourceURL(path: CanonicalPath, request: Request, host: String, snapshot: GatewaySnapshot, trusted: Bool) -> String {
+        if let base = snapshot.config.publicBaseURL { return base + path.pathAndQuery }
+        var scheme = "http"
+        var authority = host
+        if trusted {
+            if let proto = request.headers[.xForwardedProto]?.split(separator: ",").first, proto == "https" || proto == "http" {
+                scheme = String(proto)
+            }
+            if let forwardedHost = request.headers[.xForwardedHost], Self.isValidHost(forwardedHost) { authority = forwardedHost }
+        }
+        if authority.isEmpty { authority = "localhost" }
+        return "\(scheme)://\(authority)\(path.pathAndQuery)"
+    }
+
+    /// Host header characters: letters, digits, `-._:[]` (no userinfo, paths or spaces).
+    static func isValidHost(_ host: String) -> Bool {
+        !host.isEmpty && host.utf8.count <= 255 && host.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A)
+                || c == UInt8(ascii: "-") || c == UInt8(ascii: ".") || c == UInt8(ascii: ":") || c == UInt8(ascii: "[")
+                || c == UInt8(ascii: "]")
+        }
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import GatewayCore
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import X402
+
+extension HTTPResponse.Status {
+    /// 402 has no named constant in swift-http-types.
+    static let paymentRequired = HTTPResponse.Status(code: 402, reasonPhrase: "Payment Required")
+}
+
+extension HTTPField.Name {
+    static let paymentRequired = HTTPField.Name(X402Header.paymentRequired)!
+    static let paymentSignature = HTTPField.Name(X402Header.paymentSignature)!
+    static let paymentResponse = HTTPField.Name(X402Header.paymentResponse)!
+    static let xPayment = HTTPField.Name(X402Header.xPayment)!
+    static let xPaymentResponse = HTTPField.Name(X402Header.xPaymentResponse)!
+    static let xForwardedFor = HTTPField.Name("X-Forwarded-For")!
+    static let xForwardedProto = HTTPField.Name("X-Forwarded-Proto")!
+    static let xForwardedHost = HTTPField.Name("X-Forwarded-Host")!
+    static let forwarded = HTTPField.Name("Forwarded")!
+    static let settlementOverrides = HTTPField.Name("Settlement-Overrides")!
+}
+
+/// Builders for the answers the gateway writes itself (as opposed to relaying the upstream's).
+struct GatewayResponses: Sendable {
+    let cors: CORSConfig
+
+    static let exposedHeaders = "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE"
+    static let allowedRequestHeaders =
+        "PAYMENT-SIGNATURE, X-PAYMENT, Access-Control-Expose-Headers, Content-Type, Authorization, Accept"
+
+    func addCORS(_ headers: inout HTTPFields) {
+        headers[.accessControlAllowOrigin] = cors.allowOrigin
+        headers[.accessControlExposeHeaders] = Self.exposedHeaders
+        if cors.allowOrigin != "*" { headers[.vary] = "Origin" }
+    }
+
+    /// A small JSON error: `{"error":"<code>","message":"<text>"}`.
+    func error(_ status: HTTPResponse.Status, code: String, message: String, head: Bool = false) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        headers[.cacheControl] = "no-store"
+        addCORS(&headers)
+        let body = "{\"error\":\(JSONString.quoted(code)),\"message\":\(JSONString.quoted(message))}"
+        return Response(status: status, headers: headers, body: head ? ResponseBody() : ResponseBody(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    /// The 402 for API clients: v2 challenge in `PAYMENT-REQUIRED`, v1 challenge as the JSON body.
+    func paymentRequired(_ challenge: Challenge, resourceURL: String, error: String = Challenge.defaultError, head: Bool) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        headers[.cacheControl] = "no-store"
+        headers[.paymentRequired] = challenge.header(resourceURL: resourceURL, error: error)
+        addCORS(&headers)
+        let body = challenge.v1Body(resourceURL: resourceURL, error: error)
+        if head {
+            headers[.contentLength] = String(body.count)
+            return Response(status: .paymentRequired, headers: headers, body: ResponseBody())
+        }
+        return Response(status: .paymentRequired, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    /// Answer to a CORS preflight: allowed without payment.
+    func preflight(requestedHeaders: String?) -> Response {
+        var headers = HTTPFields()
+        headers[.accessControlAllowOrigin] = cors.allowOrigin
+        headers[.accessControlAllowMethods] = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+        headers[.accessControlAllowHeaders] = Self.allowedRequestHeaders + (requestedHeaders.map { ", " + $0 } ?? "")
+        headers[.accessControlExposeHeaders] = Self.exposedHeaders
+        headers[.accessControlMaxAge] = String(cors.maxAgeSeconds)
+        headers[.cacheControl] = "no-store"
+        if cors.allowOrigin != "*" { headers[.vary] = "Origin" }
+        return Response(status: .noContent, headers: headers)
+    }
+}

@@ -1,0 +1,212 @@
+import X402
+
+/// Where a configuration value came from, for `file:line:column: message` diagnostics.
+public struct SourceLocation: Sendable, Hashable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var column: Int
+
+    public init(file: String, line: Int, column: Int) {
+        self.file = file
+        self.line = line
+        self.column = column
+    }
+
+    public var description: String { "\(file):\(line):\(column)" }
+}
+
+/// One configuration problem.
+public struct ConfigDiagnostic: Error, Sendable, Hashable, CustomStringConvertible {
+    public var location: SourceLocation
+    public var message: String
+
+    public init(_ location: SourceLocation, _ message: String) {
+        self.location = location
+        self.message = message
+    }
+
+    public var description: String { "\(location): \(message)" }
+}
+
+/// All problems found in one configuration file.
+public struct ConfigErrors: Error, Sendable, CustomStringConvertible {
+    public var diagnostics: [ConfigDiagnostic]
+
+    public init(_ diagnostics: [ConfigDiagnostic]) { self.diagnostics = diagnostics }
+
+    public var description: String { diagnostics.map(\.description).joined(separator: "\n") }
+}
+
+
+public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+public struct UpstreamConfig: Sendable, Hashable {
+    public var name: String
+    /// `http://host:port` with an optional base path (no trailing slash).
+    public var scheme: String
+    public var host: String
+    public var port: Int
+    public var basePath: String
+    /// Time allowed until the upstream's response head arrives; also the idle limit while streaming.
+    public var timeout: Duration
+    public var connectTimeout: Duration
+    /// Headers added to every request to this upstream (values already `${ENV}`-expanded).
+    public var headers: [(name: String, value: String)]
+
+    public init(name: String, scheme: String, host: String, port: Int, basePath: String, timeout: Duration,
+                connectTimeout: Duration, headers: [(name: String, value: String)]) {
+        self.name = name
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.basePath = basePath
+        self.timeout = timeout
+        self.connectTimeout = connectTimeout
+        self.headers = headers
+    }
+
+    /// The `Host` header sent upstream.
+    public var hostHeader: String {
+        let defaultPort = scheme == "https" ? 443 : 80
+        return port == defaultPort ? host : "\(host):\(port)"
+    }
+
+    public var origin: String { "\(scheme)://\(host.contains(":") ? "[\(host)]" : host):\(port)" }
+
+    public static func == (a: Self, b: Self) -> Bool {
+        a.name == b.name && a.scheme == b.scheme && a.host == b.host && a.port == b.port && a.basePath == b.basePath
+            && a.timeout == b.timeout && a.connectTimeout == b.connectTimeout
+            && a.headers.map(\.name) == b.headers.map(\.name) && a.headers.map(\.value) == b.headers.map(\.value)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(name)
+        hasher.combine(origin)
+    }
+}
+
+public struct FacilitatorConfig: Sendable, Hashable {
+    public var url: String
+    public var timeout: Duration
+    public var headers: [String: String]
+
+    public init(url: String, timeout: Duration, headers: [String: String]) {
+        self.url = url
+        self.timeout = timeout
+        self.headers = headers
+    }
+}
+
+public struct Limits: Sendable, Hashable {
+    /// Largest request head (request line + headers) accepted.
+    public var maxHeaderBytes: Int = 32 * 1024
+    /// Largest request body accepted on a priced route (free routes stream without a limit).
+    public var maxPaidRequestBodyBytes: Int = 1024 * 1024
+    /// Largest upstream response held back while a payment settles.
+    public var maxBufferedResponseBytes: Int = 8 * 1024 * 1024
+    /// Idle keep-alive connections are closed after this long.
+    public var idleTimeout: Duration = .seconds(60)
+
+    public init() {}
+}
+
+public enum UnmatchedPolicy: Sendable, Hashable {
+    /// Forward to the named upstream as a free request.
+    case pass(upstream: String)
+    /// Answer 404.
+    case deny
+}
+
+public enum SettlementPolicy: String, Sendable, Hashable, CaseIterable {
+    /// verify → forward → settle only if the upstream succeeded → deliver (body held back).
+    case afterSuccess = "after-success"
+    /// verify → settle → stream the upstream response.
+    case before
+}
+
+public enum RouteAccess: Sendable, Hashable {
+    case free
+    case priced([Offer])
+}
+
+public struct RouteConfig: Sendable, Hashable {
+    /// Stable id used in logs and metric labels (`id:` in YAML, else the match text).
+    public var id: String
+    public var pattern: RoutePattern
+    public var host: HostPattern?
+    public var upstream: String
+    public var access: RouteAccess
+    public var description: String
+    public var mimeType: String
+    public var settlement: SettlementPolicy
+    public var location: SourceLocation?
+
+    public init(id: String, pattern: RoutePattern, host: HostPattern? = nil, upstream: String, access: RouteAccess,
+                description: String = "", mimeType: String = "", settlement: SettlementPolicy = .afterSuccess,
+                location: SourceLocation? = nil) {
+        self.id = id
+        self.pattern = pattern
+        self.host = host
+        self.upstream = upstream
+        self.access = access
+        self.description = description
+        self.mimeType = mimeType
+        self.settlement = settlement
+        self.location = location
+    }
+}
+
+public struct CORSConfig: Sendable, Hashable {
+    /// Value of `Access-Control-Allow-Origin` on gateway-generated answers and preflights.
+    public var allowOrigin: String = "*"
+    public var maxAgeSeconds: Int = 600
+
+    public init() {}
+}
+
+/// The whole validated configuration. Built by the loader; nothing here reads files or the environment.
+public struct GatewayConfig: Sendable {
+    public var listen: ListenAddress
+    public var publicBaseURL: String?
+    public var payTo: String?
+    public var network: String?
+    public var facilitator: FacilitatorConfig?
+    public var upstreams: [String: UpstreamConfig]
+    public var routes: [RouteConfig]
+    public var unmatched: UnmatchedPolicy
+    public var trustedProxies: [IPRange]
+    public var caseSensitiveRoutes: Bool
+    public var limits: Limits
+    public var cors: CORSConfig
+    /// Name of the request header carrying the verified payer to the upstream.
+    public var payerHeader: String
+
+    public init(listen: ListenAddress, publicBaseURL: String? = nil, payTo: String? = nil, network: String? = nil,
+                facilitator: FacilitatorConfig? = nil, upstreams: [String: UpstreamConfig], routes: [RouteConfig],
+                unmatched: UnmatchedPolicy, trustedProxies: [IPRange] = [], caseSensitiveRoutes: Bool = false,
+                limits: Limits = Limits(), cors: CORSConfig = CORSConfig(), payerHeader: String = "X-Payment-Payer") {
+        self.listen = listen
+        self.publicBaseURL = publicBaseURL
+        self.payTo = payTo
+        self.network = network
+        self.facilitator = facilitator
+        self.upstreams = upstreams
+        self.routes = routes
+        self.unmatched = unmatched
+        self.trustedProxies = trustedProxies
+        self.caseSensitiveRoutes = caseSensitiveRoutes
+        self.limits = limits
+        self.cors = cors
+        self.payerHeader = payerHeader
+    }
+}

@@ -1,0 +1,57 @@
+import BigInt
+import X402
+
+/// One way to pay for a route: the data behind one `accepts[]` entry.
+public struct Offer: Sendable, Hashable {
+    public var scheme: String
+    public var network: NetworkInfo
+    public var amount: BigUInt
+    /// Checksummed token address.
+    public var asset: String
+    /// Checksummed payee address.
+    public var payTo: String
+    public var maxTimeoutSeconds: Int
+    public var extra: [String: JSONValue]
+    /// Token decimals and symbol when known (default assets), for human display.
+    public var decimals: Int?
+    public var symbol: String?
+
+    public init(scheme: String = "exact", network: NetworkInfo, amount: BigUInt, asset: String, payTo: String,
+                maxTimeoutSeconds: Int, extra: [String: JSONValue], decimals: Int?, symbol: String?) {
+        self.scheme = scheme
+        self.network = network
+        self.amount = amount
+        self.asset = asset
+        self.payTo = payTo
+        self.maxTimeoutSeconds = maxTimeoutSeconds
+        self.extra = extra
+        self.decimals = decimals
+        self.symbol = symbol
+    }
+
+    /// The v2 requirements entry.
+    public var requirements: PaymentRequirements {
+        PaymentRequirements(
+            scheme: scheme, network: network.caip2, amount: String(amount), asset: asset, payTo: payTo,
+            maxTimeoutSeconds: maxTimeoutSeconds, extra: extra)
+    }
+
+    /// The v1 requirements entry, or nil when the network has no v1 name (v1 clients cannot pay there).
+    public func requirementsV1(resourceURL: String, description: String, mimeType: String, method: String?) -> PaymentRequirementsV1? {
+        guard let v1Name = network.v1Name else { return nil }
+        var input: [String: JSONValue] = ["type": .string("http"), "discoverable": .bool(true)]
+        if let method { input["method"] = .string(method) }
+        return PaymentRequirementsV1(
+            scheme: scheme, network: v1Name, maxAmountRequired: String(amount), resource: resourceURL,
+            description: description, mimeType: mimeType, payTo: payTo, maxTimeoutSeconds: maxTimeoutSeconds,
+            asset: asset, extra: extra, outputSchema: .object(["input": .object(input), "output": .null]))
+    }
+
+    /// "0.01 USDC" when decimals are known, else "10000 atomic units of 0x…".
+    public var humanPrice: String {
+        guard let decimals else { return "\(amount) atomic units of \(asset)" }
+        let number = Money.format(amount, decimals: decimals)
+        return symbol.map { "\(number) \($0)" } ?? number
+    }
+}
+

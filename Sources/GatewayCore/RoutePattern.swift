@@ -1,0 +1,199 @@
+/// A route's `match`: optional method plus a path pattern.
+///
+/// Path syntax: literal segments, `:name` (exactly one segment) and `*` (any run of characters,
+/// `/` included, possibly empty). Patterns are canonicalised like request paths, and matching
+/// ignores one trailing slash, so `/weather/` is priced like `/weather`.
+public struct RoutePattern: Sendable, Hashable, CustomStringConvertible {
+    public let method: String?
+    /// Canonical pattern text, e.g. `/items/:id`.
+    public let path: String
+    let pieces: [Piece]
+    let caseSensitive: Bool
+
+    enum Piece: Sendable, Hashable {
+        case literal([UInt8])
+        case segment  // one or more non-"/" bytes
+        case any  // zero or more bytes
+    }
+
+    public enum ParseError: Error, Sendable, Equatable, CustomStringConvertible {
+        case empty
+        case badMethod(String)
+        case notAbsolute
+        case badPath(String)
+        case emptyParameterName
+
+        public var description: String {
+            switch self {
+            case .empty: return "match is empty"
+            case .badMethod(let m): return "\"\(m)\" is not an HTTP method (write e.g. \"GET /path\")"
+            case .notAbsolute: return "path pattern must start with \"/\""
+            case .badPath(let why): return "path pattern is not canonical: \(why)"
+            case .emptyParameterName: return "path parameter needs a name, e.g. \":id\""
+            }
+        }
+    }
+
+    public var description: String { method.map { "\($0) \(path)" } ?? path }
+
+    /// Parses `"GET /weather"`, `"/api/*"`, `"* /x"` or `"*"`.
+    public init(_ text: String, caseSensitive: Bool = false) throws(ParseError) {
+        let parts = text.split(separator: " ", omittingEmptySubsequences: true)
+        var method: String?
+        var pathText: Substring
+        switch parts.count {
+        case 0: throw .empty
+        case 1: pathText = parts[0]
+        case 2:
+            let m = parts[0]
+            guard m == "*" || (m.utf8.allSatisfy { $0 >= 0x41 && $0 <= 0x5A }) else { throw .badMethod(String(m)) }
+            method = m == "*" ? nil : String(m)
+            pathText = parts[1]
+        default: throw .badPath("unexpected spaces")
+        }
+        if pathText == "*" { pathText = "/*" }
+        guard pathText.first == "/" else { throw .notAbsolute }
+        let canonical: String
+        do {
+            canonical = try CanonicalPath.canonicalize(path: pathText.utf8)
+        } catch {
+            throw .badPath(error.description)
+        }
+        self.method = method
+        self.caseSensitive = caseSensitive
+        self.path = Self.stripTrailingSlash(canonical)
+        self.pieces = try Self.compile(self.path, caseSensitive: caseSensitive)
+    }
+
+    static func stripTrailingSlash(_ path: String) -> String {
+        path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
+    }
+
+    private static func compile(_ path: String, caseSensitive: Bool) throws(ParseError) -> [Piece] {
+        var pieces: [Piece] = []
+        var literal: [UInt8] = []
+        let bytes = Array(path.utf8)
+        var i = 0
+        func flush() {
+            if !literal.isEmpty {
+                pieces.append(.literal(literal))
+                literal = []
+            }
+        }
+        while i < bytes.count {
+            let c = bytes[i]
+            if c == UInt8(ascii: "*") {
+                flush()
+                if pieces.last != .any { pieces.append(.any) }
+                i += 1
+            } else if c == UInt8(ascii: ":") && i > 0 && bytes[i - 1] == UInt8(ascii: "/") {
+                var j = i + 1
+                while j < bytes.count && bytes[j] != UInt8(ascii: "/") { j += 1 }
+                if j == i + 1 { throw .emptyParameterName }
+                flush()
+                pieces.append(.segment)
+                i = j
+            } else {
+                literal.append(caseSensitive ? c : lower(c))
+                i += 1
+            }
+        }
+        flush()
+        return pieces
+    }
+
+    @inline(__always)
+    static func lower(_ c: UInt8) -> UInt8 { c >= 0x41 && c <= 0x5A ? c + 32 : c }
+
+    /// Whether the pattern's method admits `method` (`HEAD` is admitted wherever `GET` is).
+    public func admits(method requestMethod: String) -> Bool {
+        guard let method else { return true }
+        return method == requestMethod || (method == "GET" && requestMethod == "HEAD")
+    }
+
+    /// Matches a canonical path (see ``CanonicalPath``).
+    public func matches(path: String) -> Bool {
+        var p = Array(Self.stripTrailingSlash(path).utf8)
+        if !caseSensitive { for i in p.indices { p[i] = Self.lower(p[i]) } }
+        return Self.match(pieces[...], p[...])
+    }
+
+    private static func match(_ pieces: ArraySlice<Piece>, _ path: ArraySlice<UInt8>) -> Bool {
+        guard let first = pieces.first else { return path.isEmpty }
+        let rest = pieces.dropFirst()
+        switch first {
+        case .literal(let lit):
+            guard path.count >= lit.count, path.prefix(lit.count).elementsEqual(lit) else { return false }
+            return match(rest, path.dropFirst(lit.count))
+        case .segment:
+            var n = 0
+            for c in path {
+                if c == UInt8(ascii: "/") { break }
+                n += 1
+                if match(rest, path.dropFirst(n)) { return true }
+            }
+            return false
+        case .any:
+            if rest.isEmpty { return true }
+            var tail = path
+            while true {
+                if match(rest, tail) { return true }
+                if tail.isEmpty { return false }
+                tail = tail.dropFirst()
+            }
+        }
+    }
+
+    /// Concrete paths that this pattern matches, used to detect shadowed routes.
+    func samplePaths() -> [String] {
+        var short = ""
+        var long = ""
+        for piece in pieces {
+            switch piece {
+            case .literal(let l):
+                short += String(decoding: l, as: UTF8.self)
+                long += String(decoding: l, as: UTF8.self)
+            case .segment:
+                short += "q9"
+                long += "q9z"
+            case .any:
+                long += "q9/z8"
+            }
+        }
+        return [short, long]
+    }
+}
+
+/// A route's optional `host` (exact, or `*.example.com` for any subdomain). Case-insensitive.
+public struct HostPattern: Sendable, Hashable, CustomStringConvertible {
+    public let pattern: String
+
+    public init?(_ text: String) {
+        let lower = text.lowercased()
+        let name = lower.hasPrefix("*.") ? String(lower.dropFirst(2)) : lower
+        guard !name.isEmpty, name.utf8.allSatisfy({
+            ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".")
+        }) else { return nil }
+        self.pattern = lower
+    }
+
+    public var description: String { pattern }
+
+    /// `host` is the request's host name, lower-cased and without port.
+    public func matches(_ host: String) -> Bool {
+        if pattern.hasPrefix("*.") { return host.hasSuffix(pattern.dropFirst(1)) }
+        return host == pattern
+    }
+
+    /// Normalises a `Host` header value: lower-case, port and trailing dot removed.
+    public static func normalize(hostHeader: String) -> String {
+        var h = Substring(hostHeader.lowercased())
+        if h.hasPrefix("[") {
+            if let end = h.firstIndex(of: "]") { h = h[...end] }
+        } else if let colon = h.lastIndex(of: ":") {
+            h = h[..<colon]
+        }
+        if h.hasSuffix(".") { h = h.dropLast() }
+        return String(h)
+    }
+}
