@@ -109,6 +109,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "X402CryptoTests",
+            dependencies: ["X402", "X402Crypto"],
+            resources: [.copy("Vectors")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "GatewayCoreTests",
             dependencies: ["GatewayCore", "X402", "X402Crypto"],
             swiftSettings: swiftSettings
