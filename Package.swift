@@ -116,7 +116,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayCoreTests",
-            dependencies: ["GatewayCore", "X402", "X402Crypto"],
+            dependencies: ["GatewayCore", "X402", "X402Crypto", .product(name: "BigInt", package: "BigInt")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,4 +1,7 @@
 /// Ethereum's Keccak-256 (the original Keccak padding 0x01, not FIPS SHA3-256's 0x06).
+///
+/// The sponge state lives in a 25-lane stack buffer and the permutation works on local variables,
+/// so a hash costs one heap allocation: the returned 32-byte array.
 public enum Keccak256 {
     private static let roundConstants: [UInt64] = [
         0x0000_0000_0000_0001, 0x0000_0000_0000_8082, 0x8000_0000_0000_808A, 0x8000_0000_8000_8000,
@@ -8,82 +11,145 @@ public enum Keccak256 {
         0x8000_0000_0000_8002, 0x8000_0000_0000_0080, 0x0000_0000_0000_800A, 0x8000_0000_8000_000A,
         0x8000_0000_8000_8081, 0x8000_0000_0000_8080, 0x0000_0000_8000_0001, 0x8000_0000_8000_8008,
     ]
-    private static let rotations: [UInt64] = [
-        0, 1, 62, 28, 27, 36, 44, 6, 55, 20, 3, 10, 43, 25, 39, 41, 45, 15, 21, 8, 18, 2, 61, 56, 14,
-    ]
-    private static let rate = 136  // bytes, for a 256-bit output
+    /// Bytes absorbed per permutation for a 256-bit output (1600 − 2·256 bits).
+    static let rate = 136
+    private static let rateLanes = rate / 8
 
     public static func hash(_ data: some Collection<UInt8>) -> [UInt8] {
-        var state = [UInt64](repeating: 0, count: 25)
-        var block = [UInt8](repeating: 0, count: rate)
-        var filled = 0
-        for byte in data {
-            block[filled] = byte
-            filled += 1
-            if filled == rate {
-                absorb(block, into: &state)
-                filled = 0
-            }
+        if let digest = data.withContiguousStorageIfAvailable({ hash(UnsafeRawBufferPointer($0)) }) {
+            return digest
         }
-        for i in filled..<rate { block[i] = 0 }
-        block[filled] ^= 0x01
-        block[rate - 1] ^= 0x80
-        absorb(block, into: &state)
-        var out = [UInt8]()
-        out.reserveCapacity(32)
-        for lane in state[0..<4] {
-            for shift in stride(from: 0, to: 64, by: 8) { out.append(UInt8(truncatingIfNeeded: lane >> UInt64(shift))) }
-        }
-        return out
+        return Array(data).withUnsafeBytes { hash($0) }
     }
 
-    public static func hash(_ text: String) -> [UInt8] { hash(Array(text.utf8)) }
-
-    private static func absorb(_ block: [UInt8], into state: inout [UInt64]) {
-        block.withUnsafeBytes { raw in
-            for i in 0..<(rate / 8) {
-                state[i] ^= UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self))
-            }
-        }
-        permute(&state)
+    public static func hash(_ text: String) -> [UInt8] {
+        var text = text
+        return text.withUTF8 { hash(UnsafeRawBufferPointer($0)) }
     }
 
-    private static func permute(_ a: inout [UInt64]) {
-        a.withUnsafeMutableBufferPointer { s in
-            var c = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-            var b = [UInt64](repeating: 0, count: 25)
-            for round in 0..<24 {
-                // θ
-                c.0 = s[0] ^ s[5] ^ s[10] ^ s[15] ^ s[20]
-                c.1 = s[1] ^ s[6] ^ s[11] ^ s[16] ^ s[21]
-                c.2 = s[2] ^ s[7] ^ s[12] ^ s[17] ^ s[22]
-                c.3 = s[3] ^ s[8] ^ s[13] ^ s[18] ^ s[23]
-                c.4 = s[4] ^ s[9] ^ s[14] ^ s[19] ^ s[24]
-                let d = [
-                    c.4 ^ rotl(c.1, 1), c.0 ^ rotl(c.2, 1), c.1 ^ rotl(c.3, 1), c.2 ^ rotl(c.4, 1), c.3 ^ rotl(c.0, 1),
-                ]
-                for i in 0..<25 { s[i] ^= d[i % 5] }
-                // ρ and π
-                for x in 0..<5 {
-                    for y in 0..<5 {
-                        let i = x + 5 * y
-                        b[y + 5 * ((2 * x + 3 * y) % 5)] = rotl(s[i], rotations[i])
-                    }
+    static func hash(_ input: UnsafeRawBufferPointer) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: 32) { out, count in
+            hash(input, into: UnsafeMutableRawBufferPointer(out))
+            count = 32
+        }
+    }
+
+    /// Hashes `input` and writes the 32-byte digest to the start of `output`.
+    static func hash(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) {
+        precondition(output.count >= 32, "Keccak-256 output buffer too small")
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 25) { buffer in
+            let lanes = buffer.baseAddress!
+            lanes.initialize(repeating: 0, count: 25)
+            var offset = 0
+            // Whole blocks.
+            while input.count - offset >= rate {
+                for i in 0..<rateLanes {
+                    lanes[i] ^= UInt64(littleEndian: input.loadUnaligned(fromByteOffset: offset + 8 * i, as: UInt64.self))
                 }
-                // χ
-                for y in 0..<5 {
-                    for x in 0..<5 {
-                        s[x + 5 * y] = b[x + 5 * y] ^ (~b[(x + 1) % 5 + 5 * y] & b[(x + 2) % 5 + 5 * y])
-                    }
-                }
-                // ι
-                s[0] ^= roundConstants[round]
+                permute(lanes)
+                offset += rate
+            }
+            // The tail, then the pad10*1 padding with Keccak's domain bit 0x01.
+            var position = 0
+            while offset < input.count {
+                lanes[position >> 3] ^= UInt64(input[offset]) << UInt64((position & 7) << 3)
+                position += 1
+                offset += 1
+            }
+            lanes[position >> 3] ^= 0x01 << UInt64((position & 7) << 3)
+            lanes[rateLanes - 1] ^= 0x80 << 56
+            permute(lanes)
+            // Squeeze 32 bytes: the first four lanes, little-endian.
+            for i in 0..<4 {
+                output.storeBytes(of: lanes[i].littleEndian, toByteOffset: 8 * i, as: UInt64.self)
             }
         }
     }
 
+    /// Keccak-f[1600] on 25 lanes indexed x + 5y.
+    private static func permute(_ s: UnsafeMutablePointer<UInt64>) {
+        var a0 = s[0], a1 = s[1], a2 = s[2], a3 = s[3], a4 = s[4]
+        var a5 = s[5], a6 = s[6], a7 = s[7], a8 = s[8], a9 = s[9]
+        var a10 = s[10], a11 = s[11], a12 = s[12], a13 = s[13], a14 = s[14]
+        var a15 = s[15], a16 = s[16], a17 = s[17], a18 = s[18], a19 = s[19]
+        var a20 = s[20], a21 = s[21], a22 = s[22], a23 = s[23], a24 = s[24]
+        for roundConstant in roundConstants {
+            // θ: column parities, then mix each column into its neighbours.
+            let c0 = a0 ^ a5 ^ a10 ^ a15 ^ a20
+            let c1 = a1 ^ a6 ^ a11 ^ a16 ^ a21
+            let c2 = a2 ^ a7 ^ a12 ^ a17 ^ a22
+            let c3 = a3 ^ a8 ^ a13 ^ a18 ^ a23
+            let c4 = a4 ^ a9 ^ a14 ^ a19 ^ a24
+            let d0 = c4 ^ rotl(c1, 1)
+            let d1 = c0 ^ rotl(c2, 1)
+            let d2 = c1 ^ rotl(c3, 1)
+            let d3 = c2 ^ rotl(c4, 1)
+            let d4 = c3 ^ rotl(c0, 1)
+            // ρ and π: rotate each lane and move it to its new position.
+            let b0 = a0 ^ d0
+            let b1 = rotl(a6 ^ d1, 44)
+            let b2 = rotl(a12 ^ d2, 43)
+            let b3 = rotl(a18 ^ d3, 21)
+            let b4 = rotl(a24 ^ d4, 14)
+            let b5 = rotl(a3 ^ d3, 28)
+            let b6 = rotl(a9 ^ d4, 20)
+            let b7 = rotl(a10 ^ d0, 3)
+            let b8 = rotl(a16 ^ d1, 45)
+            let b9 = rotl(a22 ^ d2, 61)
+            let b10 = rotl(a1 ^ d1, 1)
+            let b11 = rotl(a7 ^ d2, 6)
+            let b12 = rotl(a13 ^ d3, 25)
+            let b13 = rotl(a19 ^ d4, 8)
+            let b14 = rotl(a20 ^ d0, 18)
+            let b15 = rotl(a4 ^ d4, 27)
+            let b16 = rotl(a5 ^ d0, 36)
+            let b17 = rotl(a11 ^ d1, 10)
+            let b18 = rotl(a17 ^ d2, 15)
+            let b19 = rotl(a23 ^ d3, 56)
+            let b20 = rotl(a2 ^ d2, 62)
+            let b21 = rotl(a8 ^ d3, 55)
+            let b22 = rotl(a14 ^ d4, 39)
+            let b23 = rotl(a15 ^ d0, 41)
+            let b24 = rotl(a21 ^ d1, 2)
+            // χ: the only non-linear step, row by row.
+            a0 = b0 ^ (~b1 & b2)
+            a1 = b1 ^ (~b2 & b3)
+            a2 = b2 ^ (~b3 & b4)
+            a3 = b3 ^ (~b4 & b0)
+            a4 = b4 ^ (~b0 & b1)
+            a5 = b5 ^ (~b6 & b7)
+            a6 = b6 ^ (~b7 & b8)
+            a7 = b7 ^ (~b8 & b9)
+            a8 = b8 ^ (~b9 & b5)
+            a9 = b9 ^ (~b5 & b6)
+            a10 = b10 ^ (~b11 & b12)
+            a11 = b11 ^ (~b12 & b13)
+            a12 = b12 ^ (~b13 & b14)
+            a13 = b13 ^ (~b14 & b10)
+            a14 = b14 ^ (~b10 & b11)
+            a15 = b15 ^ (~b16 & b17)
+            a16 = b16 ^ (~b17 & b18)
+            a17 = b17 ^ (~b18 & b19)
+            a18 = b18 ^ (~b19 & b15)
+            a19 = b19 ^ (~b15 & b16)
+            a20 = b20 ^ (~b21 & b22)
+            a21 = b21 ^ (~b22 & b23)
+            a22 = b22 ^ (~b23 & b24)
+            a23 = b23 ^ (~b24 & b20)
+            a24 = b24 ^ (~b20 & b21)
+            // ι
+            a0 ^= roundConstant
+        }
+        s[0] = a0; s[1] = a1; s[2] = a2; s[3] = a3; s[4] = a4
+        s[5] = a5; s[6] = a6; s[7] = a7; s[8] = a8; s[9] = a9
+        s[10] = a10; s[11] = a11; s[12] = a12; s[13] = a13; s[14] = a14
+        s[15] = a15; s[16] = a16; s[17] = a17; s[18] = a18; s[19] = a19
+        s[20] = a20; s[21] = a21; s[22] = a22; s[23] = a23; s[24] = a24
+    }
+
+    /// Rotate left; masking shifts make a rotation by 0 come out as x | x = x.
     @inline(__always)
     private static func rotl(_ x: UInt64, _ n: UInt64) -> UInt64 {
-        n == 0 ? x : (x << n) | (x >> (64 - n))
+        (x &<< n) | (x &>> (64 &- n))
     }
 }

@@ -1,0 +1,100 @@
+import NIOCore
+import NIOPosix
+
+/// A parsed HTTP/1.1 response read off a raw socket.
+public struct RawHTTPResponse: Sendable {
+    public var status: Int
+    /// Header lines as (name, value), in order.
+    public var headers: [(String, String)]
+    public var body: [UInt8]
+    public var bodyByteCount: Int
+
+    public func header(_ name: String) -> String? {
+        headers.first { $0.0.lowercased() == name.lowercased() }?.1
+    }
+
+    public var bodyText: String { String(decoding: body, as: UTF8.self) }
+}
+
+/// A deliberately dumb HTTP client: sends bytes exactly as given (no URL normalisation), so tests
+/// can present the gateway with the ambiguous request targets real attackers send.
+public enum RawHTTP {
+    public static func send(port: Int, raw: String, discardBody: Bool = false,
+                            onBodyBytes: (@Sendable (Int) -> Void)? = nil) async throws -> RawHTTPResponse {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        return try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(bytes: Array(raw.utf8)))
+            var head: [UInt8] = []
+            var body: [UInt8] = []
+            var bodyCount = 0
+            var headDone = false
+            for try await chunk in inbound {
+                var bytes = Array(chunk.readableBytesView)
+                if !headDone {
+                    head.append(contentsOf: bytes)
+                    guard let end = findHeadEnd(head) else { continue }
+                    bytes = Array(head[(end + 4)...])
+                    head.removeSubrange(end...)
+                    headDone = true
+                }
+                bodyCount += bytes.count
+                onBodyBytes?(bodyCount)
+                if !discardBody { body.append(contentsOf: bytes) }
+            }
+            return parse(head: head, body: body, bodyCount: bodyCount)
+        }
+    }
+
+    private static func findHeadEnd(_ bytes: [UInt8]) -> Int? {
+        guard bytes.count >= 4 else { return nil }
+        for i in 0...(bytes.count - 4) where bytes[i] == 13 && bytes[i + 1] == 10 && bytes[i + 2] == 13 && bytes[i + 3] == 10 {
+            return i
+        }
+        return nil
+    }
+
+    private static func parse(head: [UInt8], body: [UInt8], bodyCount: Int) -> RawHTTPResponse {
+        let lines = String(decoding: head, as: UTF8.self).split(separator: "\r\n", omittingEmptySubsequences: false)
+        let statusParts = lines.first?.split(separator: " ") ?? []
+        let status = statusParts.count > 1 ? Int(statusParts[1]) ?? 0 : 0
+        var headers: [(String, String)] = []
+        for line in lines.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers.append((String(line[..<colon]), String(line[line.index(after: colon)...]).trimmingSpaces()))
+        }
+        var decodedBody = body
+        if headers.contains(where: { $0.0.lowercased() == "transfer-encoding" && $0.1.lowercased().contains("chunked") }) {
+            decodedBody = dechunk(body)
+        }
+        return RawHTTPResponse(status: status, headers: headers, body: decodedBody, bodyByteCount: bodyCount)
+    }
+
+    private static func dechunk(_ bytes: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        var i = 0
+        while i < bytes.count {
+            var j = i
+            while j + 1 < bytes.count && !(bytes[j] == 13 && bytes[j + 1] == 10) { j += 1 }
+            let sizeText = String(decoding: bytes[i..<j], as: UTF8.self).split(separator: ";").first ?? ""
+            guard let size = Int(sizeText, radix: 16), size > 0 else { break }
+            let start = j + 2
+            out.append(contentsOf: bytes[start..<min(start + size, bytes.count)])
+            i = start + size + 2
+        }
+        return out
+    }
+}
+
+extension String {
+    fileprivate func trimmingSpaces() -> String {
+        var s = Substring(self)
+        while s.first == " " { s = s.dropFirst() }
+        while s.last == " " { s = s.dropLast() }
+        return String(s)
+    }
+}

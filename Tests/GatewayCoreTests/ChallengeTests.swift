@@ -1,0 +1,57 @@
+import BigInt
+import Foundation
+import GatewayCore
+import Testing
+import X402
+
+@Suite("402 challenges")
+struct ChallengeTests {
+    @Test("the PAYMENT-REQUIRED header is padded base64 of compact v2 JSON with the request's URL")
+    func v2Header() throws {
+        let r = try route("GET /weather")
+        let challenge = try #require(CompiledRoute(config: r).challenge)
+        let url = "https://api.example.com/weather?city=\"Paris\"&x=</script>"
+        let header = challenge.header(resourceURL: url)
+        #expect(header.count % 4 == 0)
+        let bytes = try #require(Base64.decode(header))
+        let decoded = try JSONDecoder().decode(PaymentRequired.self, from: Data(bytes))
+        #expect(decoded.x402Version == 2)
+        #expect(decoded.error == "Payment required")
+        #expect(decoded.resource.url == url)
+        #expect(decoded.accepts.count == 1)
+        #expect(decoded.accepts[0].amount == "1000")
+        #expect(decoded.accepts[0].network == "eip155:84532")
+        #expect(decoded.accepts[0].asset == "0x036CbD53842c5426634e7929541eC2318f3dCF7e")
+        #expect(decoded.accepts[0].extra?["name"] == .string("USDC"))
+        // The template gives byte-for-byte what encoding the filled-in value would.
+        let direct = try HeaderCodec.compactJSON(decoded)
+        #expect(bytes == direct)
+    }
+
+    @Test("the body is a v1 PaymentRequirementsResponse with v1 network names and per-offer resources")
+    func v1Body() throws {
+        let challenge = try #require(CompiledRoute(config: try route("GET /weather")).challenge)
+        let body = challenge.v1Body(resourceURL: "http://h/weather", error: "X-PAYMENT header is required")
+        let decoded = try JSONDecoder().decode(PaymentRequiredV1.self, from: Data(body))
+        #expect(decoded.x402Version == 1)
+        #expect(decoded.error == "X-PAYMENT header is required")
+        #expect(decoded.accepts.map(\.network) == ["base-sepolia"])
+        #expect(decoded.accepts[0].maxAmountRequired == "1000")
+        #expect(decoded.accepts[0].resource == "http://h/weather")
+    }
+
+    @Test("offers on networks without a v1 name are left out of the v1 body only")
+    func noV1Name() throws {
+        let arb = try #require(Networks.named("eip155:42161"))
+        var r = try route("GET /x")
+        guard case .priced(var offers) = r.access else { Issue.record("not priced"); return }
+        offers.append(Offer(network: arb, amount: 5, asset: arb.defaultAsset!.address, payTo: offers[0].payTo,
+                            maxTimeoutSeconds: 60, extra: [:], decimals: 6, symbol: "USDC"))
+        r.access = .priced(offers)
+        let challenge = try #require(CompiledRoute(config: r).challenge)
+        let v2 = try JSONDecoder().decode(PaymentRequired.self, from: Data(challenge.paymentRequired(resourceURL: "u")))
+        let v1 = try JSONDecoder().decode(PaymentRequiredV1.self, from: Data(challenge.v1Body(resourceURL: "u")))
+        #expect(v2.accepts.count == 2)
+        #expect(v1.accepts.count == 1)
+    }
+}
