@@ -14,6 +14,9 @@ extension YAMLReader {
         var payTo: String?
         var network: NetworkInfo?
         var maxTimeoutSeconds: Int
+        /// Set when a value was given but was invalid (already reported: no follow-up errors).
+        var payToInvalid = false
+        var networkInvalid = false
     }
 
     func gatewayConfig(_ root: Node) -> GatewayConfig? {
@@ -70,7 +73,9 @@ extension YAMLReader {
             if isToken(s) { payerHeader = s } else { error(node, "payerHeader \"\(s)\" is not a valid header name") }
         }
 
-        let defaults = RouteDefaults(payTo: payTo, network: network, maxTimeoutSeconds: maxTimeout)
+        let defaults = RouteDefaults(
+            payTo: payTo, network: network, maxTimeoutSeconds: maxTimeout,
+            payToInvalid: top["payTo"] != nil && payTo == nil, networkInvalid: top["network"] != nil && network == nil)
         var routes: [RouteConfig] = []
         if let node = top["routes"]?.value {
             if let seq = node.sequence {
@@ -209,8 +214,14 @@ extension YAMLReader {
         }
         var routeDefaults = defaults
         if let n = m["maxTimeoutSeconds"]?.value, let v = int(n, "maxTimeoutSeconds", range: 1...86_400) { routeDefaults.maxTimeoutSeconds = v }
-        if let n = m["payTo"]?.value { routeDefaults.payTo = address(n, "payTo") }
-        if let n = m["network"]?.value { routeDefaults.network = network(n, "network") }
+        if let n = m["payTo"]?.value {
+            routeDefaults.payTo = address(n, "payTo")
+            routeDefaults.payToInvalid = routeDefaults.payTo == nil
+        }
+        if let n = m["network"]?.value {
+            routeDefaults.network = network(n, "network")
+            routeDefaults.networkInvalid = routeDefaults.network == nil
+        }
 
         let isFree = m["free"].flatMap { bool($0.value, "free") } ?? false
         let access: RouteAccess
@@ -231,8 +242,14 @@ extension YAMLReader {
             for item in seq {
                 guard let e = mapping(item, "accepts entry", allowed: ["price", "network", "payTo", "maxTimeoutSeconds"]) else { continue }
                 var d = routeDefaults
-                if let n = e["network"]?.value { d.network = network(n, "network") }
-                if let n = e["payTo"]?.value { d.payTo = address(n, "payTo") }
+                if let n = e["network"]?.value {
+                    d.network = network(n, "network")
+                    d.networkInvalid = d.network == nil
+                }
+                if let n = e["payTo"]?.value {
+                    d.payTo = address(n, "payTo")
+                    d.payToInvalid = d.payTo == nil
+                }
                 if let n = e["maxTimeoutSeconds"]?.value, let v = int(n, "maxTimeoutSeconds", range: 1...86_400) { d.maxTimeoutSeconds = v }
                 guard let priceNode = e["price"]?.value else {
                     error(item, "accepts entry needs a \"price\"")
@@ -246,7 +263,9 @@ extension YAMLReader {
             error(node, "route \"\(matchText)\" needs \"price\", \"accepts\" or \"free: true\"")
             return nil
         }
-        let id = m["id"].flatMap { string($0.value, "id") } ?? pattern.description
+        let explicitId = m["id"].flatMap { string($0.value, "id") }
+        let id = explicitId ?? (host.map { "\($0) " } ?? "") + pattern.description
+        if explicitId != nil { explicitIds.insert(id) }
         return RouteConfig(
             id: id, pattern: pattern, host: host, upstream: upstream, access: access, description: description,
             mimeType: mimeType, settlement: settlement, location: location(matchNode))
@@ -254,6 +273,7 @@ extension YAMLReader {
 
     /// `"$0.01"` (the network's default stablecoin) or `{ amount, asset, extra: { name, version } }`.
     func offer(_ node: Node, defaults: RouteDefaults, at routeNode: Node) -> Offer? {
+        if defaults.networkInvalid || defaults.payToInvalid { return nil }
         guard let network = defaults.network else {
             error(node, "no network for this price: set a top-level \"network\" or one on the route")
             return nil
@@ -323,7 +343,8 @@ extension YAMLReader {
     func checkRouteIds(_ routes: [RouteConfig]) {
         var seen: [String: RouteConfig] = [:]
         for route in routes {
-            if let first = seen[route.id] {
+            // Derived ids only collide for identical routes, which the shadowing check reports.
+            if let first = seen[route.id], explicitIds.contains(route.id) {
                 diagnostics.append(ConfigDiagnostic(
                     route.location ?? location(nil),
                     "duplicate route id \"\(route.id)\" (first used at line \(first.location?.line ?? 0)); give each route a distinct \"id\""))

@@ -45,6 +45,8 @@ final class YAMLReader {
     let file: String
     let environment: [String: String]
     var diagnostics: [ConfigDiagnostic] = []
+    /// Route ids given with `id:` (derived ids are the match text).
+    var explicitIds: Set<String> = []
 
     init(file: String, environment: [String: String]) {
         self.file = file

@@ -1,0 +1,151 @@
+import Gateway
+import GatewayCore
+import Testing
+import X402
+
+@Suite("gateway.yaml loading")
+struct ConfigLoaderTests {
+    static let valid = """
+        listen: 127.0.0.1:8402
+        publicBaseURL: https://api.example.com/
+        payTo: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
+        network: eip155:84532
+        facilitator:
+          url: https://x402.org/facilitator
+          timeout: 10s
+          headers: { Authorization: "Bearer ${FACILITATOR_TOKEN}" }
+        upstreams:
+          api: { url: http://127.0.0.1:8080, timeout: 30s, headers: { X-Api-Key: "${API_KEY}" } }
+        routes:
+          - match: "GET /weather"
+            upstream: api
+            price: "$0.001"
+            description: Current weather
+          - match: "/public/*"
+            upstream: api
+            free: true
+        unmatched: pass        # or: deny (404)
+        """
+    static let env = ["FACILITATOR_TOKEN": "tok", "API_KEY": "k"]
+
+    @Test("the documented example shape loads with every value in place")
+    func validFile() throws {
+        let c = try ConfigLoader.parse(yaml: Self.valid, file: "g.yaml", environment: Self.env)
+        #expect(c.listen == ListenAddress(host: "127.0.0.1", port: 8402))
+        #expect(c.publicBaseURL == "https://api.example.com")
+        #expect(c.facilitator?.headers["Authorization"] == "Bearer tok")
+        #expect(c.facilitator?.timeout == .seconds(10))
+        #expect(c.upstreams["api"]?.port == 8080)
+        #expect(c.upstreams["api"]?.headers.first?.value == "k")
+        #expect(c.routes.count == 2)
+        #expect(c.unmatched == .pass(upstream: "api"))
+        guard case .priced(let offers) = c.routes[0].access else { Issue.record("not priced"); return }
+        #expect(offers[0].amount == 1000)
+        #expect(offers[0].asset == "0x036CbD53842c5426634e7929541eC2318f3dCF7e")
+        #expect(offers[0].extra["name"] == .string("USDC"))
+        #expect(c.routes[1].access == .free)
+    }
+
+    /// Replaces `old` with `new` in the valid file and returns the single diagnostic text.
+    static func diagnostics(_ old: String, _ new: String, env: [String: String] = env) -> [String] {
+        let yaml = valid.replacingOccurrences(of: old, with: new)
+        do {
+            _ = try ConfigLoader.parse(yaml: yaml, file: "g.yaml", environment: env)
+            return []
+        } catch {
+            return error.diagnostics.map(\.description)
+        }
+    }
+
+    @Test("mistakes are reported as file:line:column: message", arguments: [
+        // unknown key, with a suggestion
+        ("unmatched: pass", "unmatchd: pass", "g.yaml:19:1: unknown key \"unmatchd\" in the configuration (did you mean \"unmatched\"?)"),
+        // unknown key inside a route
+        ("    description: Current weather", "    descripton: Current weather", "g.yaml:15:5: unknown key \"descripton\" in route (did you mean \"description\"?)"),
+        // bad price
+        ("price: \"$0.001\"", "price: \"$1,000\"", "g.yaml:14:12: bad price \"$1,000\": price \"$1,000\" is not a plain decimal amount like \"$0.01\" (no thousands separators, signs or exponents)"),
+        // price below one atomic unit
+        ("price: \"$0.001\"", "price: \"$0.0000001\"", "g.yaml:14:12: bad price \"$0.0000001\": price has more than 6 decimal places: it is smaller than one atomic unit of the asset"),
+        // unknown network
+        ("network: eip155:84532", "network: base-sepoila", "g.yaml:4:10: unknown network \"base-sepoila\" in network: use a CAIP-2 id like \"eip155:8453\" or a known name like \"base\""),
+        // bad checksum
+        ("0x209693Bc6afc0C5328bA36FaF03C514EF312287C", "0x209693Bc6afc0C5328bA36FaF03C514EF312287c", "g.yaml:3:8: payTo \"0x209693Bc6afc0C5328bA36FaF03C514EF312287c\" has a bad EIP-55 checksum (expected 0x209693Bc6afc0C5328bA36FaF03C514EF312287C); check for a typo"),
+        // malformed address
+        ("0x209693Bc6afc0C5328bA36FaF03C514EF312287C", "0x209693Bc6afc", "g.yaml:3:8: payTo \"0x209693Bc6afc\" is not an EVM address (0x followed by 40 hex digits)"),
+        // duplicate route
+        ("  - match: \"/public/*\"", "  - match: \"GET /weather\"", "g.yaml:16:12: route \"GET /weather\" duplicates route \"GET /weather\" at line 12, which matches every request it would: it can never be used"),
+        // shadowed route
+        ("  - match: \"GET /weather\"", "  - match: \"/*\"", "g.yaml:16:12: route \"/public/*\" is shadowed by route \"/*\" at line 12, which matches every request it would: it can never be used"),
+        // unknown upstream
+        ("    upstream: api\n    free", "    upstream: apx\n    free", "g.yaml:17:15: unknown upstream \"apx\" (defined: api)"),
+        // bad duration
+        ("timeout: 10s", "timeout: ten", "g.yaml:7:12: facilitator.timeout must be a positive duration like \"10s\", \"250ms\" or \"2m\", not \"ten\""),
+        // bad listen
+        ("listen: 127.0.0.1:8402", "listen: 127.0.0.1", "g.yaml:1:9: listen must be host:port (e.g. 127.0.0.1:8402), not \"127.0.0.1\""),
+        // both free and priced
+        ("    free: true", "    free: true\n    price: \"$1\"", "g.yaml:19:5: a free route cannot also have \"price\""),
+        // bad match
+        ("match: \"GET /weather\"", "match: \"get /weather\"", "g.yaml:12:12: bad match \"get /weather\": \"get\" is not an HTTP method (write e.g. \"GET /path\")"),
+        // invalid YAML
+        ("    description: Current weather", "    description: [Current weather", "g.yaml:16:10: invalid YAML: did not find expected ',' or ']' (while parsing a flow sequence)"),
+        // bad unmatched
+        ("unmatched: pass", "unmatched: maybe", "g.yaml:19:12: unmatched must be \"pass\" (forward for free) or \"deny\" (404), not \"maybe\""),
+    ])
+    func mistakes(old: String, new: String, expected: String) {
+        let found = Self.diagnostics(old, new)
+        #expect(found == [expected])
+    }
+
+    @Test("an unset environment variable is an error at its use")
+    func unsetEnv() {
+        let found = Self.diagnostics("", "", env: ["API_KEY": "k"])
+        #expect(found == ["g.yaml:8:29: environment variable FACILITATOR_TOKEN is not set"])
+    }
+
+    @Test("several mistakes are all reported, in file order")
+    func several() {
+        let yaml = Self.valid
+            .replacingOccurrences(of: "price: \"$0.001\"", with: "price: \"$x\"")
+            .replacingOccurrences(of: "unmatched: pass", with: "unmatched: pass\nbogus: 1")
+        do {
+            _ = try ConfigLoader.parse(yaml: yaml, file: "g.yaml", environment: Self.env)
+            Issue.record("expected errors")
+        } catch {
+            #expect(error.diagnostics.map(\.location.line) == [14, 20])
+        }
+    }
+
+    @Test("a $ price on a network without a default stablecoin asks for an explicit asset")
+    func noDefaultAsset() {
+        let found = Self.diagnostics("network: eip155:84532", "network: avalanche")
+        #expect(found == ["g.yaml:14:12: network eip155:43114 has no default stablecoin: give the price as { amount, asset, extra: { name, version } }"])
+    }
+
+    @Test("explicit atomic prices and several accepts entries load")
+    func accepts() throws {
+        let yaml = Self.valid.replacingOccurrences(of: "    price: \"$0.001\"\n", with: """
+                accepts:
+                  - price: "$4.02"
+                  - price: { amount: "2000", asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e" }
+                    network: base-sepolia
+                    maxTimeoutSeconds: 60
+                  - price: { amount: "7", asset: "0x5425890298aed601595a70AB815c96711a31Bc65", extra: { name: "USD Coin", version: "2" } }
+                    network: eip155:43113
+
+            """)
+        let c = try ConfigLoader.parse(yaml: yaml, file: "g.yaml", environment: Self.env)
+        guard case .priced(let offers) = c.routes[0].access else { Issue.record("not priced"); return }
+        #expect(offers.map { String($0.amount) } == ["4020000", "2000", "7"])
+        #expect(offers.map(\.network.caip2) == ["eip155:84532", "eip155:84532", "eip155:43113"])
+        #expect(offers[1].maxTimeoutSeconds == 60)
+        #expect(offers[1].extra["name"] == .string("USDC"))  // known asset: domain filled in
+        #expect(offers[2].extra["name"] == .string("USD Coin"))
+    }
+}
+
+extension String {
+    func replacingOccurrences(of target: String, with replacement: String) -> String {
+        guard !target.isEmpty else { return self }
+        return split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
+    }
+}
