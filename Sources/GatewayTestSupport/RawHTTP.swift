@@ -29,6 +29,7 @@ public enum RawHTTP {
             }
         return try await channel.executeThenClose { inbound, outbound in
             try await outbound.write(ByteBuffer(bytes: Array(raw.utf8)))
+            let isHeadRequest = raw.hasPrefix("HEAD ")
             var head: [UInt8] = []
             var body: [UInt8] = []
             var bodyCount = 0
@@ -41,13 +42,36 @@ public enum RawHTTP {
                     bytes = Array(head[(end + 4)...])
                     head.removeSubrange(end...)
                     headDone = true
+                    if (isHeadRequest || isBodyless(head)) && bytes.isEmpty { break }
+                    if contentLength(head) == 0 { break }
                 }
                 bodyCount += bytes.count
                 onBodyBytes?(bodyCount)
                 if !discardBody { body.append(contentsOf: bytes) }
+                // Stop at the end of a Content-Length body (the server may keep the connection open).
+                if let length = contentLength(head), bodyCount >= length { break }
+                if isHeadRequest || isBodyless(head) { break }
             }
             return parse(head: head, body: body, bodyCount: bodyCount)
         }
+    }
+
+    private static func headerLines(_ head: [UInt8]) -> [Substring] {
+        String(decoding: head, as: UTF8.self).split(separator: "\r\n")
+    }
+
+    private static func contentLength(_ head: [UInt8]) -> Int? {
+        for line in headerLines(head) where line.lowercased().hasPrefix("content-length:") {
+            return Int(line.dropFirst("content-length:".count).filter { $0 != " " })
+        }
+        return nil
+    }
+
+    /// HEAD answers and 204/304 have no body whatever their headers say; the raw requests here are
+    /// only ever HEAD when the request line says so, which the caller passes as `raw`.
+    private static func isBodyless(_ head: [UInt8]) -> Bool {
+        guard let status = headerLines(head).first?.split(separator: " ").dropFirst().first else { return false }
+        return status == "204" || status == "304"
     }
 
     private static func findHeadEnd(_ bytes: [UInt8]) -> Int? {

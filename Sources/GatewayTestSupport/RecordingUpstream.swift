@@ -9,6 +9,8 @@ public struct RecordedRequest: Sendable {
     public var method: String
     /// The raw request target the upstream received (path and query).
     public var target: String
+    /// The `Host` the upstream received (HTTP/1.1 `Host` becomes the request's authority).
+    public var host: String?
     public var headers: HTTPFields
     public var bodyBytes: Int
 }
@@ -39,7 +41,9 @@ public final class RecordingUpstream: Sendable {
             if path == "/echo" { echo.writeImmutableBuffer(chunk) }
         }
         recorded.withLock {
-            $0.append(RecordedRequest(method: request.method.rawValue, target: target, headers: request.headers, bodyBytes: bodyBytes))
+            $0.append(RecordedRequest(
+                method: request.method.rawValue, target: target, host: request.head.authority, headers: request.headers,
+                bodyBytes: bodyBytes))
         }
         let parts = path.split(separator: "/")
         if parts.count == 2, parts[0] == "bytes", let total = Int(parts[1]) {

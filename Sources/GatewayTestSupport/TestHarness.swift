@@ -34,30 +34,39 @@ public enum TestHarness {
         yaml: String, environment: [String: String] = [:], upstream: RecordingUpstream = RecordingUpstream(),
         _ body: @Sendable (LiveGateway) async throws -> T
     ) async throws -> T {
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            let (upstreamPorts, upstreamPort) = AsyncStream<Int>.makeStream()
-            let app = upstream.application { upstreamPort.yield($0) }
-            group.addTask { try await app.run() }
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        let (upstreamPorts, upstreamPort) = AsyncStream<Int>.makeStream()
+        return try await withRunning(upstream.application { upstreamPort.yield($0) }, logger: logger) {
             var iterator = upstreamPorts.makeAsyncIterator()
             guard let up = await iterator.next() else { throw TestHarnessError.noPort }
-
             let text = yaml.replacingOccurrences(of: "{{UPSTREAM}}", with: "http://127.0.0.1:\(up)")
             let config = try ConfigLoader.parse(yaml: text, file: "test.yaml", environment: environment)
-            var logger = Logger(label: "test-gateway")
-            logger.logLevel = .warning
             let (gatewayPorts, gatewayPort) = AsyncStream<Int>.makeStream()
             let server = GatewayServer(config: config, logger: logger) { gatewayPort.yield($0) }
-            group.addTask { try await server.run() }
-            var gwIterator = gatewayPorts.makeAsyncIterator()
-            guard let port = await gwIterator.next() else { throw TestHarnessError.noPort }
+            return try await withRunning(server, logger: logger) {
+                var gwIterator = gatewayPorts.makeAsyncIterator()
+                guard let port = await gwIterator.next() else { throw TestHarnessError.noPort }
+                return try await body(LiveGateway(port: port, upstreamPort: up, upstream: upstream, config: config))
+            }
+        }
+    }
 
-            let live = LiveGateway(port: port, upstreamPort: up, upstream: upstream, config: config)
+    /// Runs `service` in a ServiceGroup for the duration of `body`, then shuts it down gracefully.
+    public static func withRunning<T: Sendable>(
+        _ service: some Service, logger: Logger, _ body: () async throws -> T
+    ) async throws -> T {
+        let group = ServiceGroup(configuration: .init(services: [.init(service: service)], logger: logger))
+        return try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
             do {
-                let result = try await body(live)
-                group.cancelAll()
+                let result = try await body()
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
                 return result
             } catch {
-                group.cancelAll()
+                await group.triggerGracefulShutdown()
+                try? await tasks.waitForAll()
                 throw error
             }
         }

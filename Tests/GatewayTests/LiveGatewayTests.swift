@@ -1,0 +1,286 @@
+import Foundation
+import GatewayCore
+import GatewayTestSupport
+import HTTPTypes
+import Testing
+import X402
+
+let liveYAML = """
+    listen: 127.0.0.1:0
+    payTo: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
+    network: eip155:84532
+    upstreams:
+      api: { url: "{{UPSTREAM}}", timeout: 2s }
+    routes:
+      - match: "GET /paid/*"
+        price: "$0.01"
+        description: Paid things
+        mimeType: application/json
+      - match: "/free/*"
+        free: true
+      - match: "/bytes/:n"
+        free: true
+    unmatched: pass
+    """
+
+/// Resident memory of this process, from /proc.
+func residentBytes() -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+    let fields = text.split(separator: " ")
+    return fields.count > 1 ? (Int(fields[1]) ?? 0) * 4096 : 0
+}
+
+@Suite("Live gateway in front of a real upstream")
+struct LiveGatewayTests {
+    @Test("an unpaid priced request gets a 402 with a v2 header and a v1 body, and never reaches the upstream")
+    func unpaid402() async throws {
+        try await TestHarness.withGateway(yaml: liveYAML) { gw in
+            let r = try await gw.get("/paid/report?city=Paris")
+            #expect(r.status == 402)
+            #expect(r.header("Cache-Control") == "no-store")
+            #expect(r.header("Content-Type") == "application/json")
+            let expose = r.header("Access-Control-Expose-Headers") ?? ""
+            for name in ["PAYMENT-REQUIRED", "PAYMENT-RESPONSE", "X-PAYMENT-RESPONSE"] { #expect(expose.contains(name)) }
+            let header = try #require(r.header("PAYMENT-REQUIRED"))
+            let v2 = try JSONDecoder().decode(PaymentRequired.self, from: Data(try #require(Base64.decode(header))))
+            #expect(v2.x402Version == 2)
+            #expect(v2.resource.url == "http://gateway.test/paid/report?city=Paris")
+            #expect(v2.resource.description == "Paid things")
+            #expect(v2.resource.mimeType == "application/json")
+            #expect(v2.accepts.first?.amount == "10000")
+            #expect(v2.accepts.first?.payTo == "0x209693Bc6afc0C5328bA36FaF03C514EF312287C")
+            let v1 = try JSONDecoder().decode(PaymentRequiredV1.self, from: Data(r.body))
+            #expect(v1.x402Version == 1)
+            #expect(v1.accepts.first?.network == "base-sepolia")
+            #expect(v1.accepts.first?.maxAmountRequired == "10000")
+            #expect(v1.accepts.first?.resource == "http://gateway.test/paid/report?city=Paris")
+            #expect(gw.upstream.count == 0)
+        }
+    }
+
+    /// Every spelling an attacker might use for a priced path: each must be refused (400) or
+    /// challenged (402); the upstream must never see any of them.
+    static let bypassAttempts: [(method: String, target: String, expected: Int)] = [
+        ("GET", "/paid/x", 402),
+        ("GET", "/paid%2Fx", 400),
+        ("GET", "/paid%2fx", 400),
+        ("GET", "//paid/x", 402),
+        ("GET", "///paid//x", 402),
+        ("GET", "/free/../paid/x", 402),
+        ("GET", "/free/%2e%2e/paid/x", 402),
+        ("GET", "/free/%2E%2E/paid/x", 402),
+        ("GET", "/free/..%2Fpaid/x", 400),
+        ("GET", "/free%2F..%2Fpaid/x", 400),
+        ("GET", "/./paid/./x", 402),
+        ("GET", "/paid\\x", 400),
+        ("GET", "/free/..\\paid/x", 400),
+        ("GET", "/paid%5Cx", 400),
+        ("GET", "/Paid/x", 402),
+        ("GET", "/PAID/X", 402),
+        ("GET", "/%70aid/x", 402),
+        ("GET", "/p%61id/x", 402),
+        ("HEAD", "/paid/x", 402),
+        ("GET", "/paid/x;.css", 400),
+        ("GET", "/free/..;/paid/x", 400),
+        ("GET", "/paid/x%00", 400),
+        ("GET", "/paid/x%00.css", 400),
+        ("GET", "/paid/x%C0%AF", 400),
+        ("GET", "/free/%C0%AE%C0%AE/paid/x", 400),
+        ("GET", "/paid/x/", 402),
+        ("GET", "/paid/x?free=1", 402),
+        ("GET", "/paid/x#frag", 400),
+        ("GET", "http://gateway.test/paid/x", 402),  // absolute-form: same path, same price
+    ]
+
+    @Test("no spelling of a priced path reaches the upstream unpaid")
+    func bypassesAreRefused() async throws {
+        try await TestHarness.withGateway(yaml: liveYAML) { gw in
+            for attempt in Self.bypassAttempts {
+                let r = try await gw.get(attempt.target, method: attempt.method)
+                #expect(r.status == attempt.expected, "\(attempt.method) \(attempt.target)")
+                if attempt.method == "HEAD" { #expect(r.body.isEmpty) }
+            }
+            // The upstream saw nothing at all: every attempt was challenged or refused.
+            #expect(gw.upstream.targets() == [])
+        }
+    }
+
+    @Test("with case-sensitive routes a differently-cased path is another resource, forwarded exactly as matched")
+    func caseSensitiveRule() async throws {
+        let yaml = liveYAML.replacingOccurrences(of: "unmatched: pass", with: "unmatched: pass\ncaseSensitiveRoutes: true")
+        try await TestHarness.withGateway(yaml: yaml) { gw in
+            let status1 = try await gw.get("/paid/x").status
+            #expect(status1 == 402)
+            let r = try await gw.get("/Paid/x")
+            #expect(r.status == 200)
+            #expect(gw.upstream.targets() == ["/Paid/x"])
+        }
+    }
+
+    @Test("the canonical path that was matched is the path forwarded")
+    func forwardedPathIsCanonical() async throws {
+        try await TestHarness.withGateway(yaml: liveYAML) { gw in
+            _ = try await gw.get("/free/./a/../b%7e/%63?q=%2F..&x")
+            _ = try await gw.get("//free//c/")
+            #expect(gw.upstream.targets() == ["/free/b~/c?q=%2F..&x", "/free/c/"])
+        }
+    }
+
+    @Test("free routes are proxied with hop-by-hop headers removed and X-Forwarded-* set")
+    func proxyHeaders() async throws {
+        try await TestHarness.withGateway(yaml: liveYAML) { gw in
+            let r = try await gw.get("/free/hello", headers: [
+                ("Connection", "close, X-Secret-Hop"), ("X-Secret-Hop", "1"), ("Keep-Alive", "timeout=5"),
+                ("TE", "trailers"), ("Proxy-Authorization", "Basic abc"), ("X-Forwarded-For", "6.6.6.6"),
+                ("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "evil.example"), ("X-Custom", "kept"),
+                ("PAYMENT-SIGNATURE", "c2VjcmV0"), ("X-PAYMENT", "c2VjcmV0"), ("X-Payment-Payer", "0xforged"),
+            ])
+            #expect(r.status == 200)
+            #expect(r.bodyText == #"{"path":"\/free\/hello"}"# || r.bodyText == #"{"path":"/free/hello"}"#)
+            #expect(r.header("X-Upstream-Hop") == nil)  // named in the upstream's Connection header
+            let seen = try #require(gw.upstream.requests.first)
+            let names = Set(seen.headers.map { $0.name.canonicalName })
+            for hop in ["x-secret-hop", "keep-alive", "te", "proxy-authorization", "payment-signature", "x-payment", "x-payment-payer"] {
+                #expect(!names.contains(hop), "\(hop) was forwarded")
+            }
+            #expect(seen.headers[values: .init("X-Custom")!] == ["kept"])
+            #expect(seen.headers[values: .init("X-Forwarded-For")!] == ["127.0.0.1"])
+            #expect(seen.headers[values: .init("X-Forwarded-Proto")!] == ["http"])
+            #expect(seen.headers[values: .init("X-Forwarded-Host")!] == ["gateway.test"])
+            #expect(seen.host == "127.0.0.1:\(gw.upstreamPort)")
+        }
+    }
+
+    @Test("a trusted proxy's X-Forwarded-* are honoured, in forwarding and in the resource URL")
+    func trustedProxy() async throws {
+        let yaml = liveYAML + "\ntrustedProxies: [127.0.0.1/32]"
+        try await TestHarness.withGateway(yaml: yaml) { gw in
+            let headers = [("X-Forwarded-For", "203.0.113.9"), ("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "api.example.com")]
+            _ = try await gw.get("/free/x", headers: headers)
+            let seen = try #require(gw.upstream.requests.first)
+            #expect(seen.headers[values: .init("X-Forwarded-For")!] == ["203.0.113.9, 127.0.0.1"])
+            #expect(seen.headers[values: .init("X-Forwarded-Proto")!] == ["https"])
+            let r = try await gw.get("/paid/x", headers: headers)
+            let v2 = try HeaderCodec.decode(PaymentRequired.self, from: try #require(r.header("PAYMENT-REQUIRED")))
+            #expect(v2.resource.url == "https://api.example.com/paid/x")
+        }
+    }
+
+    @Test("publicBaseURL fixes the resource URL whatever the request says")
+    func publicBaseURL() async throws {
+        let yaml = liveYAML + "\npublicBaseURL: https://pay.example.com"
+        try await TestHarness.withGateway(yaml: yaml) { gw in
+            let r = try await gw.get("/paid/x?a=1", headers: [("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "evil.example")])
+            let v2 = try HeaderCodec.decode(PaymentRequired.self, from: try #require(r.header("PAYMENT-REQUIRED")))
+            #expect(v2.resource.url == "https://pay.example.com/paid/x?a=1")
+        }
+    }
+
+    @Test("a CORS preflight to a priced route is answered without payment")
+    func preflight() async throws {
+        try await TestHarness.withGateway(yaml: liveYAML) { gw in
+            let r = try await gw.get("/paid/x", method: "OPTIONS", headers: [
+                ("Origin", "https://app.example"), ("Access-Control-Request-Method", "GET"),
+                ("Access-Control-Request-Headers", "payment-signature"),
+            ])
+            #expect(r.status == 204)
+            let allowed = r.header("Access-Control-Allow-Headers") ?? ""
+            #expect(allowed.contains("PAYMENT-SIGNATURE") && allowed.contains("X-PAYMENT"))
+            #expect(r.header("Access-Control-Allow-Origin") == "*")
+            #expect(gw.upstream.count == 0)
+        }
+    }
+
+    @Test("a large download streams through with bounded memory")
+    func largeStream() async throws {
+        let total = 512 * 1024 * 1024
+        try await TestHarness.withGateway(yaml: liveYAML) { gw in
+            _ = try await gw.get("/bytes/\(1024 * 1024)", discardBody: true)  // warm up pools
+            let before = residentBytes()
+            let peak = PeakBox()
+            let r = try await RawHTTP.send(
+                port: gw.port, raw: "GET /bytes/\(total) HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n", discardBody: true,
+                onBodyBytes: { n in if n % (8 << 20) < 65536 { peak.record(residentBytes()) } })
+            #expect(r.status == 200)
+            #expect(r.bodyByteCount == total)
+            #expect(r.header("Content-Length") == String(total))
+            let growth = peak.value - before
+            // Buffering would grow by the whole body; streaming stays far below it even with other
+            // tests running in this process at the same time.
+            #expect(growth < total / 4, "RSS grew by \(growth / 1024 / 1024) MiB while streaming \(total / 1024 / 1024) MiB")
+        }
+    }
+
+    @Test("request bodies stream to the upstream")
+    func uploadStreams() async throws {
+        let size = 3 * 1024 * 1024 + 17
+        try await TestHarness.withGateway(yaml: liveYAML.replacingOccurrences(of: "/free/*", with: "/echo")) { gw in
+            let body = String(repeating: "a", count: size)
+            let r = try await gw.send("POST /echo HTTP/1.1\r\nHost: g\r\nConnection: close\r\nContent-Length: \(size)\r\n\r\n" + body)
+            #expect(r.status == 200)
+            #expect(r.body.count == size)
+            #expect(gw.upstream.requests.first?.bodyBytes == size)
+        }
+    }
+
+    @Test("upstream failures map to 502 and 504 with a JSON reason")
+    func upstreamFailures() async throws {
+        let slow = liveYAML.replacingOccurrences(of: "timeout: 2s", with: "timeout: 300ms")
+        try await TestHarness.withGateway(yaml: slow) { gw in
+            let r = try await gw.get("/free/../slow/1000")
+            #expect(r.status == 504)
+            #expect(r.bodyText.contains("\"upstream_timeout\""))
+        }
+        let down = liveYAML.replacingOccurrences(of: "url: \"{{UPSTREAM}}\"", with: "url: \"http://127.0.0.1:1\"")
+        try await TestHarness.withGateway(yaml: down) { gw in
+            let r = try await gw.get("/free/x")
+            #expect(r.status == 502)
+            #expect(r.bodyText.contains("\"upstream_unavailable\""))
+        }
+    }
+
+    @Test("unmatched requests are passed or denied as configured")
+    func unmatched() async throws {
+        try await TestHarness.withGateway(yaml: liveYAML) { gw in
+            let status2 = try await gw.get("/other").status
+            #expect(status2 == 200)
+            #expect(gw.upstream.targets() == ["/other"])
+        }
+        try await TestHarness.withGateway(yaml: liveYAML.replacingOccurrences(of: "unmatched: pass", with: "unmatched: deny")) { gw in
+            let status3 = try await gw.get("/other").status
+            #expect(status3 == 404)
+            #expect(gw.upstream.count == 0)
+        }
+    }
+
+    @Test("oversized request heads are refused before routing")
+    func headerLimit() async throws {
+        let yaml = liveYAML + "\nlimits: { maxHeaderBytes: 8KiB }"
+        try await TestHarness.withGateway(yaml: yaml) { gw in
+            let r = try await gw.get("/free/x", headers: [("X-Big", String(repeating: "b", count: 16 * 1024))])
+            #expect(r.status == 431 || r.status == 400)
+            #expect(gw.upstream.count == 0)
+        }
+    }
+
+    @Test("upstream statuses and HEAD answers pass through unchanged")
+    func passthrough() async throws {
+        try await TestHarness.withGateway(yaml: liveYAML.replacingOccurrences(of: "/free/*", with: "/status/*")) { gw in
+            let status4 = try await gw.get("/status/418").status
+            #expect(status4 == 418)
+            let status5 = try await gw.get("/status/500").status
+            #expect(status5 == 500)
+            let head = try await gw.get("/bytes/1000", method: "HEAD")
+            #expect(head.status == 200)
+            #expect(head.header("Content-Length") == "1000")
+            #expect(head.body.isEmpty)
+        }
+    }
+}
+
+final class PeakBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var peak = 0
+    func record(_ v: Int) { lock.lock(); peak = max(peak, v); lock.unlock() }
+    var value: Int { lock.lock(); defer { lock.unlock() }; return peak }
+}
