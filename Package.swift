@@ -51,11 +51,29 @@ let package = Package(
             dependencies: ["X402", "X402Crypto", .product(name: "BigInt", package: "BigInt")],
             swiftSettings: swiftSettings
         ),
+        // Layer 2: facilitator HTTP client (/verify, /settle, /supported).
+        .target(
+            name: "X402Facilitator",
+            dependencies: [
+                "X402",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Layer 2: replay claims (and later the payment ledger), behind protocols.
+        .target(
+            name: "GatewayStorage",
+            dependencies: ["X402"],
+            swiftSettings: swiftSettings
+        ),
         // Layer 3: the HTTP gateway (Hummingbird server, AsyncHTTPClient proxy, YAML loading).
         .target(
             name: "Gateway",
             dependencies: [
-                "X402", "X402Crypto", "GatewayCore",
+                "X402", "X402Crypto", "GatewayCore", "X402Facilitator", "GatewayStorage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -93,7 +111,7 @@ let package = Package(
         .target(
             name: "GatewayTestSupport",
             dependencies: [
-                "X402", "X402Crypto", "GatewayCore", "Gateway",
+                "X402", "X402Crypto", "GatewayCore", "Gateway", "X402Facilitator", "GatewayStorage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -116,13 +134,13 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayCoreTests",
-            dependencies: ["GatewayCore", "X402", "X402Crypto", .product(name: "BigInt", package: "BigInt")],
+            dependencies: ["GatewayCore", "X402", "X402Crypto", "GatewayTestSupport", .product(name: "BigInt", package: "BigInt")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "GatewayTests",
             dependencies: [
-                "Gateway", "GatewayCore", "GatewayTestSupport", "X402",
+                "Gateway", "GatewayCore", "GatewayTestSupport", "X402", "X402Crypto", "X402Facilitator", "GatewayStorage",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

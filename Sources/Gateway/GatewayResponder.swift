@@ -39,6 +39,7 @@ struct GatewayResponder: HTTPResponder {
 
     let box: SnapshotBox
     let proxy: ReverseProxy
+    let paid: PaidRequestHandler
 
     func respond(to request: Request, context: Context) async throws -> Response {
         let snapshot = box.snapshot
@@ -79,8 +80,15 @@ struct GatewayResponder: HTTPResponder {
         }
         let resourceURL = resourceURL(path: path, request: request, host: hostHeader, snapshot: snapshot,
                                       trusted: forwarding.clientIsTrustedProxy)
-        context.logger.debug("payment required", metadata: ["x402.route": "\(route.config.id)"])
-        return responses.paymentRequired(challenge, resourceURL: resourceURL, head: isHead)
+        let payment = request.headers[.paymentSignature].map { ($0, 2) } ?? request.headers[.xPayment].map { ($0, 1) }
+        guard let (header, version) = payment else {
+            context.logger.debug("payment required", metadata: ["x402.route": "\(route.config.id)"])
+            return responses.paymentRequired(challenge, resourceURL: resourceURL, head: isHead)
+        }
+        let paidContext = PaidRequestHandler.Context(
+            request: request, path: path, route: route, challenge: challenge, resourceURL: resourceURL, snapshot: snapshot,
+            forwarding: forwarding, logger: context.logger)
+        return await paid.respond(paidContext, header: header, headerVersion: version)
     }
 
     private func proxyResponse(

@@ -63,14 +63,15 @@ final class ReverseProxy: Sendable {
         var extraHeaders: [(String, String)] = []
     }
 
-    enum Failure: Error {
+    enum Failure: Error, Equatable {
         case unavailable(String)
         case timeout
     }
 
     /// Sends the request upstream and returns the upstream's response head with a streaming body.
     func forward(
-        _ request: Request, path: CanonicalPath, upstream: UpstreamConfig, forwarding: Forwarding, logger: Logger
+        _ request: Request, path: CanonicalPath, upstream: UpstreamConfig, forwarding: Forwarding, body: ByteBuffer? = nil,
+        logger: Logger
     ) async throws(Failure) -> HTTPClientResponse {
         guard let client = clients[upstream.name] else { throw .unavailable("no client for upstream") }
         var outgoing = HTTPClientRequest(url: upstream.origin + upstream.basePath + path.pathAndQuery)
@@ -105,7 +106,9 @@ final class ReverseProxy: Sendable {
         for (name, value) in upstream.headers { headers.replaceOrAdd(name: name, value: value) }
         outgoing.headers = headers
 
-        if let lengthText = request.headers[.contentLength], let length = Int64(lengthText) {
+        if let body {
+            outgoing.body = .bytes(body)
+        } else if let lengthText = request.headers[.contentLength], let length = Int64(lengthText) {
             if length > 0 { outgoing.body = .stream(request.body, length: .known(length)) }
         } else if request.headers[.transferEncoding] != nil {
             outgoing.body = .stream(request.body, length: .unknown)

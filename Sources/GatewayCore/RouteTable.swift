@@ -42,13 +42,17 @@ public struct CompiledRoute: Sendable {
     public let config: RouteConfig
     /// Present for priced routes.
     public let challenge: Challenge?
+    /// The route's offers with their EIP-712 domains and requirement JSON, for paid requests.
+    public let offers: [PreparedOffer]
 
     public init(config: RouteConfig) {
         self.config = config
         if case .priced(let offers) = config.access {
             self.challenge = Challenge(route: config, offers: offers)
+            self.offers = offers.map { PreparedOffer(offer: $0, route: config) }
         } else {
             self.challenge = nil
+            self.offers = []
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Gateway
+import X402Facilitator
 import GatewayCore
 import Logging
 import NIOCore
@@ -32,6 +33,7 @@ public enum TestHarness {
     /// runs `body`, then stops both. Readiness is signalled by the servers, never by sleeping.
     public static func withGateway<T: Sendable>(
         yaml: String, environment: [String: String] = [:], upstream: RecordingUpstream = RecordingUpstream(),
+        facilitator: (any Facilitator)? = nil, clock: (@Sendable () -> UInt64)? = nil,
         _ body: @Sendable (LiveGateway) async throws -> T
     ) async throws -> T {
         var logger = Logger(label: "test")
@@ -43,7 +45,9 @@ public enum TestHarness {
             let text = yaml.replacingOccurrences(of: "{{UPSTREAM}}", with: "http://127.0.0.1:\(up)")
             let config = try ConfigLoader.parse(yaml: text, file: "test.yaml", environment: environment)
             let (gatewayPorts, gatewayPort) = AsyncStream<Int>.makeStream()
-            let server = GatewayServer(config: config, logger: logger) { gatewayPort.yield($0) }
+            let server = GatewayServer(
+                config: config, logger: logger, facilitator: facilitator,
+                clock: clock ?? { UInt64(Date().timeIntervalSince1970) }, onListening: { gatewayPort.yield($0) })
             return try await withRunning(server, logger: logger) {
                 var gwIterator = gatewayPorts.makeAsyncIterator()
                 guard let port = await gwIterator.next() else { throw TestHarnessError.noPort }

@@ -1,0 +1,192 @@
+import AsyncHTTPClient
+import GatewayCore
+import GatewayStorage
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+import X402
+import X402Facilitator
+
+/// The async shell around ``PaymentFlow``: performs each action the flow asks for.
+struct PaidRequestHandler: Sendable {
+    let facilitator: (any Facilitator)?
+    let replay: any ReplayGuard
+    let proxy: ReverseProxy
+    let clock: @Sendable () -> UInt64
+
+    struct Context {
+        var request: Request
+        var path: CanonicalPath
+        var route: CompiledRoute
+        var challenge: Challenge
+        var resourceURL: String
+        var snapshot: GatewaySnapshot
+        var forwarding: ReverseProxy.Forwarding
+        var logger: Logger
+    }
+
+    func respond(_ ctx: Context, header: String, headerVersion: Int) async -> Response {
+        let responses = ctx.snapshot.responses
+        let isHead = ctx.request.method == .head
+        var logger = ctx.logger
+        logger[metadataKey: "x402.route"] = "\(ctx.route.config.id)"
+        let payment: PresentedPayment
+        do {
+            payment = try PresentedPayment.decode(header: header, headerVersion: headerVersion)
+        } catch {
+            logger.info("payment refused", metadata: ["x402.reason": "\(error.rawValue)"])
+            return responses.paymentRequired(ctx.challenge, resourceURL: ctx.resourceURL, error: error.rawValue, head: isHead)
+        }
+        guard let facilitator else {
+            logger.error("payment presented but no facilitator is configured")
+            return responses.error(.badGateway, code: "facilitator_unavailable", message: "payments cannot be verified", head: isHead)
+        }
+        // Priced routes take a bounded request body, held so that nothing half-forwarded can be charged.
+        var requestBody: ByteBuffer?
+        var request = ctx.request
+        if request.headers[.contentLength] != nil || request.headers[.transferEncoding] != nil {
+            do {
+                requestBody = try await request.collectBody(upTo: ctx.snapshot.config.limits.maxPaidRequestBodyBytes)
+            } catch {
+                return responses.error(.contentTooLarge, code: "body_too_large", message: "request body exceeds the limit for priced routes", head: isHead)
+            }
+        }
+
+        var flow = PaymentFlow(policy: ctx.route.config.settlement)
+        var action = flow.start(payment, offers: ctx.route.offers, now: clock())
+        var upstream: HTTPClientResponse?
+        var buffered: ByteBuffer?
+        var key: PaymentKey?
+        defer {
+            if let key {
+                let disposition = flow.claim
+                let replay = self.replay
+                Task {
+                    switch disposition {
+                    case .release: await replay.release(key)
+                    case .spend: await replay.markSpent(key)
+                    case .none: break
+                    }
+                }
+            }
+        }
+
+        while true {
+            switch action {
+            case .refuse(let reason, let detail):
+                logger.info("payment refused", metadata: ["x402.reason": "\(reason.rawValue)", "x402.detail": "\(detail ?? "")"])
+                return responses.paymentRequired(ctx.challenge, resourceURL: ctx.resourceURL, error: detail ?? reason.rawValue, head: isHead)
+
+            case .claim:
+                let offer = ctx.route.offers[flow.offerIndex!].offer
+                let k = PaymentKey(network: offer.network.caip2, asset: offer.asset, from: payment.payload.authorization.from,
+                                   nonce: payment.payload.authorization.nonce)
+                let ok = await replay.claim(k)
+                if ok { key = k }
+                action = flow.claimed(ok)
+
+            case .verify:
+                let prepared = ctx.route.offers[flow.offerIndex!]
+                do {
+                    let response = try await facilitator.verify(
+                        version: payment.version, paymentPayload: payment.rawJSON, requirements: requirementsJSON(prepared, payment, ctx))
+                    action = flow.verified(.success(response))
+                } catch {
+                    logger.warning("facilitator verify failed", metadata: ["x402.stage": "verify", "error": "\(error)"])
+                    action = flow.verified(.failure(error == .timeout ? .timeout : .unavailable))
+                }
+
+            case .forward:
+                var forwarding = ctx.forwarding
+                if let payer = flow.payer ?? Optional(payment.payload.authorization.from) {
+                    forwarding.extraHeaders.append((ctx.snapshot.config.payerHeader, payer))
+                }
+                do throws(ReverseProxy.Failure) {
+                    let response = try await proxy.forward(
+                        request, path: ctx.path, upstream: ctx.snapshot.config.upstreams[ctx.route.config.upstream]!,
+                        forwarding: forwarding, body: requestBody, logger: logger)
+                    upstream = response
+                    if flow.policy == .afterSuccess && response.status.code < 400 {
+                        do {
+                            buffered = try await response.body.collect(upTo: ctx.snapshot.config.limits.maxBufferedResponseBytes)
+                        } catch {
+                            logger.warning("upstream response too large to hold back", metadata: ["x402.stage": "upstream"])
+                            action = flow.upstreamFailed(.unavailable)
+                            continue
+                        }
+                    }
+                    action = flow.upstreamResponded(status: Int(response.status.code))
+                } catch {
+                    action = flow.upstreamFailed(error == .timeout ? .timeout : .unavailable)
+                }
+
+            case .settle:
+                let prepared = ctx.route.offers[flow.offerIndex!]
+                do {
+                    let response = try await facilitator.settle(
+                        version: payment.version, paymentPayload: payment.rawJSON, requirements: requirementsJSON(prepared, payment, ctx))
+                    action = flow.settled(.success(response))
+                } catch {
+                    logger.error("facilitator settle outcome unknown", metadata: ["x402.stage": "settle", "error": "\(error)"])
+                    action = flow.settled(.failure(error == .timeout ? .timeout : .unavailable))
+                }
+
+            case .deliver(let settlement):
+                logger.info("payment settled", metadata: ["x402.transaction": "\(settlement.transaction)", "x402.network": "\(settlement.network)"])
+                let response = upstream!
+                var headers = ReverseProxy.relayedHeaders(response.headers)
+                setPaymentResponse(&headers, settlement, version: payment.version)
+                let status = HTTPResponse.Status(code: Int(response.status.code), reasonPhrase: response.status.reasonPhrase)
+                if let buffered {
+                    return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: buffered))
+                }
+                return Response(status: status, headers: headers, body: ResponseBody(asyncSequence: response.body))
+
+            case .deliverUnsettled:
+                logger.info("upstream failed; payment not settled", metadata: ["x402.status": "\(upstream!.status.code)"])
+                let response = upstream!
+                let status = HTTPResponse.Status(code: Int(response.status.code), reasonPhrase: response.status.reasonPhrase)
+                return Response(status: status, headers: ReverseProxy.relayedHeaders(response.headers),
+                                body: ResponseBody(asyncSequence: response.body))
+
+            case .settlementFailed(let settlement):
+                logger.warning("settlement refused; content withheld", metadata: ["x402.reason": "\(settlement.errorReason ?? "")"])
+                var headers = HTTPFields()
+                headers[.contentType] = "application/json"
+                headers[.cacheControl] = "no-store"
+                responses.addCORS(&headers)
+                setPaymentResponse(&headers, settlement, version: payment.version)
+                return Response(status: .paymentRequired, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: "{}")))
+
+            case .failClosed(let failure, let stage):
+                logger.warning("failing closed", metadata: ["x402.stage": "\(stage.rawValue)"])
+                let status: HTTPResponse.Status = failure == .timeout ? .gatewayTimeout : .badGateway
+                let code = "\(stage == .upstream ? "upstream" : "facilitator")_\(failure == .timeout ? "timeout" : "unavailable")"
+                let message = stage == .settle
+                    ? "the payment's settlement outcome is unknown; do not pay again, retry later with the same payment"
+                    : "the request could not be completed; nothing was charged"
+                return responses.error(status, code: code, message: message, head: isHead)
+            }
+        }
+    }
+
+    /// The requirements sent to the facilitator: ours (never the client's copy), in the payment's version.
+    private func requirementsJSON(_ prepared: PreparedOffer, _ payment: PresentedPayment, _ ctx: Context) -> [UInt8] {
+        if payment.version == 1, let v1 = prepared.offer.requirementsV1(
+            resourceURL: ctx.resourceURL, description: ctx.route.config.description, mimeType: ctx.route.config.mimeType,
+            method: ctx.route.config.pattern.method), let json = try? HeaderCodec.compactJSON(v1)
+        {
+            return json
+        }
+        return prepared.requirementsJSON
+    }
+
+    private func setPaymentResponse(_ headers: inout HTTPFields, _ settlement: SettleResponse, version: Int) {
+        var settlement = settlement
+        if version == 1, let name = Networks.named(settlement.network)?.v1Name { settlement.network = name }
+        guard let value = try? HeaderCodec.encode(settlement) else { return }
+        headers[version == 1 ? .xPaymentResponse : .paymentResponse] = value
+    }
+}

@@ -1,0 +1,157 @@
+import X402
+
+/// The paid-request flow as a pure state machine. The async shell performs each returned action
+/// and feeds the outcome back; nothing here does I/O or reads a clock (time is passed in).
+///
+///     received ─match+pre-verify─▶ claim ─▶ verify ─┬─ after-success: forward ─▶ settle ─▶ deliver
+///                                                   └─ before:        settle ─▶ forward ─▶ deliver
+public struct PaymentFlow: Sendable {
+    public enum CallFailure: Error, Sendable, Equatable {
+        case timeout
+        case unavailable
+    }
+
+    public enum Action: Sendable, Equatable {
+        /// Answer 402 with a fresh challenge; `detail` carries a facilitator's reason verbatim.
+        case refuse(RefusalReason, detail: String?)
+        /// Claim the payment's replay key.
+        case claim
+        case verify
+        case forward
+        case settle
+        /// Relay the upstream response with `PAYMENT-RESPONSE`.
+        case deliver(SettleResponse)
+        /// Relay the upstream's failure as is: nothing was charged.
+        case deliverUnsettled
+        /// 402 with `PAYMENT-RESPONSE` describing the failure; the upstream body is withheld.
+        case settlementFailed(SettleResponse)
+        /// 502/504: the gateway cannot tell or cannot proceed. Never a fresh 402.
+        case failClosed(CallFailure, stage: Stage)
+    }
+
+    public enum Stage: String, Sendable, Equatable {
+        case verify, settle, upstream
+    }
+
+    /// What to do with the replay claim once the flow ends.
+    public enum ClaimDisposition: Sendable, Equatable {
+        case none  // never claimed
+        case release  // not charged: the payment may be presented again
+        case spend  // charged, or outcome unknown
+    }
+
+    enum State: Sendable, Equatable {
+        case received, claiming, verifying, forwarding, settling, done
+    }
+
+    public let policy: SettlementPolicy
+    private(set) var state: State = .received
+    public private(set) var claim: ClaimDisposition = .none
+    public private(set) var offerIndex: Int?
+    public private(set) var payer: String?
+    private var settlement: SettleResponse?
+
+    public init(policy: SettlementPolicy) {
+        self.policy = policy
+    }
+
+    public mutating func start(_ payment: PresentedPayment, offers: [PreparedOffer], now: UInt64) -> Action {
+        precondition(state == .received)
+        switch PaymentCheck.match(payment, offers: offers) {
+        case .failure(let reason):
+            state = .done
+            return .refuse(reason, detail: nil)
+        case .success(let index):
+            if let reason = PaymentCheck.preVerify(payment, offer: offers[index], now: now) {
+                state = .done
+                return .refuse(reason, detail: nil)
+            }
+            offerIndex = index
+            state = .claiming
+            return .claim
+        }
+    }
+
+    public mutating func claimed(_ ok: Bool) -> Action {
+        precondition(state == .claiming)
+        guard ok else {
+            state = .done
+            return .refuse(.alreadyUsed, detail: nil)
+        }
+        claim = .release  // held; released unless the payment gets charged
+        state = .verifying
+        return .verify
+    }
+
+    public mutating func verified(_ result: Result<VerifyResponse, CallFailure>) -> Action {
+        precondition(state == .verifying)
+        switch result {
+        case .failure(let failure):
+            state = .done
+            return .failClosed(failure, stage: .verify)
+        case .success(let response) where !response.isValid:
+            state = .done
+            return .refuse(.facilitatorRefused, detail: response.invalidReason ?? "invalid_payment")
+        case .success(let response):
+            payer = response.payer
+            switch policy {
+            case .afterSuccess:
+                state = .forwarding
+                return .forward
+            case .before:
+                state = .settling
+                return .settle
+            }
+        }
+    }
+
+    /// The upstream answered with `status` (its body not yet relayed).
+    public mutating func upstreamResponded(status: Int) -> Action {
+        precondition(state == .forwarding)
+        switch policy {
+        case .afterSuccess:
+            if status >= 400 {
+                state = .done
+                return .deliverUnsettled
+            }
+            state = .settling
+            return .settle
+        case .before:
+            state = .done
+            return .deliver(settlement!)
+        }
+    }
+
+    /// The upstream could not be reached or timed out.
+    public mutating func upstreamFailed(_ failure: CallFailure) -> Action {
+        precondition(state == .forwarding)
+        state = .done
+        return .failClosed(failure, stage: .upstream)
+    }
+
+    public mutating func settled(_ result: Result<SettleResponse, CallFailure>) -> Action {
+        precondition(state == .settling)
+        switch result {
+        case .failure(let failure):
+            // The transfer may or may not have happened: keep the claim, never invite a re-payment.
+            claim = .spend
+            state = .done
+            return .failClosed(failure, stage: .settle)
+        case .success(let response) where !response.success:
+            state = .done
+            return .settlementFailed(response)
+        case .success(let response):
+            claim = .spend
+            if payer == nil { payer = response.payer }
+            switch policy {
+            case .afterSuccess:
+                state = .done
+                return .deliver(response)
+            case .before:
+                settlement = response
+                state = .forwarding
+                return .forward
+            }
+        }
+    }
+}
