@@ -55,24 +55,30 @@ struct PaidRequestHandler: Sendable {
         }
 
         var flow = PaymentFlow(policy: ctx.route.config.settlement)
+        var key: PaymentKey?
+        let response = await drive(&flow, key: &key, payment: payment, request: request, requestBody: requestBody,
+                                   facilitator: facilitator, ctx: ctx, logger: logger)
+        // Settle the claim before answering, so a client's next request sees the final state.
+        if let key {
+            switch flow.claim {
+            case .release: await replay.release(key)
+            case .spend: await replay.markSpent(key)
+            case .none: break
+            }
+        }
+        return response
+    }
+
+    /// Performs the flow's actions until it produces the answer.
+    private func drive(
+        _ flow: inout PaymentFlow, key: inout PaymentKey?, payment: PresentedPayment, request: Request, requestBody: ByteBuffer?,
+        facilitator: any Facilitator, ctx: Context, logger: Logger
+    ) async -> Response {
+        let responses = ctx.snapshot.responses
+        let isHead = request.method == .head
         var action = flow.start(payment, offers: ctx.route.offers, now: clock())
         var upstream: HTTPClientResponse?
         var buffered: ByteBuffer?
-        var key: PaymentKey?
-        defer {
-            if let key {
-                let disposition = flow.claim
-                let replay = self.replay
-                Task {
-                    switch disposition {
-                    case .release: await replay.release(key)
-                    case .spend: await replay.markSpent(key)
-                    case .none: break
-                    }
-                }
-            }
-        }
-
         while true {
             switch action {
             case .refuse(let reason, let detail):

@@ -87,6 +87,8 @@ public final class RecordingUpstream: Sendable {
 }
 
 func jsonQuote(_ s: String) -> String {
-    let data = (try? JSONEncoder().encode(s)) ?? Data("\"\"".utf8)
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = .withoutEscapingSlashes
+    let data = (try? encoder.encode(s)) ?? Data("\"\"".utf8)
     return String(decoding: data, as: UTF8.self)
 }

@@ -37,7 +37,7 @@ public enum TestHarness {
         _ body: @Sendable (LiveGateway) async throws -> T
     ) async throws -> T {
         var logger = Logger(label: "test")
-        logger.logLevel = .warning
+        logger.logLevel = .critical
         let (upstreamPorts, upstreamPort) = AsyncStream<Int>.makeStream()
         return try await withRunning(upstream.application { upstreamPort.yield($0) }, logger: logger) {
             var iterator = upstreamPorts.makeAsyncIterator()
@@ -53,6 +53,22 @@ public enum TestHarness {
                 guard let port = await gwIterator.next() else { throw TestHarnessError.noPort }
                 return try await body(LiveGateway(port: port, upstreamPort: up, upstream: upstream, config: config))
             }
+        }
+    }
+
+    /// Starts a fake facilitator, then a gateway whose YAML may use `{{FACILITATOR}}` for its URL.
+    public static func withPaidGateway<T: Sendable>(
+        yaml: String, facilitator: FakeFacilitator = FakeFacilitator(), upstream: RecordingUpstream = RecordingUpstream(),
+        _ body: @Sendable (LiveGateway, FakeFacilitator) async throws -> T
+    ) async throws -> T {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let (ports, port) = AsyncStream<Int>.makeStream()
+        return try await withRunning(facilitator.application { port.yield($0) }, logger: logger) {
+            var iterator = ports.makeAsyncIterator()
+            guard let p = await iterator.next() else { throw TestHarnessError.noPort }
+            let text = yaml.replacingOccurrences(of: "{{FACILITATOR}}", with: "http://127.0.0.1:\(p)")
+            return try await withGateway(yaml: text, upstream: upstream) { try await body($0, facilitator) }
         }
     }
 

@@ -1,0 +1,151 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import Synchronization
+import X402
+import X402Crypto
+
+/// A facilitator on port 0 that really checks signatures (EIP-712 digest + secp256k1 recovery),
+/// amounts, recipients and time windows, remembers used nonces, counts calls, and can be told to
+/// misbehave.
+public final class FakeFacilitator: Sendable {
+    public enum Fault: Sendable, Equatable {
+        case none
+        case verifyStatus(Int)
+        case verifyGarbage
+        case verifySlow(milliseconds: Int)
+        case verifyRefuses(String)
+        case settleStatus(Int)
+        case settleRefuses(String)
+        case settleSlow(milliseconds: Int)
+    }
+
+    private struct State {
+        var fault: Fault = .none
+        var verifyCalls = 0
+        var settleCalls = 0
+        var usedNonces: Set<String> = []
+    }
+
+    private let state = Mutex(State())
+    private let clock: @Sendable () -> UInt64
+
+    public init(clock: @escaping @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970) }) {
+        self.clock = clock
+    }
+
+    public var verifyCalls: Int { state.withLock { $0.verifyCalls } }
+    public var settleCalls: Int { state.withLock { $0.settleCalls } }
+    public func setFault(_ fault: Fault) { state.withLock { $0.fault = fault } }
+
+    private struct Call: Decodable {
+        var x402Version: Int
+        var paymentPayload: JSONValue
+        var paymentRequirements: JSONValue
+    }
+
+    /// nil when valid, else the reason.
+    private func check(_ call: Call) -> (reason: String?, payer: String?) {
+        let decoder = JSONDecoder()
+        guard let payloadData = try? JSONEncoder().encode(call.paymentPayload),
+              let reqData = try? JSONEncoder().encode(call.paymentRequirements)
+        else { return ("invalid_payload", nil) }
+        let payload: ExactEVMPayload
+        let network: String, asset: String, amount: String, payTo: String, name: String, version: String
+        if call.x402Version == 1 {
+            guard let p = try? decoder.decode(PaymentPayloadV1.self, from: payloadData),
+                  let r = try? decoder.decode(PaymentRequirementsV1.self, from: reqData),
+                  let caip = Networks.named(r.network)?.caip2
+            else { return ("invalid_payload", nil) }
+            payload = p.payload
+            (network, asset, amount, payTo) = (caip, r.asset, r.maxAmountRequired, r.payTo)
+            (name, version) = (r.extra?["name"]?.stringValue ?? "", r.extra?["version"]?.stringValue ?? "")
+        } else {
+            guard let p = try? decoder.decode(PaymentPayload.self, from: payloadData),
+                  let r = try? decoder.decode(PaymentRequirements.self, from: reqData)
+            else { return ("invalid_payload", nil) }
+            payload = p.payload
+            (network, asset, amount, payTo) = (r.network, r.asset, r.amount, r.payTo)
+            (name, version) = (r.extra?["name"]?.stringValue ?? "", r.extra?["version"]?.stringValue ?? "")
+        }
+        let auth = payload.authorization
+        if auth.to.lowercased() != payTo.lowercased() { return ("invalid_exact_evm_payload_recipient_mismatch", auth.from) }
+        if auth.value != amount { return ("invalid_exact_evm_payload_authorization_value_mismatch", auth.from) }
+        let now = clock()
+        if (UInt64(auth.validBefore) ?? 0) < now + 6 { return ("invalid_exact_evm_payload_authorization_valid_before", auth.from) }
+        if (UInt64(auth.validAfter) ?? .max) > now { return ("invalid_exact_evm_payload_authorization_valid_after", auth.from) }
+        guard let chainId = Networks.evmChainId(network), let token = EVMAddress(hex: asset),
+              let digest = try? EIP3009.digest(auth, domainSeparator: EIP712.domainSeparator(
+                  name: name, version: version, chainId: chainId, verifyingContract: token)),
+              let signature = Hex.decode(payload.signature, prefixed: true),
+              let recovered = Secp256k1.shared.recoverAddress(digest: digest, signature: signature),
+              recovered == EVMAddress(hex: auth.from)
+        else { return ("invalid_exact_evm_payload_signature", auth.from) }
+        if state.withLock({ $0.usedNonces.contains(auth.from.lowercased() + auth.nonce.lowercased()) }) {
+            return ("invalid_exact_evm_nonce_already_used", auth.from)
+        }
+        return (nil, auth.from)
+    }
+
+    func respond(_ request: Request) async throws -> Response {
+        let path = request.head.path ?? ""
+        if path.hasSuffix("/supported") {
+            return json(#"{"kinds":[{"x402Version":2,"scheme":"exact","network":"eip155:84532"},{"x402Version":1,"scheme":"exact","network":"base-sepolia"}],"extensions":[],"signers":{}}"#)
+        }
+        var request = request
+        let body = try await request.collectBody(upTo: 1 << 20)
+        guard let call = try? JSONDecoder().decode(Call.self, from: Data(body.readableBytesView)) else {
+            return json(#"{"error":"bad request"}"#, status: 400)
+        }
+        let fault = state.withLock { $0.fault }
+        if path.hasSuffix("/verify") {
+            state.withLock { $0.verifyCalls += 1 }
+            switch fault {
+            case .verifyStatus(let code): return json("{}", status: code)
+            case .verifyGarbage: return json("this is not json")
+            case .verifySlow(let ms): try await Task.sleep(for: .milliseconds(ms))
+            case .verifyRefuses(let reason):
+                return json(String(decoding: try JSONEncoder().encode(VerifyResponse(isValid: false, invalidReason: reason)), as: UTF8.self))
+            default: break
+            }
+            let (reason, payer) = check(call)
+            let response = VerifyResponse(isValid: reason == nil, invalidReason: reason, payer: payer)
+            return json(String(decoding: try JSONEncoder().encode(response), as: UTF8.self))
+        }
+        if path.hasSuffix("/settle") {
+            state.withLock { $0.settleCalls += 1 }
+            switch fault {
+            case .settleStatus(let code): return json("{}", status: code)
+            case .settleSlow(let ms): try await Task.sleep(for: .milliseconds(ms))
+            case .settleRefuses(let reason):
+                return json(String(decoding: try JSONEncoder().encode(SettleResponse(
+                    success: false, errorReason: reason, transaction: "", network: "eip155:84532")), as: UTF8.self))
+            default: break
+            }
+            var (reason, payer) = check(call)
+            if reason == nil, case .object(let p) = call.paymentPayload, case .object(let inner)? = p["payload"],
+               case .object(let auth)? = inner["authorization"], let from = auth["from"]?.stringValue, let nonce = auth["nonce"]?.stringValue
+            {
+                let fresh = state.withLock { $0.usedNonces.insert(from.lowercased() + nonce.lowercased()).inserted }
+                if !fresh { reason = "invalid_exact_evm_nonce_already_used" }
+            }
+            let response = SettleResponse(
+                success: reason == nil, errorReason: reason, payer: payer,
+                transaction: reason == nil ? "0x" + String(repeating: "ab", count: 32) : "", network: "eip155:84532")
+            return json(String(decoding: try JSONEncoder().encode(response), as: UTF8.self))
+        }
+        return json("{}", status: 404)
+    }
+
+    private func json(_ text: String, status: Int = 200) -> Response {
+        Response(status: .init(code: status), headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    public func application(onPort: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
+        Application(
+            responder: CallbackResponder { (request: Request, _: BasicRequestContext) in try await self.respond(request) },
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { await onPort($0.localAddress?.port ?? 0) })
+    }
+}

@@ -1,0 +1,44 @@
+import Foundation
+import X402
+import X402Crypto
+
+/// Builds real, signed EIP-3009 payments for tests (Hardhat test key #0 by default).
+public struct TestPayer: Sendable {
+    public static let hardhat0 = Hex.decode("0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80", prefixed: true)!
+    public let privateKey: [UInt8]
+    public let address: String
+
+    public init(privateKey: [UInt8] = TestPayer.hardhat0) {
+        self.privateKey = privateKey
+        self.address = EIP55.checksummed(try! Secp256k1.shared.address(ofPrivateKey: privateKey))
+    }
+
+    /// Signs an authorization for `requirements`; every field can be overridden to build bad payments.
+    public func authorization(
+        for requirements: PaymentRequirements, now: UInt64, value: String? = nil, to: String? = nil,
+        validAfter: UInt64? = nil, validBefore: UInt64? = nil, nonce: String? = nil, signWith: PaymentRequirements? = nil
+    ) -> ExactEVMPayload {
+        let auth = EIP3009Authorization(
+            from: address, to: to ?? requirements.payTo, value: value ?? requirements.amount,
+            validAfter: String(validAfter ?? now - 600), validBefore: String(validBefore ?? now + 300),
+            nonce: nonce ?? "0x" + Hex.encode((0..<32).map { _ in UInt8.random(in: 0...255) }))
+        let domainSource = signWith ?? requirements
+        let chainId = Networks.evmChainId(domainSource.network)!
+        let domain = EIP712.domainSeparator(
+            name: domainSource.extra?["name"]?.stringValue ?? "", version: domainSource.extra?["version"]?.stringValue ?? "",
+            chainId: chainId, verifyingContract: EVMAddress(hex: domainSource.asset)!)
+        let digest = try! EIP3009.digest(auth, domainSeparator: domain)
+        let signature = try! Secp256k1.shared.sign(digest: digest, privateKey: privateKey)
+        return ExactEVMPayload(signature: "0x" + Hex.encode(signature), authorization: auth)
+    }
+
+    /// A `PAYMENT-SIGNATURE` value (v2).
+    public func header(accepted: PaymentRequirements, payload: ExactEVMPayload) -> String {
+        try! HeaderCodec.encode(PaymentPayload(resource: nil, accepted: accepted, payload: payload))
+    }
+
+    /// An `X-PAYMENT` value (v1).
+    public func headerV1(network v1Name: String, payload: ExactEVMPayload) -> String {
+        try! HeaderCodec.encode(PaymentPayloadV1(scheme: "exact", network: v1Name, payload: payload))
+    }
+}

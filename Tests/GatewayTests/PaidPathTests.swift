@@ -1,0 +1,279 @@
+import Foundation
+import GatewayCore
+import GatewayTestSupport
+import HTTPTypes
+import Testing
+import X402
+
+let paidYAML = """
+    listen: 127.0.0.1:0
+    payTo: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+    network: eip155:84532
+    facilitator: { url: "{{FACILITATOR}}", timeout: 1s }
+    upstreams:
+      api: { url: "{{UPSTREAM}}", timeout: 2s }
+    routes:
+      - match: "GET /paid/*"
+        price: "$0.01"
+      - match: "GET /cheap/*"
+        price: "$0.001"
+      - match: "GET /status/*"
+        price: "$0.01"
+      - match: "GET /bytes/:n"
+        price: "$0.01"
+        settlement: before
+    unmatched: pass
+    """
+
+let now = UInt64(Date().timeIntervalSince1970)
+
+/// The route's v2 offer, read from its 402 like a client would.
+func offer(_ gw: LiveGateway, _ path: String) async throws -> PaymentRequirements {
+    let r = try await gw.get(path)
+    let header = try #require(r.header("PAYMENT-REQUIRED"))
+    return try #require(try HeaderCodec.decode(PaymentRequired.self, from: header).accepts.first)
+}
+
+func pay(_ gw: LiveGateway, _ path: String, _ header: String, name: String = "PAYMENT-SIGNATURE") async throws -> RawHTTPResponse {
+    try await gw.get(path, headers: [(name, header)])
+}
+
+@Suite("Paid path")
+struct PaidPathTests {
+    let payer = TestPayer()
+
+    @Test("a valid v2 payment is verified, forwarded with the payer, settled, and answered with PAYMENT-RESPONSE")
+    func paysV2() async throws {
+        try await TestHarness.withPaidGateway(yaml: paidYAML) { gw, fac in
+            let accepted = try await offer(gw, "/paid/x")
+            let header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now))
+            let r = try await pay(gw, "/paid/x", header)
+            #expect(r.status == 200)
+            #expect(r.bodyText.contains("/paid/x"))
+            let settlement = try HeaderCodec.decode(SettleResponse.self, from: try #require(r.header("PAYMENT-RESPONSE")))
+            #expect(settlement.success)
+            #expect(settlement.network == "eip155:84532")
+            #expect(fac.verifyCalls == 1 && fac.settleCalls == 1)
+            let seen = try #require(gw.upstream.requests.first)
+            #expect(seen.headers[.init("X-Payment-Payer")!] == payer.address)
+            #expect(seen.headers[.init("PAYMENT-SIGNATURE")!] == nil)
+        }
+    }
+
+    @Test("a v1 X-PAYMENT is accepted and answered with X-PAYMENT-RESPONSE in v1 network names")
+    func paysV1() async throws {
+        try await TestHarness.withPaidGateway(yaml: paidYAML) { gw, fac in
+            let accepted = try await offer(gw, "/paid/x")
+            let header = payer.headerV1(network: "base-sepolia", payload: payer.authorization(for: accepted, now: now))
+            let r = try await pay(gw, "/paid/x", header, name: "X-PAYMENT")
+            #expect(r.status == 200)
+            let settlement = try HeaderCodec.decode(SettleResponse.self, from: try #require(r.header("X-PAYMENT-RESPONSE")))
+            #expect(settlement.success && settlement.network == "base-sepolia")
+            #expect(fac.settleCalls == 1)
+        }
+    }
+
+    enum Bad: String, CaseIterable, Sendable {
+        case cheaperRoute, amount, payee, network, asset, scheme, expired, notYetValid, badSignature, wrongSigner, notBase64, notJSON
+    }
+
+    @Test("bad payments are refused locally with a precise reason, before the facilitator or upstream", arguments: Bad.allCases)
+    func refusals(bad: Bad) async throws {
+        try await TestHarness.withPaidGateway(yaml: paidYAML) { gw, fac in
+            var accepted = try await offer(gw, "/paid/x")
+            let cheap = try await offer(gw, "/cheap/x")
+            var header: String
+            let expected: String
+            switch bad {
+            case .cheaperRoute:
+                header = payer.header(accepted: cheap, payload: payer.authorization(for: cheap, now: now))
+                expected = "invalid_exact_evm_payload_authorization_value_mismatch"
+            case .amount:
+                header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now, value: "9999"))
+                expected = "invalid_exact_evm_payload_authorization_value_mismatch"
+            case .payee:
+                header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now, to: payer.address))
+                expected = "invalid_exact_evm_payload_recipient_mismatch"
+            case .network:
+                accepted.network = "eip155:8453"
+                header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now))
+                expected = "invalid_network"
+            case .asset:
+                accepted.asset = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
+                header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now))
+                expected = "invalid_exact_evm_asset_mismatch"
+            case .scheme:
+                accepted.scheme = "upto"
+                header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now))
+                expected = "unsupported_scheme"
+            case .expired:
+                header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now, validBefore: now + 3))
+                expected = "invalid_exact_evm_payload_authorization_valid_before"
+            case .notYetValid:
+                header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now, validAfter: now + 120))
+                expected = "invalid_exact_evm_payload_authorization_valid_after"
+            case .badSignature:
+                var payload = payer.authorization(for: accepted, now: now)
+                payload.signature = String(payload.signature.dropLast(4)) + (payload.signature.hasSuffix("1b") ? "001c" : "001b")
+                header = payer.header(accepted: accepted, payload: payload)
+                expected = "invalid_exact_evm_payload_signature"
+            case .wrongSigner:
+                var payload = TestPayer(privateKey: Array(repeating: 7, count: 32)).authorization(for: accepted, now: now)
+                payload.authorization.from = payer.address
+                header = payer.header(accepted: accepted, payload: payload)
+                expected = "invalid_exact_evm_payload_signature"
+            case .notBase64:
+                header = "not base64!"
+                expected = "invalid_payload"
+            case .notJSON:
+                header = Base64.encode(Array("{\"x402Version\":2,".utf8))
+                expected = "invalid_payload"
+            }
+            let r = try await pay(gw, "/paid/x", header)
+            #expect(r.status == 402)
+            let challenge = try HeaderCodec.decode(PaymentRequired.self, from: try #require(r.header("PAYMENT-REQUIRED")))
+            #expect(challenge.error == expected)
+            #expect(fac.verifyCalls == 0)
+            #expect(gw.upstream.count == 0)
+        }
+    }
+
+    @Test("a payment is used once: a replay after success is refused without reaching anything")
+    func replaySequential() async throws {
+        try await TestHarness.withPaidGateway(yaml: paidYAML) { gw, fac in
+            let accepted = try await offer(gw, "/paid/x")
+            let header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now))
+            #expect(try await pay(gw, "/paid/x", header).status == 200)
+            let again = try await pay(gw, "/paid/y", header)
+            #expect(again.status == 402)
+            #expect(try HeaderCodec.decode(PaymentRequired.self, from: again.header("PAYMENT-REQUIRED")!).error == "payment_already_used")
+            #expect(fac.verifyCalls == 1 && fac.settleCalls == 1)
+            #expect(gw.upstream.count == 1)
+        }
+    }
+
+    @Test("200 concurrent requests carrying one payment: exactly one reaches the upstream and one settles")
+    func replayConcurrent() async throws {
+        try await TestHarness.withPaidGateway(yaml: paidYAML) { gw, fac in
+            let accepted = try await offer(gw, "/paid/x")
+            let header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now))
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<200 { group.addTask { try await pay(gw, "/paid/x", header).status } }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            #expect(statuses.filter { $0 == 200 }.count == 1)
+            #expect(statuses.filter { $0 == 402 }.count == 199)
+            #expect(gw.upstream.count == 1)
+            #expect(fac.settleCalls == 1)
+        }
+    }
+
+    @Test("facilitator faults fail closed: nothing forwarded, 502/504 with a JSON reason", arguments: [
+        (FakeFacilitator.Fault.verifyStatus(500), 502), (.verifyGarbage, 502), (.verifySlow(milliseconds: 1500), 504),
+    ])
+    func verifyFaults(fault: FakeFacilitator.Fault, status: Int) async throws {
+        try await TestHarness.withPaidGateway(yaml: paidYAML) { gw, fac in
+            let accepted = try await offer(gw, "/paid/x")
+            fac.setFault(fault)
+            let r = try await pay(gw, "/paid/x", payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now)))
+            #expect(r.status == status)
+            #expect(r.bodyText.contains("facilitator_"))
+            #expect(gw.upstream.count == 0 && fac.settleCalls == 0)
+        }
+    }
+
+    @Test("an unreachable facilitator fails closed with 502")
+    func facilitatorDown() async throws {
+        let yaml = paidYAML.replacingOccurrences(of: "url: \"{{FACILITATOR}}\"", with: "url: \"http://127.0.0.1:1\"")
+        try await TestHarness.withPaidGateway(yaml: yaml) { gw, _ in
+            let accepted = try await offer(gw, "/paid/x")
+            let r = try await pay(gw, "/paid/x", payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now)))
+            #expect(r.status == 502)
+            #expect(gw.upstream.count == 0)
+        }
+    }
+
+    @Test("a facilitator that says isValid:false gets a 402 carrying its reason, and nothing is forwarded")
+    func verifyInvalid() async throws {
+        try await TestHarness.withPaidGateway(yaml: paidYAML) { gw, fac in
+            let accepted = try await offer(gw, "/paid/x")
+            fac.setFault(.verifyRefuses("invalid_exact_evm_insufficient_balance"))
+            let header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now))
+            let r = try await pay(gw, "/paid/x", header)
+            #expect(r.status == 402)
+            let challenge = try HeaderCodec.decode(PaymentRequired.self, from: try #require(r.header("PAYMENT-REQUIRED")))
+            #expect(challenge.error == "invalid_exact_evm_insufficient_balance")
+            #expect(gw.upstream.count == 0 && fac.settleCalls == 0)
+            // Not charged, so the claim was released: once funded, the same payment goes through.
+            fac.setFault(.none)
+            #expect(try await pay(gw, "/paid/x", header).status == 200)
+        }
+    }
+
+    @Test("a refused settlement withholds the content and answers 402 with PAYMENT-RESPONSE")
+    func settleRefused() async throws {
+        try await TestHarness.withPaidGateway(yaml: paidYAML) { gw, fac in
+            let accepted = try await offer(gw, "/paid/x")
+            fac.setFault(.settleRefuses("insufficient_funds"))
+            let r = try await pay(gw, "/paid/x", payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now)))
+            #expect(r.status == 402)
+            #expect(!r.bodyText.contains("/paid/x"))
+            let settlement = try HeaderCodec.decode(SettleResponse.self, from: try #require(r.header("PAYMENT-RESPONSE")))
+            #expect(!settlement.success && settlement.errorReason == "insufficient_funds")
+            #expect(r.header("PAYMENT-REQUIRED") == nil)
+        }
+    }
+
+    @Test("an ambiguous settlement (500 or timeout) is never answered with a fresh 402", arguments: [
+        (FakeFacilitator.Fault.settleStatus(500), 502), (.settleSlow(milliseconds: 1500), 504),
+    ])
+    func settleUnknown(fault: FakeFacilitator.Fault, status: Int) async throws {
+        try await TestHarness.withPaidGateway(yaml: paidYAML) { gw, fac in
+            let accepted = try await offer(gw, "/paid/x")
+            fac.setFault(fault)
+            let header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now))
+            let r = try await pay(gw, "/paid/x", header)
+            #expect(r.status == status)
+            #expect(r.header("PAYMENT-REQUIRED") == nil)
+            #expect(!r.bodyText.contains("/paid/x"))
+            // The claim is kept: the same payment cannot be pushed through again.
+            fac.setFault(.none)
+            #expect(try await pay(gw, "/paid/x", header).status == 402)
+        }
+    }
+
+    @Test("an upstream error under after-success is passed through and never settled; the payment stays usable")
+    func upstreamErrorNoSettle() async throws {
+        try await TestHarness.withPaidGateway(yaml: paidYAML) { gw, fac in
+            let accepted = try await offer(gw, "/status/500")
+            let header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now))
+            let r = try await pay(gw, "/status/500", header)
+            #expect(r.status == 500)
+            #expect(fac.settleCalls == 0)
+            #expect(r.header("PAYMENT-RESPONSE") == nil)
+        }
+    }
+
+    @Test("an unreachable upstream gets 502 and no settlement")
+    func upstreamDownNoSettle() async throws {
+        let yaml = paidYAML.replacingOccurrences(of: "url: \"{{UPSTREAM}}\"", with: "url: \"http://127.0.0.1:1\"")
+        try await TestHarness.withPaidGateway(yaml: yaml) { gw, fac in
+            let accepted = try await offer(gw, "/paid/x")
+            let r = try await pay(gw, "/paid/x", payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now)))
+            #expect(r.status == 502)
+            #expect(fac.verifyCalls == 1 && fac.settleCalls == 0)
+        }
+    }
+
+    @Test("settlement: before settles first, then streams the upstream body")
+    func settleBefore() async throws {
+        try await TestHarness.withPaidGateway(yaml: paidYAML) { gw, fac in
+            let accepted = try await offer(gw, "/bytes/300000")
+            let r = try await pay(gw, "/bytes/300000", payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now)))
+            #expect(r.status == 200)
+            #expect(r.body.count == 300_000)
+            #expect(r.header("PAYMENT-RESPONSE") != nil)
+            #expect(fac.settleCalls == 1)
+        }
+    }
+}
