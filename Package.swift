@@ -134,7 +134,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayCoreTests",
-            dependencies: ["GatewayCore", "X402", "X402Crypto", "GatewayTestSupport", .product(name: "BigInt", package: "BigInt")],
+            dependencies: ["GatewayCore", "X402", "X402Crypto", .product(name: "BigInt", package: "BigInt")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

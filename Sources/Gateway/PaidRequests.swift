@@ -106,9 +106,7 @@ struct PaidRequestHandler: Sendable {
 
             case .forward:
                 var forwarding = ctx.forwarding
-                if let payer = flow.payer ?? Optional(payment.payload.authorization.from) {
-                    forwarding.extraHeaders.append((ctx.snapshot.config.payerHeader, payer))
-                }
+                forwarding.extraHeaders.append((ctx.snapshot.config.payerHeader, flow.payer ?? payment.payload.authorization.from))
                 do throws(ReverseProxy.Failure) {
                     let response = try await proxy.forward(
                         request, path: ctx.path, upstream: ctx.snapshot.config.upstreams[ctx.route.config.upstream]!,
