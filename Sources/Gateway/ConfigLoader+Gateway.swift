@@ -212,16 +212,7 @@ extension YAMLReader {
                 error(n, "settlement must be \"after-success\" or \"before\", not \"\(s)\"")
             }
         }
-        var routeDefaults = defaults
-        if let n = m["maxTimeoutSeconds"]?.value, let v = int(n, "maxTimeoutSeconds", range: 1...86_400) { routeDefaults.maxTimeoutSeconds = v }
-        if let n = m["payTo"]?.value {
-            routeDefaults.payTo = address(n, "payTo")
-            routeDefaults.payToInvalid = routeDefaults.payTo == nil
-        }
-        if let n = m["network"]?.value {
-            routeDefaults.network = network(n, "network")
-            routeDefaults.networkInvalid = routeDefaults.network == nil
-        }
+        let routeDefaults = overriding(defaults, with: m)
 
         let isFree = m["free"].flatMap { bool($0.value, "free") } ?? false
         let access: RouteAccess
@@ -241,16 +232,7 @@ extension YAMLReader {
             var offers: [Offer] = []
             for item in seq {
                 guard let e = mapping(item, "accepts entry", allowed: ["price", "network", "payTo", "maxTimeoutSeconds"]) else { continue }
-                var d = routeDefaults
-                if let n = e["network"]?.value {
-                    d.network = network(n, "network")
-                    d.networkInvalid = d.network == nil
-                }
-                if let n = e["payTo"]?.value {
-                    d.payTo = address(n, "payTo")
-                    d.payToInvalid = d.payTo == nil
-                }
-                if let n = e["maxTimeoutSeconds"]?.value, let v = int(n, "maxTimeoutSeconds", range: 1...86_400) { d.maxTimeoutSeconds = v }
+                let d = overriding(routeDefaults, with: e)
                 guard let priceNode = e["price"]?.value else {
                     error(item, "accepts entry needs a \"price\"")
                     continue
@@ -269,6 +251,21 @@ extension YAMLReader {
         return RouteConfig(
             id: id, pattern: pattern, host: host, upstream: upstream, access: access, description: description,
             mimeType: mimeType, settlement: settlement, location: location(matchNode))
+    }
+
+    /// `network`, `payTo` and `maxTimeoutSeconds` given on a route or an accepts entry win over `defaults`.
+    func overriding(_ defaults: RouteDefaults, with m: [String: (key: Node, value: Node)]) -> RouteDefaults {
+        var d = defaults
+        if let n = m["network"]?.value {
+            d.network = network(n, "network")
+            d.networkInvalid = d.network == nil
+        }
+        if let n = m["payTo"]?.value {
+            d.payTo = address(n, "payTo")
+            d.payToInvalid = d.payTo == nil
+        }
+        if let n = m["maxTimeoutSeconds"]?.value, let v = int(n, "maxTimeoutSeconds", range: 1...86_400) { d.maxTimeoutSeconds = v }
+        return d
     }
 
     /// `"$0.01"` (the network's default stablecoin) or `{ amount, asset, extra: { name, version } }`.

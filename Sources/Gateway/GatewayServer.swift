@@ -82,7 +82,7 @@ public final class GatewayServer: Service {
         let app = Application(
             responder: GatewayResponder(box: box, proxy: proxy, paid: paid),
             server: .http1(configuration: .init(
-                idleTimeout: .milliseconds(config.limits.idleTimeout.milliseconds),
+                idleTimeout: .milliseconds(config.limits.idleTimeout.wholeMilliseconds),
                 httpDecoderConfiguration: .init(
                     maxHeaderFieldSize: config.limits.maxHeaderBytes, maxHeaderListSize: config.limits.maxHeaderBytes))),
             configuration: .init(address: .hostname(config.listen.host, port: config.listen.port), serverName: nil),

@@ -94,15 +94,10 @@ struct PaidRequestHandler: Sendable {
                 action = flow.claimed(ok)
 
             case .verify:
-                let prepared = ctx.route.offers[flow.offerIndex!]
-                do {
-                    let response = try await facilitator.verify(
-                        version: payment.version, paymentPayload: payment.rawJSON, requirements: requirementsJSON(prepared, payment, ctx))
-                    action = flow.verified(.success(response))
-                } catch {
-                    logger.warning("facilitator verify failed", metadata: ["x402.stage": "verify", "error": "\(error)"])
-                    action = flow.verified(.failure(error == .timeout ? .timeout : .unavailable))
-                }
+                let requirements = requirementsJSON(ctx.route.offers[flow.offerIndex!], payment, ctx)
+                action = flow.verified(await call(.verify, logger) { () async throws(FacilitatorFailure) in
+                    try await facilitator.verify(version: payment.version, paymentPayload: payment.rawJSON, requirements: requirements)
+                })
 
             case .forward:
                 var forwarding = ctx.forwarding
@@ -127,15 +122,10 @@ struct PaidRequestHandler: Sendable {
                 }
 
             case .settle:
-                let prepared = ctx.route.offers[flow.offerIndex!]
-                do {
-                    let response = try await facilitator.settle(
-                        version: payment.version, paymentPayload: payment.rawJSON, requirements: requirementsJSON(prepared, payment, ctx))
-                    action = flow.settled(.success(response))
-                } catch {
-                    logger.error("facilitator settle outcome unknown", metadata: ["x402.stage": "settle", "error": "\(error)"])
-                    action = flow.settled(.failure(error == .timeout ? .timeout : .unavailable))
-                }
+                let requirements = requirementsJSON(ctx.route.offers[flow.offerIndex!], payment, ctx)
+                action = flow.settled(await call(.settle, logger) { () async throws(FacilitatorFailure) in
+                    try await facilitator.settle(version: payment.version, paymentPayload: payment.rawJSON, requirements: requirements)
+                })
 
             case .deliver(let settlement):
                 logger.info("payment settled", metadata: ["x402.transaction": "\(settlement.transaction)", "x402.network": "\(settlement.network)"])
@@ -173,6 +163,20 @@ struct PaidRequestHandler: Sendable {
                     : "the request could not be completed; nothing was charged"
                 return responses.error(status, code: code, message: message, head: isHead)
             }
+        }
+    }
+
+    /// One facilitator call, its transport trouble reduced to what the flow needs to know.
+    /// A failed settle is logged as an error: its outcome is unknown.
+    private func call<T>(
+        _ stage: PaymentFlow.Stage, _ logger: Logger, _ body: () async throws(FacilitatorFailure) -> T
+    ) async -> Result<T, PaymentFlow.CallFailure> {
+        do throws(FacilitatorFailure) {
+            return .success(try await body())
+        } catch {
+            logger.log(level: stage == .settle ? .error : .warning, "facilitator call failed",
+                       metadata: ["x402.stage": "\(stage.rawValue)", "error": "\(error)"])
+            return .failure(error == .timeout ? .timeout : .unavailable)
         }
     }
 

@@ -5,6 +5,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import X402
 import NIOHTTP1
 
 /// Streaming reverse proxy on AsyncHTTPClient: one client per upstream (each with its own connect
@@ -17,8 +18,8 @@ final class ReverseProxy: Sendable {
         for (name, upstream) in upstreams {
             var configuration = HTTPClient.Configuration(
                 redirectConfiguration: .disallow,
-                timeout: .init(connect: .milliseconds(upstream.connectTimeout.milliseconds),
-                               read: .milliseconds(upstream.timeout.milliseconds)),
+                timeout: .init(connect: .milliseconds(upstream.connectTimeout.wholeMilliseconds),
+                               read: .milliseconds(upstream.timeout.wholeMilliseconds)),
                 decompression: .disabled)
             configuration.connectionPool = .init(
                 idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1024)
@@ -115,7 +116,7 @@ final class ReverseProxy: Sendable {
         }
 
         do {
-            return try await client.execute(outgoing, timeout: .milliseconds(upstream.timeout.milliseconds), logger: logger)
+            return try await client.execute(outgoing, timeout: .milliseconds(upstream.timeout.wholeMilliseconds), logger: logger)
         } catch let error as HTTPClientError {
             switch error {
             case .deadlineExceeded, .readTimeout, .connectTimeout: throw .timeout
@@ -142,9 +143,3 @@ final class ReverseProxy: Sendable {
     }
 }
 
-extension Duration {
-    var milliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
-    }
-}

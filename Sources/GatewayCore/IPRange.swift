@@ -4,6 +4,8 @@ import Foundation
 public struct IPRange: Sendable, Hashable, CustomStringConvertible {
     public let network: [UInt8]
     public let prefixLength: Int
+    /// The range as configured.
+    public let text: String
 
     public init?(_ text: String) {
         let parts = text.split(separator: "/", maxSplits: 1)
@@ -16,9 +18,10 @@ public struct IPRange: Sendable, Hashable, CustomStringConvertible {
         }
         self.network = IPRange.mask(address, prefix)
         self.prefixLength = prefix
+        self.text = text
     }
 
-    public var description: String { "\(network.map(String.init).joined(separator: network.count == 4 ? "." : ":"))/\(prefixLength)" }
+    public var description: String { text }
 
     public func contains(_ address: [UInt8]) -> Bool {
         var address = address

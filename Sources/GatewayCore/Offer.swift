@@ -47,11 +47,5 @@ public struct Offer: Sendable, Hashable {
             asset: asset, extra: extra, outputSchema: .object(["input": .object(input), "output": .null]))
     }
 
-    /// "0.01 USDC" when decimals are known, else "10000 atomic units of 0x…".
-    public var humanPrice: String {
-        guard let decimals else { return "\(amount) atomic units of \(asset)" }
-        let number = Money.format(amount, decimals: decimals)
-        return symbol.map { "\(number) \($0)" } ?? number
-    }
 }
 

@@ -79,15 +79,11 @@ public struct PresentedPayment: Sendable {
 public struct PreparedOffer: Sendable {
     public let offer: Offer
     public let requirementsJSON: [UInt8]
-    public let requirementsV1JSON: [UInt8]?
     let domainSeparator: [UInt8]?
 
     init(offer: Offer, route: RouteConfig) {
         self.offer = offer
         self.requirementsJSON = (try? HeaderCodec.compactJSON(offer.requirements)) ?? []
-        self.requirementsV1JSON = offer.requirementsV1(
-            resourceURL: "", description: route.description, mimeType: route.mimeType, method: route.pattern.method
-        ).flatMap { try? HeaderCodec.compactJSON($0) }
         if let name = offer.extra["name"]?.stringValue, let version = offer.extra["version"]?.stringValue,
            let asset = EVMAddress(hex: offer.asset)
         {

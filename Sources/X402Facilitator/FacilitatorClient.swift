@@ -53,7 +53,7 @@ public final class HTTPFacilitatorClient: Facilitator {
         self.timeout = timeout
         var configuration = HTTPClient.Configuration(
             redirectConfiguration: .follow(max: 3, allowCycles: false),
-            timeout: .init(connect: .seconds(5), read: .milliseconds(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)))
+            timeout: .init(connect: .seconds(5), read: .milliseconds(timeout.wholeMilliseconds)))
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
         self.client = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: configuration)
         self.logger = logger
@@ -98,7 +98,7 @@ public final class HTTPFacilitatorClient: Facilitator {
     private func execute<T: Decodable>(_ request: HTTPClientRequest) async throws(FacilitatorFailure) -> T {
         var request = request
         for (name, value) in headers { request.headers.replaceOrAdd(name: name, value: value) }
-        let deadline = NIODeadline.now() + .milliseconds(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let deadline = NIODeadline.now() + .milliseconds(timeout.wholeMilliseconds)
         let body: ByteBuffer
         let status: HTTPResponseStatus
         do {
