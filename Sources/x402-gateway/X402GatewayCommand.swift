@@ -71,7 +71,11 @@ struct Run: AsyncParsableCommand {
             config: loaded, logger: logger,
             source: ConfigSource(path: config, environment: ProcessInfo.processInfo.environment))
         var configuration = ServiceGroupConfiguration(
-            services: [.init(service: server), .init(service: ReloadOnHangup(server: server))],
+            services: [
+                .init(service: server),
+                // Trapped before the listener starts: SIGHUP's default action would end the process.
+                .init(service: ReloadOnHangup(server: server, hangups: await UnixSignalsSequence(trapping: .sighup))),
+            ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         configuration.maximumGracefulShutdownDuration = .init(loaded.limits.shutdownGrace)
@@ -83,9 +87,9 @@ struct Run: AsyncParsableCommand {
 /// Reloads the configuration on every SIGHUP.
 struct ReloadOnHangup: Service {
     let server: GatewayServer
+    let hangups: UnixSignalsSequence
 
     func run() async throws {
-        let hangups = await UnixSignalsSequence(trapping: .sighup)
         await cancelWhenGracefulShutdown {
             for await _ in hangups { server.reload(trigger: "SIGHUP") }
         }

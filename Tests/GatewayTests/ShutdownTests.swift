@@ -64,6 +64,42 @@ struct ShutdownTests {
         }
     }
 
+    @Test("SIGHUP reloads the file in the real process (file watching off)")
+    func sighupReloads() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let file = dir + "/gateway.yaml"
+        func yaml(_ price: String) -> String {
+            """
+            listen: 127.0.0.1:0
+            payTo: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+            network: eip155:84532
+            reload: { watch: false }
+            upstreams:
+              api: { url: "http://127.0.0.1:1" }
+            routes:
+              - match: "GET /weather"
+                price: "\(price)"
+            """
+        }
+        try yaml("$0.001").write(toFile: file, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try gatewayExecutable())
+        process.arguments = ["run", "--config", file, "--log-format", "json"]
+        let stderr = Pipe()
+        process.standardError = stderr
+        try process.run()
+        defer { process.terminate() }
+        let port = try #require(try await Self.listeningPort(stderr.fileHandleForReading))
+        func amount() async throws -> String {
+            try offeredAmount(try await RawHTTP.send(port: port, raw: "GET /weather HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"))
+        }
+        #expect(try await amount() == "1000")
+        try yaml("$0.004").write(toFile: file, atomically: true, encoding: .utf8)
+        kill(process.processIdentifier, SIGHUP)
+        #expect(try await eventually(within: .seconds(3)) { try await amount() == "4000" })
+    }
+
     /// Reads JSON log lines until the listener reports its port.
     /// Keeps draining the pipe afterwards, so the process never blocks on a full pipe.
     static func listeningPort(_ handle: FileHandle) async throws -> Int? {
