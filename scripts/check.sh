@@ -9,4 +9,7 @@ echo "== build (warnings as errors, explicit target imports)"
 swift build --build-tests "${SWIFT_FLAGS[@]}"
 
 echo "== unit and live tests"
-swift test --skip-build "${SWIFT_FLAGS[@]}" 2>&1 | tee .build/test-output.txt | grep -vE '^(◇|↳)' 
+swift test --skip-build "${SWIFT_FLAGS[@]}" 2>&1 | tee .build/test-output.txt | grep -vE '^(◇|↳)'
+
+echo "== end-to-end: official x402 SDK client and facilitator, local EVM chain (Tests/e2e)"
+X402_GATEWAY_BIN="$(swift build "${SWIFT_FLAGS[@]}" --show-bin-path)/x402-gateway" bash scripts/e2e.sh

@@ -46,8 +46,8 @@ final class ClientPool: Sendable {
         state.withLock { state in
             if let client = state.facilitators[config] { return client }
             let client = HTTPFacilitatorClient(
-                baseURL: config.url, headers: config.headers, timeout: config.timeout, eventLoopGroup: eventLoopGroup,
-                logger: logger)
+                baseURL: config.url, headers: config.headers, timeout: config.timeout, connectTimeout: config.connectTimeout,
+                eventLoopGroup: eventLoopGroup, logger: logger)
             state.facilitators[config] = client
             return client
         }

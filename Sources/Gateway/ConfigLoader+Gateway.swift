@@ -142,7 +142,7 @@ extension YAMLReader {
     // MARK: Sections
 
     func facilitatorConfig(_ node: Node) -> FacilitatorConfig? {
-        guard let m = mapping(node, "facilitator", allowed: ["url", "timeout", "headers"]) else { return nil }
+        guard let m = mapping(node, "facilitator", allowed: ["url", "timeout", "connectTimeout", "headers"]) else { return nil }
         guard let urlNode = m["url"]?.value else {
             error(node, "facilitator needs a \"url\"")
             return nil
@@ -153,8 +153,10 @@ extension YAMLReader {
             return nil
         }
         let timeout = m["timeout"].flatMap { duration($0.value, "facilitator.timeout") } ?? .seconds(30)
+        let connectTimeout = m["connectTimeout"].flatMap { duration($0.value, "facilitator.connectTimeout") } ?? .seconds(2)
         let headers = m["headers"].flatMap { stringMap($0.value, "facilitator.headers") } ?? []
-        return FacilitatorConfig(url: parsed, timeout: timeout, headers: Dictionary(headers, uniquingKeysWith: { $1 }))
+        return FacilitatorConfig(url: parsed, timeout: timeout, connectTimeout: connectTimeout,
+                                 headers: Dictionary(headers, uniquingKeysWith: { $1 }))
     }
 
     func upstreamsConfig(_ node: Node) -> [String: UpstreamConfig] {

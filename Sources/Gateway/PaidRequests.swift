@@ -65,6 +65,7 @@ struct PaidRequestHandler: Sendable {
             switch flow.claim {
             case .release: await replay.release(key)
             case .spend: await replay.markSpent(key)
+            case .unknown: await replay.markUnknown(key)
             case .none: break
             }
         }
@@ -93,9 +94,18 @@ struct PaidRequestHandler: Sendable {
                 let offer = ctx.route.offers[flow.offerIndex!].offer
                 let k = PaymentKey(network: offer.network.caip2, asset: offer.asset, from: payment.payload.authorization.from,
                                    nonce: payment.payload.authorization.nonce)
-                let ok = await replay.claim(k)
-                if ok { key = k }
-                action = flow.claimed(ok)
+                let result = await replay.claim(k)
+                switch result {
+                case .claimed:
+                    key = k
+                    action = flow.claimed(.fresh)
+                case .claimedAfterUnknownOutcome:
+                    key = k
+                    logger.notice("retrying a payment whose earlier settlement outcome is unknown")
+                    action = flow.claimed(.afterUnknownOutcome)
+                case .taken:
+                    action = flow.claimed(.taken)
+                }
 
             case .verify:
                 let requirements = requirementsJSON(ctx.route.offers[flow.offerIndex!], payment, ctx)

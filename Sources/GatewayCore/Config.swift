@@ -97,12 +97,16 @@ public struct UpstreamConfig: Sendable, Hashable {
 
 public struct FacilitatorConfig: Sendable, Hashable {
     public var url: String
+    /// Deadline for each call.
     public var timeout: Duration
+    /// TCP connect limit: a facilitator that is down is reported this fast.
+    public var connectTimeout: Duration
     public var headers: [String: String]
 
-    public init(url: String, timeout: Duration, headers: [String: String]) {
+    public init(url: String, timeout: Duration, connectTimeout: Duration = .seconds(2), headers: [String: String]) {
         self.url = url
         self.timeout = timeout
+        self.connectTimeout = connectTimeout
         self.headers = headers
     }
 }

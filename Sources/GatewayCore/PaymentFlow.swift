@@ -37,7 +37,16 @@ public struct PaymentFlow: Sendable {
     public enum ClaimDisposition: Sendable, Equatable {
         case none  // never claimed
         case release  // not charged: the payment may be presented again
-        case spend  // charged, or outcome unknown
+        case spend  // charged
+        case unknown  // settlement outcome unknown: held, but the same payment may come back to retry
+    }
+
+    /// How the replay claim went (mirrors the storage layer's answer).
+    public enum Claim: Sendable, Equatable {
+        case fresh
+        /// An earlier settlement of this same payment ended without an answer.
+        case afterUnknownOutcome
+        case taken
     }
 
     enum State: Sendable, Equatable {
@@ -49,6 +58,9 @@ public struct PaymentFlow: Sendable {
     public private(set) var claim: ClaimDisposition = .none
     public private(set) var offerIndex: Int?
     public private(set) var payer: String?
+    /// A retry of a payment whose earlier settlement outcome is unknown: any refusal from the
+    /// facilitator may mean the earlier transfer went through, so it is never answered with a 402.
+    public private(set) var isRetryAfterUnknownOutcome = false
     private var settlement: SettleResponse?
 
     public init(policy: SettlementPolicy) {
@@ -72,12 +84,13 @@ public struct PaymentFlow: Sendable {
         }
     }
 
-    public mutating func claimed(_ ok: Bool) -> Action {
+    public mutating func claimed(_ result: Claim) -> Action {
         precondition(state == .claiming)
-        guard ok else {
+        if result == .taken {
             state = .done
             return .refuse(.alreadyUsed, detail: nil)
         }
+        isRetryAfterUnknownOutcome = result == .afterUnknownOutcome
         claim = .release  // held; released unless the payment gets charged
         state = .verifying
         return .verify
@@ -91,6 +104,10 @@ public struct PaymentFlow: Sendable {
             return .failClosed(failure, stage: .verify)
         case .success(let response) where !response.isValid:
             state = .done
+            if isRetryAfterUnknownOutcome {
+                claim = .unknown
+                return .failClosed(.unavailable, stage: .settle)
+            }
             return .refuse(.facilitatorRefused, detail: response.invalidReason ?? "invalid_payment")
         case .success(let response):
             payer = response.payer
@@ -133,10 +150,16 @@ public struct PaymentFlow: Sendable {
         precondition(state == .settling)
         switch result {
         case .failure(let failure):
-            // The transfer may or may not have happened: keep the claim, never invite a re-payment.
-            claim = .spend
+            // The transfer may or may not have happened: hold the claim for a retry of this same
+            // payment, and never invite a new one.
+            claim = .unknown
             state = .done
             return .failClosed(failure, stage: .settle)
+        case .success(let response) where !response.success && isRetryAfterUnknownOutcome:
+            // A refusal now may mean the earlier attempt went through: still unknown.
+            claim = .unknown
+            state = .done
+            return .failClosed(.unavailable, stage: .settle)
         case .success(let response) where !response.success:
             state = .done
             return .settlementFailed(response)

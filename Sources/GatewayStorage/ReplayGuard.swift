@@ -19,27 +19,44 @@ public struct PaymentKey: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(network)/\(asset)/\(from)/\(nonce)" }
 }
 
-/// Claims on payments in flight or spent.
+/// What a claim found.
+public enum ClaimResult: Sendable, Equatable {
+    /// The key was free; this request holds it.
+    case claimed
+    /// An earlier settlement of this payment ended without an answer (outcome unknown); this
+    /// request holds the key and may try again. The key returns to "unknown" if it is released.
+    case claimedAfterUnknownOutcome
+    /// In flight elsewhere, or spent.
+    case taken
+}
+
+/// Claims on payments in flight, spent, or whose settlement outcome is unknown.
 ///
 /// Atomicity contract: `claim` is linearisable — of any number of concurrent claims on one key,
-/// exactly one returns `true` until that claim is released. A durable backend (SQLite, or
-/// PostgreSQL shared by several gateways) must keep the same contract, e.g. with an
-/// `INSERT … ON CONFLICT DO NOTHING` on the key.
+/// at most one succeeds until that claim ends (release, markSpent or markUnknown). A durable
+/// backend (SQLite, or PostgreSQL shared by several gateways) must keep the same contract, e.g. with
+/// `INSERT … ON CONFLICT DO NOTHING` on the key plus a conditional `UPDATE` for unknown-outcome keys.
 public protocol ReplayGuard: Sendable {
-    /// Claims `key`; false if it is already claimed (in flight or settled).
-    func claim(_ key: PaymentKey) async -> Bool
-    /// Gives the key back: the payment was not spent (verify refused it, the upstream failed, or
-    /// settlement definitely failed) and may be presented again.
+    func claim(_ key: PaymentKey) async -> ClaimResult
+    /// Ends the claim without a charge: the payment may be presented again (a key claimed after
+    /// an unknown outcome goes back to unknown).
     func release(_ key: PaymentKey) async
-    /// Marks the key as spent for good (settled on chain, or outcome unknown: fail closed).
+    /// Marks the key as spent for good (settled on chain).
     func markSpent(_ key: PaymentKey) async
+    /// The settlement's outcome is unknown: the key is not free, but the same payment may be
+    /// presented again to retry (and is then claimed with `.claimedAfterUnknownOutcome`).
+    func markUnknown(_ key: PaymentKey) async
 }
 
 /// In-memory replay guard for a single gateway instance. Spent keys are kept for `retention`
-/// claims (authorizations expire, so old keys stop mattering); in-flight claims are never evicted.
+/// claims (authorizations expire, so old keys stop mattering); in-flight and unknown-outcome keys
+/// are never evicted.
 public final class InMemoryReplayGuard: ReplayGuard {
     private struct State {
         var inFlight: Set<PaymentKey> = []
+        /// In flight, and unknown before this claim.
+        var retrying: Set<PaymentKey> = []
+        var unknown: Set<PaymentKey> = []
         var spent: Set<PaymentKey> = []
         var spentOrder: [PaymentKey] = []
     }
@@ -51,21 +68,38 @@ public final class InMemoryReplayGuard: ReplayGuard {
         self.retention = retention
     }
 
-    public func claim(_ key: PaymentKey) async -> Bool {
+    public func claim(_ key: PaymentKey) async -> ClaimResult {
         state.withLock { s in
-            if s.inFlight.contains(key) || s.spent.contains(key) { return false }
+            if s.inFlight.contains(key) || s.spent.contains(key) { return .taken }
             s.inFlight.insert(key)
-            return true
+            if s.unknown.remove(key) != nil {
+                s.retrying.insert(key)
+                return .claimedAfterUnknownOutcome
+            }
+            return .claimed
         }
     }
 
     public func release(_ key: PaymentKey) async {
-        _ = state.withLock { $0.inFlight.remove(key) }
+        state.withLock { s in
+            s.inFlight.remove(key)
+            if s.retrying.remove(key) != nil { s.unknown.insert(key) }
+        }
+    }
+
+    public func markUnknown(_ key: PaymentKey) async {
+        state.withLock { s in
+            s.inFlight.remove(key)
+            s.retrying.remove(key)
+            s.unknown.insert(key)
+        }
     }
 
     public func markSpent(_ key: PaymentKey) async {
         state.withLock { s in
             s.inFlight.remove(key)
+            s.retrying.remove(key)
+            s.unknown.remove(key)
             guard s.spent.insert(key).inserted else { return }
             s.spentOrder.append(key)
             // Evict the oldest tenth in one go, so eviction stays cheap per claim.

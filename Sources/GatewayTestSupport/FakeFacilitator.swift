@@ -37,6 +37,8 @@ public final class FakeFacilitator: Sendable {
 
     public var verifyCalls: Int { state.withLock { $0.verifyCalls } }
     public var settleCalls: Int { state.withLock { $0.settleCalls } }
+    /// Payments it actually settled (its "chain").
+    public var settledCount: Int { state.withLock { $0.usedNonces.count } }
     public func setFault(_ fault: Fault) { state.withLock { $0.fault = fault } }
 
     private struct Call: Decodable {

@@ -45,7 +45,10 @@ public final class HTTPFacilitatorClient: Facilitator {
     private let client: HTTPClient
     private let logger: Logger
 
-    public init(baseURL: String, headers: [String: String], timeout: Duration, eventLoopGroup: any EventLoopGroup, logger: Logger) {
+    public init(
+        baseURL: String, headers: [String: String], timeout: Duration, connectTimeout: Duration = .seconds(2),
+        eventLoopGroup: any EventLoopGroup, logger: Logger
+    ) {
         var base = baseURL
         while base.hasSuffix("/") { base.removeLast() }
         self.baseURL = base
@@ -53,7 +56,7 @@ public final class HTTPFacilitatorClient: Facilitator {
         self.timeout = timeout
         var configuration = HTTPClient.Configuration(
             redirectConfiguration: .follow(max: 3, allowCycles: false),
-            timeout: .init(connect: .seconds(5), read: .milliseconds(timeout.wholeMilliseconds)))
+            timeout: .init(connect: .milliseconds(connectTimeout.wholeMilliseconds), read: .milliseconds(timeout.wholeMilliseconds)))
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
         self.client = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: configuration)
         self.logger = logger

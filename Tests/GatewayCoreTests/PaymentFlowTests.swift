@@ -38,7 +38,7 @@ struct PaymentFlowTests {
     func afterSuccessHappyPath() throws {
         var (flow, action) = try started(.afterSuccess)
         #expect(action == .claim)
-        #expect(flow.claimed(true) == .verify)
+        #expect(flow.claimed(.fresh) == .verify)
         #expect(flow.claim == .release)
         #expect(flow.verified(.success(valid)) == .forward)
         #expect(flow.payer == "0xpayer")
@@ -50,7 +50,7 @@ struct PaymentFlowTests {
     @Test("before: claim → verify → settle → forward → deliver")
     func beforeHappyPath() throws {
         var (flow, _) = try started(.before)
-        _ = flow.claimed(true)
+        _ = flow.claimed(.fresh)
         #expect(flow.verified(.success(valid)) == .settle)
         #expect(flow.settled(.success(settled)) == .forward)
         #expect(flow.claim == .spend)
@@ -60,7 +60,7 @@ struct PaymentFlowTests {
     @Test("an upstream status ≥ 400 under after-success is relayed unsettled and the claim released", arguments: [400, 404, 500, 503])
     func upstreamErrorNoCharge(status: Int) throws {
         var (flow, _) = try started(.afterSuccess)
-        _ = flow.claimed(true)
+        _ = flow.claimed(.fresh)
         _ = flow.verified(.success(valid))
         #expect(flow.upstreamResponded(status: status) == .deliverUnsettled)
         #expect(flow.claim == .release)
@@ -69,7 +69,7 @@ struct PaymentFlowTests {
     @Test("an unreachable or slow upstream fails closed; nothing charged under after-success")
     func upstreamUnreachable() throws {
         var (flow, _) = try started(.afterSuccess)
-        _ = flow.claimed(true)
+        _ = flow.claimed(.fresh)
         _ = flow.verified(.success(valid))
         #expect(flow.upstreamFailed(.timeout) == .failClosed(.timeout, stage: .upstream))
         #expect(flow.claim == .release)
@@ -78,37 +78,67 @@ struct PaymentFlowTests {
     @Test("a taken replay claim is refused as payment_already_used before any call")
     func replayRefused() throws {
         var (flow, _) = try started(.afterSuccess)
-        #expect(flow.claimed(false) == .refuse(.alreadyUsed, detail: nil))
+        #expect(flow.claimed(.taken) == .refuse(.alreadyUsed, detail: nil))
         #expect(flow.claim == PaymentFlow.ClaimDisposition.none)
     }
 
     @Test("verify: transport failure fails closed, isValid:false refuses with the facilitator's reason; claim released")
     func verifyOutcomes() throws {
         var (a, _) = try started(.afterSuccess)
-        _ = a.claimed(true)
+        _ = a.claimed(.fresh)
         #expect(a.verified(.failure(.unavailable)) == .failClosed(.unavailable, stage: .verify))
         #expect(a.claim == .release)
         var (b, _) = try started(.afterSuccess)
-        _ = b.claimed(true)
+        _ = b.claimed(.fresh)
         #expect(b.verified(.success(VerifyResponse(isValid: false, invalidReason: "insufficient_funds"))) ==
             .refuse(.facilitatorRefused, detail: "insufficient_funds"))
         #expect(b.claim == .release)
     }
 
-    @Test("settle: no answer keeps the claim spent and fails closed (never a fresh 402); a refusal withholds content")
+    @Test("settle: no answer holds the claim as unknown and fails closed (never a fresh 402); a refusal withholds content")
     func settleOutcomes() throws {
         var (a, _) = try started(.afterSuccess)
-        _ = a.claimed(true)
+        _ = a.claimed(.fresh)
         _ = a.verified(.success(valid))
         _ = a.upstreamResponded(status: 200)
         #expect(a.settled(.failure(.timeout)) == .failClosed(.timeout, stage: .settle))
-        #expect(a.claim == .spend)
+        #expect(a.claim == .unknown)
         var (b, _) = try started(.afterSuccess)
-        _ = b.claimed(true)
+        _ = b.claimed(.fresh)
         _ = b.verified(.success(valid))
         _ = b.upstreamResponded(status: 200)
         #expect(b.settled(.success(refusedSettle)) == .settlementFailed(refusedSettle))
         #expect(b.claim == .release)
+    }
+
+    @Test("a retry after an unknown outcome: delivered when it settles now; any refusal stays unknown, never a 402")
+    func retryAfterUnknownOutcome() throws {
+        var ok = try started(.afterSuccess).0
+        _ = ok.claimed(.afterUnknownOutcome)
+        #expect(ok.isRetryAfterUnknownOutcome)
+        _ = ok.verified(.success(valid))
+        _ = ok.upstreamResponded(status: 200)
+        #expect(ok.settled(.success(settled)) == .deliver(settled))
+        #expect(ok.claim == .spend)
+
+        var verifyRefused = try started(.afterSuccess).0
+        _ = verifyRefused.claimed(.afterUnknownOutcome)
+        #expect(verifyRefused.verified(.success(VerifyResponse(isValid: false, invalidReason: "nonce_used"))) ==
+            .failClosed(.unavailable, stage: .settle))
+        #expect(verifyRefused.claim == .unknown)
+
+        var settleRefused = try started(.afterSuccess).0
+        _ = settleRefused.claimed(.afterUnknownOutcome)
+        _ = settleRefused.verified(.success(valid))
+        _ = settleRefused.upstreamResponded(status: 200)
+        #expect(settleRefused.settled(.success(refusedSettle)) == .failClosed(.unavailable, stage: .settle))
+        #expect(settleRefused.claim == .unknown)
+
+        var upstreamFailed = try started(.afterSuccess).0
+        _ = upstreamFailed.claimed(.afterUnknownOutcome)
+        _ = upstreamFailed.verified(.success(valid))
+        #expect(upstreamFailed.upstreamResponded(status: 503) == .deliverUnsettled)
+        #expect(upstreamFailed.claim == .release)
     }
 
     @Test("a payment that does not match the offer or fails pre-verification is refused at start")

@@ -292,10 +292,6 @@ def test_7_facilitator_stopped_mid_settlement_fails_closed(gateway, facilitator,
     assert not chain.authorization_used(buyer.address, payment_nonce(headers))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gateway bug: when a settle call fails (facilitator gone mid-settlement) the 502 tells the client "
-    "'retry later with the same payment', but the replay guard marks the payment spent, so that retry "
-    "gets 402 payment_already_used although nothing was transferred on chain"))
 def test_7_same_payment_retried_after_unknown_settlement_outcome_is_served(gateway, facilitator, chain, upstream, buyer, payee, tag):
     url = f"{gateway.url}/weather?{tag}"
     headers = signed_payment(buyer, url)
