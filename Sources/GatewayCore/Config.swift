@@ -174,6 +174,40 @@ public struct CORSConfig: Sendable, Hashable {
     public init() {}
 }
 
+/// Optional colours of the browser paywall page, each `#rgb` or `#rrggbb` (validated by the loader).
+public struct PaywallColors: Sendable, Hashable {
+    /// Buttons and links.
+    public var accent: String?
+    /// Page background.
+    public var background: String?
+    /// Body text.
+    public var text: String?
+
+    public init(accent: String? = nil, background: String? = nil, text: String? = nil) {
+        self.accent = accent
+        self.background = background
+        self.text = text
+    }
+}
+
+/// The browser paywall: the HTML page a browser gets instead of the JSON 402.
+public struct PaywallConfig: Sendable, Hashable {
+    /// When false, browsers get the same JSON 402 as API clients.
+    public var enabled: Bool
+    /// Shown in the page header and title.
+    public var appName: String?
+    /// An `https:` URL or a `data:image/...` URL (validated by the loader).
+    public var appLogo: String?
+    public var colors: PaywallColors
+
+    public init(enabled: Bool = true, appName: String? = nil, appLogo: String? = nil, colors: PaywallColors = PaywallColors()) {
+        self.enabled = enabled
+        self.appName = appName
+        self.appLogo = appLogo
+        self.colors = colors
+    }
+}
+
 /// The whole validated configuration. Built by the loader; nothing here reads files or the environment.
 public struct GatewayConfig: Sendable {
     public var listen: ListenAddress
@@ -190,11 +224,13 @@ public struct GatewayConfig: Sendable {
     public var cors: CORSConfig
     /// Name of the request header carrying the verified payer to the upstream.
     public var payerHeader: String
+    public var paywall: PaywallConfig
 
     public init(listen: ListenAddress, publicBaseURL: String? = nil, payTo: String? = nil, network: String? = nil,
                 facilitator: FacilitatorConfig? = nil, upstreams: [String: UpstreamConfig], routes: [RouteConfig],
                 unmatched: UnmatchedPolicy, trustedProxies: [IPRange] = [], caseSensitiveRoutes: Bool = false,
-                limits: Limits = Limits(), cors: CORSConfig = CORSConfig(), payerHeader: String = "X-Payment-Payer") {
+                limits: Limits = Limits(), cors: CORSConfig = CORSConfig(), payerHeader: String = "X-Payment-Payer",
+                paywall: PaywallConfig = PaywallConfig()) {
         self.listen = listen
         self.publicBaseURL = publicBaseURL
         self.payTo = payTo
@@ -208,5 +244,6 @@ public struct GatewayConfig: Sendable {
         self.limits = limits
         self.cors = cors
         self.payerHeader = payerHeader
+        self.paywall = paywall
     }
 }
