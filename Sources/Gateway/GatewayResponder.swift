@@ -5,6 +5,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOHTTP1
+import Paywall
 import Synchronization
 import X402
 
@@ -14,11 +15,26 @@ final class GatewaySnapshot: Sendable {
     let config: GatewayConfig
     let table: RouteTable
     let responses: GatewayResponses
+    /// The browser paywall page of each route (same positions as `table.routes`; nil for free
+    /// routes and when the paywall is disabled), compiled here so a request only fills it in.
+    let paywalls: [PaywallPage?]
 
     init(config: GatewayConfig) {
         self.config = config
         self.table = RouteTable(config: config)
         self.responses = GatewayResponses(cors: config.cors)
+        self.paywalls = table.routes.map { route in
+            guard config.paywall.enabled, let challenge = route.challenge else { return nil }
+            return PaywallPage(route: route.config, challenge: challenge, config: config.paywall)
+        }
+    }
+
+    /// The page to answer `request` with instead of the JSON 402: only for browsers.
+    func paywall(routeIndex: Int, request: Request) -> PaywallPage? {
+        guard let page = paywalls[routeIndex],
+              BrowserDetection.wantsPaywall(accept: request.headers[.accept], userAgent: request.headers[.userAgent])
+        else { return nil }
+        return page
     }
 }
 
@@ -64,7 +80,7 @@ struct GatewayResponder: HTTPResponder {
         let host = HostPattern.normalize(hostHeader: hostHeader)
         let forwarding = forwardingInfo(request, context: context, snapshot: snapshot)
 
-        guard let route = snapshot.table.match(method: request.method.rawValue, path: path.path, host: host) else {
+        guard let routeIndex = snapshot.table.matchIndex(method: request.method.rawValue, path: path.path, host: host) else {
             switch snapshot.table.unmatched {
             case .deny:
                 return responses.error(.notFound, code: "not_found", message: "no route matches this request", head: isHead)
@@ -74,20 +90,23 @@ struct GatewayResponder: HTTPResponder {
             }
         }
 
+        let route = snapshot.table.routes[routeIndex]
         guard let challenge = route.challenge else {
             return await proxyResponse(request, path: path, upstream: route.config.upstream, snapshot: snapshot,
                                        forwarding: forwarding, logger: context.logger)
         }
         let resourceURL = resourceURL(path: path, request: request, host: hostHeader, snapshot: snapshot,
                                       trusted: forwarding.clientIsTrustedProxy)
+        let paywall = snapshot.paywall(routeIndex: routeIndex, request: request)
         let payment = request.headers[.paymentSignature].map { ($0, 2) } ?? request.headers[.xPayment].map { ($0, 1) }
         guard let (header, version) = payment else {
             context.logger.debug("payment required", metadata: ["x402.route": "\(route.config.id)"])
-            return responses.paymentRequired(challenge, resourceURL: resourceURL, head: isHead)
+            return responses.paymentRequired(challenge, resourceURL: resourceURL, head: isHead, paywall: paywall,
+                                             method: request.method.rawValue)
         }
         let paidContext = PaidRequestHandler.Context(
             request: request, path: path, route: route, challenge: challenge, resourceURL: resourceURL, snapshot: snapshot,
-            forwarding: forwarding, logger: context.logger)
+            forwarding: forwarding, paywall: paywall, logger: context.logger)
         return await paid.respond(paidContext, header: header, headerVersion: version)
     }
 

@@ -6,6 +6,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOHTTP1
+import Paywall
 import X402
 import X402Facilitator
 
@@ -24,6 +25,8 @@ struct PaidRequestHandler: Sendable {
         var resourceURL: String
         var snapshot: GatewaySnapshot
         var forwarding: ReverseProxy.Forwarding
+        /// The browser paywall page, when the request came from a browser: refusals are shown on it.
+        var paywall: PaywallPage?
         var logger: Logger
     }
 
@@ -37,7 +40,8 @@ struct PaidRequestHandler: Sendable {
             payment = try PresentedPayment.decode(header: header, headerVersion: headerVersion)
         } catch {
             logger.info("payment refused", metadata: ["x402.reason": "\(error.rawValue)"])
-            return responses.paymentRequired(ctx.challenge, resourceURL: ctx.resourceURL, error: error.rawValue, head: isHead)
+            return responses.paymentRequired(ctx.challenge, resourceURL: ctx.resourceURL, error: error.rawValue, head: isHead,
+                                             paywall: ctx.paywall, method: ctx.request.method.rawValue)
         }
         guard let facilitator else {
             logger.error("payment presented but no facilitator is configured")
@@ -83,7 +87,8 @@ struct PaidRequestHandler: Sendable {
             switch action {
             case .refuse(let reason, let detail):
                 logger.info("payment refused", metadata: ["x402.reason": "\(reason.rawValue)", "x402.detail": "\(detail ?? "")"])
-                return responses.paymentRequired(ctx.challenge, resourceURL: ctx.resourceURL, error: detail ?? reason.rawValue, head: isHead)
+                return responses.paymentRequired(ctx.challenge, resourceURL: ctx.resourceURL, error: detail ?? reason.rawValue,
+                                                 head: isHead, paywall: ctx.paywall, method: request.method.rawValue)
 
             case .claim:
                 let offer = ctx.route.offers[flow.offerIndex!].offer
