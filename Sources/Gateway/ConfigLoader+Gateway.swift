@@ -8,7 +8,7 @@ extension YAMLReader {
     static let topLevelKeys = [
         "listen", "publicBaseURL", "payTo", "network", "facilitator", "upstreams", "routes", "unmatched",
         "defaultUpstream", "trustedProxies", "caseSensitiveRoutes", "limits", "cors", "payerHeader", "maxTimeoutSeconds",
-        "paywall",
+        "admin", "reload", "paywall",
     ]
 
     /// Defaults every route inherits.
@@ -45,11 +45,34 @@ extension YAMLReader {
         if top["upstreams"] == nil { error(root, "missing \"upstreams\": name at least one upstream API to forward to") }
 
         var limits = Limits()
-        if let node = top["limits"]?.value, let m = mapping(node, "limits", allowed: ["maxHeaderBytes", "maxPaidRequestBody", "maxBufferedResponse", "idleTimeout"]) {
+        if let node = top["limits"]?.value, let m = mapping(node, "limits", allowed: ["maxHeaderBytes", "maxPaidRequestBody", "maxBufferedResponse", "idleTimeout", "shutdownGrace"]) {
             if let n = m["maxHeaderBytes"]?.value, let v = byteSize(n, "limits.maxHeaderBytes") { limits.maxHeaderBytes = v }
             if let n = m["maxPaidRequestBody"]?.value, let v = byteSize(n, "limits.maxPaidRequestBody") { limits.maxPaidRequestBodyBytes = v }
             if let n = m["maxBufferedResponse"]?.value, let v = byteSize(n, "limits.maxBufferedResponse") { limits.maxBufferedResponseBytes = v }
             if let n = m["idleTimeout"]?.value, let v = duration(n, "limits.idleTimeout") { limits.idleTimeout = v }
+            if let n = m["shutdownGrace"]?.value, let v = duration(n, "limits.shutdownGrace") { limits.shutdownGrace = v }
+        }
+
+        var admin: AdminConfig?
+        if let node = top["admin"]?.value, let m = mapping(node, "admin", allowed: ["listen"]) {
+            if let n = m["listen"]?.value, let s = string(n, "admin.listen") {
+                if let parsed = parseListen(s) {
+                    admin = AdminConfig(listen: parsed)
+                    if parsed == listen && parsed.port != 0 { error(n, "admin.listen must differ from listen (\(listen))") }
+                } else {
+                    error(n, "admin.listen must be host:port (e.g. 127.0.0.1:9402), not \"\(s)\"")
+                }
+            } else if m["listen"] == nil {
+                error(node, "admin needs \"listen\" (e.g. 127.0.0.1:9402)")
+            }
+        }
+
+        var reload = ReloadConfig()
+        if let node = top["reload"]?.value, let m = mapping(node, "reload", allowed: ["watch", "interval"]) {
+            if let n = m["interval"]?.value, let v = duration(n, "reload.interval") {
+                if v < .milliseconds(50) { error(n, "reload.interval must be at least 50ms") } else { reload.watchInterval = v }
+            }
+            if let n = m["watch"]?.value, let v = bool(n, "reload.watch"), !v { reload.watchInterval = nil }
         }
 
         var cors = CORSConfig()
@@ -115,7 +138,8 @@ extension YAMLReader {
         return GatewayConfig(
             listen: listen, publicBaseURL: publicBaseURL, payTo: payTo, network: network?.caip2, facilitator: facilitator,
             upstreams: upstreams, routes: routes, unmatched: unmatched, trustedProxies: trusted,
-            caseSensitiveRoutes: caseSensitive, limits: limits, cors: cors, payerHeader: payerHeader, paywall: paywall)
+            caseSensitiveRoutes: caseSensitive, limits: limits, cors: cors, payerHeader: payerHeader, admin: admin,
+            reload: reload, paywall: paywall)
     }
 
     // MARK: Sections

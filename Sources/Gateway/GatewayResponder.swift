@@ -8,9 +8,10 @@ import NIOHTTP1
 import Paywall
 import Synchronization
 import X402
+import X402Facilitator
 
-/// Everything derived from one configuration. Swapped as a whole (hot reload keeps this seam):
-/// a request uses the snapshot it started with from start to end.
+/// Everything derived from one configuration. Swapped as a whole on reload: a request uses the
+/// snapshot it started with from start to end.
 final class GatewaySnapshot: Sendable {
     let config: GatewayConfig
     let table: RouteTable
@@ -18,8 +19,10 @@ final class GatewaySnapshot: Sendable {
     /// The browser paywall page of each route (same positions as `table.routes`; nil for free
     /// routes and when the paywall is disabled), compiled here so a request only fills it in.
     let paywalls: [PaywallPage?]
+    let upstreams: [String: Upstream]
+    let facilitator: (any Facilitator)?
 
-    init(config: GatewayConfig) {
+    init(config: GatewayConfig, upstreams: [String: Upstream], facilitator: (any Facilitator)?) {
         self.config = config
         self.table = RouteTable(config: config)
         self.responses = GatewayResponses(cors: config.cors)
@@ -27,6 +30,8 @@ final class GatewaySnapshot: Sendable {
             guard config.paywall.enabled, let challenge = route.challenge else { return nil }
             return PaywallPage(route: route.config, challenge: challenge, config: config.paywall)
         }
+        self.upstreams = upstreams
+        self.facilitator = facilitator
     }
 
     /// The page to answer `request` with instead of the JSON 402: only for browsers.
@@ -54,10 +59,26 @@ struct GatewayResponder: HTTPResponder {
     typealias Context = GatewayRequestContext
 
     let box: SnapshotBox
-    let proxy: ReverseProxy
     let paid: PaidRequestHandler
+    let metrics: GatewayMetrics
 
     func respond(to request: Request, context: Context) async throws -> Response {
+        let requestID = request.headers[.xRequestID].flatMap(RequestID.accept) ?? RequestID.next()
+        var logger = context.logger
+        logger[metadataKey: "request.id"] = .string(requestID)
+        metrics.requestStarted()
+        defer { metrics.requestEnded() }
+        let (response, route, outcome) = await handle(request, context: context, requestID: requestID, logger: logger)
+        metrics.request(route: route, outcome: outcome)
+        var answer = response
+        if answer.headers[.xRequestID] == nil { answer.headers[.xRequestID] = requestID }
+        return answer
+    }
+
+    /// The answer, the route id for metrics (`-` when none matched) and the outcome.
+    private func handle(
+        _ request: Request, context: Context, requestID: String, logger: Logger
+    ) async -> (Response, String, RequestOutcome) {
         let snapshot = box.snapshot
         let responses = snapshot.responses
         let isHead = request.method == .head
@@ -65,74 +86,83 @@ struct GatewayResponder: HTTPResponder {
         do {
             path = try CanonicalPath.parse(target: request.head.path ?? "")
         } catch {
-            context.logger.info("request refused", metadata: ["x402.reason": "\(error)"])
-            return responses.error(.badRequest, code: "bad_path", message: error.description, head: isHead)
+            logger.info("request refused", metadata: ["x402.reason": "\(error)"])
+            return (responses.error(.badRequest, code: "bad_path", message: error.description, head: isHead), "-", .badRequest)
         }
 
         if request.method == .options, request.headers[.accessControlRequestMethod] != nil, request.headers[.origin] != nil {
-            return responses.preflight(requestedHeaders: request.headers[.accessControlRequestHeaders])
+            return (responses.preflight(requestedHeaders: request.headers[.accessControlRequestHeaders]), "-", .free)
         }
 
         let hostHeader = request.head.authority ?? ""
         guard hostHeader.isEmpty || Self.isValidHost(hostHeader) else {
-            return responses.error(.badRequest, code: "bad_host", message: "Host header is not a valid host", head: isHead)
+            return (responses.error(.badRequest, code: "bad_host", message: "Host header is not a valid host", head: isHead), "-", .badRequest)
         }
         let host = HostPattern.normalize(hostHeader: hostHeader)
-        let forwarding = forwardingInfo(request, context: context, snapshot: snapshot)
+        var forwarding = forwardingInfo(request, context: context, snapshot: snapshot)
+        forwarding.extraHeaders.append(("X-Request-Id", requestID))
 
         guard let routeIndex = snapshot.table.matchIndex(method: request.method.rawValue, path: path.path, host: host) else {
             switch snapshot.table.unmatched {
             case .deny:
-                return responses.error(.notFound, code: "not_found", message: "no route matches this request", head: isHead)
+                return (responses.error(.notFound, code: "not_found", message: "no route matches this request", head: isHead), "-", .notFound)
             case .pass(let upstream):
-                return await proxyResponse(request, path: path, upstream: upstream, snapshot: snapshot,
-                                           forwarding: forwarding, logger: context.logger)
+                return await proxyResponse(request, path: path, upstream: upstream, snapshot: snapshot, route: "-",
+                                           forwarding: forwarding, logger: logger)
             }
         }
-
         let route = snapshot.table.routes[routeIndex]
+        let routeID = route.config.id
+
         guard let challenge = route.challenge else {
-            return await proxyResponse(request, path: path, upstream: route.config.upstream, snapshot: snapshot,
-                                       forwarding: forwarding, logger: context.logger)
+            return await proxyResponse(request, path: path, upstream: route.config.upstream, snapshot: snapshot, route: routeID,
+                                       forwarding: forwarding, logger: logger)
         }
         let resourceURL = resourceURL(path: path, request: request, host: hostHeader, snapshot: snapshot,
                                       trusted: forwarding.clientIsTrustedProxy)
         let paywall = snapshot.paywall(routeIndex: routeIndex, request: request)
         let payment = request.headers[.paymentSignature].map { ($0, 2) } ?? request.headers[.xPayment].map { ($0, 1) }
         guard let (header, version) = payment else {
-            context.logger.debug("payment required", metadata: ["x402.route": "\(route.config.id)"])
-            return responses.paymentRequired(challenge, resourceURL: resourceURL, head: isHead, paywall: paywall,
-                                             method: request.method.rawValue)
+            logger.debug("payment required", metadata: ["x402.route": "\(routeID)"])
+            metrics.paymentRequired(route: routeID)
+            return (responses.paymentRequired(challenge, resourceURL: resourceURL, head: isHead, paywall: paywall,
+                                              method: request.method.rawValue), routeID, .paymentRequired)
         }
         let paidContext = PaidRequestHandler.Context(
             request: request, path: path, route: route, challenge: challenge, resourceURL: resourceURL, snapshot: snapshot,
-            forwarding: forwarding, paywall: paywall, logger: context.logger)
-        return await paid.respond(paidContext, header: header, headerVersion: version)
+            forwarding: forwarding, paywall: paywall, logger: logger)
+        let (response, outcome) = await paid.respond(paidContext, header: header, headerVersion: version)
+        return (response, routeID, outcome)
     }
 
     private func proxyResponse(
-        _ request: Request, path: CanonicalPath, upstream name: String, snapshot: GatewaySnapshot,
+        _ request: Request, path: CanonicalPath, upstream name: String, snapshot: GatewaySnapshot, route: String,
         forwarding: ReverseProxy.Forwarding, logger: Logger
-    ) async -> Response {
+    ) async -> (Response, String, RequestOutcome) {
         let responses = snapshot.responses
         let isHead = request.method == .head
-        guard let upstream = snapshot.config.upstreams[name] else {
-            return responses.error(.badGateway, code: "upstream_unavailable", message: "upstream is not configured", head: isHead)
+        guard let upstream = snapshot.upstreams[name] else {
+            return (responses.error(.badGateway, code: "upstream_unavailable", message: "upstream is not configured", head: isHead),
+                    route, .upstreamError)
         }
         do throws(ReverseProxy.Failure) {
-            let upstreamResponse = try await proxy.forward(request, path: path, upstream: upstream, forwarding: forwarding, logger: logger)
+            let upstreamResponse = try await ReverseProxy.forward(
+                request, path: path, to: upstream, forwarding: forwarding, metrics: metrics, logger: logger)
             let status = HTTPResponse.Status(code: Int(upstreamResponse.status.code), reasonPhrase: upstreamResponse.status.reasonPhrase)
-            return Response(
+            let response = Response(
                 status: status, headers: ReverseProxy.relayedHeaders(upstreamResponse.headers),
                 body: ResponseBody(asyncSequence: upstreamResponse.body))
+            return (response, route, .free)
         } catch {
             switch error {
             case .timeout:
                 logger.warning("upstream timed out", metadata: ["x402.upstream": "\(name)"])
-                return responses.error(.gatewayTimeout, code: "upstream_timeout", message: "the upstream did not answer in time", head: isHead)
+                return (responses.error(.gatewayTimeout, code: "upstream_timeout", message: "the upstream did not answer in time", head: isHead),
+                        route, .upstreamError)
             case .unavailable(let why):
                 logger.warning("upstream unavailable", metadata: ["x402.upstream": "\(name)", "error": "\(why)"])
-                return responses.error(.badGateway, code: "upstream_unavailable", message: "the upstream could not be reached", head: isHead)
+                return (responses.error(.badGateway, code: "upstream_unavailable", message: "the upstream could not be reached", head: isHead),
+                        route, .upstreamError)
             }
         }
     }
@@ -171,4 +201,32 @@ struct GatewayResponder: HTTPResponder {
                 || c == UInt8(ascii: "]")
         }
     }
+}
+
+/// Request ids: a client's `X-Request-Id` is kept when it is short and printable; otherwise the
+/// gateway makes one from a per-process random prefix and a counter (unique, cheap, not secret).
+enum RequestID {
+    private static let prefix: String = {
+        var rng = SystemRandomNumberGenerator()
+        let bits: UInt64 = rng.next()
+        return String(bits & 0xFFFF_FFFF_FFFF, radix: 16)
+    }()
+    private static let counter = Atomic<UInt64>(0)
+
+    static func next() -> String {
+        let n = counter.wrappingAdd(1, ordering: .relaxed).newValue
+        return prefix + "-" + String(n, radix: 16)
+    }
+
+    static func accept(_ value: String) -> String? {
+        let bytes = value.utf8
+        guard !bytes.isEmpty, bytes.count <= 128,
+              bytes.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") })
+        else { return nil }
+        return value
+    }
+}
+
+extension HTTPField.Name {
+    static let xRequestID = HTTPField.Name("X-Request-Id")!
 }

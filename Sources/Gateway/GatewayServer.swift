@@ -6,81 +6,87 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 import X402
 import X402Facilitator
 
-/// The gateway as a `Service`: the HTTP listener plus its upstream clients.
+/// Where the configuration came from, so that it can be read again on reload.
+public struct ConfigSource: Sendable {
+    public var path: String
+    public var environment: [String: String]
+
+    public init(path: String, environment: [String: String]) {
+        self.path = path
+        self.environment = environment
+    }
+}
+
+/// The gateway as a `Service`: the HTTP listener, the admin listener, the config watcher and the
+/// upstream/facilitator clients.
 public final class GatewayServer: Service {
     let box: SnapshotBox
-    let proxy: ReverseProxy
-    let facilitator: (any Facilitator)?
-    let ownedFacilitator: HTTPFacilitatorClient?
+    let clients: ClientPool
+    /// Replaces the configured facilitator (tests).
+    let facilitatorOverride: (any Facilitator)?
     let paid: PaidRequestHandler
+    public let metrics: GatewayMetrics
     let logger: Logger
+    let source: ConfigSource?
     let onListening: @Sendable (Int) async -> Void
+    let onAdminListening: @Sendable (Int) async -> Void
+    /// The file text last read by a reload (changed text triggers the watcher) and the last failure.
+    private let reloadState = Mutex(ReloadState())
+
+    private struct ReloadState {
+        var text: String?
+        var lastError: String?
+    }
 
     /// - Parameters:
     ///   - facilitator: defaults to an HTTP client for `config.facilitator`.
     ///   - replay: where payment claims live (in memory by default).
     ///   - clock: unix seconds, injected so tests control time windows.
+    ///   - source: the file to re-read on ``reload(trigger:)`` and to watch; no reloads without it.
     ///   - onListening: called with the bound port once the listener is up (port 0 in tests).
+    ///   - onAdminListening: the same for the admin listener, when configured.
     public init(
         config: GatewayConfig, logger: Logger, facilitator: (any Facilitator)? = nil,
         replay: any ReplayGuard = InMemoryReplayGuard(),
         clock: @escaping @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970) },
-        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+        source: ConfigSource? = nil, metrics: GatewayMetrics = GatewayMetrics(),
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in },
+        onAdminListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) {
-        let group = MultiThreadedEventLoopGroup.singleton
-        self.box = SnapshotBox(GatewaySnapshot(config: config))
-        self.proxy = ReverseProxy(upstreams: config.upstreams, eventLoopGroup: group)
-        if let facilitator {
-            self.facilitator = facilitator
-            self.ownedFacilitator = nil
-        } else if let f = config.facilitator {
-            let client = HTTPFacilitatorClient(baseURL: f.url, headers: f.headers, timeout: f.timeout, eventLoopGroup: group, logger: logger)
-            self.facilitator = client
-            self.ownedFacilitator = client
-        } else {
-            self.facilitator = nil
-            self.ownedFacilitator = nil
-        }
-        self.paid = PaidRequestHandler(facilitator: self.facilitator, replay: replay, proxy: proxy, clock: clock)
+        self.clients = ClientPool(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger)
+        self.facilitatorOverride = facilitator
+        self.metrics = metrics
         self.logger = logger
+        self.source = source
         self.onListening = onListening
+        self.onAdminListening = onAdminListening
+        self.paid = PaidRequestHandler(replay: replay, metrics: metrics, clock: clock)
+        self.box = SnapshotBox(Self.snapshot(config, clients: clients, facilitator: facilitator, metrics: metrics))
+        if let source { reloadState.withLock { $0.text = try? String(contentsOfFile: source.path, encoding: .utf8) } }
     }
 
-    /// Logs which configured (scheme, network) pairs the facilitator does not support.
-    func checkFacilitator() async {
-        guard let facilitator else { return }
-        let needed = Set(box.snapshot.config.routes.flatMap { route -> [String] in
-            guard case .priced(let offers) = route.access else { return [] }
-            return offers.map { "\($0.scheme) \($0.network.caip2)" }
-        })
-        guard !needed.isEmpty else { return }
-        do {
-            let supported = try await facilitator.supported()
-            let offered = Set(supported.kinds.map { "\($0.scheme) \($0.network)" })
-            let wildcard = Set(supported.kinds.filter { $0.network == "eip155:*" }.map(\.scheme))
-            let missing = needed.filter { pair in
-                !offered.contains(pair) && !wildcard.contains(String(pair.split(separator: " ")[0]))
-            }.sorted()
-            if missing.isEmpty {
-                logger.info("facilitator supports every configured payment kind", metadata: ["x402.kinds": "\(needed.sorted())"])
-            } else {
-                logger.error("facilitator lacks configured payment kinds: payments for them will be refused",
-                             metadata: ["x402.missing": "\(missing)"])
-            }
-        } catch {
-            logger.error("facilitator /supported check failed", metadata: ["error": "\(error)"])
-        }
+    private static func snapshot(
+        _ config: GatewayConfig, clients: ClientPool, facilitator: (any Facilitator)?, metrics: GatewayMetrics
+    ) -> GatewaySnapshot {
+        let inner = facilitator ?? config.facilitator.map { clients.facilitator($0) }
+        return GatewaySnapshot(
+            config: config, upstreams: clients.upstreams(config.upstreams),
+            facilitator: inner.map { MeteredFacilitator(inner: $0, metrics: metrics) })
     }
+
+    /// The configuration now serving.
+    public var config: GatewayConfig { box.snapshot.config }
 
     public func run() async throws {
         let config = box.snapshot.config
         let onListening = self.onListening
         let logger = self.logger
         let app = Application(
-            responder: GatewayResponder(box: box, proxy: proxy, paid: paid),
+            responder: GatewayResponder(box: box, paid: paid, metrics: metrics),
             server: .http1(configuration: .init(
                 idleTimeout: .milliseconds(config.limits.idleTimeout.wholeMilliseconds),
                 httpDecoderConfiguration: .init(
@@ -88,25 +94,150 @@ public final class GatewayServer: Service {
             configuration: .init(address: .hostname(config.listen.host, port: config.listen.port), serverName: nil),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
-                logger.info("gateway listening", metadata: ["address": "\(config.listen.host):\(port)"])
+                logger.info("gateway listening", metadata: ["address": "\(config.listen.host):\(port)", "port": "\(port)"])
                 await onListening(port)
             },
             logger: logger)
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { await self.checkFacilitator() }
+                group.addTask { await self.logFacilitatorCoverage() }
+                group.addTask { try? await cancelWhenGracefulShutdown { try await self.watchConfigFile() } }
+                if let admin = config.admin { group.addTask { try await self.adminApplication(admin).run() } }
                 group.addTask { try await app.run() }
                 try await group.waitForAll()
             }
         } catch {
-            await shutdownClients()
+            await clients.shutdown()
             throw error
         }
-        await shutdownClients()
+        await clients.shutdown()
     }
 
-    private func shutdownClients() async {
-        await proxy.shutdown()
-        await ownedFacilitator?.shutdown()
+    // MARK: Facilitator coverage
+
+    enum FacilitatorCoverage: Sendable, Equatable {
+        case notNeeded, notConfigured, complete
+        case missing([String])
+        case unreachable(String)
+    }
+
+    /// Whether the facilitator's `/supported` covers every (scheme, network) the routes price in.
+    func facilitatorCoverage() async -> FacilitatorCoverage {
+        let snapshot = box.snapshot
+        let needed = Set(snapshot.config.routes.flatMap { route -> [String] in
+            guard case .priced(let offers) = route.access else { return [] }
+            return offers.map { "\($0.scheme) \($0.network.caip2)" }
+        })
+        guard !needed.isEmpty else { return .notNeeded }
+        guard let facilitator = snapshot.facilitator else { return .notConfigured }
+        do {
+            let supported = try await facilitator.supported()
+            let offered = Set(supported.kinds.map { "\($0.scheme) \($0.network)" })
+            let wildcard = Set(supported.kinds.filter { $0.network == "eip155:*" }.map(\.scheme))
+            let missing = needed.filter { pair in
+                !offered.contains(pair) && !wildcard.contains(String(pair.split(separator: " ")[0]))
+            }.sorted()
+            return missing.isEmpty ? .complete : .missing(missing)
+        } catch {
+            return .unreachable("\(error)")
+        }
+    }
+
+    /// Logs which configured (scheme, network) pairs the facilitator does not support.
+    func logFacilitatorCoverage() async {
+        switch await facilitatorCoverage() {
+        case .notNeeded: break
+        case .complete: logger.info("facilitator supports every configured payment kind")
+        case .notConfigured: logger.error("routes are priced but no facilitator is configured: paid requests will fail")
+        case .missing(let missing):
+            logger.error("facilitator lacks configured payment kinds: payments for them will be refused",
+                         metadata: ["x402.missing": "\(missing)"])
+        case .unreachable(let why):
+            logger.error("facilitator /supported check failed", metadata: ["error": "\(why)"])
+        }
+    }
+
+    // MARK: Reload
+
+    public enum ReloadResult: Sendable, Equatable {
+        /// The new configuration serves; the listed changes need a restart and were not applied.
+        case applied(restartRequired: [String])
+        /// The file is invalid (or unreadable): the old configuration keeps serving.
+        case rejected(String)
+        /// No configuration file to reload from.
+        case noSource
+    }
+
+    /// Re-reads the file and, when valid, swaps the whole snapshot; requests in flight finish with the
+    /// snapshot they started with. Reloads are serialised.
+    @discardableResult
+    public func reload(trigger: String) -> ReloadResult {
+        guard let source else { return .noSource }
+        return reloadState.withLock { (state: inout ReloadState) -> ReloadResult in
+            let text: String
+            do {
+                text = try String(contentsOfFile: source.path, encoding: .utf8)
+            } catch {
+                state.text = nil
+                return reject("\(source.path): cannot read file: \(error.localizedDescription)", trigger: trigger, state: &state)
+            }
+            state.text = text
+            let loaded: GatewayConfig
+            do throws(ConfigErrors) {
+                loaded = try ConfigLoader.parse(yaml: text, file: source.path, environment: source.environment)
+            } catch {
+                return reject(error.description, trigger: trigger, state: &state)
+            }
+            let old = box.snapshot.config
+            var config = loaded
+            var restart: [String] = []
+            if config.listen != old.listen { restart.append("listen"); config.listen = old.listen }
+            if config.admin != old.admin { restart.append("admin"); config.admin = old.admin }
+            if config.limits.maxHeaderBytes != old.limits.maxHeaderBytes {
+                restart.append("limits.maxHeaderBytes")
+                config.limits.maxHeaderBytes = old.limits.maxHeaderBytes
+            }
+            if config.limits.idleTimeout != old.limits.idleTimeout {
+                restart.append("limits.idleTimeout")
+                config.limits.idleTimeout = old.limits.idleTimeout
+            }
+            if config.limits.shutdownGrace != old.limits.shutdownGrace {
+                restart.append("limits.shutdownGrace")
+                config.limits.shutdownGrace = old.limits.shutdownGrace
+            }
+            box.replace(Self.snapshot(config, clients: clients, facilitator: facilitatorOverride, metrics: metrics))
+            state.lastError = nil
+            metrics.configReload(result: "applied")
+            if restart.isEmpty {
+                logger.notice("configuration reloaded", metadata: ["trigger": "\(trigger)", "routes": "\(config.routes.count)"])
+            } else {
+                logger.warning("configuration reloaded; some changes need a restart and were not applied",
+                               metadata: ["trigger": "\(trigger)", "restartRequired": "\(restart.joined(separator: ", "))"])
+            }
+            return .applied(restartRequired: restart)
+        }
+    }
+
+    private func reject(_ message: String, trigger: String, state: inout ReloadState) -> ReloadResult {
+        state.lastError = message
+        metrics.configReload(result: "rejected")
+        logger.error("configuration reload rejected; the previous configuration keeps serving",
+                     metadata: ["trigger": "\(trigger)", "errors": "\(message)"])
+        return .rejected(message)
+    }
+
+    /// The last reload's errors, while the file stays invalid.
+    var lastReloadError: String? { reloadState.withLock { $0.lastError } }
+
+    /// Polls the file (interval from the serving configuration) and reloads when its text changes.
+    private func watchConfigFile() async throws {
+        guard let source else { return }
+        while true {
+            guard let interval = box.snapshot.config.reload.watchInterval else { return }
+            try await Task.sleep(for: interval)
+            let text = try? String(contentsOfFile: source.path, encoding: .utf8)
+            let changed = reloadState.withLock { $0.text != text }
+            if changed { reload(trigger: "file change") }
+        }
     }
 }

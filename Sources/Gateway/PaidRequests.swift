@@ -12,9 +12,8 @@ import X402Facilitator
 
 /// The async shell around ``PaymentFlow``: performs each action the flow asks for.
 struct PaidRequestHandler: Sendable {
-    let facilitator: (any Facilitator)?
     let replay: any ReplayGuard
-    let proxy: ReverseProxy
+    let metrics: GatewayMetrics
     let clock: @Sendable () -> UInt64
 
     struct Context {
@@ -30,7 +29,7 @@ struct PaidRequestHandler: Sendable {
         var logger: Logger
     }
 
-    func respond(_ ctx: Context, header: String, headerVersion: Int) async -> Response {
+    func respond(_ ctx: Context, header: String, headerVersion: Int) async -> (Response, RequestOutcome) {
         let responses = ctx.snapshot.responses
         let isHead = ctx.request.method == .head
         var logger = ctx.logger
@@ -40,12 +39,14 @@ struct PaidRequestHandler: Sendable {
             payment = try PresentedPayment.decode(header: header, headerVersion: headerVersion)
         } catch {
             logger.info("payment refused", metadata: ["x402.reason": "\(error.rawValue)"])
-            return responses.paymentRequired(ctx.challenge, resourceURL: ctx.resourceURL, error: error.rawValue, head: isHead,
-                                             paywall: ctx.paywall, method: ctx.request.method.rawValue)
+            metrics.paymentRefused(reason: error.rawValue)
+            return (responses.paymentRequired(ctx.challenge, resourceURL: ctx.resourceURL, error: error.rawValue, head: isHead,
+                                              paywall: ctx.paywall, method: ctx.request.method.rawValue), .refused)
         }
-        guard let facilitator else {
+        guard let facilitator = ctx.snapshot.facilitator else {
             logger.error("payment presented but no facilitator is configured")
-            return responses.error(.badGateway, code: "facilitator_unavailable", message: "payments cannot be verified", head: isHead)
+            return (responses.error(.badGateway, code: "facilitator_unavailable", message: "payments cannot be verified", head: isHead),
+                    .failedClosed)
         }
         // Priced routes take a bounded request body, held so that nothing half-forwarded can be charged.
         var requestBody: ByteBuffer?
@@ -54,13 +55,14 @@ struct PaidRequestHandler: Sendable {
             do {
                 requestBody = try await request.collectBody(upTo: ctx.snapshot.config.limits.maxPaidRequestBodyBytes)
             } catch {
-                return responses.error(.contentTooLarge, code: "body_too_large", message: "request body exceeds the limit for priced routes", head: isHead)
+                return (responses.error(.contentTooLarge, code: "body_too_large", message: "request body exceeds the limit for priced routes", head: isHead),
+                        .badRequest)
             }
         }
 
         var flow = PaymentFlow(policy: ctx.route.config.settlement)
         var key: PaymentKey?
-        let response = await drive(&flow, key: &key, payment: payment, request: request, requestBody: requestBody,
+        let answer = await drive(&flow, key: &key, payment: payment, request: request, requestBody: requestBody,
                                    facilitator: facilitator, ctx: ctx, logger: logger)
         // Settle the claim before answering, so a client's next request sees the final state.
         if let key {
@@ -70,14 +72,14 @@ struct PaidRequestHandler: Sendable {
             case .none: break
             }
         }
-        return response
+        return answer
     }
 
     /// Performs the flow's actions until it produces the answer.
     private func drive(
         _ flow: inout PaymentFlow, key: inout PaymentKey?, payment: PresentedPayment, request: Request, requestBody: ByteBuffer?,
         facilitator: any Facilitator, ctx: Context, logger: Logger
-    ) async -> Response {
+    ) async -> (Response, RequestOutcome) {
         let responses = ctx.snapshot.responses
         let isHead = request.method == .head
         var action = flow.start(payment, offers: ctx.route.offers, now: clock())
@@ -87,8 +89,10 @@ struct PaidRequestHandler: Sendable {
             switch action {
             case .refuse(let reason, let detail):
                 logger.info("payment refused", metadata: ["x402.reason": "\(reason.rawValue)", "x402.detail": "\(detail ?? "")"])
-                return responses.paymentRequired(ctx.challenge, resourceURL: ctx.resourceURL, error: detail ?? reason.rawValue,
-                                                 head: isHead, paywall: ctx.paywall, method: request.method.rawValue)
+                metrics.paymentRefused(reason: reason.rawValue)
+                let response = responses.paymentRequired(ctx.challenge, resourceURL: ctx.resourceURL, error: detail ?? reason.rawValue,
+                                                         head: isHead, paywall: ctx.paywall, method: request.method.rawValue)
+                return (response, .refused)
 
             case .claim:
                 let offer = ctx.route.offers[flow.offerIndex!].offer
@@ -103,14 +107,18 @@ struct PaidRequestHandler: Sendable {
                 action = flow.verified(await call(.verify, logger) { () async throws(FacilitatorFailure) in
                     try await facilitator.verify(version: payment.version, paymentPayload: payment.rawJSON, requirements: requirements)
                 })
+                switch action {
+                case .forward, .settle: metrics.paymentVerified(route: ctx.route.config.id)
+                default: break
+                }
 
             case .forward:
                 var forwarding = ctx.forwarding
                 forwarding.extraHeaders.append((ctx.snapshot.config.payerHeader, flow.payer ?? payment.payload.authorization.from))
                 do throws(ReverseProxy.Failure) {
-                    let response = try await proxy.forward(
-                        request, path: ctx.path, upstream: ctx.snapshot.config.upstreams[ctx.route.config.upstream]!,
-                        forwarding: forwarding, body: requestBody, logger: logger)
+                    guard let target = ctx.snapshot.upstreams[ctx.route.config.upstream] else { throw .unavailable("not configured") }
+                    let response = try await ReverseProxy.forward(
+                        request, path: ctx.path, to: target, forwarding: forwarding, body: requestBody, metrics: metrics, logger: logger)
                     upstream = response
                     if flow.policy == .afterSuccess && response.status.code < 400 {
                         do {
@@ -128,9 +136,18 @@ struct PaidRequestHandler: Sendable {
 
             case .settle:
                 let requirements = requirementsJSON(ctx.route.offers[flow.offerIndex!], payment, ctx)
-                action = flow.settled(await call(.settle, logger) { () async throws(FacilitatorFailure) in
+                let result = await call(.settle, logger) { () async throws(FacilitatorFailure) in
                     try await facilitator.settle(version: payment.version, paymentPayload: payment.rawJSON, requirements: requirements)
-                })
+                }
+                switch result {
+                case .success(let settlement) where settlement.success:
+                    metrics.settlement(outcome: "settled")
+                    let offer = ctx.route.offers[flow.offerIndex!].offer
+                    metrics.settled(network: offer.network.caip2, asset: offer.asset, amount: offer.amount)
+                case .success: metrics.settlement(outcome: "failed")
+                case .failure: metrics.settlement(outcome: "unknown")
+                }
+                action = flow.settled(result)
 
             case .deliver(let settlement):
                 logger.info("payment settled", metadata: ["x402.transaction": "\(settlement.transaction)", "x402.network": "\(settlement.network)"])
@@ -139,16 +156,16 @@ struct PaidRequestHandler: Sendable {
                 setPaymentResponse(&headers, settlement, version: payment.version)
                 let status = HTTPResponse.Status(code: Int(response.status.code), reasonPhrase: response.status.reasonPhrase)
                 if let buffered {
-                    return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: buffered))
+                    return (Response(status: status, headers: headers, body: ResponseBody(byteBuffer: buffered)), .paid)
                 }
-                return Response(status: status, headers: headers, body: ResponseBody(asyncSequence: response.body))
+                return (Response(status: status, headers: headers, body: ResponseBody(asyncSequence: response.body)), .paid)
 
             case .deliverUnsettled:
                 logger.info("upstream failed; payment not settled", metadata: ["x402.status": "\(upstream!.status.code)"])
                 let response = upstream!
                 let status = HTTPResponse.Status(code: Int(response.status.code), reasonPhrase: response.status.reasonPhrase)
-                return Response(status: status, headers: ReverseProxy.relayedHeaders(response.headers),
-                                body: ResponseBody(asyncSequence: response.body))
+                return (Response(status: status, headers: ReverseProxy.relayedHeaders(response.headers),
+                                 body: ResponseBody(asyncSequence: response.body)), .unsettled)
 
             case .settlementFailed(let settlement):
                 logger.warning("settlement refused; content withheld", metadata: ["x402.reason": "\(settlement.errorReason ?? "")"])
@@ -157,7 +174,8 @@ struct PaidRequestHandler: Sendable {
                 headers[.cacheControl] = "no-store"
                 responses.addCORS(&headers)
                 setPaymentResponse(&headers, settlement, version: payment.version)
-                return Response(status: .paymentRequired, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: "{}")))
+                return (Response(status: .paymentRequired, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: "{}"))),
+                        .settlementFailed)
 
             case .failClosed(let failure, let stage):
                 logger.warning("failing closed", metadata: ["x402.stage": "\(stage.rawValue)"])
@@ -166,7 +184,7 @@ struct PaidRequestHandler: Sendable {
                 let message = stage == .settle
                     ? "the payment's settlement outcome is unknown; do not pay again, retry later with the same payment"
                     : "the request could not be completed; nothing was charged"
-                return responses.error(status, code: code, message: message, head: isHead)
+                return (responses.error(status, code: code, message: message, head: isHead), .failedClosed)
             }
         }
     }

@@ -9,30 +9,9 @@ import X402
 import NIOHTTP1
 
 /// Streaming reverse proxy on AsyncHTTPClient: one client per upstream (each with its own connect
-/// and read timeouts), request and response bodies streamed with back-pressure, never buffered.
-final class ReverseProxy: Sendable {
-    private let clients: [String: HTTPClient]
-
-    init(upstreams: [String: UpstreamConfig], eventLoopGroup: any EventLoopGroup) {
-        var clients: [String: HTTPClient] = [:]
-        for (name, upstream) in upstreams {
-            var configuration = HTTPClient.Configuration(
-                redirectConfiguration: .disallow,
-                timeout: .init(connect: .milliseconds(upstream.connectTimeout.wholeMilliseconds),
-                               read: .milliseconds(upstream.timeout.wholeMilliseconds)),
-                decompression: .disabled)
-            configuration.connectionPool = .init(
-                idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1024)
-            configuration.httpVersion = .http1Only
-            clients[name] = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: configuration)
-        }
-        self.clients = clients
-    }
-
-    func shutdown() async {
-        for client in clients.values { try? await client.shutdown() }
-    }
-
+/// and read timeouts, see ``ClientPool``), request and response bodies streamed with back-pressure,
+/// never buffered.
+enum ReverseProxy {
     /// Headers that describe one hop and are never forwarded (RFC 9110 §7.6.1), plus ones the
     /// gateway owns: the payment headers and the verified-payer header are never passed through.
     static let hopByHop: Set<String> = [
@@ -70,11 +49,11 @@ final class ReverseProxy: Sendable {
     }
 
     /// Sends the request upstream and returns the upstream's response head with a streaming body.
-    func forward(
-        _ request: Request, path: CanonicalPath, upstream: UpstreamConfig, forwarding: Forwarding, body: ByteBuffer? = nil,
-        logger: Logger
+    static func forward(
+        _ request: Request, path: CanonicalPath, to target: Upstream, forwarding: Forwarding, body: ByteBuffer? = nil,
+        metrics: GatewayMetrics, logger: Logger
     ) async throws(Failure) -> HTTPClientResponse {
-        guard let client = clients[upstream.name] else { throw .unavailable("no client for upstream") }
+        let upstream = target.config
         var outgoing = HTTPClientRequest(url: upstream.origin + upstream.basePath + path.pathAndQuery)
         outgoing.method = HTTPMethod(rawValue: request.method.rawValue)
 
@@ -115,8 +94,12 @@ final class ReverseProxy: Sendable {
             outgoing.body = .stream(request.body, length: .unknown)
         }
 
+        let started = ContinuousClock.now
         do {
-            return try await client.execute(outgoing, timeout: .milliseconds(upstream.timeout.wholeMilliseconds), logger: logger)
+            let response = try await target.client.execute(
+                outgoing, timeout: .milliseconds(upstream.timeout.wholeMilliseconds), logger: logger)
+            metrics.upstreamResponse(upstream.name, duration: ContinuousClock.now - started)
+            return response
         } catch let error as HTTPClientError {
             switch error {
             case .deadlineExceeded, .readTimeout, .connectTimeout: throw .timeout

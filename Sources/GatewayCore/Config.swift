@@ -116,6 +116,8 @@ public struct Limits: Sendable, Hashable {
     public var maxBufferedResponseBytes: Int = 8 * 1024 * 1024
     /// Idle keep-alive connections are closed after this long.
     public var idleTimeout: Duration = .seconds(60)
+    /// On SIGTERM/SIGINT, requests in flight get this long to finish before they are cancelled.
+    public var shutdownGrace: Duration = .seconds(30)
 
     public init() {}
 }
@@ -208,6 +210,21 @@ public struct PaywallConfig: Sendable, Hashable {
     }
 }
 
+/// The admin listener: `/healthz`, `/readyz`, `/metrics`, `POST /reload`. Off when absent.
+public struct AdminConfig: Sendable, Hashable {
+    public var listen: ListenAddress
+
+    public init(listen: ListenAddress) { self.listen = listen }
+}
+
+/// How configuration changes are picked up besides SIGHUP and the admin endpoint.
+public struct ReloadConfig: Sendable, Hashable {
+    /// Poll the file for changes; `nil` turns watching off.
+    public var watchInterval: Duration? = .seconds(1)
+
+    public init() {}
+}
+
 /// The whole validated configuration. Built by the loader; nothing here reads files or the environment.
 public struct GatewayConfig: Sendable {
     public var listen: ListenAddress
@@ -225,12 +242,14 @@ public struct GatewayConfig: Sendable {
     /// Name of the request header carrying the verified payer to the upstream.
     public var payerHeader: String
     public var paywall: PaywallConfig
+    public var admin: AdminConfig?
+    public var reload: ReloadConfig
 
     public init(listen: ListenAddress, publicBaseURL: String? = nil, payTo: String? = nil, network: String? = nil,
                 facilitator: FacilitatorConfig? = nil, upstreams: [String: UpstreamConfig], routes: [RouteConfig],
                 unmatched: UnmatchedPolicy, trustedProxies: [IPRange] = [], caseSensitiveRoutes: Bool = false,
                 limits: Limits = Limits(), cors: CORSConfig = CORSConfig(), payerHeader: String = "X-Payment-Payer",
-                paywall: PaywallConfig = PaywallConfig()) {
+                admin: AdminConfig? = nil, reload: ReloadConfig = ReloadConfig(), paywall: PaywallConfig = PaywallConfig()) {
         self.listen = listen
         self.publicBaseURL = publicBaseURL
         self.payTo = payTo
@@ -245,5 +264,7 @@ public struct GatewayConfig: Sendable {
         self.cors = cors
         self.payerHeader = payerHeader
         self.paywall = paywall
+        self.admin = admin
+        self.reload = reload
     }
 }

@@ -142,10 +142,10 @@ public final class FakeFacilitator: Sendable {
         Response(status: .init(code: status), headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 
-    public func application(onPort: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
+    public func application(port: Int = 0, onPort: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
         Application(
             responder: CallbackResponder { (request: Request, _: BasicRequestContext) in try await self.respond(request) },
-            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            configuration: .init(address: .hostname("127.0.0.1", port: port)),
             onServerRunning: { await onPort($0.localAddress?.port ?? 0) })
     }
 }

@@ -13,6 +13,9 @@ public struct LiveGateway: Sendable {
     public let upstreamPort: Int
     public let upstream: RecordingUpstream
     public let config: GatewayConfig
+    /// The admin listener's port, when the YAML has `admin:`.
+    public let adminPort: Int?
+    public let server: GatewayServer
 
     /// Sends raw bytes as one HTTP/1.1 request and reads the whole answer.
     public func send(_ raw: String, discardBody: Bool = false) async throws -> RawHTTPResponse {
@@ -31,9 +34,10 @@ public struct LiveGateway: Sendable {
 public enum TestHarness {
     /// Starts a fake upstream and a gateway whose YAML may use `{{UPSTREAM}}` for the upstream's URL,
     /// runs `body`, then stops both. Readiness is signalled by the servers, never by sleeping.
+    /// With `configFile`, the YAML is written there and the gateway reloads from it.
     public static func withGateway<T: Sendable>(
         yaml: String, environment: [String: String] = [:], upstream: RecordingUpstream = RecordingUpstream(),
-        facilitator: (any Facilitator)? = nil, clock: (@Sendable () -> UInt64)? = nil,
+        facilitator: (any Facilitator)? = nil, clock: (@Sendable () -> UInt64)? = nil, configFile: String? = nil,
         _ body: @Sendable (LiveGateway) async throws -> T
     ) async throws -> T {
         var logger = Logger(label: "test")
@@ -43,15 +47,25 @@ public enum TestHarness {
             var iterator = upstreamPorts.makeAsyncIterator()
             guard let up = await iterator.next() else { throw TestHarnessError.noPort }
             let text = yaml.replacingOccurrences(of: "{{UPSTREAM}}", with: "http://127.0.0.1:\(up)")
-            let config = try ConfigLoader.parse(yaml: text, file: "test.yaml", environment: environment)
+            if let configFile { try text.write(toFile: configFile, atomically: true, encoding: .utf8) }
+            let config = try ConfigLoader.parse(yaml: text, file: configFile ?? "test.yaml", environment: environment)
             let (gatewayPorts, gatewayPort) = AsyncStream<Int>.makeStream()
+            let (adminPorts, adminPort) = AsyncStream<Int>.makeStream()
             let server = GatewayServer(
                 config: config, logger: logger, facilitator: facilitator,
-                clock: clock ?? { UInt64(Date().timeIntervalSince1970) }, onListening: { gatewayPort.yield($0) })
+                clock: clock ?? { UInt64(Date().timeIntervalSince1970) },
+                source: configFile.map { ConfigSource(path: $0, environment: environment) },
+                onListening: { gatewayPort.yield($0) }, onAdminListening: { adminPort.yield($0) })
             return try await withRunning(server, logger: logger) {
                 var gwIterator = gatewayPorts.makeAsyncIterator()
                 guard let port = await gwIterator.next() else { throw TestHarnessError.noPort }
-                return try await body(LiveGateway(port: port, upstreamPort: up, upstream: upstream, config: config))
+                var admin: Int?
+                if config.admin != nil {
+                    var adminIterator = adminPorts.makeAsyncIterator()
+                    admin = await adminIterator.next()
+                }
+                return try await body(LiveGateway(
+                    port: port, upstreamPort: up, upstream: upstream, config: config, adminPort: admin, server: server))
             }
         }
     }
@@ -59,12 +73,12 @@ public enum TestHarness {
     /// Starts a fake facilitator, then a gateway whose YAML may use `{{FACILITATOR}}` for its URL.
     public static func withPaidGateway<T: Sendable>(
         yaml: String, facilitator: FakeFacilitator = FakeFacilitator(), upstream: RecordingUpstream = RecordingUpstream(),
-        _ body: @Sendable (LiveGateway, FakeFacilitator) async throws -> T
+        facilitatorPort: Int = 0, _ body: @Sendable (LiveGateway, FakeFacilitator) async throws -> T
     ) async throws -> T {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let (ports, port) = AsyncStream<Int>.makeStream()
-        return try await withRunning(facilitator.application { port.yield($0) }, logger: logger) {
+        return try await withRunning(facilitator.application(port: facilitatorPort) { port.yield($0) }, logger: logger) {
             var iterator = ports.makeAsyncIterator()
             guard let p = await iterator.next() else { throw TestHarnessError.noPort }
             let text = yaml.replacingOccurrences(of: "{{FACILITATOR}}", with: "http://127.0.0.1:\(p)")

@@ -11,7 +11,7 @@ struct X402GatewayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "x402-gateway",
         abstract: "A reverse-proxy paywall for the x402 payment protocol.",
-        subcommands: [Run.self, Check.self],
+        subcommands: [Run.self, Check.self, Reload.self],
         defaultSubcommand: Run.self)
 }
 
@@ -39,7 +39,9 @@ struct Check: ParsableCommand {
 }
 
 struct Run: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the gateway.")
+    static let configuration = CommandConfiguration(
+        abstract: "Run the gateway.",
+        discussion: "SIGHUP, a change of the file, `x402-gateway reload` or POST /reload on the admin listener reload the configuration. SIGTERM or SIGINT drain requests in flight, then exit 0.")
 
     @Option(name: .shortAndLong, help: "Path to gateway.yaml.")
     var config: String = "gateway.yaml"
@@ -47,22 +49,77 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Log level (trace, debug, info, notice, warning, error, critical).")
     var logLevel: Logger.Level = .info
 
+    @Option(help: "Log format: json (one object per line), text, or auto (text on a terminal, else json).")
+    var logFormat: LogFormat = .auto
+
+    enum LogFormat: String, ExpressibleByArgument {
+        case auto, json, text
+    }
+
     func run() async throws {
         let level = logLevel
+        let json = logFormat == .json || (logFormat == .auto && isatty(STDERR_FILENO) == 0)
         LoggingSystem.bootstrap { label in
+            if json { return JSONLogHandler(label: label, level: level) }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
         }
         let loaded = try loadConfig(config)
         let logger = Logger(label: "x402-gateway")
-        let server = GatewayServer(config: loaded, logger: logger)
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: server)],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
-        try await group.run()
+        let server = GatewayServer(
+            config: loaded, logger: logger,
+            source: ConfigSource(path: config, environment: ProcessInfo.processInfo.environment))
+        var configuration = ServiceGroupConfiguration(
+            services: [
+                .init(service: server),
+                // Trapped before the listener starts: SIGHUP's default action would end the process.
+                .init(service: ReloadOnHangup(server: server, hangups: await UnixSignalsSequence(trapping: .sighup))),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
+        configuration.maximumGracefulShutdownDuration = .init(loaded.limits.shutdownGrace)
+        try await ServiceGroup(configuration: configuration).run()
+        logger.notice("stopped")
+    }
+}
+
+/// Reloads the configuration on every SIGHUP.
+struct ReloadOnHangup: Service {
+    let server: GatewayServer
+    let hangups: UnixSignalsSequence
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            for await _ in hangups { server.reload(trigger: "SIGHUP") }
+        }
+    }
+}
+
+struct Reload: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Ask a running gateway to reload its configuration (through its admin listener).",
+        discussion: "Needs `admin.listen` in the configuration; without it, send SIGHUP to the gateway process instead.")
+
+    @Option(name: .shortAndLong, help: "Path to gateway.yaml (read for admin.listen).")
+    var config: String = "gateway.yaml"
+
+    func run() async throws {
+        let loaded = try loadConfig(config)
+        guard let admin = loaded.admin else {
+            FileHandle.standardError.write(Data("\(config): no admin.listen configured; send SIGHUP to the gateway instead\n".utf8))
+            throw ExitCode(2)
+        }
+        do {
+            let (ok, body) = try await AdminClient.reload(admin.listen)
+            print(body)
+            if !ok { throw ExitCode(1) }
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            FileHandle.standardError.write(Data("cannot reach the admin listener at \(admin.listen): \(error)\n".utf8))
+            throw ExitCode(1)
+        }
     }
 }
 

@@ -254,6 +254,26 @@ struct PaidPathTests {
         }
     }
 
+    @Test("a body over limits.maxPaidRequestBody on a priced route gets 413: nothing verified, forwarded or charged")
+    func paidBodyTooLarge() async throws {
+        try await TestHarness.withPaidGateway(yaml: paidYAML + "\nlimits: { maxPaidRequestBody: 1KiB }\n") { gw, fac in
+            let accepted = try await offer(gw, "/paid/x")
+            let header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now))
+            let body = String(repeating: "x", count: 2048)
+            let r = try await gw.send(
+                "GET /paid/x HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nPAYMENT-SIGNATURE: \(header)\r\nContent-Length: 2048\r\n\r\n\(body)")
+            #expect(r.status == 413)
+            #expect(r.bodyText.contains("body_too_large"))
+            #expect(fac.verifyCalls == 0 && fac.settleCalls == 0)
+            #expect(gw.upstream.count == 0)
+            // The same payment with a small body still works: nothing was claimed.
+            let ok = try await gw.send(
+                "GET /paid/x HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nPAYMENT-SIGNATURE: \(header)\r\nContent-Length: 3\r\n\r\nabc")
+            #expect(ok.status == 200)
+            #expect(gw.upstream.requests.first?.bodyBytes == 3)
+        }
+    }
+
     @Test("an unreachable upstream gets 502 and no settlement")
     func upstreamDownNoSettle() async throws {
         let yaml = paidYAML.replacingOccurrences(of: "url: \"{{UPSTREAM}}\"", with: "url: \"http://127.0.0.1:1\"")

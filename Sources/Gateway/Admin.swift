@@ -1,0 +1,116 @@
+import AsyncHTTPClient
+import Foundation
+import GatewayCore
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import X402
+
+/// The admin listener: `GET /healthz`, `GET /readyz`, `GET /metrics`, `POST /reload`.
+extension GatewayServer {
+    func adminApplication(_ admin: AdminConfig) -> some ApplicationProtocol {
+        let router = Router()
+        router.get("healthz") { _, _ in Self.json(.ok, "{\"status\":\"ok\"}") }
+        router.get("readyz") { _, _ in
+            let (ready, checks) = await self.readiness()
+            let body = "{\"status\":\(JSONString.quoted(ready ? "ready" : "not_ready")),\"checks\":{"
+                + checks.map { "\(JSONString.quoted($0.name)):\(JSONString.quoted($0.detail))" }.joined(separator: ",") + "}}"
+            return Self.json(ready ? .ok : .serviceUnavailable, body)
+        }
+        router.get("metrics") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: self.metrics.exposition())))
+        }
+        router.post("reload") { _, _ in
+            switch self.reload(trigger: "admin endpoint") {
+            case .applied(let restart):
+                let list = restart.map { JSONString.quoted($0) }.joined(separator: ",")
+                return Self.json(.ok, "{\"result\":\"applied\",\"restartRequired\":[\(list)]}")
+            case .rejected(let errors):
+                return Self.json(.unprocessableContent, "{\"result\":\"rejected\",\"errors\":\(JSONString.quoted(errors))}")
+            case .noSource:
+                return Self.json(.conflict, "{\"result\":\"rejected\",\"errors\":\"the gateway was not started from a file\"}")
+            }
+        }
+        let onAdminListening = self.onAdminListening
+        let logger = self.logger
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(admin.listen.host, port: admin.listen.port), serverName: nil),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? 0
+                logger.info("admin listening", metadata: ["address": "\(admin.listen.host):\(port)", "port": "\(port)"])
+                await onAdminListening(port)
+            },
+            logger: logger)
+    }
+
+    private static func json(_ status: HTTPResponse.Status, _ body: String) -> Response {
+        Response(
+            status: status, headers: [.contentType: "application/json", .cacheControl: "no-store"],
+            body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    /// Ready when the configuration is loaded, the facilitator answers `/supported` with every
+    /// configured payment kind, and every upstream host resolves. Each check says why it failed.
+    func readiness() async -> (ready: Bool, checks: [(name: String, detail: String)]) {
+        var ready = true
+        var checks: [(String, String)] = []
+        if let error = lastReloadError {
+            checks.append(("config", "ok (serving the previous configuration; the last reload failed: \(error))"))
+        } else {
+            checks.append(("config", "ok"))
+        }
+        switch await facilitatorCoverage() {
+        case .notNeeded: checks.append(("facilitator", "ok (no priced routes)"))
+        case .complete: checks.append(("facilitator", "ok"))
+        case .notConfigured:
+            ready = false
+            checks.append(("facilitator", "routes are priced but no facilitator is configured"))
+        case .missing(let kinds):
+            ready = false
+            checks.append(("facilitator", "does not support: \(kinds.joined(separator: ", "))"))
+        case .unreachable(let why):
+            ready = false
+            checks.append(("facilitator", "unreachable: \(why)"))
+        }
+        for (name, upstream) in box.snapshot.config.upstreams.sorted(by: { $0.key < $1.key }) {
+            if await Self.resolves(upstream.host) {
+                checks.append(("upstream \(name)", "ok"))
+            } else {
+                ready = false
+                checks.append(("upstream \(name)", "host \(upstream.host) does not resolve"))
+            }
+        }
+        return (ready, checks)
+    }
+
+    private static func resolves(_ host: String) async -> Bool {
+        if IPRange.parseAddress(host) != nil { return true }
+        let result = try? await NIOThreadPool.singleton.runIfActive { () -> Bool in
+            var info: UnsafeMutablePointer<addrinfo>?
+            let rc = getaddrinfo(host, nil, nil, &info)
+            if let info { freeaddrinfo(info) }
+            return rc == 0
+        }
+        return result ?? false
+    }
+}
+
+/// Client side of the admin listener, for `x402-gateway reload`.
+public enum AdminClient {
+    /// POSTs `/reload`; returns whether it was applied and the JSON answer.
+    public static func reload(_ address: ListenAddress) async throws -> (applied: Bool, body: String) {
+        let host = address.host == "0.0.0.0" ? "127.0.0.1" : address.host == "::" ? "::1" : address.host
+        let authority = host.contains(":") ? "[\(host)]:\(address.port)" : "\(host):\(address.port)"
+        var request = HTTPClientRequest(url: "http://\(authority)/reload")
+        request.method = .POST
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        let body = try await response.body.collect(upTo: 1 << 20)
+        return (response.status == .ok, String(buffer: body))
+    }
+}

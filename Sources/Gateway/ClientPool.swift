@@ -1,0 +1,72 @@
+import AsyncHTTPClient
+import GatewayCore
+import Logging
+import NIOCore
+import Synchronization
+import X402
+import X402Facilitator
+
+/// An upstream and the HTTP client that talks to it.
+struct Upstream: Sendable {
+    let config: UpstreamConfig
+    let client: HTTPClient
+}
+
+/// Creates the HTTP clients for upstreams and the facilitator. A configuration that did not change
+/// across a reload keeps its client (and its warm connections); a changed one gets a new client.
+/// Clients a reload left behind may still serve requests in flight, so all are shut down together
+/// when the gateway stops.
+final class ClientPool: Sendable {
+    private struct State {
+        var upstreams: [UpstreamConfig: HTTPClient] = [:]
+        var facilitators: [FacilitatorConfig: HTTPFacilitatorClient] = [:]
+    }
+
+    private let state = Mutex(State())
+    private let eventLoopGroup: any EventLoopGroup
+    private let logger: Logger
+
+    init(eventLoopGroup: any EventLoopGroup, logger: Logger) {
+        self.eventLoopGroup = eventLoopGroup
+        self.logger = logger
+    }
+
+    func upstreams(_ configs: [String: UpstreamConfig]) -> [String: Upstream] {
+        state.withLock { state in
+            configs.mapValues { config in
+                if let client = state.upstreams[config] { return Upstream(config: config, client: client) }
+                let client = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: Self.configuration(for: config))
+                state.upstreams[config] = client
+                return Upstream(config: config, client: client)
+            }
+        }
+    }
+
+    func facilitator(_ config: FacilitatorConfig) -> HTTPFacilitatorClient {
+        state.withLock { state in
+            if let client = state.facilitators[config] { return client }
+            let client = HTTPFacilitatorClient(
+                baseURL: config.url, headers: config.headers, timeout: config.timeout, eventLoopGroup: eventLoopGroup,
+                logger: logger)
+            state.facilitators[config] = client
+            return client
+        }
+    }
+
+    func shutdown() async {
+        let (upstreams, facilitators) = state.withLock { ($0.upstreams.values, $0.facilitators.values) }
+        for client in upstreams { try? await client.shutdown() }
+        for client in facilitators { await client.shutdown() }
+    }
+
+    private static func configuration(for upstream: UpstreamConfig) -> HTTPClient.Configuration {
+        var configuration = HTTPClient.Configuration(
+            redirectConfiguration: .disallow,
+            timeout: .init(connect: .milliseconds(upstream.connectTimeout.wholeMilliseconds),
+                           read: .milliseconds(upstream.timeout.wholeMilliseconds)),
+            decompression: .disabled)
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1024)
+        configuration.httpVersion = .http1Only
+        return configuration
+    }
+}

@@ -1,0 +1,142 @@
+import BigInt
+import CoreMetrics
+import Prometheus
+import Synchronization
+
+/// What happened to one request, as a bounded metric label.
+public enum RequestOutcome: String, Sendable, CaseIterable {
+    /// Forwarded on a free route (or unmatched with `unmatched: pass`).
+    case free
+    /// Priced route, no payment: a 402 challenge was issued.
+    case paymentRequired = "payment_required"
+    /// A payment was presented and refused (402 with a reason).
+    case refused
+    /// Paid, settled and delivered.
+    case paid
+    /// Paid, but the upstream failed: delivered the failure, nothing charged.
+    case unsettled
+    /// The facilitator refused to settle: content withheld.
+    case settlementFailed = "settlement_failed"
+    /// Facilitator or upstream trouble on a paid request: 502/504, fail closed.
+    case failedClosed = "failed_closed"
+    /// Upstream unreachable or slow on a free route.
+    case upstreamError = "upstream_error"
+    /// Malformed request (path, host, body too large).
+    case badRequest = "bad_request"
+    /// No route and `unmatched: deny`.
+    case notFound = "not_found"
+}
+
+/// The gateway's metrics, through swift-metrics into a Prometheus registry owned by this instance
+/// (no process-global bootstrap, so several gateways can live in one test process).
+///
+/// Series (all prefixed `x402_`): `requests_total{route,outcome}`, `payments_required_total{route}`,
+/// `payments_verified_total{route}`, `payments_refused_total{reason}`, `settlements_total{outcome}`,
+/// `settled_amount_total{network,asset}` (atomic units), `facilitator_request_duration_seconds{operation}`,
+/// `upstream_response_duration_seconds{upstream}`, `requests_in_flight`, `config_reloads_total{result}`.
+public final class GatewayMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    private let factory: PrometheusMetricsFactory
+    private let counters = Mutex<[CounterKey: CoreMetrics.Counter]>([:])
+    private let timers = Mutex<[CounterKey: CoreMetrics.Timer]>([:])
+    private let inFlight: CoreMetrics.Meter
+
+    struct CounterKey: Hashable {
+        var name: String
+        var a: String
+        var b: String = ""
+    }
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+            .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500),
+            .seconds(5), .seconds(10), .seconds(30),
+        ]
+        self.factory = factory
+        self.inFlight = CoreMetrics.Meter(label: "x402_requests_in_flight", dimensions: [], factory: factory)
+    }
+
+    /// A counter, created on first use and cached (the key's labels are bounded by the config).
+    private func counter(_ key: CounterKey, _ dimensions: @autoclosure () -> [(String, String)]) -> CoreMetrics.Counter {
+        counters.withLock { cache in
+            if let c = cache[key] { return c }
+            let c = CoreMetrics.Counter(label: key.name, dimensions: dimensions(), factory: factory)
+            cache[key] = c
+            return c
+        }
+    }
+
+    private func timer(_ key: CounterKey, _ dimensions: @autoclosure () -> [(String, String)]) -> CoreMetrics.Timer {
+        timers.withLock { cache in
+            if let t = cache[key] { return t }
+            let t = CoreMetrics.Timer(label: key.name, dimensions: dimensions(), factory: factory)
+            cache[key] = t
+            return t
+        }
+    }
+
+    func requestStarted() { inFlight.increment() }
+
+    func requestEnded() { inFlight.decrement() }
+
+    func request(route: String, outcome: RequestOutcome) {
+        counter(CounterKey(name: "x402_requests_total", a: route, b: outcome.rawValue),
+                [("route", route), ("outcome", outcome.rawValue)]).increment()
+    }
+
+    func paymentRequired(route: String) {
+        counter(CounterKey(name: "x402_payments_required_total", a: route), [("route", route)]).increment()
+    }
+
+    func paymentVerified(route: String) {
+        counter(CounterKey(name: "x402_payments_verified_total", a: route), [("route", route)]).increment()
+    }
+
+    /// `reason` must come from a bounded set (``RefusalReason`` raw values or `facilitator_refused`).
+    func paymentRefused(reason: String) {
+        counter(CounterKey(name: "x402_payments_refused_total", a: reason), [("reason", reason)]).increment()
+    }
+
+    /// `outcome`: `settled`, `failed` (facilitator said no) or `unknown` (no answer).
+    func settlement(outcome: String) {
+        counter(CounterKey(name: "x402_settlements_total", a: outcome), [("outcome", outcome)]).increment()
+    }
+
+    func settled(network: String, asset: String, amount: BigUInt) {
+        let c = counter(CounterKey(name: "x402_settled_amount_total", a: network, b: asset), [("network", network), ("asset", asset)])
+        var rest = amount
+        let step = BigUInt(Int64.max)
+        while rest > step {
+            c.increment(by: Int64.max)
+            rest -= step
+        }
+        c.increment(by: Int64(rest))
+    }
+
+    func facilitatorCall(_ operation: String, duration: Duration) {
+        timer(CounterKey(name: "x402_facilitator_request_duration_seconds", a: operation), [("operation", operation)])
+            .recordNanoseconds(duration.nanoseconds)
+    }
+
+    func upstreamResponse(_ upstream: String, duration: Duration) {
+        timer(CounterKey(name: "x402_upstream_response_duration_seconds", a: upstream), [("upstream", upstream)])
+            .recordNanoseconds(duration.nanoseconds)
+    }
+
+    func configReload(result: String) {
+        counter(CounterKey(name: "x402_config_reloads_total", a: result), [("result", result)]).increment()
+    }
+
+    /// The Prometheus text exposition format.
+    public func exposition() -> [UInt8] { registry.emitToBuffer() }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (s, atto) = components
+        return s * 1_000_000_000 + atto / 1_000_000_000
+    }
+}

@@ -1,0 +1,124 @@
+import Foundation
+import GatewayCore
+import Testing
+import X402
+import X402Crypto
+
+/// A signed payment for the test route's offer, built from scratch (Hardhat key #0).
+private func signedPayment(for offer: Offer, now: UInt64, value: String? = nil) throws -> PresentedPayment {
+    let key = Hex.decode("0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80", prefixed: true)!
+    let from = EIP55.checksummed(try Secp256k1.shared.address(ofPrivateKey: key))
+    let auth = EIP3009Authorization(
+        from: from, to: offer.payTo, value: value ?? String(offer.amount), validAfter: String(now - 60),
+        validBefore: String(now + 300), nonce: "0x" + Hex.encode((0..<32).map { _ in UInt8.random(in: 0...255) }))
+    let digest = try EIP3009.digest(
+        auth, name: "USDC", version: "2", chainId: offer.network.chainId, verifyingContract: EVMAddress(hex: offer.asset)!)
+    let signature = try Secp256k1.shared.sign(digest: digest, privateKey: key)
+    let payload = PaymentPayload(resource: nil, accepted: offer.requirements,
+                                 payload: ExactEVMPayload(signature: "0x" + Hex.encode(signature), authorization: auth))
+    return try PresentedPayment.decode(header: try HeaderCodec.encode(payload), headerVersion: 2)
+}
+
+private let settled = SettleResponse(success: true, payer: "0xpayer", transaction: "0xabc", network: "eip155:84532")
+private let refusedSettle = SettleResponse(success: false, errorReason: "insufficient_funds", transaction: "", network: "eip155:84532")
+private let valid = VerifyResponse(isValid: true, payer: "0xpayer")
+
+@Suite("Payment flow state machine")
+struct PaymentFlowTests {
+    let now: UInt64 = 1_800_000_000
+
+    func started(_ policy: SettlementPolicy) throws -> (PaymentFlow, PaymentFlow.Action) {
+        let compiled = CompiledRoute(config: try route("GET /paid"))
+        var flow = PaymentFlow(policy: policy)
+        let action = flow.start(try signedPayment(for: compiled.offers[0].offer, now: now), offers: compiled.offers, now: now)
+        return (flow, action)
+    }
+
+    @Test("after-success: claim → verify → forward → settle → deliver; the claim is spent")
+    func afterSuccessHappyPath() throws {
+        var (flow, action) = try started(.afterSuccess)
+        #expect(action == .claim)
+        #expect(flow.claimed(true) == .verify)
+        #expect(flow.claim == .release)
+        #expect(flow.verified(.success(valid)) == .forward)
+        #expect(flow.payer == "0xpayer")
+        #expect(flow.upstreamResponded(status: 200) == .settle)
+        #expect(flow.settled(.success(settled)) == .deliver(settled))
+        #expect(flow.claim == .spend)
+    }
+
+    @Test("before: claim → verify → settle → forward → deliver")
+    func beforeHappyPath() throws {
+        var (flow, _) = try started(.before)
+        _ = flow.claimed(true)
+        #expect(flow.verified(.success(valid)) == .settle)
+        #expect(flow.settled(.success(settled)) == .forward)
+        #expect(flow.claim == .spend)
+        #expect(flow.upstreamResponded(status: 500) == .deliver(settled))
+    }
+
+    @Test("an upstream status ≥ 400 under after-success is relayed unsettled and the claim released", arguments: [400, 404, 500, 503])
+    func upstreamErrorNoCharge(status: Int) throws {
+        var (flow, _) = try started(.afterSuccess)
+        _ = flow.claimed(true)
+        _ = flow.verified(.success(valid))
+        #expect(flow.upstreamResponded(status: status) == .deliverUnsettled)
+        #expect(flow.claim == .release)
+    }
+
+    @Test("an unreachable or slow upstream fails closed; nothing charged under after-success")
+    func upstreamUnreachable() throws {
+        var (flow, _) = try started(.afterSuccess)
+        _ = flow.claimed(true)
+        _ = flow.verified(.success(valid))
+        #expect(flow.upstreamFailed(.timeout) == .failClosed(.timeout, stage: .upstream))
+        #expect(flow.claim == .release)
+    }
+
+    @Test("a taken replay claim is refused as payment_already_used before any call")
+    func replayRefused() throws {
+        var (flow, _) = try started(.afterSuccess)
+        #expect(flow.claimed(false) == .refuse(.alreadyUsed, detail: nil))
+        #expect(flow.claim == PaymentFlow.ClaimDisposition.none)
+    }
+
+    @Test("verify: transport failure fails closed, isValid:false refuses with the facilitator's reason; claim released")
+    func verifyOutcomes() throws {
+        var (a, _) = try started(.afterSuccess)
+        _ = a.claimed(true)
+        #expect(a.verified(.failure(.unavailable)) == .failClosed(.unavailable, stage: .verify))
+        #expect(a.claim == .release)
+        var (b, _) = try started(.afterSuccess)
+        _ = b.claimed(true)
+        #expect(b.verified(.success(VerifyResponse(isValid: false, invalidReason: "insufficient_funds"))) ==
+            .refuse(.facilitatorRefused, detail: "insufficient_funds"))
+        #expect(b.claim == .release)
+    }
+
+    @Test("settle: no answer keeps the claim spent and fails closed (never a fresh 402); a refusal withholds content")
+    func settleOutcomes() throws {
+        var (a, _) = try started(.afterSuccess)
+        _ = a.claimed(true)
+        _ = a.verified(.success(valid))
+        _ = a.upstreamResponded(status: 200)
+        #expect(a.settled(.failure(.timeout)) == .failClosed(.timeout, stage: .settle))
+        #expect(a.claim == .spend)
+        var (b, _) = try started(.afterSuccess)
+        _ = b.claimed(true)
+        _ = b.verified(.success(valid))
+        _ = b.upstreamResponded(status: 200)
+        #expect(b.settled(.success(refusedSettle)) == .settlementFailed(refusedSettle))
+        #expect(b.claim == .release)
+    }
+
+    @Test("a payment that does not match the offer or fails pre-verification is refused at start")
+    func refusedAtStart() throws {
+        let compiled = CompiledRoute(config: try route("GET /paid"))
+        var flow = PaymentFlow(policy: .afterSuccess)
+        let cheap = try signedPayment(for: compiled.offers[0].offer, now: now, value: "1")
+        #expect(flow.start(cheap, offers: compiled.offers, now: now) == .refuse(.amountMismatch, detail: nil))
+        var late = PaymentFlow(policy: .afterSuccess)
+        let payment = try signedPayment(for: compiled.offers[0].offer, now: now)
+        #expect(late.start(payment, offers: compiled.offers, now: now + 296) == .refuse(.expired, detail: nil))
+    }
+}

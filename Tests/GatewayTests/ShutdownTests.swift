@@ -1,0 +1,130 @@
+import Foundation
+import GatewayTestSupport
+import Logging
+import Synchronization
+import Testing
+
+/// The built `x402-gateway` executable, next to the test bundle.
+func gatewayExecutable() throws -> String {
+    let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    let candidates = [bin, bin.deletingLastPathComponent()].map { $0.appendingPathComponent("x402-gateway").path }
+    return try #require(candidates.first { FileManager.default.isExecutableFile(atPath: $0) },
+                        "build the x402-gateway product first (scripts/check.sh does)")
+}
+
+@Suite("Graceful shutdown of the real process")
+struct ShutdownTests {
+    @Test("SIGTERM drains a slow request in flight to completion, refuses new connections, and exits 0")
+    func sigtermDrains() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let upstream = RecordingUpstream()
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let (ports, portSink) = AsyncStream<Int>.makeStream()
+        try await TestHarness.withRunning(upstream.application { portSink.yield($0) }, logger: logger) {
+            var iterator = ports.makeAsyncIterator()
+            let upstreamPort = try #require(await iterator.next())
+            let file = dir + "/gateway.yaml"
+            try """
+                listen: 127.0.0.1:0
+                upstreams:
+                  api: { url: "http://127.0.0.1:\(upstreamPort)", timeout: 10s }
+                routes:
+                  - match: "/*"
+                    free: true
+                limits: { shutdownGrace: 10s }
+                """.write(toFile: file, atomically: true, encoding: .utf8)
+
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: try gatewayExecutable())
+            process.arguments = ["run", "--config", file, "--log-format", "json"]
+            let stderr = Pipe()
+            process.standardError = stderr
+            let exited = AsyncStream<Int32>.makeStream()
+            process.terminationHandler = { exited.continuation.yield($0.terminationStatus) }
+            try process.run()
+            defer { if process.isRunning { process.terminate() } }
+
+            // The port comes from the "gateway listening" log line.
+            let port = try #require(try await Self.listeningPort(stderr.fileHandleForReading))
+
+            let slow = Task { try await RawHTTP.send(port: port, raw: "GET /slow/1500 HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n") }
+            #expect(try await eventually(within: .seconds(5)) { upstream.count == 1 })
+            kill(process.processIdentifier, SIGTERM)
+
+            let response = try await slow.value
+            #expect(response.status == 200)
+            #expect(response.bodyText == "{\"path\":\"/slow/1500\"}")
+            var exitIterator = exited.stream.makeAsyncIterator()
+            #expect(await exitIterator.next() == 0)
+            await #expect(throws: (any Error).self) {
+                try await RawHTTP.send(port: port, raw: "GET /after HTTP/1.1\r\nHost: gw\r\n\r\n")
+            }
+        }
+    }
+
+    @Test("SIGHUP reloads the file in the real process (file watching off)")
+    func sighupReloads() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let file = dir + "/gateway.yaml"
+        func yaml(_ price: String) -> String {
+            """
+            listen: 127.0.0.1:0
+            payTo: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+            network: eip155:84532
+            reload: { watch: false }
+            upstreams:
+              api: { url: "http://127.0.0.1:1" }
+            routes:
+              - match: "GET /weather"
+                price: "\(price)"
+            """
+        }
+        try yaml("$0.001").write(toFile: file, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try gatewayExecutable())
+        process.arguments = ["run", "--config", file, "--log-format", "json"]
+        let stderr = Pipe()
+        process.standardError = stderr
+        try process.run()
+        defer { process.terminate() }
+        let port = try #require(try await Self.listeningPort(stderr.fileHandleForReading))
+        func amount() async throws -> String {
+            try offeredAmount(try await RawHTTP.send(port: port, raw: "GET /weather HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"))
+        }
+        #expect(try await amount() == "1000")
+        try yaml("$0.004").write(toFile: file, atomically: true, encoding: .utf8)
+        kill(process.processIdentifier, SIGHUP)
+        #expect(try await eventually(within: .seconds(3)) { try await amount() == "4000" })
+    }
+
+    /// Reads JSON log lines until the listener reports its port.
+    /// Keeps draining the pipe afterwards, so the process never blocks on a full pipe.
+    static func listeningPort(_ handle: FileHandle) async throws -> Int? {
+        let (lines, sink) = AsyncStream<String>.makeStream()
+        let pending = Mutex(Data())
+        handle.readabilityHandler = { h in
+            let data = h.availableData
+            if data.isEmpty {
+                h.readabilityHandler = nil
+                sink.finish()
+                return
+            }
+            pending.withLock { buffer in
+                buffer.append(data)
+                while let newline = buffer.firstIndex(of: 0x0A) {
+                    sink.yield(String(decoding: buffer[..<newline], as: UTF8.self))
+                    buffer.removeSubrange(...newline)
+                }
+            }
+        }
+        for await line in lines {
+            guard line.contains("\"msg\":\"gateway listening\"") else { continue }
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String]
+            return object?["port"].flatMap(Int.init)
+        }
+        return nil
+    }
+}

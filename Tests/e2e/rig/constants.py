@@ -1,0 +1,32 @@
+"""Constants shared by the rig's processes and the tests.
+
+Facts taken from the x402 SDK / Base Sepolia: the chain id, the USDC address the SDK uses for
+"$" prices on eip155:84532, and the token's EIP-712 domain ("USDC", "2").
+"""
+
+from eth_account import Account
+from eth_utils import keccak
+
+CHAIN_ID = 84532
+NETWORK = "eip155:84532"
+NETWORK_V1 = "base-sepolia"
+USDC_ADDRESS = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"
+USDC_NAME = "USDC"
+USDC_VERSION = "2"
+TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
+
+# The chain's gas price for transactions (base fee stays 0, so this is the tip paid to the coinbase).
+GAS_PRICE_WEI = 1_000_000_000
+ONE_ETH = 10**18
+
+
+def _key(name: str) -> str:
+    """A deterministic private key per role, so runs are reproducible and keys are never real."""
+    return "0x" + keccak(text=f"x402-gateway e2e: {name}").hex()
+
+
+KEYS = {
+    name: _key(name)
+    for name in ("facilitator", "minter", "buyer", "buyer2", "poor", "payee", "payee-sse")
+}
+ADDRESSES = {name: Account.from_key(key).address for name, key in KEYS.items()}

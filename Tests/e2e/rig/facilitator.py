@@ -1,0 +1,117 @@
+"""An x402 facilitator made of the official Python SDK's own facilitator classes.
+
+    python -m rig.facilitator --rpc URL [--port 0]   prints "READY http://127.0.0.1:PORT"
+
+POST /verify and POST /settle take {"x402Version", "paymentPayload", "paymentRequirements"} and
+answer the SDK's VerifyResponse / SettleResponse; GET /supported answers its SupportedResponse.
+The exact EVM scheme is registered for the local network only (eip155:84532 for v2, base-sepolia
+for v1), signing with the funded facilitator key. GET /__stats counts calls (for debugging).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler
+
+from x402 import SchemeNotFoundError, x402FacilitatorSync
+from x402.mechanisms.evm.exact import ExactEvmFacilitatorScheme
+from x402.mechanisms.evm.exact.v1.facilitator import ExactEvmSchemeV1 as ExactEvmFacilitatorSchemeV1
+from x402.mechanisms.evm.signers import FacilitatorWeb3Signer
+from x402.schemas.helpers import parse_payment_payload, parse_payment_requirements
+
+from .constants import KEYS, NETWORK, NETWORK_V1
+from .httpserver import Server
+
+
+def build_facilitator(rpc_url: str) -> x402FacilitatorSync:
+    signer = FacilitatorWeb3Signer(
+        private_key=KEYS["facilitator"], rpc_url=rpc_url, confirmation_timeout_seconds=30
+    )
+    facilitator = x402FacilitatorSync()
+    facilitator.register([NETWORK], ExactEvmFacilitatorScheme(signer))
+    facilitator.register_v1([NETWORK_V1], ExactEvmFacilitatorSchemeV1(signer))
+    return facilitator
+
+
+def dump(model) -> dict:
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def make_server(host: str, port: int, facilitator: x402FacilitatorSync) -> Server:
+    stats = {"verify": 0, "settle": 0, "supported": 0}
+    lock = threading.Lock()
+
+    def count(name: str) -> None:
+        with lock:
+            stats[name] += 1
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def reply(self, status: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            if self.path == "/supported":
+                count("supported")
+                self.reply(200, dump(facilitator.get_supported()))
+            elif self.path == "/__stats":
+                with lock:
+                    self.reply(200, dict(stats))
+            else:
+                self.reply(404, {"error": "not found"})
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path not in ("/verify", "/settle"):
+                self.reply(404, {"error": "not found"})
+                return
+            op = self.path[1:]
+            count(op)
+            try:
+                request = json.loads(body)
+                payload = parse_payment_payload(request["paymentPayload"])
+                requirements = parse_payment_requirements(payload.x402_version, request["paymentRequirements"])
+            except Exception as e:
+                self.reply(400, {"error": f"invalid request: {e}"})
+                return
+            try:
+                result = getattr(facilitator, op)(payload, requirements)
+            except SchemeNotFoundError as e:
+                self.reply(400, {"error": str(e)})
+                return
+            except Exception as e:
+                print(f"facilitator: {op} raised {e!r}", file=sys.stderr, flush=True)
+                self.reply(500, {"error": str(e)})
+                return
+            out = dump(result)
+            print(f"facilitator: {op} v{payload.x402_version} -> {json.dumps(out)}", file=sys.stderr, flush=True)
+            self.reply(200, out)
+
+        def log_message(self, *args):
+            pass
+
+    return Server((host, port), Handler)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rpc", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    server = make_server(args.host, args.port, build_facilitator(args.rpc))
+    print(f"READY http://{args.host}:{server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

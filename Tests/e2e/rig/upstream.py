@@ -1,0 +1,108 @@
+"""The API behind the gateway, recording every request it receives.
+
+    python -m rig.upstream [--port 0]     prints "READY http://127.0.0.1:PORT"
+
+Routes (any method, any query string):
+  /boom...      500 with a JSON error body
+  /events...    text/event-stream: ?n= events (default 5), one every ?interval= seconds (0.4),
+                each written and flushed as it is produced, carrying its production time
+  /__requests   the recorded requests as JSON (not itself recorded); DELETE clears them
+  anything else 200 JSON {"path", "message", "payer"}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
+from urllib.parse import parse_qs, urlsplit
+
+from .httpserver import Server
+
+
+def make_server(host: str, port: int) -> Server:
+    recorded: list[dict] = []
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def send_json(self, status: int, body) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        def handle_any(self) -> None:
+            url = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            if url.path == "/__requests":
+                if self.command == "DELETE":
+                    with lock:
+                        recorded.clear()
+                with lock:
+                    self.send_json(200, list(recorded))
+                return
+            with lock:
+                recorded.append({
+                    "method": self.command,
+                    "path": url.path,
+                    "query": url.query,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "body": body.decode("utf-8", "replace"),
+                    "time": time.time(),
+                })
+            if url.path.startswith("/boom"):
+                self.send_json(500, {"error": "upstream exploded"})
+            elif url.path.startswith("/events"):
+                self.stream_events(parse_qs(url.query))
+            else:
+                self.send_json(200, {
+                    "path": url.path,
+                    "message": "hello from upstream",
+                    "payer": self.headers.get("X-Payment-Payer"),
+                })
+
+        def stream_events(self, query: dict) -> None:
+            count = int(query.get("n", ["5"])[0])
+            interval = float(query.get("interval", ["0.4"])[0])
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(count):
+                if i:
+                    time.sleep(interval)
+                event = f"id: {i}\nevent: tick\ndata: {json.dumps({'i': i, 'produced': time.time()})}\n\n".encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = handle_any
+
+        def log_message(self, *args):
+            pass
+
+    return Server((host, port), Handler)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    server = make_server(args.host, args.port)
+    print(f"READY http://{args.host}:{server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
