@@ -176,6 +176,17 @@ class Facilitator:
     def running(self) -> bool:
         return self.proc.running
 
+    def stats(self) -> dict:
+        """Calls counted since this process started; settle_started/settle_finished are times."""
+        import requests as http
+
+        return http.get(f"{self.url}/__stats", timeout=10).json()
+
+    def set_settle_delay(self, seconds: float) -> None:
+        import requests as http
+
+        http.post(f"{self.url}/__settle_delay", json={"seconds": seconds}, timeout=10).raise_for_status()
+
 
 @pytest.fixture(scope="session")
 def facilitator(chain, run_dir) -> Facilitator:

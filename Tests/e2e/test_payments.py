@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import threading
 import time
 
 import httpx
@@ -250,13 +251,72 @@ def test_7_facilitator_down_fails_closed_then_recovers(gateway, facilitator, cha
     assert len(upstream.requests("/weather", token)) == 2
 
 
+def _stop_facilitator_mid_settlement(facilitator, url: str, headers: dict) -> requests.Response:
+    """Sends a paid request and stops the facilitator while it is settling it (before broadcast)."""
+    facilitator.set_settle_delay(5)
+    settles_before = len(facilitator.stats()["settle_started"])
+    result: dict = {}
+
+    def send():
+        result["response"] = requests.get(url, headers=headers, timeout=60)
+
+    sender = threading.Thread(target=send)
+    try:
+        sender.start()
+        deadline = time.monotonic() + 30
+        while len(facilitator.stats()["settle_started"]) == settles_before:
+            assert time.monotonic() < deadline, "the gateway never asked the facilitator to settle"
+            time.sleep(0.05)
+        facilitator.stop()
+        sender.join(60)
+    finally:
+        if not facilitator.running:
+            facilitator.start()  # a fresh process: no settle delay
+    return result["response"]
+
+
+def test_7_facilitator_stopped_mid_settlement_fails_closed(gateway, facilitator, chain, upstream, buyer, payee, token):
+    url = f"{gateway.url}/weather?{token}"
+    headers = signed_payment(buyer, url)
+    ledger = Ledger(chain, buyer.address, payee)
+
+    response = _stop_facilitator_mid_settlement(facilitator, url, headers)
+
+    assert 500 <= response.status_code < 600, response.text
+    assert response.json()["error"].startswith("facilitator_")
+    assert "hello from upstream" not in response.text  # the upstream answered, but nothing unpaid is delivered
+    assert "PAYMENT-RESPONSE" not in response.headers
+    assert len(upstream.requests("/weather", token)) == 1
+    assert ledger.deltas() == {buyer.address: 0, payee: 0}
+    assert ledger.transfers(sender=buyer.address) == []
+    assert not chain.authorization_used(buyer.address, payment_nonce(headers))
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "gateway bug: when a settle call fails (facilitator gone mid-settlement) the 502 tells the client "
+    "'retry later with the same payment', but the replay guard marks the payment spent, so that retry "
+    "gets 402 payment_already_used although nothing was transferred on chain"))
+def test_7_same_payment_retried_after_unknown_settlement_outcome_is_served(gateway, facilitator, chain, upstream, buyer, payee, token):
+    url = f"{gateway.url}/weather?{token}"
+    headers = signed_payment(buyer, url)
+    ledger = Ledger(chain, buyer.address, payee)
+    first = _stop_facilitator_mid_settlement(facilitator, url, headers)
+    assert "retry later with the same payment" in first.json()["message"]
+
+    retry = requests.get(url, headers=headers, timeout=60)
+
+    assert retry.status_code == 200, retry.text
+    assert_settled_on_chain(chain, decode_settlement(retry), ledger, buyer.address, payee, 1000, NETWORK)
+
+
 # --- 8. settlement: before on an SSE route: settled once, then events stream as produced ---------------
 
 
-def test_8_sse_settle_before_streams_events_as_produced(gateway, chain, upstream, buyer, payee, token):
+def test_8_sse_settle_before_streams_events_as_produced(gateway, facilitator, chain, upstream, buyer, payee, token):
     events, interval = 5, 0.6
     url = f"{gateway.url}/events?{token}&n={events}&interval={interval}"
     ledger = Ledger(chain, buyer.address, payee)
+    started = time.time()
 
     async def consume():
         received = []
@@ -280,4 +340,7 @@ def test_8_sse_settle_before_streams_events_as_produced(gateway, chain, upstream
 
     settlement = decode_settlement(httpx.Response(200, headers=headers))
     assert_settled_on_chain(chain, settlement, ledger, buyer.address, payee, 2000, NETWORK)
-    assert len(upstream.requests("/events", token)) == 1
+    # `before`: the settlement had finished when the upstream was asked for the stream.
+    [called] = upstream.requests("/events", token)
+    settled = [t for t in facilitator.stats()["settle_finished"] if t >= started]
+    assert len(settled) == 1 and settled[0] <= called["time"]

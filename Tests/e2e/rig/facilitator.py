@@ -5,7 +5,11 @@
 POST /verify and POST /settle take {"x402Version", "paymentPayload", "paymentRequirements"} and
 answer the SDK's VerifyResponse / SettleResponse; GET /supported answers its SupportedResponse.
 The exact EVM scheme is registered for the local network only (eip155:84532 for v2, base-sepolia
-for v1), signing with the funded facilitator key. GET /__stats counts calls (for debugging).
+for v1), signing with the funded facilitator key.
+
+Test controls (not part of any facilitator protocol): GET /__stats counts calls and records when
+each settle began and ended; POST /__settle_delay {"seconds": s} makes every later settle wait s
+seconds before it starts, so a test can stop the facilitator while a settlement is in flight.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import json
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler
 
 from x402 import SchemeNotFoundError, x402FacilitatorSync
@@ -41,7 +46,8 @@ def dump(model) -> dict:
 
 
 def make_server(host: str, port: int, facilitator: x402FacilitatorSync) -> Server:
-    stats = {"verify": 0, "settle": 0, "supported": 0}
+    stats = {"verify": 0, "settle": 0, "supported": 0, "settle_started": [], "settle_finished": []}
+    control = {"settle_delay": 0.0}
     lock = threading.Lock()
 
     def count(name: str) -> None:
@@ -65,12 +71,16 @@ def make_server(host: str, port: int, facilitator: x402FacilitatorSync) -> Serve
                 self.reply(200, dump(facilitator.get_supported()))
             elif self.path == "/__stats":
                 with lock:
-                    self.reply(200, dict(stats))
+                    self.reply(200, json.loads(json.dumps(stats)))
             else:
                 self.reply(404, {"error": "not found"})
 
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path == "/__settle_delay":
+                control["settle_delay"] = float(json.loads(body)["seconds"])
+                self.reply(200, control)
+                return
             if self.path not in ("/verify", "/settle"):
                 self.reply(404, {"error": "not found"})
                 return
@@ -83,6 +93,10 @@ def make_server(host: str, port: int, facilitator: x402FacilitatorSync) -> Serve
             except Exception as e:
                 self.reply(400, {"error": f"invalid request: {e}"})
                 return
+            if op == "settle":
+                with lock:
+                    stats["settle_started"].append(time.time())
+                time.sleep(control["settle_delay"])
             try:
                 result = getattr(facilitator, op)(payload, requirements)
             except SchemeNotFoundError as e:
@@ -92,6 +106,9 @@ def make_server(host: str, port: int, facilitator: x402FacilitatorSync) -> Serve
                 print(f"facilitator: {op} raised {e!r}", file=sys.stderr, flush=True)
                 self.reply(500, {"error": str(e)})
                 return
+            if op == "settle":
+                with lock:
+                    stats["settle_finished"].append(time.time())
             out = dump(result)
             print(f"facilitator: {op} v{payload.x402_version} -> {json.dumps(out)}", file=sys.stderr, flush=True)
             self.reply(200, out)
