@@ -27,7 +27,7 @@ a{color:var(--accent)}
 #wallets{display:flex;flex-wrap:wrap;align-items:center;gap:6px;margin:0 0 12px;font-size:.9rem;color:var(--muted)}
 .wallet{border:1px solid var(--line);background:var(--card);color:var(--fg);border-radius:999px;padding:4px 12px;font:inherit;cursor:pointer}
 .wallet.on{border-color:var(--accent);box-shadow:0 0 0 1px var(--accent)}
-#pay{width:100%;padding:13px 16px;border:0;border-radius:12px;background:var(--accent);color:#fff;font:600 1rem/1.2 inherit;cursor:pointer}
+#pay{width:100%;padding:13px 16px;border:0;border-radius:12px;background:var(--accent);color:#fff;font:inherit;font-weight:600;line-height:1.2;cursor:pointer}
 #pay:disabled{opacity:.55;cursor:progress}
 #pay:focus-visible,.wallet:focus-visible{outline:3px solid var(--accent);outline-offset:2px}
 .msg{min-height:1.5em;margin:14px 0 0;font-size:.95rem;overflow-wrap:anywhere}
@@ -252,6 +252,8 @@ footer{margin-top:16px;font-size:.8rem;color:var(--muted)}
     }
     paid = true;
     btn.hidden = true;
+    $('heading').textContent = 'Payment complete';
+    if ($('testnet')) $('testnet').hidden = true;
     var done = 'Paid' + (receipt && receipt.transaction ? ' \u2014 transaction ' + receipt.transaction : '') + '.';
     var out = $('result');
     var mime = type.split(';')[0].trim();

@@ -54,7 +54,7 @@ public struct PaywallPage: Sendable {
             if let appName { html += "<span>\(e(appName))</span>" }
             html += "</div>\n"
         }
-        html += "<h1>Payment required</h1>\n"
+        html += "<h1 id=\"heading\">Payment required</h1>\n"
         if !route.description.isEmpty { html += "<p class=\"desc\">\(e(route.description))</p>\n" }
         html += """
             <p class="price"><span id="amount">\(e(first.price))</span> <span id="symbol">\(e(first.symbol))</span></p>

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from rig.browser import Browser, TestWallet, chromium_binary
+from rig.browser import Browser, BrowserWallet, chromium_binary
 from rig.constants import CHAIN_ID
 
 PAYWALL_YAML = """\
@@ -98,7 +98,7 @@ def test_browser_and_api_clients_get_their_402(paywall_gateway, token):
 
 def test_pays_in_the_browser_and_lands_on_the_upstream_page(browser, paywall_gateway, chain, facilitator, upstream,
                                                             buyer, payee, token, run_dir):
-    wallet = TestWallet(buyer, chain, CHAIN_ID)
+    wallet = BrowserWallet(buyer, chain, CHAIN_ID)
     page = browser.new_page(wallet)
     try:
         url = f"{paywall_gateway.url}/article?{token}"
@@ -145,7 +145,7 @@ def test_pays_in_the_browser_and_lands_on_the_upstream_page(browser, paywall_gat
 
 
 def test_json_answer_is_shown_with_the_transaction(browser, paywall_gateway, chain, upstream, buyer, payee, token, run_dir):
-    wallet = TestWallet(buyer, chain, CHAIN_ID, start_chain_id=CHAIN_ID)
+    wallet = BrowserWallet(buyer, chain, CHAIN_ID, start_chain_id=CHAIN_ID)
     page = browser.new_page(wallet)
     try:
         page.navigate(f"{paywall_gateway.url}/weather?{token}",
@@ -164,6 +164,7 @@ def test_json_answer_is_shown_with_the_transaction(browser, paywall_gateway, cha
         assert [t["tx"].lower() for t in chain.transfers(block, sender=buyer.address)] == [transaction.lower()]
         assert chain.balance_of(payee) == before + 1_000
         assert page.evaluate("document.getElementById('pay').hidden") is True
+        assert page.evaluate("document.getElementById('heading').textContent") == "Payment complete"
         assert "wallet_switchEthereumChain" not in wallet.methods()
         assert csp_problems(page) == []
         save_screenshot(page, run_dir, "paywall-paid.png")
@@ -173,7 +174,7 @@ def test_json_answer_is_shown_with_the_transaction(browser, paywall_gateway, cha
 
 def test_rejected_signature_shows_the_message_and_charges_nothing(browser, paywall_gateway, chain, facilitator, upstream,
                                                                   buyer, token, run_dir):
-    wallet = TestWallet(buyer, chain, CHAIN_ID, reject=("eth_signTypedData_v4",))
+    wallet = BrowserWallet(buyer, chain, CHAIN_ID, reject=("eth_signTypedData_v4",))
     page = browser.new_page(wallet)
     try:
         page.navigate(f"{paywall_gateway.url}/article?{token}",
@@ -194,7 +195,7 @@ def test_rejected_signature_shows_the_message_and_charges_nothing(browser, paywa
 
 
 def test_insufficient_balance_is_caught_before_signing(browser, paywall_gateway, chain, poor_buyer, upstream, token):
-    wallet = TestWallet(poor_buyer, chain, CHAIN_ID)
+    wallet = BrowserWallet(poor_buyer, chain, CHAIN_ID)
     page = browser.new_page(wallet)
     try:
         page.navigate(f"{paywall_gateway.url}/weather?{token}",
@@ -209,10 +210,10 @@ def test_insufficient_balance_is_caught_before_signing(browser, paywall_gateway,
         browser.close_page(page)
 
 
-def test_a_payment_the_facilitator_refuses_shows_its_reason(browser, paywall_gateway, chain, facilitator, buyer, upstream, token):
-    """The wallet signs for the wrong token contract (a domain the gateway's offer does not name): the
+def test_a_refused_payment_shows_the_reason_from_the_402(browser, paywall_gateway, chain, facilitator, buyer, upstream, token):
+    """The wallet signs over the wrong EIP-712 domain (a token name the offer does not name): the
     gateway's own pre-verification refuses it, and the page shows the reason from the 402."""
-    wallet = TestWallet(buyer, chain, CHAIN_ID, start_chain_id=CHAIN_ID)
+    wallet = BrowserWallet(buyer, chain, CHAIN_ID, start_chain_id=CHAIN_ID)
     original = wallet.handle
 
     def tampering(method, params):
@@ -230,6 +231,20 @@ def test_a_payment_the_facilitator_refuses_shows_its_reason(browser, paywall_gat
         page.click("#pay")
         message = page.wait_until("document.getElementById('status').classList.contains('err') && document.getElementById('status').textContent")
         assert message == "Payment refused: the payment signature does not match its sender. You were not charged."
+        assert upstream.requests("/weather", token) == []
+    finally:
+        browser.close_page(page)
+
+
+def test_without_a_wallet_the_page_says_so(browser, paywall_gateway, upstream, token):
+    page = browser.new_page(None)
+    try:
+        page.navigate(f"{paywall_gateway.url}/weather?{token}",
+                      ready_js="document.readyState === 'complete' && !!document.getElementById('pay')")
+        assert page.evaluate("typeof window.ethereum") == "undefined"
+        page.click("#pay")
+        message = page.wait_until("document.getElementById('status').classList.contains('err') && document.getElementById('status').textContent")
+        assert message.startswith("No wallet found.")
         assert upstream.requests("/weather", token) == []
     finally:
         browser.close_page(page)

@@ -86,7 +86,7 @@ class WalletError(Exception):
         self.code, self.message = code, message
 
 
-class TestWallet:
+class BrowserWallet:
     """An EIP-1193 wallet holding one account. It starts on `start_chain_id` (like a real wallet
     left on another network), switches on request to the chains it knows, reads token balances
     from the rig's chain and signs typed data with the account's key. `reject` lists the methods
@@ -194,7 +194,7 @@ class Connection:
 
 
 class Page:
-    def __init__(self, conn: Connection, session: str, wallet: TestWallet | None):
+    def __init__(self, conn: Connection, session: str, wallet: BrowserWallet | None):
         self.conn, self.session, self.wallet = conn, session, wallet
         self.console: list[str] = []
         self.responses: list[dict] = []
@@ -296,15 +296,16 @@ class Browser:
         url = proc.start(timeout=60).group(1)
         return cls(proc, Connection(url))
 
-    def new_page(self, wallet: TestWallet | None, width: int = 820, height: int = 940) -> Page:
+    def new_page(self, wallet: BrowserWallet | None, width: int = 820, height: int = 940) -> Page:
         target = self.conn.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.conn.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         page = Page(self.conn, session, wallet)
         for method in ("Page.enable", "Runtime.enable", "Log.enable", "Network.enable"):
             page.send(method)
         page.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
-        page.send("Runtime.addBinding", {"name": BINDING})
-        page.send("Page.addScriptToEvaluateOnNewDocument", {"source": PROVIDER_JS})
+        if wallet is not None:  # None: a browser without any wallet extension
+            page.send("Runtime.addBinding", {"name": BINDING})
+            page.send("Page.addScriptToEvaluateOnNewDocument", {"source": PROVIDER_JS})
         page.target_id = target
         return page
 
