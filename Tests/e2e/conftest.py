@@ -4,11 +4,12 @@ a recording upstream, and gateways started from YAML text. Everything binds 127.
 Session-scoped, in dependency order:
   run_dir          logs and configs ($E2E_RUN_DIR, else a pytest temp dir)
   chain            rig.chain process + web3 handle; the token is initialised and buyers funded
-  facilitator      rig.facilitator process; .stop() / .start() (same port) / .stopped()
-  upstream         rig.upstream process; .requests(path, query_token) lists what it received
+  facilitator      rig.facilitator process; .stop() / .start() (same port), .stats(), .set_settle_delay()
+  upstream         rig.upstream process; .requests(path, tag) lists what it received
   gateway_factory  start(yaml_text) → a running gateway; ${E2E_*} in the text are filled in
   gateway          the standard gateway (GATEWAY_YAML) used by the scenarios
-Accounts: buyer (funded), poor_buyer (no funds), payee. Helper: balance_of(address).
+Accounts: buyer and buyer2 (100 USDC each), poor_buyer (nothing), payee. Helper: balance_of(address).
+Per test: tag, a unique "t=..." query string to find that test's requests in the upstream's record.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import requests as http
 from eth_account import Account
 from web3 import Web3
 
@@ -156,7 +158,7 @@ def balance_of(chain):
 class Facilitator:
     def __init__(self, rpc_url: str, run_dir: Path):
         self.rpc_url, self.run_dir = rpc_url, run_dir
-        self.port = 0
+        self.port = 0  # chosen by the first start, then kept: the gateway's configuration names it
         self.proc = _python_process("facilitator", "rig.facilitator", [], run_dir)
 
     @property
@@ -164,7 +166,6 @@ class Facilitator:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        # After the first start the port is fixed: the gateway's configuration names it.
         self.proc.argv = [sys.executable, "-u", "-m", "rig.facilitator", "--rpc", self.rpc_url, "--port", str(self.port)]
         url = self.proc.start(timeout=60).group(1)
         self.port = int(url.rsplit(":", 1)[1])
@@ -178,13 +179,10 @@ class Facilitator:
 
     def stats(self) -> dict:
         """Calls counted since this process started; settle_started/settle_finished are times."""
-        import requests as http
-
         return http.get(f"{self.url}/__stats", timeout=10).json()
 
     def set_settle_delay(self, seconds: float) -> None:
-        import requests as http
-
+        """Every later settle of this process waits `seconds` first (a restart resets it)."""
         http.post(f"{self.url}/__settle_delay", json={"seconds": seconds}, timeout=10).raise_for_status()
 
 
@@ -200,12 +198,10 @@ class Upstream:
     def __init__(self, url: str):
         self.url = url
 
-    def requests(self, path: str | None = None, token: str | None = None) -> list[dict]:
-        """Requests received, optionally only those for `path` whose query contains `token`."""
-        import requests as http
-
+    def requests(self, path: str | None = None, tag: str | None = None) -> list[dict]:
+        """Requests received, optionally only those for `path` whose query string contains `tag`."""
         seen = http.get(f"{self.url}/__requests", timeout=10).json()
-        return [r for r in seen if (path is None or r["path"] == path) and (token is None or token in r["query"])]
+        return [r for r in seen if (path is None or r["path"] == path) and (tag is None or tag in r["query"])]
 
 
 @pytest.fixture(scope="session")
@@ -304,6 +300,6 @@ def payee() -> str:
 
 
 @pytest.fixture
-def token() -> str:
+def tag() -> str:
     """A unique query-string marker, so the upstream's record can be filtered per test."""
     return "t=" + uuid.uuid4().hex[:12]

@@ -64,8 +64,8 @@ async def _httpx_get(account, url: str) -> httpx.Response:
 
 
 @pytest.mark.parametrize("sdk_client", ["httpx", "requests"])
-def test_1_v2_client_pays_and_money_moves(sdk_client, gateway, chain, upstream, buyer, payee, token):
-    url = f"{gateway.url}/weather?{token}"
+def test_1_v2_client_pays_and_money_moves(sdk_client, gateway, chain, upstream, buyer, payee, tag):
+    url = f"{gateway.url}/weather?{tag}"
     unpaid = requests.get(url, timeout=30)
     assert unpaid.status_code == 402
     challenge = decode_challenge(unpaid)
@@ -74,7 +74,7 @@ def test_1_v2_client_pays_and_money_moves(sdk_client, gateway, chain, upstream, 
     assert (offer.scheme, offer.network, offer.amount) == ("exact", NETWORK, "1000")
     assert (offer.asset.lower(), offer.pay_to.lower()) == (USDC_ADDRESS.lower(), payee.lower())
     assert (offer.extra or {}).get("name") == "USDC" and offer.extra.get("version") == "2"
-    assert upstream.requests("/weather", token) == []
+    assert upstream.requests("/weather", tag) == []
 
     ledger = Ledger(chain, buyer.address, payee)
     if sdk_client == "httpx":
@@ -87,14 +87,14 @@ def test_1_v2_client_pays_and_money_moves(sdk_client, gateway, chain, upstream, 
     assert (body["path"], body["message"]) == ("/weather", "hello from upstream")
     assert body["payer"].lower() == buyer.address.lower()
     assert_settled_on_chain(chain, decode_settlement(response), ledger, buyer.address, payee, 1000, NETWORK)
-    assert len(upstream.requests("/weather", token)) == 1
+    assert len(upstream.requests("/weather", tag)) == 1
 
 
 # --- 2. v1 client: X-PAYMENT in, X-PAYMENT-RESPONSE out -----------------------------------------------
 
 
-def test_2_v1_client_pays_with_x_payment(gateway, chain, upstream, buyer, payee, token):
-    url = f"{gateway.url}/weather?{token}"
+def test_2_v1_client_pays_with_x_payment(gateway, chain, upstream, buyer, payee, tag):
+    url = f"{gateway.url}/weather?{tag}"
     unpaid = requests.get(url, timeout=30)
     assert unpaid.status_code == 402
     challenge = decode_challenge(unpaid, version=1)
@@ -111,14 +111,14 @@ def test_2_v1_client_pays_with_x_payment(gateway, chain, upstream, buyer, payee,
     assert "X-PAYMENT-RESPONSE" in response.headers
     assert "PAYMENT-RESPONSE" not in response.headers
     assert_settled_on_chain(chain, decode_settlement(response), ledger, buyer.address, payee, 1000, NETWORK_V1)
-    assert len(upstream.requests("/weather", token)) == 1
+    assert len(upstream.requests("/weather", tag)) == 1
 
 
 # --- 3. replay: one payment, one delivery, one transfer ---------------------------------------------------
 
 
-def test_3_replayed_sequentially_delivers_once(gateway, chain, upstream, buyer, payee, token):
-    url = f"{gateway.url}/weather?{token}"
+def test_3_replayed_sequentially_delivers_once(gateway, chain, upstream, buyer, payee, tag):
+    url = f"{gateway.url}/weather?{tag}"
     headers = signed_payment(buyer, url)
     ledger = Ledger(chain, buyer.address, payee)
 
@@ -130,11 +130,11 @@ def test_3_replayed_sequentially_delivers_once(gateway, chain, upstream, buyer, 
         assert "used" in (decode_challenge(again).error or "")
 
     assert_settled_on_chain(chain, decode_settlement(first), ledger, buyer.address, payee, 1000, NETWORK)
-    assert len(upstream.requests("/weather", token)) == 1
+    assert len(upstream.requests("/weather", tag)) == 1
 
 
-def test_3_replayed_20x_concurrently_delivers_once(gateway, chain, upstream, buyer, payee, token):
-    url = f"{gateway.url}/weather?{token}"
+def test_3_replayed_20x_concurrently_delivers_once(gateway, chain, upstream, buyer, payee, tag):
+    url = f"{gateway.url}/weather?{tag}"
     headers = signed_payment(buyer, url)
     ledger = Ledger(chain, buyer.address, payee)
 
@@ -148,15 +148,15 @@ def test_3_replayed_20x_concurrently_delivers_once(gateway, chain, upstream, buy
     assert statuses == [200] + [402] * 19, statuses
     delivered = next(r for r in responses if r.status_code == 200)
     assert_settled_on_chain(chain, decode_settlement(delivered), ledger, buyer.address, payee, 1000, NETWORK)
-    assert len(upstream.requests("/weather", token)) == 1
+    assert len(upstream.requests("/weather", tag)) == 1
     assert chain.authorization_used(buyer.address, payment_nonce(headers))
 
 
 # --- 4. the upstream fails: its 500 is relayed and nothing is charged --------------------------------
 
 
-def test_4_upstream_500_is_relayed_and_not_charged(gateway, chain, upstream, buyer, payee, token):
-    url = f"{gateway.url}/boom?{token}"
+def test_4_upstream_500_is_relayed_and_not_charged(gateway, chain, upstream, buyer, payee, tag):
+    url = f"{gateway.url}/boom?{tag}"
     headers = signed_payment(buyer, url)
     ledger = Ledger(chain, buyer.address, payee)
 
@@ -165,7 +165,7 @@ def test_4_upstream_500_is_relayed_and_not_charged(gateway, chain, upstream, buy
     assert response.status_code == 500
     assert response.json() == {"error": "upstream exploded"}
     assert "PAYMENT-RESPONSE" not in response.headers
-    assert len(upstream.requests("/boom", token)) == 1
+    assert len(upstream.requests("/boom", tag)) == 1
     assert ledger.deltas() == {buyer.address: 0, payee: 0}
     assert ledger.transfers(sender=buyer.address) == []
     assert not chain.authorization_used(buyer.address, payment_nonce(headers))
@@ -174,8 +174,8 @@ def test_4_upstream_500_is_relayed_and_not_charged(gateway, chain, upstream, buy
 # --- 5. a buyer without funds: 402 with the facilitator's reason, upstream untouched --------------------
 
 
-def test_5_buyer_without_funds_is_refused_with_facilitator_reason(gateway, chain, upstream, poor_buyer, payee, token):
-    url = f"{gateway.url}/weather?{token}"
+def test_5_buyer_without_funds_is_refused_with_facilitator_reason(gateway, chain, upstream, poor_buyer, payee, tag):
+    url = f"{gateway.url}/weather?{tag}"
     assert chain.balance_of(poor_buyer.address) == 0
     ledger = Ledger(chain, poor_buyer.address, payee)
 
@@ -189,7 +189,7 @@ def test_5_buyer_without_funds_is_refused_with_facilitator_reason(gateway, chain
     assert sdk_response.status_code == 402
     assert decode_challenge(sdk_response).error == "invalid_exact_evm_insufficient_balance"
 
-    assert upstream.requests("/weather", token) == []
+    assert upstream.requests("/weather", tag) == []
     assert ledger.deltas() == {poor_buyer.address: 0, payee: 0}
     assert ledger.transfers(sender=poor_buyer.address) == []
 
@@ -197,8 +197,8 @@ def test_5_buyer_without_funds_is_refused_with_facilitator_reason(gateway, chain
 # --- 6. a payment for a cheaper route does not buy a dearer one --------------------------------------
 
 
-def test_6_cheaper_routes_payment_is_refused_on_dearer_route(gateway, chain, upstream, buyer, payee, token):
-    cheap, dear = f"{gateway.url}/cheap?{token}", f"{gateway.url}/dear?{token}"
+def test_6_cheaper_routes_payment_is_refused_on_dearer_route(gateway, chain, upstream, buyer, payee, tag):
+    cheap, dear = f"{gateway.url}/cheap?{tag}", f"{gateway.url}/dear?{tag}"
     headers = signed_payment(buyer, cheap)  # 1000 units
     ledger = Ledger(chain, buyer.address, payee)
 
@@ -207,7 +207,7 @@ def test_6_cheaper_routes_payment_is_refused_on_dearer_route(gateway, chain, ups
     challenge = decode_challenge(response)
     assert challenge.accepts[0].amount == "10000"
     assert challenge.error in ("invalid_exact_evm_payload_authorization_value_mismatch", "invalid_payment_requirements")
-    assert upstream.requests("/dear", token) == []
+    assert upstream.requests("/dear", tag) == []
     assert ledger.deltas() == {buyer.address: 0, payee: 0}
     assert ledger.transfers(sender=buyer.address) == []
     assert not chain.authorization_used(buyer.address, payment_nonce(headers))
@@ -221,8 +221,8 @@ def test_6_cheaper_routes_payment_is_refused_on_dearer_route(gateway, chain, ups
 # --- 7. facilitator down: fail closed; back up: payments work again --------------------------------------
 
 
-def test_7_facilitator_down_fails_closed_then_recovers(gateway, facilitator, chain, upstream, buyer, payee, token):
-    url = f"{gateway.url}/weather?{token}"
+def test_7_facilitator_down_fails_closed_then_recovers(gateway, facilitator, chain, upstream, buyer, payee, tag):
+    url = f"{gateway.url}/weather?{tag}"
     headers = signed_payment(buyer, url)
     ledger = Ledger(chain, buyer.address, payee)
 
@@ -236,7 +236,7 @@ def test_7_facilitator_down_fails_closed_then_recovers(gateway, facilitator, cha
         assert 500 <= sdk_response.status_code < 600
         # A fresh, unpaid request still gets its 402: the challenge needs no facilitator.
         assert requests.get(url, timeout=30).status_code == 402
-        assert upstream.requests("/weather", token) == []
+        assert upstream.requests("/weather", tag) == []
         assert ledger.deltas() == {buyer.address: 0, payee: 0}
     finally:
         facilitator.start()
@@ -248,7 +248,7 @@ def test_7_facilitator_down_fails_closed_then_recovers(gateway, facilitator, cha
     # And the SDK client pays normally again.
     again = requests_session(buyer).get(url, timeout=60)
     assert again.status_code == 200, again.text
-    assert len(upstream.requests("/weather", token)) == 2
+    assert len(upstream.requests("/weather", tag)) == 2
 
 
 def _stop_facilitator_mid_settlement(facilitator, url: str, headers: dict) -> requests.Response:
@@ -275,8 +275,8 @@ def _stop_facilitator_mid_settlement(facilitator, url: str, headers: dict) -> re
     return result["response"]
 
 
-def test_7_facilitator_stopped_mid_settlement_fails_closed(gateway, facilitator, chain, upstream, buyer, payee, token):
-    url = f"{gateway.url}/weather?{token}"
+def test_7_facilitator_stopped_mid_settlement_fails_closed(gateway, facilitator, chain, upstream, buyer, payee, tag):
+    url = f"{gateway.url}/weather?{tag}"
     headers = signed_payment(buyer, url)
     ledger = Ledger(chain, buyer.address, payee)
 
@@ -286,7 +286,7 @@ def test_7_facilitator_stopped_mid_settlement_fails_closed(gateway, facilitator,
     assert response.json()["error"].startswith("facilitator_")
     assert "hello from upstream" not in response.text  # the upstream answered, but nothing unpaid is delivered
     assert "PAYMENT-RESPONSE" not in response.headers
-    assert len(upstream.requests("/weather", token)) == 1
+    assert len(upstream.requests("/weather", tag)) == 1
     assert ledger.deltas() == {buyer.address: 0, payee: 0}
     assert ledger.transfers(sender=buyer.address) == []
     assert not chain.authorization_used(buyer.address, payment_nonce(headers))
@@ -296,8 +296,8 @@ def test_7_facilitator_stopped_mid_settlement_fails_closed(gateway, facilitator,
     "gateway bug: when a settle call fails (facilitator gone mid-settlement) the 502 tells the client "
     "'retry later with the same payment', but the replay guard marks the payment spent, so that retry "
     "gets 402 payment_already_used although nothing was transferred on chain"))
-def test_7_same_payment_retried_after_unknown_settlement_outcome_is_served(gateway, facilitator, chain, upstream, buyer, payee, token):
-    url = f"{gateway.url}/weather?{token}"
+def test_7_same_payment_retried_after_unknown_settlement_outcome_is_served(gateway, facilitator, chain, upstream, buyer, payee, tag):
+    url = f"{gateway.url}/weather?{tag}"
     headers = signed_payment(buyer, url)
     ledger = Ledger(chain, buyer.address, payee)
     first = _stop_facilitator_mid_settlement(facilitator, url, headers)
@@ -312,9 +312,9 @@ def test_7_same_payment_retried_after_unknown_settlement_outcome_is_served(gatew
 # --- 8. settlement: before on an SSE route: settled once, then events stream as produced ---------------
 
 
-def test_8_sse_settle_before_streams_events_as_produced(gateway, facilitator, chain, upstream, buyer, payee, token):
+def test_8_sse_settle_before_streams_events_as_produced(gateway, facilitator, chain, upstream, buyer, payee, tag):
     events, interval = 5, 0.6
-    url = f"{gateway.url}/events?{token}&n={events}&interval={interval}"
+    url = f"{gateway.url}/events?{tag}&n={events}&interval={interval}"
     ledger = Ledger(chain, buyer.address, payee)
     started = time.time()
 
@@ -341,6 +341,6 @@ def test_8_sse_settle_before_streams_events_as_produced(gateway, facilitator, ch
     settlement = decode_settlement(httpx.Response(200, headers=headers))
     assert_settled_on_chain(chain, settlement, ledger, buyer.address, payee, 2000, NETWORK)
     # `before`: the settlement had finished when the upstream was asked for the stream.
-    [called] = upstream.requests("/events", token)
+    [called] = upstream.requests("/events", tag)
     settled = [t for t in facilitator.stats()["settle_finished"] if t >= started]
     assert len(settled) == 1 and settled[0] <= called["time"]
