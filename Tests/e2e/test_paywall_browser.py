@@ -83,8 +83,8 @@ def csp_problems(page) -> list[str]:
     return [line for line in page.console if "Content Security Policy" in line or "Refused to" in line]
 
 
-def test_browser_and_api_clients_get_their_402(paywall_gateway, token):
-    url = f"{paywall_gateway.url}/weather?{token}"
+def test_browser_and_api_clients_get_their_402(paywall_gateway, tag):
+    url = f"{paywall_gateway.url}/weather?{tag}"
     html = requests.get(url, headers=BROWSER_HEADERS, timeout=10)
     api = requests.get(url, headers={"Accept": "application/json"}, timeout=10)
     assert html.status_code == api.status_code == 402
@@ -97,11 +97,11 @@ def test_browser_and_api_clients_get_their_402(paywall_gateway, token):
 
 
 def test_pays_in_the_browser_and_lands_on_the_upstream_page(browser, paywall_gateway, chain, facilitator, upstream,
-                                                            buyer, payee, token, run_dir):
+                                                            buyer, payee, tag, run_dir):
     wallet = BrowserWallet(buyer, chain, CHAIN_ID)
     page = browser.new_page(wallet)
     try:
-        url = f"{paywall_gateway.url}/article?{token}"
+        url = f"{paywall_gateway.url}/article?{tag}"
         page.navigate(url, ready_js="document.readyState === 'complete' && !!document.getElementById('pay')")
         first = page.responses[0]
         assert first["status"] == 402 and first["headers"]["content-type"].startswith("text/html")
@@ -138,17 +138,17 @@ def test_pays_in_the_browser_and_lands_on_the_upstream_page(browser, paywall_gat
         assert [(t["to"], t["value"]) for t in moved] == [(payee, 10_000)]
         paid = [r for r in page.responses if r["url"] == url and r["status"] == 200]
         assert len(paid) == 1 and "payment-response" in paid[0]["headers"]
-        assert [r["headers"].get("x-payment-payer") for r in upstream.requests("/article", token)] == [buyer.address]
+        assert [r["headers"].get("x-payment-payer") for r in upstream.requests("/article", tag)] == [buyer.address]
         assert csp_problems(page) == []
     finally:
         browser.close_page(page)
 
 
-def test_json_answer_is_shown_with_the_transaction(browser, paywall_gateway, chain, upstream, buyer, payee, token, run_dir):
+def test_json_answer_is_shown_with_the_transaction(browser, paywall_gateway, chain, upstream, buyer, payee, tag, run_dir):
     wallet = BrowserWallet(buyer, chain, CHAIN_ID, start_chain_id=CHAIN_ID)
     page = browser.new_page(wallet)
     try:
-        page.navigate(f"{paywall_gateway.url}/weather?{token}",
+        page.navigate(f"{paywall_gateway.url}/weather?{tag}",
                       ready_js="document.readyState === 'complete' && !!document.getElementById('pay')")
         before = chain.balance_of(payee)
         block = chain.block_number()
@@ -173,11 +173,11 @@ def test_json_answer_is_shown_with_the_transaction(browser, paywall_gateway, cha
 
 
 def test_rejected_signature_shows_the_message_and_charges_nothing(browser, paywall_gateway, chain, facilitator, upstream,
-                                                                  buyer, token, run_dir):
+                                                                  buyer, tag, run_dir):
     wallet = BrowserWallet(buyer, chain, CHAIN_ID, reject=("eth_signTypedData_v4",))
     page = browser.new_page(wallet)
     try:
-        page.navigate(f"{paywall_gateway.url}/article?{token}",
+        page.navigate(f"{paywall_gateway.url}/article?{tag}",
                       ready_js="document.readyState === 'complete' && !!document.getElementById('pay')")
         before = chain.balance_of(buyer.address)
         stats = facilitator.stats()
@@ -188,29 +188,29 @@ def test_rejected_signature_shows_the_message_and_charges_nothing(browser, paywa
         assert wallet.methods().count("eth_signTypedData_v4") == 1
         assert facilitator.stats()["verify"] == stats["verify"]
         assert chain.balance_of(buyer.address) == before
-        assert upstream.requests("/article", token) == []
+        assert upstream.requests("/article", tag) == []
         save_screenshot(page, run_dir, "paywall-rejected.png")
     finally:
         browser.close_page(page)
 
 
-def test_insufficient_balance_is_caught_before_signing(browser, paywall_gateway, chain, poor_buyer, upstream, token):
+def test_insufficient_balance_is_caught_before_signing(browser, paywall_gateway, chain, poor_buyer, upstream, tag):
     wallet = BrowserWallet(poor_buyer, chain, CHAIN_ID)
     page = browser.new_page(wallet)
     try:
-        page.navigate(f"{paywall_gateway.url}/weather?{token}",
+        page.navigate(f"{paywall_gateway.url}/weather?{tag}",
                       ready_js="document.readyState === 'complete' && !!document.getElementById('pay')")
         page.click("#pay")
         message = page.wait_until("document.getElementById('status').classList.contains('err') && document.getElementById('status').textContent")
         assert message.startswith("Insufficient balance: this costs 0.001 USDC")
         assert "holds 0 USDC on Base Sepolia" in message
         assert "eth_signTypedData_v4" not in wallet.methods()
-        assert upstream.requests("/weather", token) == []
+        assert upstream.requests("/weather", tag) == []
     finally:
         browser.close_page(page)
 
 
-def test_a_refused_payment_shows_the_reason_from_the_402(browser, paywall_gateway, chain, facilitator, buyer, upstream, token):
+def test_a_refused_payment_shows_the_reason_from_the_402(browser, paywall_gateway, chain, facilitator, buyer, upstream, tag):
     """The wallet signs over the wrong EIP-712 domain (a token name the offer does not name): the
     gateway's own pre-verification refuses it, and the page shows the reason from the 402."""
     wallet = BrowserWallet(buyer, chain, CHAIN_ID, start_chain_id=CHAIN_ID)
@@ -226,25 +226,25 @@ def test_a_refused_payment_shows_the_reason_from_the_402(browser, paywall_gatewa
     wallet.handle = tampering
     page = browser.new_page(wallet)
     try:
-        page.navigate(f"{paywall_gateway.url}/weather?{token}",
+        page.navigate(f"{paywall_gateway.url}/weather?{tag}",
                       ready_js="document.readyState === 'complete' && !!document.getElementById('pay')")
         page.click("#pay")
         message = page.wait_until("document.getElementById('status').classList.contains('err') && document.getElementById('status').textContent")
         assert message == "Payment refused: the payment signature does not match its sender. You were not charged."
-        assert upstream.requests("/weather", token) == []
+        assert upstream.requests("/weather", tag) == []
     finally:
         browser.close_page(page)
 
 
-def test_without_a_wallet_the_page_says_so(browser, paywall_gateway, upstream, token):
+def test_without_a_wallet_the_page_says_so(browser, paywall_gateway, upstream, tag):
     page = browser.new_page(None)
     try:
-        page.navigate(f"{paywall_gateway.url}/weather?{token}",
+        page.navigate(f"{paywall_gateway.url}/weather?{tag}",
                       ready_js="document.readyState === 'complete' && !!document.getElementById('pay')")
         assert page.evaluate("typeof window.ethereum") == "undefined"
         page.click("#pay")
         message = page.wait_until("document.getElementById('status').classList.contains('err') && document.getElementById('status').textContent")
         assert message.startswith("No wallet found.")
-        assert upstream.requests("/weather", token) == []
+        assert upstream.requests("/weather", tag) == []
     finally:
         browser.close_page(page)
