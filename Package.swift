@@ -65,6 +65,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Layer 2: the browser paywall page (escaped, self-contained, per-response CSP nonce).
+        .target(
+            name: "Paywall",
+            dependencies: ["X402", "GatewayCore"],
+            swiftSettings: swiftSettings
+        ),
         // Layer 2: replay claims (and later the payment ledger), behind protocols.
         .target(
             name: "GatewayStorage",
@@ -75,7 +81,7 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "X402", "X402Crypto", "GatewayCore", "X402Facilitator", "GatewayStorage",
+                "X402", "X402Crypto", "GatewayCore", "X402Facilitator", "GatewayStorage", "Paywall",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -140,6 +146,11 @@ let package = Package(
         .testTarget(
             name: "GatewayCoreTests",
             dependencies: ["GatewayCore", "X402", "X402Crypto", .product(name: "BigInt", package: "BigInt")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "PaywallTests",
+            dependencies: ["Paywall", "GatewayCore", "X402", .product(name: "BigInt", package: "BigInt")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

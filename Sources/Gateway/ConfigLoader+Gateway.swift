@@ -1,5 +1,6 @@
 import BigInt
 import GatewayCore
+import Paywall
 import X402
 import Yams
 
@@ -7,7 +8,7 @@ extension YAMLReader {
     static let topLevelKeys = [
         "listen", "publicBaseURL", "payTo", "network", "facilitator", "upstreams", "routes", "unmatched",
         "defaultUpstream", "trustedProxies", "caseSensitiveRoutes", "limits", "cors", "payerHeader", "maxTimeoutSeconds",
-        "admin", "reload",
+        "admin", "reload", "paywall",
     ]
 
     /// Defaults every route inherits.
@@ -97,6 +98,8 @@ extension YAMLReader {
             if isToken(s) { payerHeader = s } else { error(node, "payerHeader \"\(s)\" is not a valid header name") }
         }
 
+        let paywall = top["paywall"].map { paywallConfig($0.value) } ?? PaywallConfig()
+
         let defaults = RouteDefaults(
             payTo: payTo, network: network, maxTimeoutSeconds: maxTimeout,
             payToInvalid: top["payTo"] != nil && payTo == nil, networkInvalid: top["network"] != nil && network == nil)
@@ -136,7 +139,7 @@ extension YAMLReader {
             listen: listen, publicBaseURL: publicBaseURL, payTo: payTo, network: network?.caip2, facilitator: facilitator,
             upstreams: upstreams, routes: routes, unmatched: unmatched, trustedProxies: trusted,
             caseSensitiveRoutes: caseSensitive, limits: limits, cors: cors, payerHeader: payerHeader, admin: admin,
-            reload: reload)
+            reload: reload, paywall: paywall)
     }
 
     // MARK: Sections
@@ -196,6 +199,41 @@ extension YAMLReader {
                 timeout: timeout, connectTimeout: connectTimeout, headers: headers)
         }
         return out
+    }
+
+    /// `paywall: { enabled, appName, appLogo, colors: { accent, background, text } }`.
+    func paywallConfig(_ node: Node) -> PaywallConfig {
+        var config = PaywallConfig()
+        guard let m = mapping(node, "paywall", allowed: ["enabled", "appName", "appLogo", "colors"]) else { return config }
+        if let n = m["enabled"]?.value, let v = bool(n, "paywall.enabled") { config.enabled = v }
+        if let n = m["appName"]?.value, let v = string(n, "paywall.appName") {
+            if v.count > 80 || v.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+                error(n, "paywall.appName must be one line of at most 80 characters")
+            } else {
+                config.appName = v
+            }
+        }
+        if let n = m["appLogo"]?.value, let v = string(n, "paywall.appLogo") {
+            if PaywallEscape.logoURL(v) != nil { config.appLogo = v } else {
+                error(n, "paywall.appLogo must be an https:// URL or a base64 data:image/(png|jpeg|gif|webp|svg+xml) URL, not \"\(v.prefix(60))\"")
+            }
+        }
+        if let n = m["colors"]?.value, let c = mapping(n, "paywall.colors", allowed: ["accent", "background", "text"]) {
+            func color(_ key: String) -> String? {
+                guard let node = c[key]?.value, let v = string(node, "paywall.colors.\(key)") else { return nil }
+                if v.isEmpty {
+                    error(node, "paywall.colors.\(key) is empty: quote the colour, \"#0052ff\" (an unquoted # starts a YAML comment)")
+                    return nil
+                }
+                guard let hex = PaywallEscape.hexColor(v) else {
+                    error(node, "paywall.colors.\(key) must be a hex colour like \"#0052ff\" or \"#05f\", not \"\(v)\"")
+                    return nil
+                }
+                return hex
+            }
+            config.colors = PaywallColors(accent: color("accent"), background: color("background"), text: color("text"))
+        }
+        return config
     }
 
     static let routeKeys = [

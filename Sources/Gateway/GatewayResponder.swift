@@ -5,6 +5,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOHTTP1
+import Paywall
 import Synchronization
 import X402
 import X402Facilitator
@@ -15,6 +16,9 @@ final class GatewaySnapshot: Sendable {
     let config: GatewayConfig
     let table: RouteTable
     let responses: GatewayResponses
+    /// The browser paywall page of each route (same positions as `table.routes`; nil for free
+    /// routes and when the paywall is disabled), compiled here so a request only fills it in.
+    let paywalls: [PaywallPage?]
     let upstreams: [String: Upstream]
     let facilitator: (any Facilitator)?
 
@@ -22,8 +26,20 @@ final class GatewaySnapshot: Sendable {
         self.config = config
         self.table = RouteTable(config: config)
         self.responses = GatewayResponses(cors: config.cors)
+        self.paywalls = table.routes.map { route in
+            guard config.paywall.enabled, let challenge = route.challenge else { return nil }
+            return PaywallPage(route: route.config, challenge: challenge, config: config.paywall)
+        }
         self.upstreams = upstreams
         self.facilitator = facilitator
+    }
+
+    /// The page to answer `request` with instead of the JSON 402: only for browsers.
+    func paywall(routeIndex: Int, request: Request) -> PaywallPage? {
+        guard let page = paywalls[routeIndex],
+              BrowserDetection.wantsPaywall(accept: request.headers[.accept], userAgent: request.headers[.userAgent])
+        else { return nil }
+        return page
     }
 }
 
@@ -86,7 +102,7 @@ struct GatewayResponder: HTTPResponder {
         var forwarding = forwardingInfo(request, context: context, snapshot: snapshot)
         forwarding.extraHeaders.append(("X-Request-Id", requestID))
 
-        guard let route = snapshot.table.match(method: request.method.rawValue, path: path.path, host: host) else {
+        guard let routeIndex = snapshot.table.matchIndex(method: request.method.rawValue, path: path.path, host: host) else {
             switch snapshot.table.unmatched {
             case .deny:
                 return (responses.error(.notFound, code: "not_found", message: "no route matches this request", head: isHead), "-", .notFound)
@@ -95,6 +111,7 @@ struct GatewayResponder: HTTPResponder {
                                            forwarding: forwarding, logger: logger)
             }
         }
+        let route = snapshot.table.routes[routeIndex]
         let routeID = route.config.id
 
         guard let challenge = route.challenge else {
@@ -103,15 +120,17 @@ struct GatewayResponder: HTTPResponder {
         }
         let resourceURL = resourceURL(path: path, request: request, host: hostHeader, snapshot: snapshot,
                                       trusted: forwarding.clientIsTrustedProxy)
+        let paywall = snapshot.paywall(routeIndex: routeIndex, request: request)
         let payment = request.headers[.paymentSignature].map { ($0, 2) } ?? request.headers[.xPayment].map { ($0, 1) }
         guard let (header, version) = payment else {
             logger.debug("payment required", metadata: ["x402.route": "\(routeID)"])
             metrics.paymentRequired(route: routeID)
-            return (responses.paymentRequired(challenge, resourceURL: resourceURL, head: isHead), routeID, .paymentRequired)
+            return (responses.paymentRequired(challenge, resourceURL: resourceURL, head: isHead, paywall: paywall,
+                                              method: request.method.rawValue), routeID, .paymentRequired)
         }
         let paidContext = PaidRequestHandler.Context(
             request: request, path: path, route: route, challenge: challenge, resourceURL: resourceURL, snapshot: snapshot,
-            forwarding: forwarding, logger: logger)
+            forwarding: forwarding, paywall: paywall, logger: logger)
         let (response, outcome) = await paid.respond(paidContext, header: header, headerVersion: version)
         return (response, routeID, outcome)
     }

@@ -6,6 +6,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOHTTP1
+import Paywall
 import X402
 import X402Facilitator
 
@@ -23,6 +24,8 @@ struct PaidRequestHandler: Sendable {
         var resourceURL: String
         var snapshot: GatewaySnapshot
         var forwarding: ReverseProxy.Forwarding
+        /// The browser paywall page, when the request came from a browser: refusals are shown on it.
+        var paywall: PaywallPage?
         var logger: Logger
     }
 
@@ -37,7 +40,8 @@ struct PaidRequestHandler: Sendable {
         } catch {
             logger.info("payment refused", metadata: ["x402.reason": "\(error.rawValue)"])
             metrics.paymentRefused(reason: error.rawValue)
-            return (responses.paymentRequired(ctx.challenge, resourceURL: ctx.resourceURL, error: error.rawValue, head: isHead), .refused)
+            return (responses.paymentRequired(ctx.challenge, resourceURL: ctx.resourceURL, error: error.rawValue, head: isHead,
+                                              paywall: ctx.paywall, method: ctx.request.method.rawValue), .refused)
         }
         guard let facilitator = ctx.snapshot.facilitator else {
             logger.error("payment presented but no facilitator is configured")
@@ -87,7 +91,8 @@ struct PaidRequestHandler: Sendable {
             case .refuse(let reason, let detail):
                 logger.info("payment refused", metadata: ["x402.reason": "\(reason.rawValue)", "x402.detail": "\(detail ?? "")"])
                 metrics.paymentRefused(reason: reason.rawValue)
-                let response = responses.paymentRequired(ctx.challenge, resourceURL: ctx.resourceURL, error: detail ?? reason.rawValue, head: isHead)
+                let response = responses.paymentRequired(ctx.challenge, resourceURL: ctx.resourceURL, error: detail ?? reason.rawValue,
+                                                         head: isHead, paywall: ctx.paywall, method: request.method.rawValue)
                 return (response, .refused)
 
             case .claim:

@@ -3,6 +3,7 @@ import GatewayCore
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import Paywall
 import X402
 
 extension HTTPResponse.Status {
@@ -21,6 +22,7 @@ extension HTTPField.Name {
     static let xForwardedHost = HTTPField.Name("X-Forwarded-Host")!
     static let forwarded = HTTPField.Name("Forwarded")!
     static let settlementOverrides = HTTPField.Name("Settlement-Overrides")!
+    static let referrerPolicy = HTTPField.Name("Referrer-Policy")!
 }
 
 /// Builders for the answers the gateway writes itself (as opposed to relaying the upstream's).
@@ -48,7 +50,14 @@ struct GatewayResponses: Sendable {
     }
 
     /// The 402 for API clients: v2 challenge in `PAYMENT-REQUIRED`, v1 challenge as the JSON body.
-    func paymentRequired(_ challenge: Challenge, resourceURL: String, error: String = Challenge.defaultError, head: Bool) -> Response {
+    /// With a `paywall` (browsers only), the body is that HTML page instead; the header stays.
+    func paymentRequired(
+        _ challenge: Challenge, resourceURL: String, error: String = Challenge.defaultError, head: Bool,
+        paywall: PaywallPage? = nil, method: String = "GET"
+    ) -> Response {
+        if let paywall {
+            return paywallPage(paywall, challenge: challenge, resourceURL: resourceURL, error: error, head: head, method: method)
+        }
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
         headers[.cacheControl] = "no-store"
@@ -60,6 +69,29 @@ struct GatewayResponses: Sendable {
             return Response(status: .paymentRequired, headers: headers, body: ResponseBody())
         }
         return Response(status: .paymentRequired, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    /// The browser paywall: the page, its per-response CSP nonce, and the same `PAYMENT-REQUIRED`
+    /// header API clients get.
+    private func paywallPage(
+        _ page: PaywallPage, challenge: Challenge, resourceURL: String, error: String, head: Bool, method: String
+    ) -> Response {
+        let json = challenge.paymentRequired(resourceURL: resourceURL, error: error)
+        // HEAD describes the GET answer (same length), so the page is the one GET would get.
+        let rendered = page.render(paymentRequiredJSON: json, resourceURL: resourceURL, method: head ? "GET" : method)
+        var headers = HTTPFields()
+        headers[.contentType] = "text/html; charset=utf-8"
+        headers[.cacheControl] = "no-store"
+        headers[.paymentRequired] = Base64.encode(json)
+        headers[.contentSecurityPolicy] = rendered.contentSecurityPolicy
+        headers[.xContentTypeOptions] = "nosniff"
+        headers[.referrerPolicy] = "no-referrer"
+        addCORS(&headers)
+        if head {
+            headers[.contentLength] = String(rendered.body.count)
+            return Response(status: .paymentRequired, headers: headers, body: ResponseBody())
+        }
+        return Response(status: .paymentRequired, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: rendered.body)))
     }
 
     /// Answer to a CORS preflight: allowed without payment.

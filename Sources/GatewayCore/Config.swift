@@ -180,6 +180,40 @@ public struct CORSConfig: Sendable, Hashable {
     public init() {}
 }
 
+/// Optional colours of the browser paywall page, each `#rgb` or `#rrggbb` (validated by the loader).
+public struct PaywallColors: Sendable, Hashable {
+    /// Buttons and links.
+    public var accent: String?
+    /// Page background.
+    public var background: String?
+    /// Body text.
+    public var text: String?
+
+    public init(accent: String? = nil, background: String? = nil, text: String? = nil) {
+        self.accent = accent
+        self.background = background
+        self.text = text
+    }
+}
+
+/// The browser paywall: the HTML page a browser gets instead of the JSON 402.
+public struct PaywallConfig: Sendable, Hashable {
+    /// When false, browsers get the same JSON 402 as API clients.
+    public var enabled: Bool
+    /// Shown in the page header and title.
+    public var appName: String?
+    /// An `https:` URL or a `data:image/...` URL (validated by the loader).
+    public var appLogo: String?
+    public var colors: PaywallColors
+
+    public init(enabled: Bool = true, appName: String? = nil, appLogo: String? = nil, colors: PaywallColors = PaywallColors()) {
+        self.enabled = enabled
+        self.appName = appName
+        self.appLogo = appLogo
+        self.colors = colors
+    }
+}
+
 /// The admin listener: `/healthz`, `/readyz`, `/metrics`, `POST /reload`. Off when absent.
 public struct AdminConfig: Sendable, Hashable {
     public var listen: ListenAddress
@@ -211,6 +245,7 @@ public struct GatewayConfig: Sendable {
     public var cors: CORSConfig
     /// Name of the request header carrying the verified payer to the upstream.
     public var payerHeader: String
+    public var paywall: PaywallConfig
     public var admin: AdminConfig?
     public var reload: ReloadConfig
 
@@ -218,7 +253,7 @@ public struct GatewayConfig: Sendable {
                 facilitator: FacilitatorConfig? = nil, upstreams: [String: UpstreamConfig], routes: [RouteConfig],
                 unmatched: UnmatchedPolicy, trustedProxies: [IPRange] = [], caseSensitiveRoutes: Bool = false,
                 limits: Limits = Limits(), cors: CORSConfig = CORSConfig(), payerHeader: String = "X-Payment-Payer",
-                admin: AdminConfig? = nil, reload: ReloadConfig = ReloadConfig()) {
+                admin: AdminConfig? = nil, reload: ReloadConfig = ReloadConfig(), paywall: PaywallConfig = PaywallConfig()) {
         self.listen = listen
         self.publicBaseURL = publicBaseURL
         self.payTo = payTo
@@ -232,6 +267,7 @@ public struct GatewayConfig: Sendable {
         self.limits = limits
         self.cors = cors
         self.payerHeader = payerHeader
+        self.paywall = paywall
         self.admin = admin
         self.reload = reload
     }

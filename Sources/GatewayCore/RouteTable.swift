@@ -10,10 +10,15 @@ public struct RouteTable: Sendable {
 
     /// `host` is normalised (see ``HostPattern/normalize(hostHeader:)``); `path` is canonical.
     public func match(method: String, path: String, host: String) -> CompiledRoute? {
-        for route in routes {
+        matchIndex(method: method, path: path, host: host).map { routes[$0] }
+    }
+
+    /// Position in ``routes`` of the route ``match(method:path:host:)`` returns (for per-route data kept alongside).
+    public func matchIndex(method: String, path: String, host: String) -> Int? {
+        for (index, route) in routes.enumerated() {
             let config = route.config
             if let h = config.host, !h.matches(host) { continue }
-            if config.pattern.admits(method: method) && config.pattern.matches(path: path) { return route }
+            if config.pattern.admits(method: method) && config.pattern.matches(path: path) { return index }
         }
         return nil
     }

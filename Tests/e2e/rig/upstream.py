@@ -4,6 +4,7 @@
 
 Routes (any method, any query string):
   /boom...      500 with a JSON error body
+  /article...   200 text/html: a small page naming the payer (the browser paywall test shows it)
   /events...    text/event-stream: ?n= events (default 5), one every ?interval= seconds (0.4),
                 each written and flushed as it is produced, carrying its production time
   /__requests   the recorded requests as JSON (not itself recorded); DELETE clears them
@@ -13,6 +14,7 @@ Routes (any method, any query string):
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import threading
 import time
@@ -30,9 +32,11 @@ def make_server(host: str, port: int) -> Server:
         protocol_version = "HTTP/1.1"
 
         def send_json(self, status: int, body) -> None:
-            data = json.dumps(body).encode()
+            self.send_bytes(status, "application/json", json.dumps(body).encode())
+
+        def send_bytes(self, status: int, content_type: str, data: bytes) -> None:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             if self.command != "HEAD":
@@ -62,6 +66,13 @@ def make_server(host: str, port: int) -> Server:
                 self.send_json(500, {"error": "upstream exploded"})
             elif url.path.startswith("/events"):
                 self.stream_events(parse_qs(url.query))
+            elif url.path.startswith("/article"):
+                payer = html.escape(self.headers.get("X-Payment-Payer") or "nobody")
+                self.send_bytes(200, "text/html; charset=utf-8", (
+                    "<!doctype html><html lang=en><head><meta charset=utf-8><title>Premium article</title></head>"
+                    "<body><h1 id=article-title>Premium article</h1>"
+                    f"<p id=article-body>Paid content from the upstream, bought by <code>{payer}</code>.</p>"
+                    "</body></html>").encode())
             else:
                 self.send_json(200, {
                     "path": url.path,
