@@ -21,10 +21,15 @@ final class GatewaySnapshot: Sendable {
     let paywalls: [PaywallPage?]
     let upstreams: [String: Upstream]
     let facilitator: (any Facilitator)?
+    /// Counters of each route (same positions as `table.routes`) and of requests no route matched.
+    let routeMetrics: [RouteMetrics]
+    let unmatchedMetrics: RouteMetrics
 
-    init(config: GatewayConfig, upstreams: [String: Upstream], facilitator: (any Facilitator)?) {
+    init(config: GatewayConfig, upstreams: [String: Upstream], facilitator: (any Facilitator)?, metrics: GatewayMetrics) {
         self.config = config
         self.table = RouteTable(config: config)
+        self.routeMetrics = table.routes.map { metrics.route($0.config.id) }
+        self.unmatchedMetrics = metrics.route("-")
         self.responses = GatewayResponses(cors: config.cors)
         self.paywalls = table.routes.map { route in
             guard config.paywall.enabled, let challenge = route.challenge else { return nil }
@@ -64,21 +69,20 @@ struct GatewayResponder: HTTPResponder {
 
     func respond(to request: Request, context: Context) async throws -> Response {
         let requestID = request.headers[.xRequestID].flatMap(RequestID.accept) ?? RequestID.next()
-        var logger = context.logger
-        logger[metadataKey: "request.id"] = .string(requestID)
         metrics.requestStarted()
         defer { metrics.requestEnded() }
-        let (response, route, outcome) = await handle(request, context: context, requestID: requestID, logger: logger)
-        metrics.request(route: route, outcome: outcome)
+        let (response, route, outcome) = await handle(request, context: context, requestID: requestID)
+        route.record(outcome)
         var answer = response
         if answer.headers[.xRequestID] == nil { answer.headers[.xRequestID] = requestID }
         return answer
     }
 
-    /// The answer, the route id for metrics (`-` when none matched) and the outcome.
+    /// The answer, the matched route's counters and the outcome. The request id goes into log
+    /// metadata only where something is logged (copying the logger's metadata costs on every request).
     private func handle(
-        _ request: Request, context: Context, requestID: String, logger: Logger
-    ) async -> (Response, String, RequestOutcome) {
+        _ request: Request, context: Context, requestID: String
+    ) async -> (Response, RouteMetrics, RequestOutcome) {
         let snapshot = box.snapshot
         let responses = snapshot.responses
         let isHead = request.method == .head
@@ -86,64 +90,73 @@ struct GatewayResponder: HTTPResponder {
         do {
             path = try CanonicalPath.parse(target: request.head.path ?? "")
         } catch {
-            logger.info("request refused", metadata: ["x402.reason": "\(error)"])
-            return (responses.error(.badRequest, code: "bad_path", message: error.description, head: isHead), "-", .badRequest)
+            context.logger.info("request refused", metadata: ["request.id": "\(requestID)", "x402.reason": "\(error)"])
+            return (responses.error(.badRequest, code: "bad_path", message: error.description, head: isHead),
+                    snapshot.unmatchedMetrics, .badRequest)
         }
 
         if request.method == .options, request.headers[.accessControlRequestMethod] != nil, request.headers[.origin] != nil {
-            return (responses.preflight(requestedHeaders: request.headers[.accessControlRequestHeaders]), "-", .free)
+            return (responses.preflight(requestedHeaders: request.headers[.accessControlRequestHeaders]), snapshot.unmatchedMetrics, .free)
         }
 
         let hostHeader = request.head.authority ?? ""
         guard hostHeader.isEmpty || Self.isValidHost(hostHeader) else {
-            return (responses.error(.badRequest, code: "bad_host", message: "Host header is not a valid host", head: isHead), "-", .badRequest)
+            return (responses.error(.badRequest, code: "bad_host", message: "Host header is not a valid host", head: isHead),
+                    snapshot.unmatchedMetrics, .badRequest)
         }
         let host = HostPattern.normalize(hostHeader: hostHeader)
-        var forwarding = forwardingInfo(request, context: context, snapshot: snapshot)
-        forwarding.extraHeaders.append(("X-Request-Id", requestID))
 
         guard let routeIndex = snapshot.table.matchIndex(method: request.method.rawValue, path: path.path, host: host) else {
             switch snapshot.table.unmatched {
             case .deny:
-                return (responses.error(.notFound, code: "not_found", message: "no route matches this request", head: isHead), "-", .notFound)
+                return (responses.error(.notFound, code: "not_found", message: "no route matches this request", head: isHead),
+                        snapshot.unmatchedMetrics, .notFound)
             case .pass(let upstream):
-                return await proxyResponse(request, path: path, upstream: upstream, snapshot: snapshot, route: "-",
-                                           forwarding: forwarding, logger: logger)
+                let outcome = await proxyResponse(
+                    request, path: path, upstream: upstream, snapshot: snapshot,
+                    forwarding: forwardingInfo(request, context: context, snapshot: snapshot, requestID: requestID),
+                    logger: context.logger, requestID: requestID)
+                return (outcome.0, snapshot.unmatchedMetrics, outcome.1)
             }
         }
         let route = snapshot.table.routes[routeIndex]
-        let routeID = route.config.id
+        let counters = snapshot.routeMetrics[routeIndex]
 
         guard let challenge = route.challenge else {
-            return await proxyResponse(request, path: path, upstream: route.config.upstream, snapshot: snapshot, route: routeID,
-                                       forwarding: forwarding, logger: logger)
+            let outcome = await proxyResponse(
+                request, path: path, upstream: route.config.upstream, snapshot: snapshot,
+                forwarding: forwardingInfo(request, context: context, snapshot: snapshot, requestID: requestID),
+                logger: context.logger, requestID: requestID)
+            return (outcome.0, counters, outcome.1)
         }
         let resourceURL = resourceURL(path: path, request: request, host: hostHeader, snapshot: snapshot,
-                                      trusted: forwarding.clientIsTrustedProxy)
+                                      trusted: isTrustedProxy(context, snapshot))
         let paywall = snapshot.paywall(routeIndex: routeIndex, request: request)
         let payment = request.headers[.paymentSignature].map { ($0, 2) } ?? request.headers[.xPayment].map { ($0, 1) }
         guard let (header, version) = payment else {
-            logger.debug("payment required", metadata: ["x402.route": "\(routeID)"])
-            metrics.paymentRequired(route: routeID)
+            counters.challenged()
             return (responses.paymentRequired(challenge, resourceURL: resourceURL, head: isHead, paywall: paywall,
-                                              method: request.method.rawValue), routeID, .paymentRequired)
+                                              method: request.method.rawValue), counters, .paymentRequired)
         }
+        var logger = context.logger
+        logger[metadataKey: "request.id"] = .string(requestID)
+        logger[metadataKey: "x402.route"] = .string(route.config.id)
         let paidContext = PaidRequestHandler.Context(
-            request: request, path: path, route: route, challenge: challenge, resourceURL: resourceURL, snapshot: snapshot,
-            forwarding: forwarding, paywall: paywall, logger: logger)
+            request: request, path: path, route: route, counters: counters, challenge: challenge, resourceURL: resourceURL,
+            snapshot: snapshot, forwarding: forwardingInfo(request, context: context, snapshot: snapshot, requestID: requestID),
+            paywall: paywall, logger: logger)
         let (response, outcome) = await paid.respond(paidContext, header: header, headerVersion: version)
-        return (response, routeID, outcome)
+        return (response, counters, outcome)
     }
 
     private func proxyResponse(
-        _ request: Request, path: CanonicalPath, upstream name: String, snapshot: GatewaySnapshot, route: String,
-        forwarding: ReverseProxy.Forwarding, logger: Logger
-    ) async -> (Response, String, RequestOutcome) {
+        _ request: Request, path: CanonicalPath, upstream name: String, snapshot: GatewaySnapshot,
+        forwarding: ReverseProxy.Forwarding, logger: Logger, requestID: String
+    ) async -> (Response, RequestOutcome) {
         let responses = snapshot.responses
         let isHead = request.method == .head
         guard let upstream = snapshot.upstreams[name] else {
-            return (responses.error(.badGateway, code: "upstream_unavailable", message: "upstream is not configured", head: isHead),
-                    route, .upstreamError)
+            return (responses.error(.badGateway, code: "upstream_unavailable", message: "upstream is not configured", head: isHead), .upstreamError)
         }
         do throws(ReverseProxy.Failure) {
             let upstreamResponse = try await ReverseProxy.forward(
@@ -152,29 +165,33 @@ struct GatewayResponder: HTTPResponder {
             let response = Response(
                 status: status, headers: ReverseProxy.relayedHeaders(upstreamResponse.headers),
                 body: ResponseBody(asyncSequence: upstreamResponse.body))
-            return (response, route, .free)
+            return (response, .free)
         } catch {
             switch error {
             case .timeout:
-                logger.warning("upstream timed out", metadata: ["x402.upstream": "\(name)"])
-                return (responses.error(.gatewayTimeout, code: "upstream_timeout", message: "the upstream did not answer in time", head: isHead),
-                        route, .upstreamError)
+                logger.warning("upstream timed out", metadata: ["request.id": "\(requestID)", "x402.upstream": "\(name)"])
+                return (responses.error(.gatewayTimeout, code: "upstream_timeout", message: "the upstream did not answer in time", head: isHead), .upstreamError)
             case .unavailable(let why):
-                logger.warning("upstream unavailable", metadata: ["x402.upstream": "\(name)", "error": "\(why)"])
-                return (responses.error(.badGateway, code: "upstream_unavailable", message: "the upstream could not be reached", head: isHead),
-                        route, .upstreamError)
+                logger.warning("upstream unavailable", metadata: ["request.id": "\(requestID)", "x402.upstream": "\(name)", "error": "\(why)"])
+                return (responses.error(.badGateway, code: "upstream_unavailable", message: "the upstream could not be reached", head: isHead), .upstreamError)
             }
         }
     }
 
-    private func forwardingInfo(_ request: Request, context: Context, snapshot: GatewaySnapshot) -> ReverseProxy.Forwarding {
-        let ip = context.remoteAddress?.ipAddress
-        let trusted = ip.flatMap { IPRange.parseAddress($0) }.map { bytes in
-            snapshot.config.trustedProxies.contains { $0.contains(bytes) }
-        } ?? false
-        return ReverseProxy.Forwarding(
-            clientAddress: ip, clientIsTrustedProxy: trusted, requestHost: request.head.authority,
-            payerHeader: snapshot.config.payerHeader)
+    private func forwardingInfo(
+        _ request: Request, context: Context, snapshot: GatewaySnapshot, requestID: String
+    ) -> ReverseProxy.Forwarding {
+        ReverseProxy.Forwarding(
+            clientAddress: context.remoteAddress?.ipAddress, clientIsTrustedProxy: isTrustedProxy(context, snapshot),
+            requestHost: request.head.authority, payerHeader: snapshot.config.payerHeader,
+            extraHeaders: [("X-Request-Id", requestID)])
+    }
+
+    /// Whether the peer is one of `trustedProxies` (not even parsed when there are none).
+    private func isTrustedProxy(_ context: Context, _ snapshot: GatewaySnapshot) -> Bool {
+        let proxies = snapshot.config.trustedProxies
+        guard !proxies.isEmpty, let ip = context.remoteAddress?.ipAddress, let bytes = IPRange.parseAddress(ip) else { return false }
+        return proxies.contains { $0.contains(bytes) }
     }
 
     /// The public URL of the resource: `publicBaseURL` when configured, else built from the request

@@ -75,7 +75,7 @@ public final class GatewayServer: Service {
         let inner = facilitator ?? config.facilitator.map { clients.facilitator($0) }
         return GatewaySnapshot(
             config: config, upstreams: clients.upstreams(config.upstreams),
-            facilitator: inner.map { MeteredFacilitator(inner: $0, metrics: metrics) })
+            facilitator: inner.map { MeteredFacilitator(inner: $0, metrics: metrics) }, metrics: metrics)
     }
 
     /// The configuration now serving.

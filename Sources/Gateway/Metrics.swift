@@ -82,17 +82,18 @@ public final class GatewayMetrics: Sendable {
 
     func requestEnded() { inFlight.decrement() }
 
-    func request(route: String, outcome: RequestOutcome) {
-        counter(CounterKey(name: "x402_requests_total", a: route, b: outcome.rawValue),
-                [("route", route), ("outcome", outcome.rawValue)]).increment()
-    }
-
-    func paymentRequired(route: String) {
-        counter(CounterKey(name: "x402_payments_required_total", a: route), [("route", route)]).increment()
-    }
-
-    func paymentVerified(route: String) {
-        counter(CounterKey(name: "x402_payments_verified_total", a: route), [("route", route)]).increment()
+    /// The per-route counters, resolved once per configuration snapshot so that a request only
+    /// increments (no lock, no label hashing on the hot path).
+    func route(_ route: String) -> RouteMetrics {
+        var outcomes: [RequestOutcome: CoreMetrics.Counter] = [:]
+        for outcome in RequestOutcome.allCases {
+            outcomes[outcome] = counter(CounterKey(name: "x402_requests_total", a: route, b: outcome.rawValue),
+                                        [("route", route), ("outcome", outcome.rawValue)])
+        }
+        return RouteMetrics(
+            outcomes: outcomes,
+            paymentRequired: counter(CounterKey(name: "x402_payments_required_total", a: route), [("route", route)]),
+            paymentVerified: counter(CounterKey(name: "x402_payments_verified_total", a: route), [("route", route)]))
     }
 
     /// `reason` must come from a bounded set (``RefusalReason`` raw values or `facilitator_refused`).
@@ -132,6 +133,17 @@ public final class GatewayMetrics: Sendable {
 
     /// The Prometheus text exposition format.
     public func exposition() -> [UInt8] { registry.emitToBuffer() }
+}
+
+/// One route's request counters.
+struct RouteMetrics: Sendable {
+    let outcomes: [RequestOutcome: CoreMetrics.Counter]
+    let paymentRequired: CoreMetrics.Counter
+    let paymentVerified: CoreMetrics.Counter
+
+    func record(_ outcome: RequestOutcome) { outcomes[outcome]?.increment() }
+    func challenged() { paymentRequired.increment() }
+    func verified() { paymentVerified.increment() }
 }
 
 extension Duration {

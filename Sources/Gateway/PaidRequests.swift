@@ -20,6 +20,7 @@ struct PaidRequestHandler: Sendable {
         var request: Request
         var path: CanonicalPath
         var route: CompiledRoute
+        var counters: RouteMetrics
         var challenge: Challenge
         var resourceURL: String
         var snapshot: GatewaySnapshot
@@ -32,8 +33,7 @@ struct PaidRequestHandler: Sendable {
     func respond(_ ctx: Context, header: String, headerVersion: Int) async -> (Response, RequestOutcome) {
         let responses = ctx.snapshot.responses
         let isHead = ctx.request.method == .head
-        var logger = ctx.logger
-        logger[metadataKey: "x402.route"] = "\(ctx.route.config.id)"
+        let logger = ctx.logger
         let payment: PresentedPayment
         do {
             payment = try PresentedPayment.decode(header: header, headerVersion: headerVersion)
@@ -118,7 +118,7 @@ struct PaidRequestHandler: Sendable {
                     try await facilitator.verify(version: payment.version, paymentPayload: payment.rawJSON, requirements: requirements)
                 })
                 switch action {
-                case .forward, .settle: metrics.paymentVerified(route: ctx.route.config.id)
+                case .forward, .settle: ctx.counters.verified()
                 default: break
                 }
 

@@ -61,9 +61,11 @@ struct GatewayResponses: Sendable {
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
         headers[.cacheControl] = "no-store"
-        headers[.paymentRequired] = challenge.header(resourceURL: resourceURL, error: error)
+        let (header, body) = error == Challenge.defaultError
+            ? challenge.rendered(resourceURL: resourceURL)
+            : (challenge.header(resourceURL: resourceURL, error: error), challenge.v1Body(resourceURL: resourceURL, error: error))
+        headers[.paymentRequired] = header
         addCORS(&headers)
-        let body = challenge.v1Body(resourceURL: resourceURL, error: error)
         if head {
             headers[.contentLength] = String(body.count)
             return Response(status: .paymentRequired, headers: headers, body: ResponseBody())

@@ -56,15 +56,21 @@ public struct PresentedPayment: Sendable {
     public static func decode(header: some StringProtocol, headerVersion: Int) throws(RefusalReason) -> PresentedPayment {
         guard let bytes = Base64.decode(header) else { throw .malformed }
         let data = Data(bytes)
-        guard let probe = try? JSONDecoder().decode(VersionProbe.self, from: data) else { throw .malformed }
+        let decoder = JSONDecoder()
+        // The usual case decodes once: the payload of the header's own version.
+        if headerVersion == 2, let p = try? decoder.decode(PaymentPayload.self, from: data), p.x402Version == 2 {
+            return PresentedPayment(version: 2, scheme: p.accepted.scheme, network: p.accepted.network, accepted: p.accepted,
+                                    payload: p.payload, rawJSON: bytes)
+        }
+        guard let probe = try? decoder.decode(VersionProbe.self, from: data) else { throw .malformed }
         let version = probe.x402Version ?? headerVersion
         switch version {
         case 2:
-            guard let p = try? JSONDecoder().decode(PaymentPayload.self, from: data) else { throw .malformed }
+            guard let p = try? decoder.decode(PaymentPayload.self, from: data) else { throw .malformed }
             return PresentedPayment(version: 2, scheme: p.accepted.scheme, network: p.accepted.network, accepted: p.accepted,
                                     payload: p.payload, rawJSON: bytes)
         case 1:
-            guard let p = try? JSONDecoder().decode(PaymentPayloadV1.self, from: data) else { throw .malformed }
+            guard let p = try? decoder.decode(PaymentPayloadV1.self, from: data) else { throw .malformed }
             guard let network = Networks.named(p.network)?.caip2 else { throw .networkMismatch }
             return PresentedPayment(version: 1, scheme: p.scheme, network: network, accepted: nil, payload: p.payload, rawJSON: bytes)
         default:

@@ -3,6 +3,10 @@ public enum JSONString {
     private static let hex: [Character] = Array("0123456789abcdef")
 
     public static func quoted(_ s: String) -> String {
+        // Most values (URLs, codes, messages) need no escaping: copy them in one go.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            return "\"" + s + "\""
+        }
         var out = "\""
         out.reserveCapacity(s.utf8.count + 2)
         for scalar in s.unicodeScalars {
