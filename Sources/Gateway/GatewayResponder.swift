@@ -39,10 +39,10 @@ final class GatewaySnapshot: Sendable {
         self.facilitator = facilitator
     }
 
-    /// The page to answer `request` with instead of the JSON 402: only for browsers.
-    func paywall(routeIndex: Int, request: Request) -> PaywallPage? {
+    /// The page to answer `head` with instead of the JSON 402: only for browsers.
+    func paywall(routeIndex: Int, head: HTTPRequest) -> PaywallPage? {
         guard let page = paywalls[routeIndex],
-              BrowserDetection.wantsPaywall(accept: request.headers[.accept], userAgent: request.headers[.userAgent])
+              BrowserDetection.wantsPaywall(accept: head.headerFields[.accept], userAgent: head.headerFields[.userAgent])
         else { return nil }
         return page
     }
@@ -59,6 +59,25 @@ final class SnapshotBox: Sendable {
     func replace(_ snapshot: GatewaySnapshot) { current.withLock { $0 = snapshot } }
 }
 
+/// What the gateway does with a request, decided synchronously from its head.
+enum Decision {
+    /// An answer the gateway writes itself (400, 402, 404, preflight).
+    case answer(Answer, RouteMetrics, RequestOutcome)
+    /// Forward for free to the named upstream.
+    case forward(upstream: String, path: CanonicalPath, RouteMetrics)
+    /// A payment was presented on a priced route.
+    case pay(Paid)
+
+    struct Paid {
+        var routeIndex: Int
+        var path: CanonicalPath
+        var resourceURL: String
+        var paywall: PaywallPage?
+        var header: String
+        var version: Int
+    }
+}
+
 /// The gateway's one responder: canonicalise, answer preflights, match, then 402 or proxy.
 struct GatewayResponder: HTTPResponder {
     typealias Context = GatewayRequestContext
@@ -71,82 +90,99 @@ struct GatewayResponder: HTTPResponder {
         let requestID = request.headers[.xRequestID].flatMap(RequestID.accept) ?? RequestID.next()
         metrics.requestStarted()
         defer { metrics.requestEnded() }
-        let (response, route, outcome) = await handle(request, context: context, requestID: requestID)
+        let snapshot = box.snapshot
+        let (response, route, outcome) = await handle(
+            request, decision: Self.decide(request.head, remoteAddress: context.remoteAddress, snapshot: snapshot,
+                                           logger: context.logger, requestID: requestID),
+            snapshot: snapshot, context: context, requestID: requestID)
         route.record(outcome)
         var answer = response
         if answer.headers[.xRequestID] == nil { answer.headers[.xRequestID] = requestID }
         return answer
     }
 
-    /// The answer, the matched route's counters and the outcome. The request id goes into log
-    /// metadata only where something is logged (copying the logger's metadata costs on every request).
     private func handle(
-        _ request: Request, context: Context, requestID: String
+        _ request: Request, decision: Decision, snapshot: GatewaySnapshot, context: Context, requestID: String
     ) async -> (Response, RouteMetrics, RequestOutcome) {
-        let snapshot = box.snapshot
+        switch decision {
+        case .answer(let answer, let counters, let outcome):
+            return (answer.response, counters, outcome)
+        case .forward(let upstream, let path, let counters):
+            let forwarding = Self.forwardingInfo(request.head, remoteAddress: context.remoteAddress, snapshot: snapshot, requestID: requestID)
+            let (response, outcome) = await proxyResponse(
+                request, path: path, upstream: upstream, snapshot: snapshot, forwarding: forwarding, logger: context.logger,
+                requestID: requestID)
+            return (response, counters, outcome)
+        case .pay(let p):
+            let route = snapshot.table.routes[p.routeIndex]
+            let counters = snapshot.routeMetrics[p.routeIndex]
+            var logger = context.logger
+            logger[metadataKey: "request.id"] = .string(requestID)
+            logger[metadataKey: "x402.route"] = .string(route.config.id)
+            let paidContext = PaidRequestHandler.Context(
+                request: request, path: p.path, route: route, counters: counters, challenge: route.challenge!,
+                resourceURL: p.resourceURL, snapshot: snapshot,
+                forwarding: Self.forwardingInfo(request.head, remoteAddress: context.remoteAddress, snapshot: snapshot, requestID: requestID),
+                paywall: p.paywall, logger: logger)
+            let (response, outcome) = await paid.respond(paidContext, header: p.header, headerVersion: p.version)
+            return (response, counters, outcome)
+        }
+    }
+
+    /// Everything that needs no I/O: canonical path, preflight, host, route, and for priced routes
+    /// without a payment the 402. Used by the responder and by ``FastAnswerHandler``, which writes
+    /// `.answer` decisions without entering the async request path.
+    static func decide(
+        _ head: HTTPRequest, remoteAddress: SocketAddress?, snapshot: GatewaySnapshot, logger: Logger, requestID: String
+    ) -> Decision {
         let responses = snapshot.responses
-        let isHead = request.method == .head
+        let isHead = head.method == .head
         let path: CanonicalPath
         do {
-            path = try CanonicalPath.parse(target: request.head.path ?? "")
+            path = try CanonicalPath.parse(target: head.path ?? "")
         } catch {
-            context.logger.info("request refused", metadata: ["request.id": "\(requestID)", "x402.reason": "\(error)"])
-            return (responses.error(.badRequest, code: "bad_path", message: error.description, head: isHead),
-                    snapshot.unmatchedMetrics, .badRequest)
+            logger.info("request refused", metadata: ["request.id": "\(requestID)", "x402.reason": "\(error)"])
+            return .answer(responses.error(.badRequest, code: "bad_path", message: error.description, head: isHead),
+                           snapshot.unmatchedMetrics, .badRequest)
         }
 
-        if request.method == .options, request.headers[.accessControlRequestMethod] != nil, request.headers[.origin] != nil {
-            return (responses.preflight(requestedHeaders: request.headers[.accessControlRequestHeaders]), snapshot.unmatchedMetrics, .free)
+        if head.method == .options, head.headerFields[.accessControlRequestMethod] != nil, head.headerFields[.origin] != nil {
+            return .answer(responses.preflight(requestedHeaders: head.headerFields[.accessControlRequestHeaders]),
+                           snapshot.unmatchedMetrics, .free)
         }
 
-        let hostHeader = request.head.authority ?? ""
-        guard hostHeader.isEmpty || Self.isValidHost(hostHeader) else {
-            return (responses.error(.badRequest, code: "bad_host", message: "Host header is not a valid host", head: isHead),
-                    snapshot.unmatchedMetrics, .badRequest)
+        let hostHeader = head.authority ?? ""
+        guard hostHeader.isEmpty || isValidHost(hostHeader) else {
+            return .answer(responses.error(.badRequest, code: "bad_host", message: "Host header is not a valid host", head: isHead),
+                           snapshot.unmatchedMetrics, .badRequest)
         }
         let host = HostPattern.normalize(hostHeader: hostHeader)
 
-        guard let routeIndex = snapshot.table.matchIndex(method: request.method.rawValue, path: path.path, host: host) else {
+        guard let routeIndex = snapshot.table.matchIndex(method: head.method.rawValue, path: path.path, host: host) else {
             switch snapshot.table.unmatched {
             case .deny:
-                return (responses.error(.notFound, code: "not_found", message: "no route matches this request", head: isHead),
-                        snapshot.unmatchedMetrics, .notFound)
+                return .answer(responses.error(.notFound, code: "not_found", message: "no route matches this request", head: isHead),
+                               snapshot.unmatchedMetrics, .notFound)
             case .pass(let upstream):
-                let outcome = await proxyResponse(
-                    request, path: path, upstream: upstream, snapshot: snapshot,
-                    forwarding: forwardingInfo(request, context: context, snapshot: snapshot, requestID: requestID),
-                    logger: context.logger, requestID: requestID)
-                return (outcome.0, snapshot.unmatchedMetrics, outcome.1)
+                return .forward(upstream: upstream, path: path, snapshot.unmatchedMetrics)
             }
         }
         let route = snapshot.table.routes[routeIndex]
         let counters = snapshot.routeMetrics[routeIndex]
-
         guard let challenge = route.challenge else {
-            let outcome = await proxyResponse(
-                request, path: path, upstream: route.config.upstream, snapshot: snapshot,
-                forwarding: forwardingInfo(request, context: context, snapshot: snapshot, requestID: requestID),
-                logger: context.logger, requestID: requestID)
-            return (outcome.0, counters, outcome.1)
+            return .forward(upstream: route.config.upstream, path: path, counters)
         }
-        let resourceURL = resourceURL(path: path, request: request, host: hostHeader, snapshot: snapshot,
-                                      trusted: isTrustedProxy(context, snapshot))
-        let paywall = snapshot.paywall(routeIndex: routeIndex, request: request)
-        let payment = request.headers[.paymentSignature].map { ($0, 2) } ?? request.headers[.xPayment].map { ($0, 1) }
+        let resourceURL = resourceURL(path: path, head: head, host: hostHeader, snapshot: snapshot,
+                                      trusted: isTrustedProxy(remoteAddress, snapshot))
+        let paywall = snapshot.paywall(routeIndex: routeIndex, head: head)
+        let payment = head.headerFields[.paymentSignature].map { ($0, 2) } ?? head.headerFields[.xPayment].map { ($0, 1) }
         guard let (header, version) = payment else {
             counters.challenged()
-            return (responses.paymentRequired(challenge, resourceURL: resourceURL, head: isHead, paywall: paywall,
-                                              method: request.method.rawValue), counters, .paymentRequired)
+            return .answer(responses.paymentRequired(challenge, resourceURL: resourceURL, head: isHead, paywall: paywall,
+                                                     method: head.method.rawValue), counters, .paymentRequired)
         }
-        var logger = context.logger
-        logger[metadataKey: "request.id"] = .string(requestID)
-        logger[metadataKey: "x402.route"] = .string(route.config.id)
-        let paidContext = PaidRequestHandler.Context(
-            request: request, path: path, route: route, counters: counters, challenge: challenge, resourceURL: resourceURL,
-            snapshot: snapshot, forwarding: forwardingInfo(request, context: context, snapshot: snapshot, requestID: requestID),
-            paywall: paywall, logger: logger)
-        let (response, outcome) = await paid.respond(paidContext, header: header, headerVersion: version)
-        return (response, counters, outcome)
+        return .pay(Decision.Paid(routeIndex: routeIndex, path: path, resourceURL: resourceURL, paywall: paywall,
+                                  header: header, version: version))
     }
 
     private func proxyResponse(
@@ -156,7 +192,7 @@ struct GatewayResponder: HTTPResponder {
         let responses = snapshot.responses
         let isHead = request.method == .head
         guard let upstream = snapshot.upstreams[name] else {
-            return (responses.error(.badGateway, code: "upstream_unavailable", message: "upstream is not configured", head: isHead), .upstreamError)
+            return (responses.error(.badGateway, code: "upstream_unavailable", message: "upstream is not configured", head: isHead).response, .upstreamError)
         }
         do throws(ReverseProxy.Failure) {
             let upstreamResponse = try await ReverseProxy.forward(
@@ -170,41 +206,41 @@ struct GatewayResponder: HTTPResponder {
             switch error {
             case .timeout:
                 logger.warning("upstream timed out", metadata: ["request.id": "\(requestID)", "x402.upstream": "\(name)"])
-                return (responses.error(.gatewayTimeout, code: "upstream_timeout", message: "the upstream did not answer in time", head: isHead), .upstreamError)
+                return (responses.error(.gatewayTimeout, code: "upstream_timeout", message: "the upstream did not answer in time", head: isHead).response, .upstreamError)
             case .unavailable(let why):
                 logger.warning("upstream unavailable", metadata: ["request.id": "\(requestID)", "x402.upstream": "\(name)", "error": "\(why)"])
-                return (responses.error(.badGateway, code: "upstream_unavailable", message: "the upstream could not be reached", head: isHead), .upstreamError)
+                return (responses.error(.badGateway, code: "upstream_unavailable", message: "the upstream could not be reached", head: isHead).response, .upstreamError)
             }
         }
     }
 
-    private func forwardingInfo(
-        _ request: Request, context: Context, snapshot: GatewaySnapshot, requestID: String
+    static func forwardingInfo(
+        _ head: HTTPRequest, remoteAddress: SocketAddress?, snapshot: GatewaySnapshot, requestID: String
     ) -> ReverseProxy.Forwarding {
         ReverseProxy.Forwarding(
-            clientAddress: context.remoteAddress?.ipAddress, clientIsTrustedProxy: isTrustedProxy(context, snapshot),
-            requestHost: request.head.authority, payerHeader: snapshot.config.payerHeader,
+            clientAddress: remoteAddress?.ipAddress, clientIsTrustedProxy: isTrustedProxy(remoteAddress, snapshot),
+            requestHost: head.authority, payerHeader: snapshot.config.payerHeader,
             extraHeaders: [("X-Request-Id", requestID)])
     }
 
     /// Whether the peer is one of `trustedProxies` (not even parsed when there are none).
-    private func isTrustedProxy(_ context: Context, _ snapshot: GatewaySnapshot) -> Bool {
+    static func isTrustedProxy(_ remoteAddress: SocketAddress?, _ snapshot: GatewaySnapshot) -> Bool {
         let proxies = snapshot.config.trustedProxies
-        guard !proxies.isEmpty, let ip = context.remoteAddress?.ipAddress, let bytes = IPRange.parseAddress(ip) else { return false }
+        guard !proxies.isEmpty, let ip = remoteAddress?.ipAddress, let bytes = IPRange.parseAddress(ip) else { return false }
         return proxies.contains { $0.contains(bytes) }
     }
 
     /// The public URL of the resource: `publicBaseURL` when configured, else built from the request
     /// (scheme from `X-Forwarded-Proto` only when the peer is a trusted proxy).
-    private func resourceURL(path: CanonicalPath, request: Request, host: String, snapshot: GatewaySnapshot, trusted: Bool) -> String {
+    static func resourceURL(path: CanonicalPath, head: HTTPRequest, host: String, snapshot: GatewaySnapshot, trusted: Bool) -> String {
         if let base = snapshot.config.publicBaseURL { return base + path.pathAndQuery }
         var scheme = "http"
         var authority = host
         if trusted {
-            if let proto = request.headers[.xForwardedProto]?.split(separator: ",").first, proto == "https" || proto == "http" {
+            if let proto = head.headerFields[.xForwardedProto]?.split(separator: ",").first, proto == "https" || proto == "http" {
                 scheme = String(proto)
             }
-            if let forwardedHost = request.headers[.xForwardedHost], Self.isValidHost(forwardedHost) { authority = forwardedHost }
+            if let forwardedHost = head.headerFields[.xForwardedHost], Self.isValidHost(forwardedHost) { authority = forwardedHost }
         }
         if authority.isEmpty { authority = "localhost" }
         return "\(scheme)://\(authority)\(path.pathAndQuery)"

@@ -87,8 +87,11 @@ public final class GatewayServer: Service {
         let logger = self.logger
         let app = Application(
             responder: GatewayResponder(box: box, paid: paid, metrics: metrics),
+            // The fast-answer handler writes the gateway's own answers in the pipeline and owns the
+            // idle timeout (Hummingbird's would not see the requests it answers).
             server: .http1(configuration: .init(
-                idleTimeout: .milliseconds(config.limits.idleTimeout.wholeMilliseconds),
+                additionalChannelHandlers: [FastAnswerHandler(box: self.box, logger: logger, idleTimeout: config.limits.idleTimeout)],
+                idleTimeout: nil,
                 httpDecoderConfiguration: .init(
                     maxHeaderFieldSize: config.limits.maxHeaderBytes, maxHeaderListSize: config.limits.maxHeaderBytes))),
             configuration: .init(address: .hostname(config.listen.host, port: config.listen.port), serverName: nil),

@@ -41,11 +41,11 @@ struct PaidRequestHandler: Sendable {
             logger.info("payment refused", metadata: ["x402.reason": "\(error.rawValue)"])
             metrics.paymentRefused(reason: error.rawValue)
             return (responses.paymentRequired(ctx.challenge, resourceURL: ctx.resourceURL, error: error.rawValue, head: isHead,
-                                              paywall: ctx.paywall, method: ctx.request.method.rawValue), .refused)
+                                              paywall: ctx.paywall, method: ctx.request.method.rawValue).response, .refused)
         }
         guard let facilitator = ctx.snapshot.facilitator else {
             logger.error("payment presented but no facilitator is configured")
-            return (responses.error(.badGateway, code: "facilitator_unavailable", message: "payments cannot be verified", head: isHead),
+            return (responses.error(.badGateway, code: "facilitator_unavailable", message: "payments cannot be verified", head: isHead).response,
                     .failedClosed)
         }
         // Priced routes take a bounded request body, held so that nothing half-forwarded can be charged.
@@ -55,7 +55,7 @@ struct PaidRequestHandler: Sendable {
             do {
                 requestBody = try await request.collectBody(upTo: ctx.snapshot.config.limits.maxPaidRequestBodyBytes)
             } catch {
-                return (responses.error(.contentTooLarge, code: "body_too_large", message: "request body exceeds the limit for priced routes", head: isHead),
+                return (responses.error(.contentTooLarge, code: "body_too_large", message: "request body exceeds the limit for priced routes", head: isHead).response,
                         .badRequest)
             }
         }
@@ -92,7 +92,7 @@ struct PaidRequestHandler: Sendable {
                 logger.info("payment refused", metadata: ["x402.reason": "\(reason.rawValue)", "x402.detail": "\(detail ?? "")"])
                 metrics.paymentRefused(reason: reason.rawValue)
                 let response = responses.paymentRequired(ctx.challenge, resourceURL: ctx.resourceURL, error: detail ?? reason.rawValue,
-                                                         head: isHead, paywall: ctx.paywall, method: request.method.rawValue)
+                                                         head: isHead, paywall: ctx.paywall, method: request.method.rawValue).response
                 return (response, .refused)
 
             case .claim:
@@ -194,7 +194,7 @@ struct PaidRequestHandler: Sendable {
                 let message = stage == .settle
                     ? "the payment's settlement outcome is unknown; do not pay again, retry later with the same payment"
                     : "the request could not be completed; nothing was charged"
-                return (responses.error(status, code: code, message: message, head: isHead), .failedClosed)
+                return (responses.error(status, code: code, message: message, head: isHead).response, .failedClosed)
             }
         }
     }

@@ -25,6 +25,19 @@ extension HTTPField.Name {
     static let referrerPolicy = HTTPField.Name("Referrer-Policy")!
 }
 
+/// An answer the gateway writes itself, complete before it is sent: written straight to the
+/// channel by ``FastAnswerHandler``, or handed to Hummingbird as a ``Response``.
+struct Answer: Sendable {
+    var status: HTTPResponse.Status
+    var headers: HTTPFields
+    /// nil for HEAD (the headers then carry the GET answer's Content-Length) and for 204.
+    var body: ByteBuffer?
+
+    var response: Response {
+        Response(status: status, headers: headers, body: body.map { ResponseBody(byteBuffer: $0) } ?? ResponseBody())
+    }
+}
+
 /// Builders for the answers the gateway writes itself (as opposed to relaying the upstream's).
 struct GatewayResponses: Sendable {
     let cors: CORSConfig
@@ -40,13 +53,14 @@ struct GatewayResponses: Sendable {
     }
 
     /// A small JSON error: `{"error":"<code>","message":"<text>"}`.
-    func error(_ status: HTTPResponse.Status, code: String, message: String, head: Bool = false) -> Response {
+    func error(_ status: HTTPResponse.Status, code: String, message: String, head: Bool = false) -> Answer {
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
         headers[.cacheControl] = "no-store"
         addCORS(&headers)
         let body = "{\"error\":\(JSONString.quoted(code)),\"message\":\(JSONString.quoted(message))}"
-        return Response(status: status, headers: headers, body: head ? ResponseBody() : ResponseBody(byteBuffer: ByteBuffer(string: body)))
+        if head { headers[.contentLength] = String(body.utf8.count) }
+        return Answer(status: status, headers: headers, body: head ? nil : ByteBuffer(string: body))
     }
 
     /// The 402 for API clients: v2 challenge in `PAYMENT-REQUIRED`, v1 challenge as the JSON body.
@@ -54,7 +68,7 @@ struct GatewayResponses: Sendable {
     func paymentRequired(
         _ challenge: Challenge, resourceURL: String, error: String = Challenge.defaultError, head: Bool,
         paywall: PaywallPage? = nil, method: String = "GET"
-    ) -> Response {
+    ) -> Answer {
         if let paywall {
             return paywallPage(paywall, challenge: challenge, resourceURL: resourceURL, error: error, head: head, method: method)
         }
@@ -68,16 +82,16 @@ struct GatewayResponses: Sendable {
         addCORS(&headers)
         if head {
             headers[.contentLength] = String(body.count)
-            return Response(status: .paymentRequired, headers: headers, body: ResponseBody())
+            return Answer(status: .paymentRequired, headers: headers, body: nil)
         }
-        return Response(status: .paymentRequired, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+        return Answer(status: .paymentRequired, headers: headers, body: ByteBuffer(bytes: body))
     }
 
     /// The browser paywall: the page, its per-response CSP nonce, and the same `PAYMENT-REQUIRED`
     /// header API clients get.
     private func paywallPage(
         _ page: PaywallPage, challenge: Challenge, resourceURL: String, error: String, head: Bool, method: String
-    ) -> Response {
+    ) -> Answer {
         let json = challenge.paymentRequired(resourceURL: resourceURL, error: error)
         // HEAD describes the GET answer (same length), so the page is the one GET would get.
         let rendered = page.render(paymentRequiredJSON: json, resourceURL: resourceURL, method: head ? "GET" : method)
@@ -91,13 +105,13 @@ struct GatewayResponses: Sendable {
         addCORS(&headers)
         if head {
             headers[.contentLength] = String(rendered.body.count)
-            return Response(status: .paymentRequired, headers: headers, body: ResponseBody())
+            return Answer(status: .paymentRequired, headers: headers, body: nil)
         }
-        return Response(status: .paymentRequired, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: rendered.body)))
+        return Answer(status: .paymentRequired, headers: headers, body: ByteBuffer(bytes: rendered.body))
     }
 
     /// Answer to a CORS preflight: allowed without payment.
-    func preflight(requestedHeaders: String?) -> Response {
+    func preflight(requestedHeaders: String?) -> Answer {
         var headers = HTTPFields()
         headers[.accessControlAllowOrigin] = cors.allowOrigin
         headers[.accessControlAllowMethods] = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
@@ -106,6 +120,6 @@ struct GatewayResponses: Sendable {
         headers[.accessControlMaxAge] = String(cors.maxAgeSeconds)
         headers[.cacheControl] = "no-store"
         if cors.allowOrigin != "*" { headers[.vary] = "Origin" }
-        return Response(status: .noContent, headers: headers)
+        return Answer(status: .noContent, headers: headers, body: nil)
     }
 }

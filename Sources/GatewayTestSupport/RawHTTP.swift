@@ -56,6 +56,42 @@ public enum RawHTTP {
         }
     }
 
+    /// Writes `raw` (several requests, pipelined or not) on one connection and reads until the
+    /// server closes it; returns the responses in order. Bodies are framed by Content-Length or
+    /// chunked encoding; `headRequests` says which responses answer a HEAD (no body).
+    public static func exchange(port: Int, raw: String, headRequests: Set<Int> = []) async throws -> [RawHTTPResponse] {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        let bytes = try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(bytes: Array(raw.utf8)))
+            var all: [UInt8] = []
+            for try await chunk in inbound { all.append(contentsOf: chunk.readableBytesView) }
+            return all
+        }
+        var responses: [RawHTTPResponse] = []
+        var rest = bytes[...]
+        while let end = findHeadEnd(Array(rest)) {
+            let head = Array(rest.prefix(end))
+            rest = rest.dropFirst(end + 4)
+            var body: [UInt8] = []
+            if headRequests.contains(responses.count) || isBodyless(head) {
+                // no body
+            } else if let length = contentLength(head) {
+                body = Array(rest.prefix(length))
+                rest = rest.dropFirst(length)
+            } else if let terminator = Array(rest).firstRange(of: Array("0\r\n\r\n".utf8)) {
+                body = Array(rest.prefix(terminator.upperBound))
+                rest = rest.dropFirst(terminator.upperBound)
+            }
+            responses.append(parse(head: head, body: body, bodyCount: body.count))
+        }
+        return responses
+    }
+
     private static func headerLines(_ head: [UInt8]) -> [Substring] {
         String(decoding: head, as: UTF8.self).split(separator: "\r\n")
     }

@@ -284,3 +284,71 @@ final class PeakBox: @unchecked Sendable {
     func record(_ v: Int) { lock.lock(); peak = max(peak, v); lock.unlock() }
     var value: Int { lock.lock(); defer { lock.unlock() }; return peak }
 }
+
+/// The gateway's own answers are written in the channel pipeline (FastAnswerHandler) while free
+/// requests go through Hummingbird: one connection mixing both must keep order and framing.
+@Suite("Fast answers and keep-alive", .timeLimit(.minutes(1)))
+struct FastAnswerTests {
+    static let yaml = """
+        listen: 127.0.0.1:0
+        payTo: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+        network: eip155:84532
+        upstreams:
+          api: { url: "{{UPSTREAM}}", timeout: 5s }
+        routes:
+          - match: "/paid/*"
+            price: "$0.01"
+          - match: "/free/*"
+            free: true
+          - match: "/slow/*"
+            free: true
+        unmatched: deny
+        limits: { idleTimeout: 300ms }
+        """
+
+    @Test("one keep-alive connection mixing 402s, free requests, 404s and a 402 with a body keeps order and framing")
+    func mixedKeepAlive() async throws {
+        try await TestHarness.withGateway(yaml: Self.yaml) { gw in
+            let requests = [
+                "GET /paid/a HTTP/1.1\r\nHost: gw\r\n\r\n",
+                "GET /free/b HTTP/1.1\r\nHost: gw\r\n\r\n",
+                "POST /paid/c HTTP/1.1\r\nHost: gw\r\nContent-Length: 11\r\n\r\nhello world",
+                "GET /nowhere HTTP/1.1\r\nHost: gw\r\n\r\n",
+                "HEAD /paid/d HTTP/1.1\r\nHost: gw\r\n\r\n",
+                "GET /free/e HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n",
+            ]
+            // Pipelined: every request written at once.
+            let responses = try await RawHTTP.exchange(port: gw.port, raw: requests.joined(), headRequests: [4])
+            #expect(responses.map(\.status) == [402, 200, 402, 404, 402, 200])
+            #expect(responses[1].bodyText.contains("/free/b"))
+            #expect(responses[5].bodyText.contains("/free/e"))
+            #expect(responses[0].header("PAYMENT-REQUIRED") != nil && responses[0].header("Date") != nil)
+            #expect(responses[4].header("Content-Length") == responses[0].header("Content-Length"))
+            #expect(responses.allSatisfy { $0.header("X-Request-Id") != nil })
+            #expect(gw.upstream.targets() == ["/free/b", "/free/e"])
+        }
+    }
+
+    @Test("a 402 does not overtake a slow free request pipelined before it")
+    func noOvertaking() async throws {
+        try await TestHarness.withGateway(yaml: Self.yaml) { gw in
+            let raw = "GET /slow/300 HTTP/1.1\r\nHost: gw\r\n\r\nGET /paid/x HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"
+            let responses = try await RawHTTP.exchange(port: gw.port, raw: raw)
+            #expect(responses.map(\.status) == [200, 402])
+            #expect(responses[0].bodyText.contains("/slow/300"))
+        }
+    }
+
+    @Test("Connection: close on a 402 closes the connection; an idle keep-alive connection is closed after idleTimeout")
+    func closeAndIdle() async throws {
+        try await TestHarness.withGateway(yaml: Self.yaml) { gw in
+            let closed = try await RawHTTP.exchange(port: gw.port, raw: "GET /paid/a HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+            #expect(closed.map(\.status) == [402])
+            // No Connection: close: the server ends the connection itself once it has been idle.
+            let started = ContinuousClock.now
+            let idle = try await RawHTTP.exchange(port: gw.port, raw: "GET /paid/a HTTP/1.1\r\nHost: gw\r\n\r\n")
+            #expect(idle.map(\.status) == [402])
+            #expect(ContinuousClock.now - started < .seconds(3))
+        }
+    }
+}
