@@ -103,7 +103,7 @@ final class FastAnswerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var headers = answer.headers
         if headers[.xRequestID] == nil { headers[.xRequestID] = requestID }
         headers[.date] = HTTPDate.now()
-        if let body = answer.body { headers[.contentLength] = String(body.readableBytes) }
+        if let body = answer.body, headers[.contentLength] == nil { headers[.contentLength] = String(body.readableBytes) }
         if close { headers[.connection] = "close" }
         context.write(wrapOutboundOut(.head(HTTPResponse(status: answer.status, headerFields: headers))), promise: nil)
         if let body = answer.body { context.write(wrapOutboundOut(.body(body)), promise: nil) }

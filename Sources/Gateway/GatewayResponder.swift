@@ -24,12 +24,20 @@ final class GatewaySnapshot: Sendable {
     /// Counters of each route (same positions as `table.routes`) and of requests no route matched.
     let routeMetrics: [RouteMetrics]
     let unmatchedMetrics: RouteMetrics
+    /// Each priced route's last 402 for API clients: clients keep asking for the same URL, so most
+    /// 402s reuse it (headers already built and validated) instead of rendering it again.
+    private let lastChallenges: [LastChallenge]
+
+    private final class LastChallenge: Sendable {
+        let slot = Mutex<(url: String, answer: Answer)?>(nil)
+    }
 
     init(config: GatewayConfig, upstreams: [String: Upstream], facilitator: (any Facilitator)?, metrics: GatewayMetrics) {
         self.config = config
         self.table = RouteTable(config: config)
         self.routeMetrics = table.routes.map { metrics.route($0.config.id) }
         self.unmatchedMetrics = metrics.route("-")
+        self.lastChallenges = table.routes.map { _ in LastChallenge() }
         self.responses = GatewayResponses(cors: config.cors)
         self.paywalls = table.routes.map { route in
             guard config.paywall.enabled, let challenge = route.challenge else { return nil }
@@ -37,6 +45,16 @@ final class GatewaySnapshot: Sendable {
         }
         self.upstreams = upstreams
         self.facilitator = facilitator
+    }
+
+    /// The 402 (GET, API client, default error) of a route for `resourceURL`.
+    func challengeAnswer(routeIndex: Int, challenge: Challenge, resourceURL: String) -> Answer {
+        let last = lastChallenges[routeIndex]
+        if let hit = last.slot.withLock({ $0 }), hit.url == resourceURL { return hit.answer }
+        var answer = responses.paymentRequired(challenge, resourceURL: resourceURL, head: false)
+        answer.headers[.contentLength] = String(answer.body?.readableBytes ?? 0)
+        last.slot.withLock { $0 = (resourceURL, answer) }
+        return answer
     }
 
     /// The page to answer `head` with instead of the JSON 402: only for browsers.
@@ -178,8 +196,11 @@ struct GatewayResponder: HTTPResponder {
         let payment = head.headerFields[.paymentSignature].map { ($0, 2) } ?? head.headerFields[.xPayment].map { ($0, 1) }
         guard let (header, version) = payment else {
             counters.challenged()
-            return .answer(responses.paymentRequired(challenge, resourceURL: resourceURL, head: isHead, paywall: paywall,
-                                                     method: head.method.rawValue), counters, .paymentRequired)
+            let answer = paywall == nil && !isHead
+                ? snapshot.challengeAnswer(routeIndex: routeIndex, challenge: challenge, resourceURL: resourceURL)
+                : responses.paymentRequired(challenge, resourceURL: resourceURL, head: isHead, paywall: paywall,
+                                            method: head.method.rawValue)
+            return .answer(answer, counters, .paymentRequired)
         }
         return .pay(Decision.Paid(routeIndex: routeIndex, path: path, resourceURL: resourceURL, paywall: paywall,
                                   header: header, version: version))

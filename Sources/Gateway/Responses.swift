@@ -75,11 +75,9 @@ struct GatewayResponses: Sendable {
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
         headers[.cacheControl] = "no-store"
-        let (header, body) = error == Challenge.defaultError
-            ? challenge.rendered(resourceURL: resourceURL)
-            : (challenge.header(resourceURL: resourceURL, error: error), challenge.v1Body(resourceURL: resourceURL, error: error))
-        headers[.paymentRequired] = header
+        headers[.paymentRequired] = challenge.header(resourceURL: resourceURL, error: error)
         addCORS(&headers)
+        let body = challenge.v1Body(resourceURL: resourceURL, error: error)
         if head {
             headers[.contentLength] = String(body.count)
             return Answer(status: .paymentRequired, headers: headers, body: nil)

@@ -1,4 +1,3 @@
-import Synchronization
 import X402
 
 /// The 402 answer of a priced route, prepared once: the v2 `PAYMENT-REQUIRED` JSON and the v1 body
@@ -7,13 +6,6 @@ public struct Challenge: Sendable {
     public let offers: [Offer]
     let v2: JSONTemplate
     let v1: JSONTemplate
-    /// The last default challenge rendered: clients keep asking for the same URL, so most 402s
-    /// reuse it instead of filling both templates and base64-encoding again.
-    private let last = LastRendered()
-
-    private final class LastRendered: Sendable {
-        let slot = Mutex<(url: String, header: String, body: [UInt8])?>(nil)
-    }
 
     public static let defaultError = "Payment required"
 
@@ -39,15 +31,6 @@ public struct Challenge: Sendable {
     /// `PAYMENT-REQUIRED` header value: standard padded base64 of the compact v2 JSON.
     public func header(resourceURL: String, error: String = Challenge.defaultError) -> String {
         Base64.encode(v2.render(error: error, url: resourceURL))
-    }
-
-    /// The header and the v1 body for the default error, reused while the URL stays the same.
-    public func rendered(resourceURL: String) -> (header: String, body: [UInt8]) {
-        if let hit = last.slot.withLock({ $0 }), hit.url == resourceURL { return (hit.header, hit.body) }
-        let header = header(resourceURL: resourceURL)
-        let body = v1Body(resourceURL: resourceURL)
-        last.slot.withLock { $0 = (resourceURL, header, body) }
-        return (header, body)
     }
 
     /// The v1 `PaymentRequirementsResponse` JSON body.
