@@ -43,6 +43,8 @@ final class FastAnswerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var readHeld = false
     /// Graceful shutdown asked for while an exchange was in flight: close once it is done.
     private var quiescing = false
+    /// The client closed its sending side while an exchange was in flight: passed on after it.
+    private var inputClosedDeferred = false
     /// A close is already scheduled after the last write.
     private var closing = false
     private var context: ChannelHandlerContext?
@@ -166,6 +168,12 @@ final class FastAnswerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if event is ChannelShouldQuiesceEvent, exchange != nil || !queued.isEmpty {
             // Hummingbird sees no request in flight and would close the connection now.
             quiescing = true
+            return
+        }
+        if let event = event as? ChannelEvent, event == .inputClosed, exchange != nil || !queued.isEmpty {
+            // A half-closed client still gets its answer: Hummingbird, seeing nothing in flight,
+            // would end the connection at once.
+            inputClosedDeferred = true
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -495,6 +503,10 @@ extension FastAnswerHandler: UpstreamExchangeDelegate {
         }
         drainQueue(context: context)
         resumeReadsIfHeld()
+        if inputClosedDeferred && self.exchange == nil && queued.isEmpty {
+            inputClosedDeferred = false
+            context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        }
     }
 
     /// Handles the requests that arrived during the exchange, until one starts another exchange.
