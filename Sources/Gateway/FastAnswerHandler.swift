@@ -47,6 +47,9 @@ final class FastAnswerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var inputClosedDeferred = false
     /// A close is already scheduled after the last write.
     private var closing = false
+    /// The response-timeout check of the exchanges on this connection (see `scheduleExchangeTimer`).
+    private var exchangeTimer: Scheduled<Void>?
+    private var exchangeTimerDeadline = NIODeadline.distantPast
     private var context: ChannelHandlerContext?
 
     init(box: SnapshotBox, logger: Logger, metrics: GatewayMetrics, idleTimeout: Duration) {
@@ -69,6 +72,8 @@ final class FastAnswerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         idleCheck?.cancel()
         idleCheck = nil
+        exchangeTimer?.cancel()
+        exchangeTimer = nil
         abortExchange()
         self.context = nil
     }
@@ -76,6 +81,8 @@ final class FastAnswerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func channelInactive(context: ChannelHandlerContext) {
         idleCheck?.cancel()
         idleCheck = nil
+        exchangeTimer?.cancel()
+        exchangeTimer = nil
         abortExchange()
         queued.removeAll()
         context.fireChannelInactive()
@@ -277,7 +284,8 @@ extension FastAnswerHandler: UpstreamExchangeDelegate {
         var paused = false
         var upstreamKeepAlive = true
         var lastUpstreamActivity = NIODeadline.now()
-        var timer: Scheduled<Void>?
+        /// The response head is due by then.
+        var headDeadline = NIODeadline.now()
 
         init(requestID: String, isHead: Bool, closeClient: Bool, counters: RouteMetrics, upstream: UpstreamConfig,
              connections: UpstreamConnections) {
@@ -314,7 +322,11 @@ extension FastAnswerHandler: UpstreamExchangeDelegate {
         let requestHead = HTTPRequestHead(
             version: .http1_1, method: method, uri: upstream.basePath + path.pathAndQuery, headers: headers)
         exchange.buffered.append(.head(requestHead))
-        exchange.timer = scheduleExchangeTimer(exchange, context: context, at: .now() + exchange.timeout)
+        exchange.headDeadline = .now() + exchange.timeout
+        if exchangeTimer == nil || exchangeTimerDeadline > exchange.headDeadline {
+            exchangeTimer?.cancel()
+            scheduleExchangeTimer(context: context, at: exchange.headDeadline)
+        }
 
         if let connection = connections.acquire(on: context.eventLoop) {
             attach(connection, to: exchange)
@@ -401,8 +413,6 @@ extension FastAnswerHandler: UpstreamExchangeDelegate {
     func upstreamResponseEnd() {
         guard let exchange, let context, exchange.responseStarted, !exchange.responseDone else { return }
         exchange.responseDone = true
-        exchange.timer?.cancel()
-        exchange.timer = nil
         if let connection = exchange.connection {
             exchange.connection = nil
             connection.delegate = nil
@@ -439,8 +449,6 @@ extension FastAnswerHandler: UpstreamExchangeDelegate {
             logger.warning("upstream failed mid-response", metadata: [
                 "request.id": "\(exchange.requestID)", "x402.upstream": "\(exchange.upstream.name)", "error": "\(error.map { "\($0)" } ?? "closed")"])
             exchange.responseDone = true
-            exchange.timer?.cancel()
-            exchange.timer = nil
             context.close(promise: nil)
             return
         }
@@ -450,8 +458,6 @@ extension FastAnswerHandler: UpstreamExchangeDelegate {
 
     private func failBeforeHead(_ exchange: Exchange, timedOut: Bool, why: String, context: ChannelHandlerContext) {
         exchange.responseDone = true
-        exchange.timer?.cancel()
-        exchange.timer = nil
         if let connection = exchange.connection {
             exchange.connection = nil
             connection.close()
@@ -473,18 +479,26 @@ extension FastAnswerHandler: UpstreamExchangeDelegate {
     }
 
     /// Response timeout: no head within `upstream.timeout` answers 504; once streaming, no upstream
-    /// data for that long (while the client is keeping up) closes both connections.
-    private func scheduleExchangeTimer(_ exchange: Exchange, context: ChannelHandlerContext, at deadline: NIODeadline) -> Scheduled<Void> {
-        context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(deadline: deadline) {
-            exchange.timer = nil
-            guard self.exchange === exchange, !exchange.responseDone else { return }
+    /// data for that long (while the client is keeping up) closes both connections. One timer per
+    /// client connection, not per exchange: when it fires it checks the exchange in flight and
+    /// re-arms for that exchange's deadline, so back-to-back requests schedule nothing.
+    private func scheduleExchangeTimer(context: ChannelHandlerContext, at deadline: NIODeadline) {
+        exchangeTimerDeadline = deadline
+        exchangeTimer = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(deadline: deadline) {
+            self.exchangeTimer = nil
+            guard let exchange = self.exchange, !exchange.responseDone else { return }
+            let now = NIODeadline.now()
             if !exchange.responseStarted {
-                self.failBeforeHead(exchange, timedOut: true, why: "timeout", context: context)
+                if exchange.headDeadline <= now {
+                    self.failBeforeHead(exchange, timedOut: true, why: "timeout", context: context)
+                } else {
+                    self.scheduleExchangeTimer(context: context, at: exchange.headDeadline)
+                }
                 return
             }
             let due = exchange.lastUpstreamActivity + exchange.timeout
-            if exchange.paused || due > .now() {
-                exchange.timer = self.scheduleExchangeTimer(exchange, context: context, at: max(due, .now() + .milliseconds(100)))
+            if exchange.paused || due > now {
+                self.scheduleExchangeTimer(context: context, at: max(due, now + .milliseconds(100)))
                 return
             }
             self.upstreamFailed(ChannelError.inputClosed)
@@ -523,8 +537,6 @@ extension FastAnswerHandler: UpstreamExchangeDelegate {
         guard let exchange else { return }
         self.exchange = nil
         metrics.requestEnded()
-        exchange.timer?.cancel()
-        exchange.timer = nil
         exchange.responseDone = true
         exchange.connection?.close()
         exchange.connection = nil

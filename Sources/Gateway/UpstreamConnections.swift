@@ -123,6 +123,8 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
     weak var delegate: (any UpstreamExchangeDelegate)?
     private var idleTimer: Scheduled<Void>?
     private var isIdle = false
+    private var idleSince = NIODeadline.now()
+    private var idleTimeout = TimeAmount.seconds(60)
     private var isClosed = false
 
     init(pool: UpstreamConnections) {
@@ -158,23 +160,35 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
         context?.close(promise: nil)
     }
 
+    /// Idle from now; closed after `timeout` unless reused. The check is armed at most once per
+    /// `timeout` (a connection reused back to back schedules nothing).
     func enterIdle(timeout: TimeAmount) {
         isIdle = true
         delegate = nil
+        idleSince = .now()
+        idleTimeout = timeout
         guard let context else { return }
-        idleTimer = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: timeout) {
-            self.idleTimer = nil
-            self.pool.remove(self)
-            self.close()
-        }
+        if idleTimer == nil { scheduleIdleCheck(context, at: idleSince + timeout) }
         // Read while idle so that a close by the upstream is noticed (and anything unasked closes it).
         context.read()
     }
 
+    private func scheduleIdleCheck(_ context: ChannelHandlerContext, at deadline: NIODeadline) {
+        idleTimer = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(deadline: deadline) {
+            self.idleTimer = nil
+            guard self.isIdle, !self.isClosed else { return }
+            let due = self.idleSince + self.idleTimeout
+            if due <= .now() {
+                self.pool.remove(self)
+                self.close()
+            } else {
+                self.scheduleIdleCheck(context, at: due)
+            }
+        }
+    }
+
     func leaveIdle() {
         isIdle = false
-        idleTimer?.cancel()
-        idleTimer = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
