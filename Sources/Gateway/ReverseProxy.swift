@@ -126,10 +126,12 @@ enum ReverseProxy {
             for token in value.split(separator: ",") { listed.insert(token.trimmingCharacters(in: .whitespaces).lowercased()) }
         }
         var fields = HTTPFields()
+        fields.reserveCapacity(upstream.count)
         for (name, value) in upstream {
-            let lower = name.lowercased()
-            if hopByHop.contains(lower) || listed.contains(lower) || lower == "settlement-overrides" { continue }
-            if let fieldName = HTTPField.Name(name) { fields.append(HTTPField(name: fieldName, value: value)) }
+            guard let fieldName = HTTPField.Name(name) else { continue }
+            let lower = fieldName.canonicalName
+            if hopByHop.contains(lower) || (!listed.isEmpty && listed.contains(lower)) || lower == "settlement-overrides" { continue }
+            fields.append(HTTPField(name: fieldName, value: value))
         }
         return fields
     }
