@@ -6,10 +6,12 @@ import Synchronization
 import X402
 import X402Facilitator
 
-/// An upstream and the HTTP client that talks to it.
+/// An upstream and the HTTP clients that talk to it: AsyncHTTPClient (paid requests, `https`
+/// upstreams) and the NIO-level connection pool of the free-route proxy (nil for `https`).
 struct Upstream: Sendable {
     let config: UpstreamConfig
     let client: HTTPClient
+    let connections: UpstreamConnections?
 }
 
 /// Creates the HTTP clients for upstreams and the facilitator. A configuration that did not change
@@ -18,7 +20,7 @@ struct Upstream: Sendable {
 /// when the gateway stops.
 final class ClientPool: Sendable {
     private struct State {
-        var upstreams: [UpstreamConfig: HTTPClient] = [:]
+        var upstreams: [UpstreamConfig: Upstream] = [:]
         var facilitators: [FacilitatorConfig: HTTPFacilitatorClient] = [:]
     }
 
@@ -34,10 +36,13 @@ final class ClientPool: Sendable {
     func upstreams(_ configs: [String: UpstreamConfig]) -> [String: Upstream] {
         state.withLock { state in
             configs.mapValues { config in
-                if let client = state.upstreams[config] { return Upstream(config: config, client: client) }
+                if let upstream = state.upstreams[config] { return upstream }
                 let client = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: Self.configuration(for: config))
-                state.upstreams[config] = client
-                return Upstream(config: config, client: client)
+                let upstream = Upstream(
+                    config: config, client: client,
+                    connections: config.scheme == "http" ? UpstreamConnections(config: config) : nil)
+                state.upstreams[config] = upstream
+                return upstream
             }
         }
     }
@@ -55,7 +60,10 @@ final class ClientPool: Sendable {
 
     func shutdown() async {
         let (upstreams, facilitators) = state.withLock { ($0.upstreams.values, $0.facilitators.values) }
-        for client in upstreams { try? await client.shutdown() }
+        for upstream in upstreams {
+            upstream.connections?.shutdown()
+            try? await upstream.client.shutdown()
+        }
         for client in facilitators { await client.shutdown() }
     }
 

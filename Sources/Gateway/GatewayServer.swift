@@ -90,7 +90,7 @@ public final class GatewayServer: Service {
             // The fast-answer handler writes the gateway's own answers in the pipeline and owns the
             // idle timeout (Hummingbird's would not see the requests it answers).
             server: .http1(configuration: .init(
-                additionalChannelHandlers: [FastAnswerHandler(box: self.box, logger: logger, idleTimeout: config.limits.idleTimeout)],
+                additionalChannelHandlers: [FastAnswerHandler(box: self.box, logger: logger, metrics: self.metrics, idleTimeout: config.limits.idleTimeout)],
                 idleTimeout: nil,
                 httpDecoderConfiguration: .init(
                     maxHeaderFieldSize: config.limits.maxHeaderBytes, maxHeaderListSize: config.limits.maxHeaderBytes))),

@@ -57,34 +57,7 @@ enum ReverseProxy {
         var outgoing = HTTPClientRequest(url: upstream.origin + upstream.basePath + path.pathAndQuery)
         outgoing.method = HTTPMethod(rawValue: request.method.rawValue)
 
-        let listed = Self.connectionListed(request.headers)
-        let payerHeader = forwarding.payerHeader.lowercased()
-        var headers = HTTPHeaders()
-        for field in request.headers {
-            let name = field.name.canonicalName
-            if Self.hopByHop.contains(name) || Self.gatewayOwnedRequestHeaders.contains(name) || listed.contains(name)
-                || name == payerHeader
-            {
-                continue
-            }
-            headers.add(name: field.name.rawName, value: field.value)
-        }
-        headers.replaceOrAdd(name: "Host", value: upstream.hostHeader)
-        // X-Forwarded-*: incoming values are kept only when the peer is a trusted proxy.
-        let incomingXFF = request.headers[values: .xForwardedFor].joined(separator: ", ")
-        if let client = forwarding.clientAddress {
-            headers.add(
-                name: "X-Forwarded-For",
-                value: forwarding.clientIsTrustedProxy && !incomingXFF.isEmpty ? "\(incomingXFF), \(client)" : client)
-        }
-        let proto = forwarding.clientIsTrustedProxy ? request.headers[.xForwardedProto] : nil
-        headers.add(name: "X-Forwarded-Proto", value: proto ?? "http")
-        let forwardedHost = forwarding.clientIsTrustedProxy ? request.headers[.xForwardedHost] : nil
-        if let host = forwardedHost ?? forwarding.requestHost { headers.add(name: "X-Forwarded-Host", value: host) }
-        if forwarding.clientIsTrustedProxy, let forwarded = request.headers[.forwarded] { headers.add(name: "Forwarded", value: forwarded) }
-        for (name, value) in forwarding.extraHeaders { headers.replaceOrAdd(name: name, value: value) }
-        for (name, value) in upstream.headers { headers.replaceOrAdd(name: name, value: value) }
-        outgoing.headers = headers
+        outgoing.headers = Self.upstreamHeaders(request.headers, upstream: upstream, forwarding: forwarding)
 
         if let body {
             outgoing.body = .bytes(body)
@@ -110,6 +83,42 @@ enum ReverseProxy {
         }
     }
 
+    /// The request header fields sent upstream, on both proxy paths (AsyncHTTPClient and the
+    /// NIO-level ``UpstreamConnections``): hop-by-hop, Connection-listed, gateway-owned and payer
+    /// headers dropped; `Host` rewritten; `X-Forwarded-*` rebuilt (incoming values kept only from a
+    /// trusted proxy); the gateway's extra headers and the upstream's configured headers set last.
+    /// Body framing (`Content-Length`, `Transfer-Encoding`) is left to the caller.
+    static func upstreamHeaders(_ fields: HTTPFields, upstream: UpstreamConfig, forwarding: Forwarding) -> HTTPHeaders {
+        let listed = Self.connectionListed(fields)
+        let payerHeader = forwarding.payerHeader.lowercased()
+        var headers = HTTPHeaders()
+        for field in fields {
+            let name = field.name.canonicalName
+            if Self.hopByHop.contains(name) || Self.gatewayOwnedRequestHeaders.contains(name) || listed.contains(name)
+                || name == payerHeader
+            {
+                continue
+            }
+            headers.add(name: field.name.rawName, value: field.value)
+        }
+        headers.replaceOrAdd(name: "Host", value: upstream.hostHeader)
+        // X-Forwarded-*: incoming values are kept only when the peer is a trusted proxy.
+        let incomingXFF = fields[values: .xForwardedFor].joined(separator: ", ")
+        if let client = forwarding.clientAddress {
+            headers.add(
+                name: "X-Forwarded-For",
+                value: forwarding.clientIsTrustedProxy && !incomingXFF.isEmpty ? "\(incomingXFF), \(client)" : client)
+        }
+        let proto = forwarding.clientIsTrustedProxy ? fields[.xForwardedProto] : nil
+        headers.add(name: "X-Forwarded-Proto", value: proto ?? "http")
+        let forwardedHost = forwarding.clientIsTrustedProxy ? fields[.xForwardedHost] : nil
+        if let host = forwardedHost ?? forwarding.requestHost { headers.add(name: "X-Forwarded-Host", value: host) }
+        if forwarding.clientIsTrustedProxy, let forwarded = fields[.forwarded] { headers.add(name: "Forwarded", value: forwarded) }
+        for (name, value) in forwarding.extraHeaders { headers.replaceOrAdd(name: name, value: value) }
+        for (name, value) in upstream.headers { headers.replaceOrAdd(name: name, value: value) }
+        return headers
+    }
+
     /// Response head fields to relay to the client (hop-by-hop and Connection-listed removed).
     static func relayedHeaders(_ upstream: HTTPHeaders) -> HTTPFields {
         var listed: Set<String> = []
@@ -117,10 +126,12 @@ enum ReverseProxy {
             for token in value.split(separator: ",") { listed.insert(token.trimmingCharacters(in: .whitespaces).lowercased()) }
         }
         var fields = HTTPFields()
+        fields.reserveCapacity(upstream.count)
         for (name, value) in upstream {
-            let lower = name.lowercased()
-            if hopByHop.contains(lower) || listed.contains(lower) || lower == "settlement-overrides" { continue }
-            if let fieldName = HTTPField.Name(name) { fields.append(HTTPField(name: fieldName, value: value)) }
+            guard let fieldName = HTTPField.Name(name) else { continue }
+            let lower = fieldName.canonicalName
+            if hopByHop.contains(lower) || (!listed.isEmpty && listed.contains(lower)) || lower == "settlement-overrides" { continue }
+            fields.append(HTTPField(name: fieldName, value: value))
         }
         return fields
     }

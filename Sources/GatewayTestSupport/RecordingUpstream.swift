@@ -13,12 +13,27 @@ public struct RecordedRequest: Sendable {
     public var host: String?
     public var headers: HTTPFields
     public var bodyBytes: Int
+    /// The gateway's port of the connection the request came on (one per upstream connection).
+    public var peerPort: Int?
+}
+
+/// The upstream's request context: Hummingbird's core storage plus the peer's port.
+public struct RecordingUpstreamContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let peerPort: Int?
+
+    public init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+        self.peerPort = source.channel.remoteAddress?.port
+    }
 }
 
 /// A fake upstream API on port 0 that records every request it receives.
 ///
 /// Routes: `/bytes/<n>` streams n bytes in 64 KiB chunks; `/status/<code>` answers that status;
-/// `/slow/<ms>` answers after a delay; `/echo` echoes the request body; everything else answers
+/// `/slow/<ms>` answers after a delay; `/echo` echoes the request body; `/chunked/<n>` streams n
+/// bytes without a Content-Length; `/abort/<n>` announces 2n bytes, sends n and drops the
+/// connection; everything else answers
 /// 200 with a small JSON body naming the path.
 public final class RecordingUpstream: Sendable {
     private let recorded = Mutex<[RecordedRequest]>([])
@@ -31,7 +46,7 @@ public final class RecordingUpstream: Sendable {
 
     public func targets() -> [String] { requests.map(\.target) }
 
-    func respond(_ request: Request) async throws -> Response {
+    func respond(_ request: Request, peerPort: Int? = nil) async throws -> Response {
         let target = request.head.path ?? ""
         let path = String(target.split(separator: "?", maxSplits: 1).first ?? "")
         var bodyBytes = 0
@@ -43,7 +58,7 @@ public final class RecordingUpstream: Sendable {
         recorded.withLock {
             $0.append(RecordedRequest(
                 method: request.method.rawValue, target: target, host: request.head.authority, headers: request.headers,
-                bodyBytes: bodyBytes))
+                bodyBytes: bodyBytes, peerPort: peerPort))
         }
         let parts = path.split(separator: "/")
         if parts.count == 2, parts[0] == "bytes", let total = Int(parts[1]) {
@@ -59,6 +74,17 @@ public final class RecordingUpstream: Sendable {
                     }
                     try await writer.finish(nil)
                 })
+        }
+        if parts.count == 2, parts[0] == "chunked" || parts[0] == "abort", let total = Int(parts[1]) {
+            let abort = parts[0] == "abort"
+            let body: @Sendable (inout any ResponseBodyWriter) async throws -> Void = { writer in
+                try await writer.write(ByteBuffer(repeating: UInt8(ascii: "y"), count: total))
+                if abort { throw CancellationError() }
+                try await writer.finish(nil)
+            }
+            return Response(
+                status: .ok, headers: [.contentType: "application/octet-stream"],
+                body: abort ? ResponseBody(contentLength: 2 * total, body) : ResponseBody(body))
         }
         if parts.count == 2, parts[0] == "status", let code = Int(parts[1]) {
             return Response(status: .init(code: code), headers: [.contentType: "application/json"],
@@ -80,7 +106,9 @@ public final class RecordingUpstream: Sendable {
     /// Runs the upstream on 127.0.0.1 port 0; `onPort` receives the bound port.
     public func application(onPort: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
         Application(
-            responder: CallbackResponder { (request: Request, _: BasicRequestContext) in try await self.respond(request) },
+            responder: CallbackResponder { (request: Request, context: RecordingUpstreamContext) in
+                try await self.respond(request, peerPort: context.peerPort)
+            },
             configuration: .init(address: .hostname("127.0.0.1", port: 0)),
             onServerRunning: { await onPort($0.localAddress?.port ?? 0) })
     }

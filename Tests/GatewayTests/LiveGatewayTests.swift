@@ -352,3 +352,122 @@ struct FastAnswerTests {
         }
     }
 }
+
+/// Free requests to plain-`http` upstreams are proxied at the NIO level (FastAnswerHandler and
+/// UpstreamConnections): framing, pooling, ordering and failures.
+@Suite("NIO-level free-route proxy", .timeLimit(.minutes(1)))
+struct NIOProxyTests {
+    static let yaml = """
+        listen: 127.0.0.1:0
+        payTo: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+        network: eip155:84532
+        upstreams:
+          api: { url: "{{UPSTREAM}}", timeout: 2s }
+        routes:
+          - match: "/paid/*"
+            price: "$0.01"
+          - match: "/*"
+            free: true
+        """
+
+    @Test("HEAD through the proxy: head fields relayed, no body, the keep-alive connection stays framed")
+    func headRequests() async throws {
+        try await TestHarness.withGateway(yaml: Self.yaml) { gw in
+            let raw = "HEAD /free/x HTTP/1.1\r\nHost: gw\r\n\r\nHEAD /bytes/5000 HTTP/1.1\r\nHost: gw\r\n\r\n"
+                + "GET /free/y HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"
+            let responses = try await RawHTTP.exchange(port: gw.port, raw: raw, headRequests: [0, 1])
+            #expect(responses.map(\.status) == [200, 200, 200])
+            #expect(responses[0].body.isEmpty && responses[1].body.isEmpty)
+            #expect(responses[1].header("Content-Length") == "5000")
+            #expect(responses[2].bodyText.contains("/free/y"))
+            #expect(gw.upstream.requests.map(\.method) == ["HEAD", "HEAD", "GET"])
+        }
+    }
+
+    @Test("a chunked request body streams upstream; a response without Content-Length is relayed chunked")
+    func chunkedBodies() async throws {
+        try await TestHarness.withGateway(yaml: Self.yaml) { gw in
+            let chunk = String(repeating: "c", count: 70_000)
+            let hex = String(chunk.utf8.count, radix: 16)
+            let raw = "POST /echo HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + "\(hex)\r\n\(chunk)\r\n\(hex)\r\n\(chunk)\r\n0\r\n\r\n"
+                + "GET /chunked/100000 HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"
+            let responses = try await RawHTTP.exchange(port: gw.port, raw: raw)
+            #expect(responses.map(\.status) == [200, 200])
+            #expect(responses[0].body.count == 140_000)
+            #expect(gw.upstream.requests.first?.bodyBytes == 140_000)
+            #expect(responses[1].header("Transfer-Encoding") == "chunked")
+            #expect(responses[1].body.count == 100_000)
+        }
+    }
+
+    @Test("an upstream dropping the connection mid-body closes the client connection (no hang)")
+    func upstreamAbortsMidBody() async throws {
+        try await TestHarness.withGateway(yaml: Self.yaml) { gw in
+            let r = try await RawHTTP.send(port: gw.port, raw: "GET /abort/100000 HTTP/1.1\r\nHost: gw\r\n\r\n", discardBody: true)
+            #expect(r.status == 200)
+            #expect(r.header("Content-Length") == "200000")
+            #expect(r.bodyByteCount < 200_000)
+            // The gateway still serves.
+            let next = try await gw.get("/free/after")
+            #expect(next.status == 200)
+        }
+    }
+
+    @Test("connect refused answers 502 with a request id; a slow upstream answers 504")
+    func failures() async throws {
+        let down = Self.yaml.replacingOccurrences(of: "url: \"{{UPSTREAM}}\"", with: "url: \"http://127.0.0.1:1\"")
+        try await TestHarness.withGateway(yaml: down) { gw in
+            let r = try await gw.get("/free/x", headers: [("X-Request-Id", "req-502")])
+            #expect(r.status == 502)
+            #expect(r.bodyText.contains("\"upstream_unavailable\""))
+            #expect(r.header("X-Request-Id") == "req-502")
+        }
+        let slow = Self.yaml.replacingOccurrences(of: "timeout: 2s", with: "timeout: 300ms")
+        try await TestHarness.withGateway(yaml: slow) { gw in
+            let started = ContinuousClock.now
+            let r = try await gw.get("/slow/2000")
+            #expect(r.status == 504)
+            #expect(r.bodyText.contains("\"upstream_timeout\""))
+            #expect(ContinuousClock.now - started < .milliseconds(1500))
+            // The timed-out connection is not reused: the next request gets a fresh answer.
+            let next = try await gw.get("/free/after")
+            #expect(next.status == 200)
+            #expect(next.bodyText.contains("/free/after"))
+        }
+    }
+
+    @Test("sequential requests reuse one upstream connection; the request id goes upstream and back")
+    func connectionReuse() async throws {
+        try await TestHarness.withGateway(yaml: Self.yaml) { gw in
+            for i in 0..<10 {
+                let r = try await gw.get("/free/\(i)", headers: [("X-Request-Id", "req-\(i)")])
+                #expect(r.status == 200)
+                #expect(r.header("X-Request-Id") == "req-\(i)")
+            }
+            let requests = gw.upstream.requests
+            #expect(requests.count == 10)
+            #expect(requests.map { $0.headers[values: .init("X-Request-Id")!] } == (0..<10).map { ["req-\($0)"] })
+            let connections = Set(requests.compactMap(\.peerPort))
+            #expect(connections.count <= 2, "\(connections.count) upstream connections for 10 sequential requests")
+        }
+    }
+
+    @Test("pipelined free, paid and slow requests are answered in order")
+    func pipelinedInOrder() async throws {
+        try await TestHarness.withGateway(yaml: Self.yaml) { gw in
+            let raw = "GET /slow/200 HTTP/1.1\r\nHost: gw\r\n\r\n"
+                + "GET /free/a HTTP/1.1\r\nHost: gw\r\n\r\n"
+                + "GET /paid/x HTTP/1.1\r\nHost: gw\r\n\r\n"
+                + "POST /echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\n\r\nhello"
+                + "GET /bytes/3 HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"
+            let responses = try await RawHTTP.exchange(port: gw.port, raw: raw)
+            #expect(responses.map(\.status) == [200, 200, 402, 200, 200])
+            #expect(responses[0].bodyText.contains("/slow/200"))
+            #expect(responses[1].bodyText.contains("/free/a"))
+            #expect(responses[3].bodyText == "hello")
+            #expect(responses[4].bodyText == "xxx")
+            #expect(gw.upstream.targets() == ["/slow/200", "/free/a", "/echo", "/bytes/3"])
+        }
+    }
+}

@@ -1,0 +1,234 @@
+import GatewayCore
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+import X402
+
+/// Keep-alive HTTP/1.1 connections to one plain-`http` upstream, for the NIO-level free-route
+/// proxy in ``FastAnswerHandler``. Connections live on the event loop of the client connection
+/// that opened them (so every callback between the two channels is synchronous) and are kept in
+/// an idle list per event loop. A connection goes back to the list only when its exchange ended
+/// cleanly (request written to the end, response read to the end, both sides keep-alive); anything
+/// else closes it. Idle connections are closed after ``idleTimeout`` and when the upstream closes
+/// them or sends anything unasked. ``shutdown()`` closes every idle connection and makes later
+/// releases close theirs.
+final class UpstreamConnections: Sendable {
+    let config: UpstreamConfig
+    static let idleTimeout: TimeAmount = .seconds(60)
+
+    /// The idle connections of one event loop; only touched on that loop.
+    final class IdleList {
+        var connections: [UpstreamConnection] = []
+    }
+
+    private let loops = Mutex<[ObjectIdentifier: NIOLoopBound<IdleList>]>([:])
+    private let closed = Atomic<Bool>(false)
+
+    init(config: UpstreamConfig) {
+        self.config = config
+    }
+
+    private func idleList(_ loop: any EventLoop) -> IdleList {
+        let key = ObjectIdentifier(loop)
+        let bound = loops.withLock { loops in
+            if let bound = loops[key] { return bound }
+            let bound = NIOLoopBound(IdleList(), eventLoop: loop)
+            loops[key] = bound
+            return bound
+        }
+        return bound.value
+    }
+
+    /// An idle connection on `loop`, or nil. Must be called on `loop`.
+    func acquire(on loop: any EventLoop) -> UpstreamConnection? {
+        guard !closed.load(ordering: .relaxed) else { return nil }
+        let list = idleList(loop)
+        while let connection = list.connections.popLast() {
+            connection.leaveIdle()
+            if connection.isUsable { return connection }
+            connection.close()
+        }
+        return nil
+    }
+
+    /// Puts a connection whose exchange ended cleanly back into its loop's idle list.
+    func release(_ connection: UpstreamConnection) {
+        guard !closed.load(ordering: .relaxed), connection.isUsable else {
+            connection.close()
+            return
+        }
+        idleList(connection.channel.eventLoop).connections.append(connection)
+        connection.enterIdle(timeout: Self.idleTimeout)
+    }
+
+    /// Removes an idle connection that closed or expired.
+    func remove(_ connection: UpstreamConnection) {
+        let list = idleList(connection.channel.eventLoop)
+        list.connections.removeAll { $0 === connection }
+    }
+
+    /// Opens a new connection on `loop` (the client connection's loop).
+    func connect(on loop: any EventLoop) -> EventLoopFuture<any Channel> {
+        let pool = self
+        return ClientBootstrap(group: loop)
+            .connectTimeout(.milliseconds(config.connectTimeout.wholeMilliseconds))
+            .channelOption(.autoRead, value: false)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        HTTPRequestEncoder(),
+                        ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)),
+                        UpstreamConnection(pool: pool),
+                    ])
+                }
+            }
+            .connect(host: config.host, port: config.port)
+    }
+
+    /// Closes every idle connection; connections released later are closed instead of kept.
+    func shutdown() {
+        closed.store(true, ordering: .relaxed)
+        let all = loops.withLock { Array($0.values) }
+        for bound in all {
+            bound.eventLoop.execute {
+                let connections = bound.value.connections
+                bound.value.connections.removeAll()
+                for connection in connections { connection.close() }
+            }
+        }
+    }
+}
+
+/// What an upstream connection reports to the exchange using it (all on the shared event loop).
+protocol UpstreamExchangeDelegate: AnyObject {
+    func upstreamResponseHead(_ head: HTTPResponseHead)
+    func upstreamResponseBody(_ body: ByteBuffer)
+    func upstreamResponseEnd()
+    func upstreamReadComplete()
+    func upstreamWritabilityChanged()
+    /// The connection closed or failed; `error` is nil for a plain close.
+    func upstreamFailed(_ error: (any Error)?)
+}
+
+/// The last handler of an upstream connection's pipeline: relays response parts to the exchange
+/// that owns the connection, or, while idle, watches for the upstream closing it.
+final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    private let pool: UpstreamConnections
+    private var context: ChannelHandlerContext?
+    private(set) var channel: (any Channel)!
+    weak var delegate: (any UpstreamExchangeDelegate)?
+    private var idleTimer: Scheduled<Void>?
+    private var isIdle = false
+    private var idleSince = NIODeadline.now()
+    private var idleTimeout = TimeAmount.seconds(60)
+    private var isClosed = false
+
+    init(pool: UpstreamConnections) {
+        self.pool = pool
+    }
+
+    var isUsable: Bool { !isClosed && channel?.isActive == true }
+    var isWritable: Bool { channel?.isWritable == true }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        self.channel = context.channel
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func write(_ part: HTTPClientRequestPart) {
+        context?.write(wrapOutboundOut(part), promise: nil)
+    }
+
+    func flush() { context?.flush() }
+
+    func read() { context?.read() }
+
+    func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        delegate = nil
+        idleTimer?.cancel()
+        idleTimer = nil
+        context?.close(promise: nil)
+    }
+
+    /// Idle from now; closed after `timeout` unless reused. The check is armed at most once per
+    /// `timeout` (a connection reused back to back schedules nothing).
+    func enterIdle(timeout: TimeAmount) {
+        isIdle = true
+        delegate = nil
+        idleSince = .now()
+        idleTimeout = timeout
+        guard let context else { return }
+        if idleTimer == nil { scheduleIdleCheck(context, at: idleSince + timeout) }
+        // Read while idle so that a close by the upstream is noticed (and anything unasked closes it).
+        context.read()
+    }
+
+    private func scheduleIdleCheck(_ context: ChannelHandlerContext, at deadline: NIODeadline) {
+        idleTimer = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(deadline: deadline) {
+            self.idleTimer = nil
+            guard self.isIdle, !self.isClosed else { return }
+            let due = self.idleSince + self.idleTimeout
+            if due <= .now() {
+                self.pool.remove(self)
+                self.close()
+            } else {
+                self.scheduleIdleCheck(context, at: due)
+            }
+        }
+    }
+
+    func leaveIdle() {
+        isIdle = false
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        guard let delegate, !isIdle else {
+            // Nothing is asked of an idle connection: whatever arrives makes it unusable.
+            if isIdle { pool.remove(self) }
+            close()
+            return
+        }
+        switch part {
+        case .head(let head): delegate.upstreamResponseHead(head)
+        case .body(let body): delegate.upstreamResponseBody(body)
+        case .end: delegate.upstreamResponseEnd()
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        delegate?.upstreamReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        delegate?.upstreamWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        isClosed = true
+        idleTimer?.cancel()
+        idleTimer = nil
+        if isIdle { pool.remove(self) }
+        let delegate = self.delegate
+        self.delegate = nil
+        delegate?.upstreamFailed(nil)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        let delegate = self.delegate
+        self.delegate = nil
+        if isIdle { pool.remove(self) }
+        close()
+        delegate?.upstreamFailed(error)
+    }
+}
