@@ -270,6 +270,13 @@ extension FastAnswerHandler: UpstreamExchangeDelegate {
         let started = ContinuousClock.now
         let timeout: TimeAmount
         var connection: UpstreamConnection?
+        /// The request head as sent upstream (kept for one retry on a stale pooled connection).
+        var requestHead: HTTPRequestHead?
+        /// The connection came from the pool (the upstream may have closed it as we reused it).
+        var reusedConnection = false
+        /// Request body bytes went upstream: the request cannot be sent again.
+        var sentBody = false
+        var retried = false
         /// Parts waiting for the connection to be established.
         var buffered: [HTTPClientRequestPart] = []
         /// The client's request `.end` has been read.
@@ -322,6 +329,7 @@ extension FastAnswerHandler: UpstreamExchangeDelegate {
         let requestHead = HTTPRequestHead(
             version: .http1_1, method: method, uri: upstream.basePath + path.pathAndQuery, headers: headers)
         exchange.buffered.append(.head(requestHead))
+        exchange.requestHead = requestHead
         exchange.headDeadline = .now() + exchange.timeout
         if exchangeTimer == nil || exchangeTimerDeadline > exchange.headDeadline {
             exchangeTimer?.cancel()
@@ -329,10 +337,15 @@ extension FastAnswerHandler: UpstreamExchangeDelegate {
         }
 
         if let connection = connections.acquire(on: context.eventLoop) {
+            exchange.reusedConnection = true
             attach(connection, to: exchange)
             return
         }
-        connections.connect(on: context.eventLoop).assumeIsolated().whenComplete { result in
+        connectFresh(exchange, context: context)
+    }
+
+    private func connectFresh(_ exchange: Exchange, context: ChannelHandlerContext) {
+        exchange.connections.connect(on: context.eventLoop).assumeIsolated().whenComplete { result in
             guard self.exchange === exchange, !exchange.responseDone else {
                 // The exchange ended (client gone, timeout) while connecting.
                 if case .success(let channel) = result { channel.close(promise: nil) }
@@ -367,6 +380,7 @@ extension FastAnswerHandler: UpstreamExchangeDelegate {
 
     private func requestBody(_ body: ByteBuffer, _ exchange: Exchange) {
         if exchange.responseDone { return }  // answered early: the rest of the body is discarded
+        exchange.sentBody = true
         if let connection = exchange.connection {
             connection.write(.body(.byteBuffer(body)))
             connection.flush()
@@ -450,6 +464,18 @@ extension FastAnswerHandler: UpstreamExchangeDelegate {
                 "request.id": "\(exchange.requestID)", "x402.upstream": "\(exchange.upstream.name)", "error": "\(error.map { "\($0)" } ?? "closed")"])
             exchange.responseDone = true
             context.close(promise: nil)
+            return
+        }
+        // A pooled connection the upstream closed just as it was reused: send a safe request
+        // (GET, HEAD, OPTIONS, no body) once more on a fresh connection. Other requests are not
+        // replayed: the upstream may have acted on them (RFC 9110 §9.2.2).
+        if exchange.reusedConnection, !exchange.retried, !exchange.sentBody, let head = exchange.requestHead,
+           [.GET, .HEAD, .OPTIONS].contains(head.method) {
+            exchange.retried = true
+            exchange.reusedConnection = false
+            exchange.requestSent = false
+            exchange.buffered = [.head(head)] + (exchange.requestEnded ? [.end(nil)] : [])
+            connectFresh(exchange, context: context)
             return
         }
         let timedOut = (error as? ChannelError).map { if case .connectTimeout = $0 { true } else { false } } ?? false

@@ -2,6 +2,7 @@ import Foundation
 import GatewayCore
 import GatewayTestSupport
 import HTTPTypes
+import NIOCore
 import Testing
 import X402
 
@@ -450,6 +451,25 @@ struct NIOProxyTests {
             #expect(requests.map { $0.headers[values: .init("X-Request-Id")!] } == (0..<10).map { ["req-\($0)"] })
             let connections = Set(requests.compactMap(\.peerPort))
             #expect(connections.count <= 2, "\(connections.count) upstream connections for 10 sequential requests")
+        }
+    }
+
+    @Test("a pooled connection the upstream dropped is retried once on a fresh one for GET, never for POST")
+    func staleConnectionRetry() async throws {
+        let stale = StaleConnectionUpstream()
+        let (channel, port) = try await stale.start()
+        defer { channel.close(promise: nil) }
+        let yaml = Self.yaml.replacingOccurrences(of: "url: \"{{UPSTREAM}}\"", with: "url: \"http://127.0.0.1:\(port)\"")
+        try await TestHarness.withGateway(yaml: yaml) { gw in
+            // Sequential requests on one client connection, so the second one reuses the pooled
+            // upstream connection (same event loop), which the upstream then drops.
+            let raw = "GET /a HTTP/1.1\r\nHost: gw\r\n\r\n" + "GET /b HTTP/1.1\r\nHost: gw\r\n\r\n"
+                + "POST /c HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            let responses = try await RawHTTP.exchange(port: gw.port, raw: raw)
+            #expect(responses.map(\.status) == [200, 200, 502])
+            #expect(responses[1].bodyText == "fresh")
+            #expect(stale.droppedCount == 2)  // /b's first attempt and /c
+            #expect(stale.answeredCount == 2)  // /a, and /b on its fresh connection
         }
     }
 
