@@ -133,16 +133,19 @@ def wait_http(url: str, proc: subprocess.Popen, what: str, timeout: float = 60.0
 
 
 def status_kb(pid: int, field: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
+    """A `kB` field of /proc/PID/status; 0 when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return 0
 
 
-def group_rss_kb(pgid: int) -> int:
-    """RSS of every process in a process group (nginx master + workers, uvicorn + workers)."""
-    total = 0
+def group_stats(pgid: int):
+    """(pid, fields of /proc/PID/stat after the command name) of every process in a process group."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -150,10 +153,14 @@ def group_rss_kb(pgid: int) -> int:
             with open(f"/proc/{entry}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
             if int(fields[2]) == pgid:
-                total += status_kb(int(entry), "VmRSS")
+                yield int(entry), fields
         except (OSError, IndexError, ValueError):
             continue
-    return total
+
+
+def group_rss_kb(pgid: int) -> int:
+    """RSS of every process in a process group (nginx master + workers, uvicorn + workers)."""
+    return sum(status_kb(pid, "VmRSS") for pid, _ in group_stats(pgid))
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -161,18 +168,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 def group_cpu_seconds(pgid: int) -> float:
     """User + system CPU time of every process in a process group, in seconds."""
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid:
-                total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            continue
-    return total / CLOCK_TICKS
+    return sum(int(fields[11]) + int(fields[12]) for _, fields in group_stats(pgid)) / CLOCK_TICKS
 
 
 def busy_cpu_seconds() -> float:

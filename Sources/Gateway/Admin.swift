@@ -36,16 +36,10 @@ extension GatewayServer {
                 return Self.json(.conflict, "{\"result\":\"rejected\",\"errors\":\"the gateway was not started from a file\"}")
             }
         }
-        let onAdminListening = self.onAdminListening
-        let logger = self.logger
         return Application(
             router: router,
             configuration: .init(address: .hostname(admin.listen.host, port: admin.listen.port), serverName: nil),
-            onServerRunning: { channel in
-                let port = channel.localAddress?.port ?? 0
-                logger.info("admin listening", metadata: ["address": "\(admin.listen.host):\(port)", "port": "\(port)"])
-                await onAdminListening(port)
-            },
+            onServerRunning: Self.announce("admin listening", admin.listen, logger: logger, then: onAdminListening),
             logger: logger)
     }
 

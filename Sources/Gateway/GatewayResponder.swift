@@ -138,7 +138,7 @@ struct GatewayResponder: HTTPResponder {
             logger[metadataKey: "request.id"] = .string(requestID)
             logger[metadataKey: "x402.route"] = .string(route.config.id)
             let paidContext = PaidRequestHandler.Context(
-                request: request, path: p.path, route: route, counters: counters, challenge: route.challenge!,
+                request: request, path: p.path, route: route, counters: counters,
                 resourceURL: p.resourceURL, snapshot: snapshot,
                 forwarding: Self.forwardingInfo(request.head, remoteAddress: context.remoteAddress, snapshot: snapshot, requestID: requestID),
                 paywall: p.paywall, logger: logger)

@@ -95,11 +95,7 @@ public final class GatewayServer: Service {
                 httpDecoderConfiguration: .init(
                     maxHeaderFieldSize: config.limits.maxHeaderBytes, maxHeaderListSize: config.limits.maxHeaderBytes))),
             configuration: .init(address: .hostname(config.listen.host, port: config.listen.port), serverName: nil),
-            onServerRunning: { channel in
-                let port = channel.localAddress?.port ?? 0
-                logger.info("gateway listening", metadata: ["address": "\(config.listen.host):\(port)", "port": "\(port)"])
-                await onListening(port)
-            },
+            onServerRunning: Self.announce("gateway listening", config.listen, logger: logger, then: onListening),
             logger: logger)
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -114,6 +110,18 @@ public final class GatewayServer: Service {
             throw error
         }
         await clients.shutdown()
+    }
+
+    /// Logs the bound address (`port` as its own field: tests and scripts read it from the JSON
+    /// log line) and hands the port on.
+    static func announce(
+        _ message: Logger.Message, _ listen: ListenAddress, logger: Logger, then: @escaping @Sendable (Int) async -> Void
+    ) -> @Sendable (any Channel) async -> Void {
+        { channel in
+            let port = channel.localAddress?.port ?? 0
+            logger.info(message, metadata: ["address": "\(ListenAddress(host: listen.host, port: port))", "port": "\(port)"])
+            await then(port)
+        }
     }
 
     // MARK: Facilitator coverage
@@ -193,21 +201,19 @@ public final class GatewayServer: Service {
             }
             let old = box.snapshot.config
             var config = loaded
+            // Settings bound when the listeners started keep their running values.
             var restart: [String] = []
-            if config.listen != old.listen { restart.append("listen"); config.listen = old.listen }
-            if config.admin != old.admin { restart.append("admin"); config.admin = old.admin }
-            if config.limits.maxHeaderBytes != old.limits.maxHeaderBytes {
-                restart.append("limits.maxHeaderBytes")
-                config.limits.maxHeaderBytes = old.limits.maxHeaderBytes
+            func keep<T: Equatable>(_ key: WritableKeyPath<GatewayConfig, T>, _ name: String) {
+                if config[keyPath: key] != old[keyPath: key] {
+                    restart.append(name)
+                    config[keyPath: key] = old[keyPath: key]
+                }
             }
-            if config.limits.idleTimeout != old.limits.idleTimeout {
-                restart.append("limits.idleTimeout")
-                config.limits.idleTimeout = old.limits.idleTimeout
-            }
-            if config.limits.shutdownGrace != old.limits.shutdownGrace {
-                restart.append("limits.shutdownGrace")
-                config.limits.shutdownGrace = old.limits.shutdownGrace
-            }
+            keep(\.listen, "listen")
+            keep(\.admin, "admin")
+            keep(\.limits.maxHeaderBytes, "limits.maxHeaderBytes")
+            keep(\.limits.idleTimeout, "limits.idleTimeout")
+            keep(\.limits.shutdownGrace, "limits.shutdownGrace")
             box.replace(Self.snapshot(config, clients: clients, facilitator: facilitatorOverride, metrics: metrics))
             state.lastError = nil
             metrics.configReload(result: "applied")

@@ -21,13 +21,15 @@ struct PaidRequestHandler: Sendable {
         var path: CanonicalPath
         var route: CompiledRoute
         var counters: RouteMetrics
-        var challenge: Challenge
         var resourceURL: String
         var snapshot: GatewaySnapshot
         var forwarding: ReverseProxy.Forwarding
         /// The browser paywall page, when the request came from a browser: refusals are shown on it.
         var paywall: PaywallPage?
         var logger: Logger
+
+        /// Paid requests only reach priced routes.
+        var challenge: Challenge { route.challenge! }
     }
 
     func respond(_ ctx: Context, header: String, headerVersion: Int) async -> (Response, RequestOutcome) {

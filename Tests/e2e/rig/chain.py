@@ -20,12 +20,10 @@ What it does differently from eth-tester's defaults, each for a reason the x402 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
 
 from eth.vm.spoof import SpoofTransaction
 from eth_abi import decode as abi_decode
@@ -35,7 +33,7 @@ from eth_tester.exceptions import BlockNotFound, TransactionNotFound
 from eth_utils import decode_hex, to_canonical_address, to_checksum_address
 
 from .constants import ADDRESSES, CHAIN_ID, GAS_PRICE_WEI, ONE_ETH, USDC_ADDRESS
-from .httpserver import Server
+from .httpserver import Handler as BaseHandler, Server, arguments, serve
 
 ZERO_ADDRESS = b"\x00" * 20
 ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
@@ -367,9 +365,7 @@ class Dispatcher:
 
 
 def make_server(host: str, port: int, dispatcher: Dispatcher) -> Server:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+    class Handler(BaseHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             try:
@@ -381,31 +377,18 @@ def make_server(host: str, port: int, dispatcher: Dispatcher) -> Server:
                     reply = [dispatcher.handle(r) for r in request]
                 else:
                     reply = dispatcher.handle(request)
-            data = json.dumps(reply).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass
+            self.send_json(200, reply)
 
     return Server((host, port), Handler)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
+    args = arguments(__doc__)
 
     from .token import compiled_token
 
     chain = LocalChain(genesis_state(compiled_token()["runtime"]))
-    server = make_server(args.host, args.port, Dispatcher(chain))
-    print(f"READY http://{args.host}:{server.server_address[1]}", flush=True)
-    server.serve_forever()
+    serve(make_server(args.host, args.port, Dispatcher(chain)), args.host)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,10 @@ seconds before it starts, so a test can stop the facilitator while a settlement 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
 
 from x402 import SchemeNotFoundError, x402FacilitatorSync
 from x402.mechanisms.evm.exact import ExactEvmFacilitatorScheme
@@ -28,7 +26,7 @@ from x402.mechanisms.evm.signers import FacilitatorWeb3Signer
 from x402.schemas.helpers import parse_payment_payload, parse_payment_requirements
 
 from .constants import KEYS, NETWORK, NETWORK_V1
-from .httpserver import Server
+from .httpserver import Handler as BaseHandler, Server, arguments, serve
 
 
 def build_facilitator(rpc_url: str) -> x402FacilitatorSync:
@@ -54,35 +52,25 @@ def make_server(host: str, port: int, facilitator: x402FacilitatorSync) -> Serve
         with lock:
             stats[name] += 1
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def reply(self, status: int, body: dict) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
+    class Handler(BaseHandler):
         def do_GET(self):
             if self.path == "/supported":
                 count("supported")
-                self.reply(200, dump(facilitator.get_supported()))
+                self.send_json(200, dump(facilitator.get_supported()))
             elif self.path == "/__stats":
                 with lock:
-                    self.reply(200, json.loads(json.dumps(stats)))
+                    self.send_json(200, json.loads(json.dumps(stats)))
             else:
-                self.reply(404, {"error": "not found"})
+                self.send_json(404, {"error": "not found"})
 
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if self.path == "/__settle_delay":
                 control["settle_delay"] = float(json.loads(body)["seconds"])
-                self.reply(200, control)
+                self.send_json(200, control)
                 return
             if self.path not in ("/verify", "/settle"):
-                self.reply(404, {"error": "not found"})
+                self.send_json(404, {"error": "not found"})
                 return
             op = self.path[1:]
             count(op)
@@ -91,7 +79,7 @@ def make_server(host: str, port: int, facilitator: x402FacilitatorSync) -> Serve
                 payload = parse_payment_payload(request["paymentPayload"])
                 requirements = parse_payment_requirements(payload.x402_version, request["paymentRequirements"])
             except Exception as e:
-                self.reply(400, {"error": f"invalid request: {e}"})
+                self.send_json(400, {"error": f"invalid request: {e}"})
                 return
             if op == "settle":
                 with lock:
@@ -100,34 +88,25 @@ def make_server(host: str, port: int, facilitator: x402FacilitatorSync) -> Serve
             try:
                 result = getattr(facilitator, op)(payload, requirements)
             except SchemeNotFoundError as e:
-                self.reply(400, {"error": str(e)})
+                self.send_json(400, {"error": str(e)})
                 return
             except Exception as e:
                 print(f"facilitator: {op} raised {e!r}", file=sys.stderr, flush=True)
-                self.reply(500, {"error": str(e)})
+                self.send_json(500, {"error": str(e)})
                 return
             if op == "settle":
                 with lock:
                     stats["settle_finished"].append(time.time())
             out = dump(result)
             print(f"facilitator: {op} v{payload.x402_version} -> {json.dumps(out)}", file=sys.stderr, flush=True)
-            self.reply(200, out)
-
-        def log_message(self, *args):
-            pass
+            self.send_json(200, out)
 
     return Server((host, port), Handler)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rpc", required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
-    server = make_server(args.host, args.port, build_facilitator(args.rpc))
-    print(f"READY http://{args.host}:{server.server_address[1]}", flush=True)
-    server.serve_forever()
+    args = arguments(__doc__, lambda parser: parser.add_argument("--rpc", required=True))
+    serve(make_server(args.host, args.port, build_facilitator(args.rpc)), args.host)
 
 
 if __name__ == "__main__":

@@ -13,35 +13,20 @@ Routes (any method, any query string):
 
 from __future__ import annotations
 
-import argparse
 import html
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
-from .httpserver import Server
+from .httpserver import Handler as BaseHandler, Server, arguments, serve
 
 
 def make_server(host: str, port: int) -> Server:
     recorded: list[dict] = []
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def send_json(self, status: int, body) -> None:
-            self.send_bytes(status, "application/json", json.dumps(body).encode())
-
-        def send_bytes(self, status: int, content_type: str, data: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-
+    class Handler(BaseHandler):
         def handle_any(self) -> None:
             url = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
@@ -99,20 +84,12 @@ def make_server(host: str, port: int) -> Server:
 
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = handle_any
 
-        def log_message(self, *args):
-            pass
-
     return Server((host, port), Handler)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
-    server = make_server(args.host, args.port)
-    print(f"READY http://{args.host}:{server.server_address[1]}", flush=True)
-    server.serve_forever()
+    args = arguments(__doc__)
+    serve(make_server(args.host, args.port), args.host)
 
 
 if __name__ == "__main__":
