@@ -6,12 +6,12 @@ import Synchronization
 import X402
 import X402Facilitator
 
-/// An upstream and the HTTP clients that talk to it: AsyncHTTPClient (paid requests, `https`
-/// upstreams) and the NIO-level connection pool of the free-route proxy (nil for `https`).
+/// An upstream and the HTTP clients that talk to it: AsyncHTTPClient (the paid path's hop) and the
+/// NIO-level connection pool of the free-route proxy.
 struct Upstream: Sendable {
     let config: UpstreamConfig
     let client: HTTPClient
-    let connections: UpstreamConnections?
+    let connections: UpstreamConnections
 }
 
 /// Creates the HTTP clients for upstreams and the facilitator. A configuration that did not change
@@ -38,9 +38,7 @@ final class ClientPool: Sendable {
             configs.mapValues { config in
                 if let upstream = state.upstreams[config] { return upstream }
                 let client = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: Self.configuration(for: config))
-                let upstream = Upstream(
-                    config: config, client: client,
-                    connections: config.scheme == "http" ? UpstreamConnections(config: config) : nil)
+                let upstream = Upstream(config: config, client: client, connections: UpstreamConnections(config: config))
                 state.upstreams[config] = upstream
                 return upstream
             }
@@ -61,7 +59,7 @@ final class ClientPool: Sendable {
     func shutdown() async {
         let (upstreams, facilitators) = state.withLock { ($0.upstreams.values, $0.facilitators.values) }
         for upstream in upstreams {
-            upstream.connections?.shutdown()
+            upstream.connections.shutdown()
             try? await upstream.client.shutdown()
         }
         for client in facilitators { await client.shutdown() }

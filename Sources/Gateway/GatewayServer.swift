@@ -4,6 +4,8 @@ import GatewayStorage
 import Hummingbird
 import Logging
 import NIOCore
+import NIOExtras
+import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
 import Synchronization
@@ -83,26 +85,12 @@ public final class GatewayServer: Service {
 
     public func run() async throws {
         let config = box.snapshot.config
-        let onListening = self.onListening
-        let logger = self.logger
-        let app = Application(
-            responder: GatewayResponder(box: box, paid: paid, metrics: metrics),
-            // The fast-answer handler writes the gateway's own answers in the pipeline and owns the
-            // idle timeout (Hummingbird's would not see the requests it answers).
-            server: .http1(configuration: .init(
-                additionalChannelHandlers: [FastAnswerHandler(box: self.box, logger: logger, metrics: self.metrics, idleTimeout: config.limits.idleTimeout)],
-                idleTimeout: nil,
-                httpDecoderConfiguration: .init(
-                    maxHeaderFieldSize: config.limits.maxHeaderBytes, maxHeaderListSize: config.limits.maxHeaderBytes))),
-            configuration: .init(address: .hostname(config.listen.host, port: config.listen.port), serverName: nil),
-            onServerRunning: Self.announce("gateway listening", config.listen, logger: logger, then: onListening),
-            logger: logger)
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await self.logFacilitatorCoverage() }
                 group.addTask { try? await cancelWhenGracefulShutdown { try await self.watchConfigFile() } }
                 if let admin = config.admin { group.addTask { try await self.adminApplication(admin).run() } }
-                group.addTask { try await app.run() }
+                group.addTask { try await self.serve(config) }
                 try await group.waitForAll()
             }
         } catch {
@@ -110,6 +98,58 @@ public final class GatewayServer: Service {
             throw error
         }
         await clients.shutdown()
+    }
+
+    /// The main listener: NIO's HTTP/1 request decoder and a ``GatewayHandler`` per connection. On
+    /// graceful shutdown it stops accepting, lets every connection finish the request in flight and
+    /// returns once all are closed (or when cancelled, at the end of the shutdown grace period).
+    private func serve(_ config: GatewayConfig) async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let quiesce = ServerQuiescingHelper(group: group)
+        let limits = {
+            var limits = NIOHTTPDecoderLimitConfiguration()
+            limits.maxHeaderFieldSize = config.limits.maxHeaderBytes
+            limits.maxHeaderListSize = config.limits.maxHeaderBytes
+            return limits
+        }()
+        let (box, logger, metrics, paid) = (self.box, self.logger, self.metrics, self.paid)
+        let idleTimeout = config.limits.idleTimeout
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
+                }
+            }
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
+                                                                limitConfiguration: limits)),
+                        GatewayHandler(box: box, logger: logger, metrics: metrics, paid: paid, idleTimeout: idleTimeout),
+                    ])
+                }
+            }
+            .bind(host: config.listen.host, port: config.listen.port).get()
+        await Self.announce("gateway listening", config.listen, logger: logger, then: onListening)(channel)
+
+        let (stopped, continuation) = AsyncStream<Void>.makeStream()
+        let drained = group.any().makePromise(of: Void.self)
+        drained.futureResult.whenComplete { _ in continuation.finish() }
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                for await _ in stopped {}
+            } onGracefulShutdown: {
+                logger.info("draining connections")
+                quiesce.initiateShutdown(promise: drained)
+            }
+        } onCancel: {
+            continuation.finish()
+        }
+        try? await channel.close()
     }
 
     /// Logs the bound address (`port` as its own field: tests and scripts read it from the JSON

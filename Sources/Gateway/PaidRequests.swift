@@ -1,14 +1,24 @@
 import AsyncHTTPClient
 import GatewayCore
 import GatewayStorage
-import HTTPTypes
-import Hummingbird
 import Logging
 import NIOCore
 import NIOHTTP1
 import Paywall
 import X402
 import X402Facilitator
+
+/// What a paid request comes to: an answer of the gateway's own, or the upstream's response
+/// (with `PAYMENT-RESPONSE` once settled), its body held back or streamed.
+enum PaidResult: Sendable {
+    case answer(Answer)
+    case upstream(status: HTTPResponseStatus, headers: HTTPHeaders, extra: [(String, String)], body: Body)
+
+    enum Body: Sendable {
+        case buffered(ByteBuffer)
+        case stream(HTTPClientResponse.Body)
+    }
+}
 
 /// The async shell around ``PaymentFlow``: performs each action the flow asks for.
 struct PaidRequestHandler: Sendable {
@@ -17,7 +27,9 @@ struct PaidRequestHandler: Sendable {
     let clock: @Sendable () -> UInt64
 
     struct Context {
-        var request: Request
+        var head: HTTPRequestHead
+        /// The request body, read to the end (bounded by `limits.maxPaidRequestBodyBytes`).
+        var body: ByteBuffer?
         var path: CanonicalPath
         var route: CompiledRoute
         var counters: RouteMetrics
@@ -32,9 +44,9 @@ struct PaidRequestHandler: Sendable {
         var challenge: Challenge { route.challenge! }
     }
 
-    func respond(_ ctx: Context, header: String, headerVersion: Int) async -> (Response, RequestOutcome) {
+    func respond(_ ctx: Context, header: String, headerVersion: Int) async -> (PaidResult, RequestOutcome) {
         let responses = ctx.snapshot.responses
-        let isHead = ctx.request.method == .head
+        let isHead = ctx.head.method == .HEAD
         let logger = ctx.logger
         let payment: PresentedPayment
         do {
@@ -42,30 +54,17 @@ struct PaidRequestHandler: Sendable {
         } catch {
             logger.info("payment refused", metadata: ["x402.reason": "\(error.rawValue)"])
             metrics.paymentRefused(reason: error.rawValue)
-            return (responses.paymentRequired(ctx.challenge, resourceURL: ctx.resourceURL, error: error.rawValue, head: isHead,
-                                              paywall: ctx.paywall, method: ctx.request.method.rawValue).response, .refused)
+            return (.answer(responses.paymentRequired(ctx.challenge, resourceURL: ctx.resourceURL, error: error.rawValue, head: isHead,
+                                                      paywall: ctx.paywall, method: ctx.head.method.rawValue)), .refused)
         }
         guard let facilitator = ctx.snapshot.facilitator else {
             logger.error("payment presented but no facilitator is configured")
-            return (responses.error(.badGateway, code: "facilitator_unavailable", message: "payments cannot be verified", head: isHead).response,
+            return (.answer(responses.error(.badGateway, code: "facilitator_unavailable", message: "payments cannot be verified", head: isHead)),
                     .failedClosed)
         }
-        // Priced routes take a bounded request body, held so that nothing half-forwarded can be charged.
-        var requestBody: ByteBuffer?
-        var request = ctx.request
-        if request.headers[.contentLength] != nil || request.headers[.transferEncoding] != nil {
-            do {
-                requestBody = try await request.collectBody(upTo: ctx.snapshot.config.limits.maxPaidRequestBodyBytes)
-            } catch {
-                return (responses.error(.contentTooLarge, code: "body_too_large", message: "request body exceeds the limit for priced routes", head: isHead).response,
-                        .badRequest)
-            }
-        }
-
         var flow = PaymentFlow(policy: ctx.route.config.settlement)
         var key: PaymentKey?
-        let answer = await drive(&flow, key: &key, payment: payment, request: request, requestBody: requestBody,
-                                   facilitator: facilitator, ctx: ctx, logger: logger)
+        let answer = await drive(&flow, key: &key, payment: payment, facilitator: facilitator, ctx: ctx, logger: logger)
         // Settle the claim before answering, so a client's next request sees the final state.
         if let key {
             switch flow.claim {
@@ -80,11 +79,11 @@ struct PaidRequestHandler: Sendable {
 
     /// Performs the flow's actions until it produces the answer.
     private func drive(
-        _ flow: inout PaymentFlow, key: inout PaymentKey?, payment: PresentedPayment, request: Request, requestBody: ByteBuffer?,
-        facilitator: any Facilitator, ctx: Context, logger: Logger
-    ) async -> (Response, RequestOutcome) {
+        _ flow: inout PaymentFlow, key: inout PaymentKey?, payment: PresentedPayment, facilitator: any Facilitator, ctx: Context,
+        logger: Logger
+    ) async -> (PaidResult, RequestOutcome) {
         let responses = ctx.snapshot.responses
-        let isHead = request.method == .head
+        let isHead = ctx.head.method == .HEAD
         var action = flow.start(payment, offers: ctx.route.offers, now: clock())
         var upstream: HTTPClientResponse?
         var buffered: ByteBuffer?
@@ -94,8 +93,8 @@ struct PaidRequestHandler: Sendable {
                 logger.info("payment refused", metadata: ["x402.reason": "\(reason.rawValue)", "x402.detail": "\(detail ?? "")"])
                 metrics.paymentRefused(reason: reason.rawValue)
                 let response = responses.paymentRequired(ctx.challenge, resourceURL: ctx.resourceURL, error: detail ?? reason.rawValue,
-                                                         head: isHead, paywall: ctx.paywall, method: request.method.rawValue).response
-                return (response, .refused)
+                                                         head: isHead, paywall: ctx.paywall, method: ctx.head.method.rawValue)
+                return (.answer(response), .refused)
 
             case .claim:
                 let offer = ctx.route.offers[flow.offerIndex!].offer
@@ -130,7 +129,7 @@ struct PaidRequestHandler: Sendable {
                 do throws(ReverseProxy.Failure) {
                     guard let target = ctx.snapshot.upstreams[ctx.route.config.upstream] else { throw .unavailable("not configured") }
                     let response = try await ReverseProxy.forward(
-                        request, path: ctx.path, to: target, forwarding: forwarding, body: requestBody, metrics: metrics, logger: logger)
+                        ctx.head, path: ctx.path, to: target, forwarding: forwarding, body: ctx.body, metrics: metrics, logger: logger)
                     upstream = response
                     if flow.policy == .afterSuccess && response.status.code < 400 {
                         do {
@@ -164,39 +163,30 @@ struct PaidRequestHandler: Sendable {
             case .deliver(let settlement):
                 logger.info("payment settled", metadata: ["x402.transaction": "\(settlement.transaction)", "x402.network": "\(settlement.network)"])
                 let response = upstream!
-                var headers = ReverseProxy.relayedHeaders(response.headers)
-                setPaymentResponse(&headers, settlement, version: payment.version)
-                let status = HTTPResponse.Status(code: Int(response.status.code), reasonPhrase: response.status.reasonPhrase)
-                if let buffered {
-                    return (Response(status: status, headers: headers, body: ResponseBody(byteBuffer: buffered)), .paid)
-                }
-                return (Response(status: status, headers: headers, body: ResponseBody(asyncSequence: response.body)), .paid)
+                let extra = paymentResponse(settlement, version: payment.version).map { [$0] } ?? []
+                return (.upstream(status: response.status, headers: response.headers, extra: extra,
+                                  body: buffered.map { .buffered($0) } ?? .stream(response.body)), .paid)
 
             case .deliverUnsettled:
                 logger.info("upstream failed; payment not settled", metadata: ["x402.status": "\(upstream!.status.code)"])
                 let response = upstream!
-                let status = HTTPResponse.Status(code: Int(response.status.code), reasonPhrase: response.status.reasonPhrase)
-                return (Response(status: status, headers: ReverseProxy.relayedHeaders(response.headers),
-                                 body: ResponseBody(asyncSequence: response.body)), .unsettled)
+                return (.upstream(status: response.status, headers: response.headers, extra: [], body: .stream(response.body)), .unsettled)
 
             case .settlementFailed(let settlement):
                 logger.warning("settlement refused; content withheld", metadata: ["x402.reason": "\(settlement.errorReason ?? "")"])
-                var headers = HTTPFields()
-                headers[.contentType] = "application/json"
-                headers[.cacheControl] = "no-store"
+                var headers: HTTPHeaders = ["Content-Type": "application/json", "Cache-Control": "no-store"]
                 responses.addCORS(&headers)
-                setPaymentResponse(&headers, settlement, version: payment.version)
-                return (Response(status: .paymentRequired, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: "{}"))),
-                        .settlementFailed)
+                if let (name, value) = paymentResponse(settlement, version: payment.version) { headers.add(name: name, value: value) }
+                return (.answer(Answer(status: .paymentRequired, headers: headers, body: ByteBuffer(string: "{}"))), .settlementFailed)
 
             case .failClosed(let failure, let stage):
                 logger.warning("failing closed", metadata: ["x402.stage": "\(stage.rawValue)"])
-                let status: HTTPResponse.Status = failure == .timeout ? .gatewayTimeout : .badGateway
+                let status: HTTPResponseStatus = failure == .timeout ? .gatewayTimeout : .badGateway
                 let code = "\(stage == .upstream ? "upstream" : "facilitator")_\(failure == .timeout ? "timeout" : "unavailable")"
                 let message = stage == .settle
                     ? "the payment's settlement outcome is unknown; do not pay again, retry later with the same payment"
                     : "the request could not be completed; nothing was charged"
-                return (responses.error(status, code: code, message: message, head: isHead).response, .failedClosed)
+                return (.answer(responses.error(status, code: code, message: message, head: isHead)), .failedClosed)
             }
         }
     }
@@ -226,10 +216,11 @@ struct PaidRequestHandler: Sendable {
         return prepared.requirementsJSON
     }
 
-    private func setPaymentResponse(_ headers: inout HTTPFields, _ settlement: SettleResponse, version: Int) {
+    /// The `PAYMENT-RESPONSE` (v2) or `X-PAYMENT-RESPONSE` (v1) header.
+    private func paymentResponse(_ settlement: SettleResponse, version: Int) -> (String, String)? {
         var settlement = settlement
         if version == 1, let name = Networks.named(settlement.network)?.v1Name { settlement.network = name }
-        guard let value = try? HeaderCodec.encode(settlement) else { return }
-        headers[version == 1 ? .xPaymentResponse : .paymentResponse] = value
+        guard let value = try? HeaderCodec.encode(settlement) else { return nil }
+        return (version == 1 ? X402Header.xPaymentResponse : X402Header.paymentResponse, value)
     }
 }

@@ -1,40 +1,50 @@
 import Foundation
 import GatewayCore
-import HTTPTypes
-import Hummingbird
 import NIOCore
+import NIOHTTP1
 import Paywall
 import X402
 
-extension HTTPResponse.Status {
-    /// 402 has no named constant in swift-http-types.
-    static let paymentRequired = HTTPResponse.Status(code: 402, reasonPhrase: "Payment Required")
-}
-
-extension HTTPField.Name {
-    static let paymentRequired = HTTPField.Name(X402Header.paymentRequired)!
-    static let paymentSignature = HTTPField.Name(X402Header.paymentSignature)!
-    static let paymentResponse = HTTPField.Name(X402Header.paymentResponse)!
-    static let xPayment = HTTPField.Name(X402Header.xPayment)!
-    static let xPaymentResponse = HTTPField.Name(X402Header.xPaymentResponse)!
-    static let xForwardedFor = HTTPField.Name("X-Forwarded-For")!
-    static let xForwardedProto = HTTPField.Name("X-Forwarded-Proto")!
-    static let xForwardedHost = HTTPField.Name("X-Forwarded-Host")!
-    static let forwarded = HTTPField.Name("Forwarded")!
-    static let settlementOverrides = HTTPField.Name("Settlement-Overrides")!
-    static let referrerPolicy = HTTPField.Name("Referrer-Policy")!
-}
-
-/// An answer the gateway writes itself, complete before it is sent: written straight to the
-/// channel by ``FastAnswerHandler``, or handed to Hummingbird as a ``Response``.
+/// An answer the gateway writes itself, complete before it is sent.
 struct Answer: Sendable {
-    var status: HTTPResponse.Status
-    var headers: HTTPFields
+    var status: HTTPResponseStatus
+    var headers: HTTPHeaders
     /// nil for HEAD (the headers then carry the GET answer's Content-Length) and for 204.
     var body: ByteBuffer?
 
-    var response: Response {
-        Response(status: status, headers: headers, body: body.map { ResponseBody(byteBuffer: $0) } ?? ResponseBody())
+    /// Its bytes, minus the per-response fields (`Date`, `X-Request-Id`, `Connection`).
+    func encoded() -> EncodedAnswer {
+        var head = ByteBufferAllocator().buffer(capacity: 256)
+        HTTPWire.writeStatusLine(status, into: &head)
+        var hasLength = false
+        for (name, value) in headers {
+            if HTTPWire.nameEquals(name, "content-length") { hasLength = true }
+            HTTPWire.writeHeader(name, value, into: &head)
+        }
+        if let body, !hasLength { HTTPWire.writeHeader("Content-Length", String(body.readableBytes), into: &head) }
+        return EncodedAnswer(head: head, body: body, hasRequestID: headers.contains(name: "x-request-id"))
+    }
+}
+
+/// An ``Answer`` serialised once (a route's 402 is reused for every request asking for the same URL).
+struct EncodedAnswer: Sendable {
+    let head: ByteBuffer
+    let body: ByteBuffer?
+    let hasRequestID: Bool
+
+    /// The complete response: the stored head, `Date`, the request id, `Connection`, the body.
+    func bytes(requestID: String, connection: String?, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: head.readableBytes + (body?.readableBytes ?? 0) + 128)
+        var head = self.head
+        buffer.writeBuffer(&head)
+        buffer.writeStaticString("Date: ")
+        buffer.writeString(HTTPDate.now())
+        buffer.writeStaticString("\r\n")
+        if !hasRequestID { HTTPWire.writeHeader("X-Request-Id", requestID, into: &buffer) }
+        if let connection { HTTPWire.writeHeader("Connection", connection, into: &buffer) }
+        buffer.writeStaticString("\r\n")
+        if var body { buffer.writeBuffer(&body) }
+        return buffer
     }
 }
 
@@ -46,20 +56,18 @@ struct GatewayResponses: Sendable {
     static let allowedRequestHeaders =
         "PAYMENT-SIGNATURE, X-PAYMENT, Access-Control-Expose-Headers, Content-Type, Authorization, Accept"
 
-    func addCORS(_ headers: inout HTTPFields) {
-        headers[.accessControlAllowOrigin] = cors.allowOrigin
-        headers[.accessControlExposeHeaders] = Self.exposedHeaders
-        if cors.allowOrigin != "*" { headers[.vary] = "Origin" }
+    func addCORS(_ headers: inout HTTPHeaders) {
+        headers.add(name: "Access-Control-Allow-Origin", value: cors.allowOrigin)
+        headers.add(name: "Access-Control-Expose-Headers", value: Self.exposedHeaders)
+        if cors.allowOrigin != "*" { headers.add(name: "Vary", value: "Origin") }
     }
 
     /// A small JSON error: `{"error":"<code>","message":"<text>"}`.
-    func error(_ status: HTTPResponse.Status, code: String, message: String, head: Bool = false) -> Answer {
-        var headers = HTTPFields()
-        headers[.contentType] = "application/json"
-        headers[.cacheControl] = "no-store"
+    func error(_ status: HTTPResponseStatus, code: String, message: String, head: Bool = false) -> Answer {
+        var headers: HTTPHeaders = ["Content-Type": "application/json", "Cache-Control": "no-store"]
         addCORS(&headers)
         let body = "{\"error\":\(JSONString.quoted(code)),\"message\":\(JSONString.quoted(message))}"
-        if head { headers[.contentLength] = String(body.utf8.count) }
+        if head { headers.add(name: "Content-Length", value: String(body.utf8.count)) }
         return Answer(status: status, headers: headers, body: head ? nil : ByteBuffer(string: body))
     }
 
@@ -72,14 +80,12 @@ struct GatewayResponses: Sendable {
         if let paywall {
             return paywallPage(paywall, challenge: challenge, resourceURL: resourceURL, error: error, head: head, method: method)
         }
-        var headers = HTTPFields()
-        headers[.contentType] = "application/json"
-        headers[.cacheControl] = "no-store"
-        headers[.paymentRequired] = challenge.header(resourceURL: resourceURL, error: error)
+        var headers: HTTPHeaders = ["Content-Type": "application/json", "Cache-Control": "no-store"]
+        headers.add(name: X402Header.paymentRequired, value: challenge.header(resourceURL: resourceURL, error: error))
         addCORS(&headers)
         let body = challenge.v1Body(resourceURL: resourceURL, error: error)
         if head {
-            headers[.contentLength] = String(body.count)
+            headers.add(name: "Content-Length", value: String(body.count))
             return Answer(status: .paymentRequired, headers: headers, body: nil)
         }
         return Answer(status: .paymentRequired, headers: headers, body: ByteBuffer(bytes: body))
@@ -93,16 +99,14 @@ struct GatewayResponses: Sendable {
         let json = challenge.paymentRequired(resourceURL: resourceURL, error: error)
         // HEAD describes the GET answer (same length), so the page is the one GET would get.
         let rendered = page.render(paymentRequiredJSON: json, resourceURL: resourceURL, method: head ? "GET" : method)
-        var headers = HTTPFields()
-        headers[.contentType] = "text/html; charset=utf-8"
-        headers[.cacheControl] = "no-store"
-        headers[.paymentRequired] = Base64.encode(json)
-        headers[.contentSecurityPolicy] = rendered.contentSecurityPolicy
-        headers[.xContentTypeOptions] = "nosniff"
-        headers[.referrerPolicy] = "no-referrer"
+        var headers: HTTPHeaders = ["Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"]
+        headers.add(name: X402Header.paymentRequired, value: Base64.encode(json))
+        headers.add(name: "Content-Security-Policy", value: rendered.contentSecurityPolicy)
+        headers.add(name: "X-Content-Type-Options", value: "nosniff")
+        headers.add(name: "Referrer-Policy", value: "no-referrer")
         addCORS(&headers)
         if head {
-            headers[.contentLength] = String(rendered.body.count)
+            headers.add(name: "Content-Length", value: String(rendered.body.count))
             return Answer(status: .paymentRequired, headers: headers, body: nil)
         }
         return Answer(status: .paymentRequired, headers: headers, body: ByteBuffer(bytes: rendered.body))
@@ -110,14 +114,15 @@ struct GatewayResponses: Sendable {
 
     /// Answer to a CORS preflight: allowed without payment.
     func preflight(requestedHeaders: String?) -> Answer {
-        var headers = HTTPFields()
-        headers[.accessControlAllowOrigin] = cors.allowOrigin
-        headers[.accessControlAllowMethods] = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
-        headers[.accessControlAllowHeaders] = Self.allowedRequestHeaders + (requestedHeaders.map { ", " + $0 } ?? "")
-        headers[.accessControlExposeHeaders] = Self.exposedHeaders
-        headers[.accessControlMaxAge] = String(cors.maxAgeSeconds)
-        headers[.cacheControl] = "no-store"
-        if cors.allowOrigin != "*" { headers[.vary] = "Origin" }
+        var headers: HTTPHeaders = [
+            "Access-Control-Allow-Origin": cors.allowOrigin,
+            "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
+            "Access-Control-Allow-Headers": Self.allowedRequestHeaders + (requestedHeaders.map { ", " + $0 } ?? ""),
+            "Access-Control-Expose-Headers": Self.exposedHeaders,
+            "Access-Control-Max-Age": String(cors.maxAgeSeconds),
+            "Cache-Control": "no-store",
+        ]
+        if cors.allowOrigin != "*" { headers.add(name: "Vary", value: "Origin") }
         return Answer(status: .noContent, headers: headers, body: nil)
     }
 }

@@ -6,7 +6,7 @@ import Synchronization
 import X402
 
 /// Keep-alive HTTP/1.1 connections to one plain-`http` upstream, for the NIO-level free-route
-/// proxy in ``FastAnswerHandler``. Connections live on the event loop of the client connection
+/// proxy in ``GatewayHandler``. Connections live on the event loop of the client connection
 /// that opened them (so every callback between the two channels is synchronous) and are kept in
 /// an idle list per event loop. A connection goes back to the list only when its exchange ended
 /// cleanly (request written to the end, response read to the end, both sides keep-alive); anything

@@ -286,7 +286,7 @@ final class PeakBox: @unchecked Sendable {
     var value: Int { lock.lock(); defer { lock.unlock() }; return peak }
 }
 
-/// The gateway's own answers are written in the channel pipeline (FastAnswerHandler) while free
+/// The gateway's own answers are written in the channel pipeline (GatewayHandler) while free
 /// requests go through Hummingbird: one connection mixing both must keep order and framing.
 @Suite("Fast answers and keep-alive", .timeLimit(.minutes(1)))
 struct FastAnswerTests {
@@ -354,7 +354,7 @@ struct FastAnswerTests {
     }
 }
 
-/// Free requests to plain-`http` upstreams are proxied at the NIO level (FastAnswerHandler and
+/// Free requests to plain-`http` upstreams are proxied at the NIO level (GatewayHandler and
 /// UpstreamConnections): framing, pooling, ordering and failures.
 @Suite("NIO-level free-route proxy", .timeLimit(.minutes(1)))
 struct NIOProxyTests {

@@ -1,7 +1,4 @@
-import AsyncHTTPClient
 import GatewayCore
-import HTTPTypes
-import Hummingbird
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -29,7 +26,7 @@ final class GatewaySnapshot: Sendable {
     private let lastChallenges: [LastChallenge]
 
     private final class LastChallenge: Sendable {
-        let slot = Mutex<(url: String, answer: Answer)?>(nil)
+        let slot = Mutex<(url: String, answer: EncodedAnswer)?>(nil)
     }
 
     init(config: GatewayConfig, upstreams: [String: Upstream], facilitator: (any Facilitator)?, metrics: GatewayMetrics) {
@@ -48,19 +45,18 @@ final class GatewaySnapshot: Sendable {
     }
 
     /// The 402 (GET, API client, default error) of a route for `resourceURL`.
-    func challengeAnswer(routeIndex: Int, challenge: Challenge, resourceURL: String) -> Answer {
+    func challengeAnswer(routeIndex: Int, challenge: Challenge, resourceURL: String) -> EncodedAnswer {
         let last = lastChallenges[routeIndex]
         if let hit = last.slot.withLock({ $0 }), hit.url == resourceURL { return hit.answer }
-        var answer = responses.paymentRequired(challenge, resourceURL: resourceURL, head: false)
-        answer.headers[.contentLength] = String(answer.body?.readableBytes ?? 0)
+        let answer = responses.paymentRequired(challenge, resourceURL: resourceURL, head: false).encoded()
         last.slot.withLock { $0 = (resourceURL, answer) }
         return answer
     }
 
     /// The page to answer `head` with instead of the JSON 402: only for browsers.
-    func paywall(routeIndex: Int, head: HTTPRequest) -> PaywallPage? {
+    func paywall(routeIndex: Int, head: HTTPRequestHead) -> PaywallPage? {
         guard let page = paywalls[routeIndex],
-              BrowserDetection.wantsPaywall(accept: head.headerFields[.accept], userAgent: head.headerFields[.userAgent])
+              BrowserDetection.wantsPaywall(accept: head.headers.first(name: "accept"), userAgent: head.headers.first(name: "user-agent"))
         else { return nil }
         return page
     }
@@ -80,7 +76,7 @@ final class SnapshotBox: Sendable {
 /// What the gateway does with a request, decided synchronously from its head.
 enum Decision {
     /// An answer the gateway writes itself (400, 402, 404, preflight).
-    case answer(Answer, RouteMetrics, RequestOutcome)
+    case answer(EncodedAnswer, RouteMetrics, RequestOutcome)
     /// Forward for free to the named upstream.
     case forward(upstream: String, path: CanonicalPath, RouteMetrics)
     /// A payment was presented on a priced route.
@@ -96,82 +92,39 @@ enum Decision {
     }
 }
 
-/// The gateway's one responder: canonicalise, answer preflights, match, then 402 or proxy.
-struct GatewayResponder: HTTPResponder {
-    typealias Context = GatewayRequestContext
-
-    let box: SnapshotBox
-    let paid: PaidRequestHandler
-    let metrics: GatewayMetrics
-
-    func respond(to request: Request, context: Context) async throws -> Response {
-        let requestID = request.headers[.xRequestID].flatMap(RequestID.accept) ?? RequestID.next()
-        metrics.requestStarted()
-        defer { metrics.requestEnded() }
-        let snapshot = box.snapshot
-        let (response, route, outcome) = await handle(
-            request, decision: Self.decide(request.head, remoteAddress: context.remoteAddress, snapshot: snapshot,
-                                           logger: context.logger, requestID: requestID),
-            snapshot: snapshot, context: context, requestID: requestID)
-        route.record(outcome)
-        var answer = response
-        if answer.headers[.xRequestID] == nil { answer.headers[.xRequestID] = requestID }
-        return answer
-    }
-
-    private func handle(
-        _ request: Request, decision: Decision, snapshot: GatewaySnapshot, context: Context, requestID: String
-    ) async -> (Response, RouteMetrics, RequestOutcome) {
-        switch decision {
-        case .answer(let answer, let counters, let outcome):
-            return (answer.response, counters, outcome)
-        case .forward(let upstream, let path, let counters):
-            let forwarding = Self.forwardingInfo(request.head, remoteAddress: context.remoteAddress, snapshot: snapshot, requestID: requestID)
-            let (response, outcome) = await proxyResponse(
-                request, path: path, upstream: upstream, snapshot: snapshot, forwarding: forwarding, logger: context.logger,
-                requestID: requestID)
-            return (response, counters, outcome)
-        case .pay(let p):
-            let route = snapshot.table.routes[p.routeIndex]
-            let counters = snapshot.routeMetrics[p.routeIndex]
-            var logger = context.logger
-            logger[metadataKey: "request.id"] = .string(requestID)
-            logger[metadataKey: "x402.route"] = .string(route.config.id)
-            let paidContext = PaidRequestHandler.Context(
-                request: request, path: p.path, route: route, counters: counters,
-                resourceURL: p.resourceURL, snapshot: snapshot,
-                forwarding: Self.forwardingInfo(request.head, remoteAddress: context.remoteAddress, snapshot: snapshot, requestID: requestID),
-                paywall: p.paywall, logger: logger)
-            let (response, outcome) = await paid.respond(paidContext, header: p.header, headerVersion: p.version)
-            return (response, counters, outcome)
-        }
-    }
-
+/// The decision for a request head, and the URL and forwarding facts derived from it.
+enum Routing {
     /// Everything that needs no I/O: canonical path, preflight, host, route, and for priced routes
-    /// without a payment the 402. Used by the responder and by ``FastAnswerHandler``, which writes
-    /// `.answer` decisions without entering the async request path.
+    /// without a payment the 402 (written by ``GatewayHandler`` without any I/O).
     static func decide(
-        _ head: HTTPRequest, remoteAddress: SocketAddress?, snapshot: GatewaySnapshot, logger: Logger, requestID: String
+        _ head: HTTPRequestHead, remoteAddress: SocketAddress?, snapshot: GatewaySnapshot, logger: Logger, requestID: String
     ) -> Decision {
         let responses = snapshot.responses
-        let isHead = head.method == .head
+        let isHead = head.method == .HEAD
+        let (target, targetAuthority) = splitAbsoluteForm(head.uri)
         let path: CanonicalPath
         do {
-            path = try CanonicalPath.parse(target: head.path ?? "")
+            path = try CanonicalPath.parse(target: target)
         } catch {
             logger.info("request refused", metadata: ["request.id": "\(requestID)", "x402.reason": "\(error)"])
-            return .answer(responses.error(.badRequest, code: "bad_path", message: error.description, head: isHead),
+            return .answer(responses.error(.badRequest, code: "bad_path", message: error.description, head: isHead).encoded(),
                            snapshot.unmatchedMetrics, .badRequest)
         }
 
-        if head.method == .options, head.headerFields[.accessControlRequestMethod] != nil, head.headerFields[.origin] != nil {
-            return .answer(responses.preflight(requestedHeaders: head.headerFields[.accessControlRequestHeaders]),
+        if head.method == .OPTIONS, head.headers.contains(name: "access-control-request-method"), head.headers.contains(name: "origin") {
+            return .answer(responses.preflight(requestedHeaders: head.headers.first(name: "access-control-request-headers")).encoded(),
                            snapshot.unmatchedMetrics, .free)
         }
 
-        let hostHeader = head.authority ?? ""
+        let hosts = head.headers["host"]
+        guard hosts.count <= 1 else {
+            return .answer(responses.error(.badRequest, code: "bad_host", message: "more than one Host header", head: isHead).encoded(),
+                           snapshot.unmatchedMetrics, .badRequest)
+        }
+        // An absolute-form target's authority replaces Host (RFC 9112 §3.2.2).
+        let hostHeader = targetAuthority ?? hosts.first ?? ""
         guard hostHeader.isEmpty || isValidHost(hostHeader) else {
-            return .answer(responses.error(.badRequest, code: "bad_host", message: "Host header is not a valid host", head: isHead),
+            return .answer(responses.error(.badRequest, code: "bad_host", message: "Host header is not a valid host", head: isHead).encoded(),
                            snapshot.unmatchedMetrics, .badRequest)
         }
         let host = HostPattern.normalize(hostHeader: hostHeader)
@@ -179,7 +132,7 @@ struct GatewayResponder: HTTPResponder {
         guard let routeIndex = snapshot.table.matchIndex(method: head.method.rawValue, path: path.path, host: host) else {
             switch snapshot.table.unmatched {
             case .deny:
-                return .answer(responses.error(.notFound, code: "not_found", message: "no route matches this request", head: isHead),
+                return .answer(responses.error(.notFound, code: "not_found", message: "no route matches this request", head: isHead).encoded(),
                                snapshot.unmatchedMetrics, .notFound)
             case .pass(let upstream):
                 return .forward(upstream: upstream, path: path, snapshot.unmatchedMetrics)
@@ -193,54 +146,38 @@ struct GatewayResponder: HTTPResponder {
         let resourceURL = resourceURL(path: path, head: head, host: hostHeader, snapshot: snapshot,
                                       trusted: isTrustedProxy(remoteAddress, snapshot))
         let paywall = snapshot.paywall(routeIndex: routeIndex, head: head)
-        let payment = head.headerFields[.paymentSignature].map { ($0, 2) } ?? head.headerFields[.xPayment].map { ($0, 1) }
+        let payment = head.headers.first(name: X402Header.paymentSignature).map { ($0, 2) }
+            ?? head.headers.first(name: X402Header.xPayment).map { ($0, 1) }
         guard let (header, version) = payment else {
             counters.challenged()
             let answer = paywall == nil && !isHead
                 ? snapshot.challengeAnswer(routeIndex: routeIndex, challenge: challenge, resourceURL: resourceURL)
                 : responses.paymentRequired(challenge, resourceURL: resourceURL, head: isHead, paywall: paywall,
-                                            method: head.method.rawValue)
+                                            method: head.method.rawValue).encoded()
             return .answer(answer, counters, .paymentRequired)
         }
         return .pay(Decision.Paid(routeIndex: routeIndex, path: path, resourceURL: resourceURL, paywall: paywall,
                                   header: header, version: version))
     }
 
-    private func proxyResponse(
-        _ request: Request, path: CanonicalPath, upstream name: String, snapshot: GatewaySnapshot,
-        forwarding: ReverseProxy.Forwarding, logger: Logger, requestID: String
-    ) async -> (Response, RequestOutcome) {
-        let responses = snapshot.responses
-        let isHead = request.method == .head
-        guard let upstream = snapshot.upstreams[name] else {
-            return (responses.error(.badGateway, code: "upstream_unavailable", message: "upstream is not configured", head: isHead).response, .upstreamError)
-        }
-        do throws(ReverseProxy.Failure) {
-            let upstreamResponse = try await ReverseProxy.forward(
-                request, path: path, to: upstream, forwarding: forwarding, metrics: metrics, logger: logger)
-            let status = HTTPResponse.Status(code: Int(upstreamResponse.status.code), reasonPhrase: upstreamResponse.status.reasonPhrase)
-            let response = Response(
-                status: status, headers: ReverseProxy.relayedHeaders(upstreamResponse.headers),
-                body: ResponseBody(asyncSequence: upstreamResponse.body))
-            return (response, .free)
-        } catch {
-            switch error {
-            case .timeout:
-                logger.warning("upstream timed out", metadata: ["request.id": "\(requestID)", "x402.upstream": "\(name)"])
-                return (responses.error(.gatewayTimeout, code: "upstream_timeout", message: "the upstream did not answer in time", head: isHead).response, .upstreamError)
-            case .unavailable(let why):
-                logger.warning("upstream unavailable", metadata: ["request.id": "\(requestID)", "x402.upstream": "\(name)", "error": "\(why)"])
-                return (responses.error(.badGateway, code: "upstream_unavailable", message: "the upstream could not be reached", head: isHead).response, .upstreamError)
-            }
-        }
+    /// `http://authority/path?query` → (`/path?query`, `authority`); any other target is returned as is.
+    static func splitAbsoluteForm(_ uri: String) -> (target: String, authority: String?) {
+        guard let first = uri.utf8.first, first != UInt8(ascii: "/") else { return (uri, nil) }
+        let lower = uri.prefix(8).lowercased()
+        let schemeLength = lower.hasPrefix("http://") ? 7 : lower.hasPrefix("https://") ? 8 : 0
+        guard schemeLength > 0 else { return (uri, nil) }
+        let rest = uri.dropFirst(schemeLength)
+        let end = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
+        let tail = rest[end...]
+        return (tail.first == "/" ? String(tail) : "/" + tail, String(rest[..<end]))
     }
 
     static func forwardingInfo(
-        _ head: HTTPRequest, remoteAddress: SocketAddress?, snapshot: GatewaySnapshot, requestID: String
+        _ head: HTTPRequestHead, remoteAddress: SocketAddress?, snapshot: GatewaySnapshot, requestID: String
     ) -> ReverseProxy.Forwarding {
         ReverseProxy.Forwarding(
             clientAddress: remoteAddress?.ipAddress, clientIsTrustedProxy: isTrustedProxy(remoteAddress, snapshot),
-            requestHost: head.authority, payerHeader: snapshot.config.payerHeader,
+            requestHost: head.headers.first(name: "host"), payerHeader: snapshot.config.payerHeader,
             extraHeaders: [("X-Request-Id", requestID)])
     }
 
@@ -253,15 +190,15 @@ struct GatewayResponder: HTTPResponder {
 
     /// The public URL of the resource: `publicBaseURL` when configured, else built from the request
     /// (scheme from `X-Forwarded-Proto` only when the peer is a trusted proxy).
-    static func resourceURL(path: CanonicalPath, head: HTTPRequest, host: String, snapshot: GatewaySnapshot, trusted: Bool) -> String {
+    static func resourceURL(path: CanonicalPath, head: HTTPRequestHead, host: String, snapshot: GatewaySnapshot, trusted: Bool) -> String {
         if let base = snapshot.config.publicBaseURL { return base + path.pathAndQuery }
         var scheme = "http"
         var authority = host
         if trusted {
-            if let proto = head.headerFields[.xForwardedProto]?.split(separator: ",").first, proto == "https" || proto == "http" {
+            if let proto = head.headers.first(name: "x-forwarded-proto")?.split(separator: ",").first, proto == "https" || proto == "http" {
                 scheme = String(proto)
             }
-            if let forwardedHost = head.headerFields[.xForwardedHost], Self.isValidHost(forwardedHost) { authority = forwardedHost }
+            if let forwardedHost = head.headers.first(name: "x-forwarded-host"), Self.isValidHost(forwardedHost) { authority = forwardedHost }
         }
         if authority.isEmpty { authority = "localhost" }
         return "\(scheme)://\(authority)\(path.pathAndQuery)"
@@ -299,8 +236,4 @@ enum RequestID {
         else { return nil }
         return value
     }
-}
-
-extension HTTPField.Name {
-    static let xRequestID = HTTPField.Name("X-Request-Id")!
 }

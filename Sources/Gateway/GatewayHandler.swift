@@ -1,0 +1,804 @@
+import AsyncHTTPClient
+import Foundation
+import GatewayCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import Synchronization
+import X402
+
+/// The connection handler of the main listener, right after NIO's HTTP/1 request decoder. It
+/// writes responses as bytes itself (see ``HTTPWire``) and handles one request at a time:
+/// - the gateway's own answers (402 challenges, 400s, 404s, preflights) are written from the
+///   pipeline, on the connection's event loop, without any I/O or task;
+/// - free requests are proxied at the NIO level (the `Exchange` extension below): the upstream
+///   connection lives on the same event loop and every part is relayed synchronously;
+/// - paid requests have their (bounded) body read, then run ``PaidRequestHandler`` in a task, whose
+///   result is written back on the event loop.
+///
+/// Requests pipelined behind one in flight are queued (and reading stops) until its answer has
+/// been written, so answers keep their order. The handler owns the idle timeout, graceful
+/// shutdown (`ChannelShouldQuiesceEvent`: close once the request in flight is answered) and
+/// half-closure (a client that closed its sending side still gets its answer).
+final class GatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = ByteBuffer
+
+    private let box: SnapshotBox
+    private let logger: Logger
+    private let metrics: GatewayMetrics
+    private let paid: PaidRequestHandler
+    private let idleTimeout: TimeAmount
+    /// The answer to an intercepted request, written when its (discarded) body has been read.
+    private var pending: (answer: EncodedAnswer, requestID: String, close: Bool, http10: Bool)?
+    private var lastActive = NIODeadline.now()
+    private var idleCheck: Scheduled<Void>?
+    /// The free request being proxied at the NIO level, if any.
+    private var exchange: Exchange?
+    /// The paid request in flight, if any.
+    private var payment: PaidExchange?
+    /// Request parts that arrived while a request was in flight, handled in order after it.
+    private var queued = CircularBuffer<HTTPServerRequestPart>()
+    /// A `read` held back (upstream not writable, or requests queued).
+    private var readHeld = false
+    /// Graceful shutdown asked for while a request was in flight: close once it is answered.
+    private var quiescing = false
+    /// The client closed its sending side while a request was in flight: close after its answer.
+    private var inputClosedDeferred = false
+    /// A close is scheduled after the last write; nothing more is read or answered.
+    private var closing = false
+    /// How the body of the response being written is framed.
+    private var framing = HTTPWire.Framing.none
+    /// The response-timeout check of the exchanges on this connection (see `scheduleExchangeTimer`).
+    private var exchangeTimer: Scheduled<Void>?
+    private var exchangeTimerDeadline = NIODeadline.distantPast
+    private var context: ChannelHandlerContext?
+
+    init(box: SnapshotBox, logger: Logger, metrics: GatewayMetrics, paid: PaidRequestHandler, idleTimeout: Duration) {
+        self.box = box
+        self.logger = logger
+        self.metrics = metrics
+        self.paid = paid
+        self.idleTimeout = .milliseconds(idleTimeout.wholeMilliseconds)
+    }
+
+    private var busy: Bool { pending != nil || exchange != nil || payment != nil }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { scheduleIdleCheck(context, at: .now() + idleTimeout) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        scheduleIdleCheck(context, at: .now() + idleTimeout)
+        context.fireChannelActive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        teardown()
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        teardown()
+        context.fireChannelInactive()
+    }
+
+    private func teardown() {
+        idleCheck?.cancel()
+        idleCheck = nil
+        exchangeTimer?.cancel()
+        exchangeTimer = nil
+        abortExchange()
+        if let payment {
+            self.payment = nil
+            payment.abandoned = true
+            metrics.requestEnded()
+        }
+        queued.removeAll()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        lastActive = .now()
+        if closing { return }
+        let part = unwrapInboundIn(data)
+        if !queued.isEmpty {
+            queued.append(part)
+            return
+        }
+        handle(part, context: context)
+    }
+
+    private func handle(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        switch part {
+        case .head(let head):
+            if busy {
+                queued.append(part)
+                return
+            }
+            start(head, context: context)
+        case .body(let body):
+            if let exchange {
+                if exchange.requestEnded { queued.append(part) } else { requestBody(body, exchange) }
+            } else if let payment {
+                if payment.requestEnded { queued.append(part) } else { paymentBody(body, payment, context: context) }
+            }
+            // Otherwise the body of a request answered by the gateway itself: discarded.
+        case .end:
+            if let exchange {
+                if exchange.requestEnded { queued.append(part) } else { requestEnd(exchange) }
+            } else if let payment {
+                if payment.requestEnded { queued.append(part) } else { paymentEnd(payment, context: context) }
+            } else if let (answer, requestID, close, http10) = pending {
+                pending = nil
+                write(answer, requestID: requestID, close: close, http10: http10, context: context)
+                requestFinished(context: context)
+            }
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if mustHoldReads {
+            readHeld = true
+            return
+        }
+        context.read()
+    }
+
+    /// Reads stop while requests are queued, and while the upstream cannot take more request body.
+    private var mustHoldReads: Bool {
+        if !queued.isEmpty { return true }
+        guard let exchange, !exchange.requestEnded, !exchange.responseDone else { return false }
+        guard let connection = exchange.connection else { return true }
+        return !connection.isWritable
+    }
+
+    private func resumeReadsIfHeld() {
+        guard readHeld, !mustHoldReads, let context else { return }
+        readHeld = false
+        context.read()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if let exchange, exchange.paused, context.channel.isWritable {
+            exchange.paused = false
+            exchange.connection?.read()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            if busy || !queued.isEmpty { quiescing = true } else { context.close(promise: nil) }
+            return
+        }
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            // A half-closed client still gets the answers to what it sent.
+            if busy || !queued.isEmpty { inputClosedDeferred = true } else { context.close(promise: nil) }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let error = error as? HTTPParserError, !busy, !closing {
+            // A request the decoder cannot read: answer it, then close (the decoder stops here).
+            let tooLarge = error == .headerOverflow
+            let answer = box.snapshot.responses.error(
+                tooLarge ? .custom(code: 431, reasonPhrase: "Request Header Fields Too Large") : .badRequest,
+                code: tooLarge ? "headers_too_large" : "bad_request",
+                message: tooLarge ? "request headers exceed the limit" : "the request is not valid HTTP/1.1")
+            write(answer.encoded(), requestID: RequestID.next(), close: true, http10: false, context: context)
+            return
+        }
+        context.close(promise: nil)
+    }
+
+    /// Answers the request, or starts proxying it, or starts its payment.
+    private func start(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let requestID = head.headers.first(name: "x-request-id").flatMap(RequestID.accept) ?? RequestID.next()
+        let snapshot = box.snapshot
+        let remoteAddress = context.channel.remoteAddress
+        let close = !head.isKeepAlive
+        let http10 = head.version.major == 1 && head.version.minor == 0
+        switch Routing.decide(head, remoteAddress: remoteAddress, snapshot: snapshot, logger: logger, requestID: requestID) {
+        case .answer(let answer, let counters, let outcome):
+            counters.record(outcome)
+            pending = (answer, requestID, close, http10)
+        case .forward(let name, let path, let counters):
+            guard let upstream = snapshot.upstreams[name] else {
+                counters.record(.upstreamError)
+                pending = (snapshot.responses.error(.badGateway, code: "upstream_unavailable", message: "upstream is not configured",
+                                                    head: head.method == .HEAD).encoded(), requestID, close, http10)
+                return
+            }
+            startExchange(head, path: path, upstream: upstream.config, connections: upstream.connections, counters: counters,
+                          snapshot: snapshot, requestID: requestID, remoteAddress: remoteAddress, context: context)
+        case .pay(let p):
+            startPayment(head, p, snapshot: snapshot, requestID: requestID, remoteAddress: remoteAddress, context: context)
+        }
+    }
+
+    // MARK: Writing
+
+    /// Writes a complete answer of the gateway's own.
+    private func write(_ answer: EncodedAnswer, requestID: String, close: Bool, http10: Bool, context: ChannelHandlerContext) {
+        let close = close || quiescing || inputClosedDeferred
+        let bytes = answer.bytes(requestID: requestID, connection: close ? "close" : (http10 ? "keep-alive" : nil),
+                                 allocator: context.channel.allocator)
+        context.write(wrapOutboundOut(bytes), promise: nil)
+        framing = .none
+        endResponse(close: close, context: context)
+    }
+
+    /// Writes one part of a relayed response body, framed.
+    private func writeBody(_ body: ByteBuffer, context: ChannelHandlerContext) -> EventLoopFuture<Void>? {
+        switch framing {
+        case .none:
+            return nil
+        case .length, .untilClose:
+            return context.write(wrapOutboundOut(body))
+        case .chunked:
+            guard body.readableBytes > 0 else { return nil }  // an empty chunk would end the body
+            var prefix = context.channel.allocator.buffer(capacity: 10)
+            prefix.writeString(String(body.readableBytes, radix: 16))
+            prefix.writeStaticString("\r\n")
+            context.write(wrapOutboundOut(prefix), promise: nil)
+            context.write(wrapOutboundOut(body), promise: nil)
+            return context.write(wrapOutboundOut(Self.crlf))
+        }
+    }
+
+    private static let crlf = ByteBuffer(string: "\r\n")
+    private static let lastChunk = ByteBuffer(string: "0\r\n\r\n")
+
+    /// Ends the relayed body (the chunked terminator), flushes, and closes when asked.
+    private func endRelayedBody(close: Bool, context: ChannelHandlerContext) {
+        if framing == .chunked { context.write(wrapOutboundOut(Self.lastChunk), promise: nil) }
+        endResponse(close: close || framing == .untilClose, context: context)
+        framing = .none
+    }
+
+    /// The response is written to the end: flush, and close the connection after it when asked.
+    private func endResponse(close: Bool, context: ChannelHandlerContext) {
+        lastActive = .now()
+        guard close else {
+            context.flush()
+            return
+        }
+        closing = true
+        queued.removeAll()
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).assumeIsolated()
+            .whenComplete { _ in context.close(promise: nil) }
+    }
+
+    /// Whether the response about to be written should end the connection.
+    private func closeAfter(_ requested: Bool) -> Bool { requested || quiescing || inputClosedDeferred }
+
+    /// The request in flight is answered and read to the end: handle what was queued behind it.
+    private func requestFinished(context: ChannelHandlerContext) {
+        lastActive = .now()
+        if closing { return }
+        drainQueue(context: context)
+        resumeReadsIfHeld()
+        if (inputClosedDeferred || quiescing) && !busy && queued.isEmpty {
+            closing = true
+            context.close(promise: nil)
+        }
+    }
+
+    /// Handles the requests that arrived during the one in flight, until one is in flight again.
+    private func drainQueue(context: ChannelHandlerContext) {
+        while let part = queued.first {
+            if case .head = part, busy { return }
+            queued.removeFirst()
+            handle(part, context: context)
+            if closing { return }
+        }
+    }
+
+    private func scheduleIdleCheck(_ context: ChannelHandlerContext, at deadline: NIODeadline) {
+        guard idleCheck == nil else { return }
+        idleCheck = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(deadline: deadline) {
+            self.idleCheck = nil
+            let due = self.lastActive + self.idleTimeout
+            if self.busy || !self.queued.isEmpty || due > .now() {
+                self.scheduleIdleCheck(context, at: max(due, .now() + .milliseconds(100)))
+            } else {
+                context.close(promise: nil)
+            }
+        }
+    }
+}
+
+// MARK: - Paid requests
+
+extension GatewayHandler {
+    /// A paid request: its body is read (bounded), then ``PaidRequestHandler`` runs in a task.
+    final class PaidExchange {
+        let head: HTTPRequestHead
+        let decision: Decision.Paid
+        let snapshot: GatewaySnapshot
+        let requestID: String
+        let forwarding: ReverseProxy.Forwarding
+        let closeClient: Bool
+        let http10: Bool
+        var body: ByteBuffer?
+        var requestEnded = false
+        /// Answered (413) before the body ended; the connection closes after it.
+        var answeredEarly = false
+        /// The client connection went away; the task's results are dropped.
+        var abandoned = false
+
+        init(head: HTTPRequestHead, decision: Decision.Paid, snapshot: GatewaySnapshot, requestID: String,
+             forwarding: ReverseProxy.Forwarding) {
+            self.head = head
+            self.decision = decision
+            self.snapshot = snapshot
+            self.requestID = requestID
+            self.forwarding = forwarding
+            self.closeClient = !head.isKeepAlive
+            self.http10 = head.version.major == 1 && head.version.minor == 0
+        }
+    }
+
+    private func startPayment(
+        _ head: HTTPRequestHead, _ decision: Decision.Paid, snapshot: GatewaySnapshot, requestID: String,
+        remoteAddress: SocketAddress?, context: ChannelHandlerContext
+    ) {
+        metrics.requestStarted()
+        let payment = PaidExchange(
+            head: head, decision: decision, snapshot: snapshot, requestID: requestID,
+            forwarding: Routing.forwardingInfo(head, remoteAddress: remoteAddress, snapshot: snapshot, requestID: requestID))
+        self.payment = payment
+        // Priced routes take a bounded request body, held so that nothing half-forwarded can be charged.
+        if let length = head.headers.first(name: "content-length").flatMap(Int.init),
+           length > snapshot.config.limits.maxPaidRequestBodyBytes {
+            refuseOversizedBody(payment, context: context)
+        }
+    }
+
+    private func paymentBody(_ body: ByteBuffer, _ payment: PaidExchange, context: ChannelHandlerContext) {
+        if payment.answeredEarly { return }
+        var body = body
+        if payment.body == nil {
+            payment.body = body
+        } else {
+            payment.body!.writeBuffer(&body)
+        }
+        if payment.body!.readableBytes > payment.snapshot.config.limits.maxPaidRequestBodyBytes {
+            refuseOversizedBody(payment, context: context)
+        }
+    }
+
+    private func refuseOversizedBody(_ payment: PaidExchange, context: ChannelHandlerContext) {
+        payment.answeredEarly = true
+        payment.body = nil
+        payment.snapshot.routeMetrics[payment.decision.routeIndex].record(.badRequest)
+        let answer = payment.snapshot.responses.error(
+            .payloadTooLarge, code: "body_too_large", message: "request body exceeds the limit for priced routes",
+            head: payment.head.method == .HEAD)
+        // The rest of the body is not read: the connection ends with this answer.
+        write(answer.encoded(), requestID: payment.requestID, close: true, http10: payment.http10, context: context)
+    }
+
+    private func paymentEnd(_ payment: PaidExchange, context: ChannelHandlerContext) {
+        payment.requestEnded = true
+        if payment.answeredEarly {
+            finishPayment(payment)
+            return
+        }
+        let snapshot = payment.snapshot
+        let p = payment.decision
+        let route = snapshot.table.routes[p.routeIndex]
+        let counters = snapshot.routeMetrics[p.routeIndex]
+        var logger = self.logger
+        logger[metadataKey: "request.id"] = .string(payment.requestID)
+        logger[metadataKey: "x402.route"] = .string(route.config.id)
+        let paidContext = PaidRequestHandler.Context(
+            head: payment.head, body: payment.body, path: p.path, route: route, counters: counters,
+            resourceURL: p.resourceURL, snapshot: snapshot, forwarding: payment.forwarding, paywall: p.paywall, logger: logger)
+        payment.body = nil
+        let handler = self.paid
+        let loop = context.eventLoop
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let exchange = NIOLoopBound(payment, eventLoop: loop)
+        Task {
+            let (result, outcome) = await handler.respond(paidContext, header: p.header, headerVersion: p.version)
+            counters.record(outcome)
+            switch result {
+            case .answer(let answer):
+                let encoded = answer.encoded()
+                loop.execute { bound.value.paidAnswer(encoded, exchange.value) }
+            case .upstream(let status, let headers, let extra, .buffered(let body)):
+                loop.execute {
+                    guard bound.value.paidRelayHead(status, headers, extra, exchange.value) else { return }
+                    _ = bound.value.paidRelayBody(body, exchange.value)
+                    bound.value.paidRelayEnd(exchange.value)
+                }
+            case .upstream(let status, let headers, let extra, .stream(let body)):
+                let started = try? await loop.submit { bound.value.paidRelayHead(status, headers, extra, exchange.value) }.get()
+                guard started == true else { return }
+                do {
+                    for try await chunk in body {
+                        guard let written = try await loop.submit({ bound.value.paidRelayBody(chunk, exchange.value) }).get() else {
+                            return
+                        }
+                        try await written.get()
+                    }
+                    loop.execute { bound.value.paidRelayEnd(exchange.value) }
+                } catch {
+                    loop.execute { bound.value.paidRelayFailed(exchange.value, error) }
+                }
+            }
+        }
+    }
+
+    private func isCurrent(_ payment: PaidExchange) -> Bool {
+        !payment.abandoned && self.payment === payment && context != nil
+    }
+
+    private func paidAnswer(_ answer: EncodedAnswer, _ payment: PaidExchange) {
+        guard isCurrent(payment), let context else { return }
+        write(answer, requestID: payment.requestID, close: payment.closeClient, http10: payment.http10, context: context)
+        finishPayment(payment)
+    }
+
+    /// Writes the head of the upstream's response; false when the client is gone.
+    private func paidRelayHead(
+        _ status: HTTPResponseStatus, _ headers: HTTPHeaders, _ extra: [(String, String)], _ payment: PaidExchange
+    ) -> Bool {
+        guard isCurrent(payment), let context else { return false }
+        var buffer = context.channel.allocator.buffer(capacity: 512)
+        framing = HTTPWire.writeRelayedHead(
+            status: status, upstream: headers, extra: extra, requestID: payment.requestID, isHead: payment.head.method == .HEAD,
+            clientIsHTTP10: payment.http10, close: closeAfter(payment.closeClient), into: &buffer)
+        context.write(wrapOutboundOut(buffer), promise: nil)
+        return true
+    }
+
+    /// Writes one body part; the future completes when it is written (back-pressure for the task).
+    private func paidRelayBody(_ body: ByteBuffer, _ payment: PaidExchange) -> EventLoopFuture<Void>? {
+        guard isCurrent(payment), let context else { return nil }
+        let written = writeBody(body, context: context)
+        context.flush()
+        return written ?? context.eventLoop.makeSucceededVoidFuture()
+    }
+
+    private func paidRelayEnd(_ payment: PaidExchange) {
+        guard isCurrent(payment), let context else { return }
+        endRelayedBody(close: closeAfter(payment.closeClient), context: context)
+        finishPayment(payment)
+    }
+
+    private func paidRelayFailed(_ payment: PaidExchange, _ error: any Error) {
+        guard isCurrent(payment), let context else { return }
+        logger.warning("upstream failed mid-response", metadata: ["request.id": "\(payment.requestID)", "error": "\(error)"])
+        finishPayment(payment)
+        closing = true
+        context.close(promise: nil)
+    }
+
+    private func finishPayment(_ payment: PaidExchange) {
+        guard self.payment === payment else { return }
+        self.payment = nil
+        metrics.requestEnded()
+        guard let context else { return }
+        requestFinished(context: context)
+    }
+}
+
+// MARK: - NIO-level proxy for free routes
+
+extension GatewayHandler: UpstreamExchangeDelegate {
+    /// One free request proxied to a plain-`http` upstream over a pooled connection on this loop.
+    final class Exchange {
+        let requestID: String
+        let isHead: Bool
+        var closeClient: Bool
+        let http10: Bool
+        let counters: RouteMetrics
+        let upstream: UpstreamConfig
+        let connections: UpstreamConnections
+        let started = ContinuousClock.now
+        let timeout: TimeAmount
+        var connection: UpstreamConnection?
+        /// The request head as sent upstream (kept for one retry on a stale pooled connection).
+        var requestHead: HTTPRequestHead?
+        /// The connection came from the pool (the upstream may have closed it as we reused it).
+        var reusedConnection = false
+        /// Request body bytes went upstream: the request cannot be sent again.
+        var sentBody = false
+        var retried = false
+        /// Parts waiting for the connection to be established.
+        var buffered: [HTTPClientRequestPart] = []
+        /// The client's request `.end` has been read.
+        var requestEnded = false
+        /// The request `.end` has been written upstream.
+        var requestSent = false
+        /// The response head has been written to the client.
+        var responseStarted = false
+        /// The answer (upstream response or the gateway's error) has been written to the end.
+        var responseDone = false
+        /// Upstream reads stopped because the client connection is not writable.
+        var paused = false
+        var upstreamKeepAlive = true
+        var lastUpstreamActivity = NIODeadline.now()
+        /// The response head is due by then.
+        var headDeadline = NIODeadline.now()
+
+        init(requestID: String, head: HTTPRequestHead, counters: RouteMetrics, upstream: UpstreamConfig,
+             connections: UpstreamConnections) {
+            self.requestID = requestID
+            self.isHead = head.method == .HEAD
+            self.closeClient = !head.isKeepAlive
+            self.http10 = head.version.major == 1 && head.version.minor == 0
+            self.counters = counters
+            self.upstream = upstream
+            self.connections = connections
+            self.timeout = .milliseconds(upstream.timeout.wholeMilliseconds)
+        }
+    }
+
+    private func startExchange(
+        _ head: HTTPRequestHead, path: CanonicalPath, upstream: UpstreamConfig, connections: UpstreamConnections,
+        counters: RouteMetrics, snapshot: GatewaySnapshot, requestID: String, remoteAddress: SocketAddress?,
+        context: ChannelHandlerContext
+    ) {
+        metrics.requestStarted()
+        let exchange = Exchange(requestID: requestID, head: head, counters: counters, upstream: upstream, connections: connections)
+        self.exchange = exchange
+
+        let forwarding = Routing.forwardingInfo(head, remoteAddress: remoteAddress, snapshot: snapshot, requestID: requestID)
+        var headers = ReverseProxy.upstreamHeaders(head.headers, upstream: upstream, forwarding: forwarding)
+        // Body framing: the decoder validated it; the encoder frames the parts accordingly.
+        if let length = head.headers.first(name: "content-length") {
+            headers.add(name: "Content-Length", value: length)
+        } else if head.headers.contains(name: "transfer-encoding") {
+            headers.add(name: "Transfer-Encoding", value: "chunked")
+        }
+        let requestHead = HTTPRequestHead(
+            version: .http1_1, method: head.method, uri: upstream.basePath + path.pathAndQuery, headers: headers)
+        exchange.buffered.append(.head(requestHead))
+        exchange.requestHead = requestHead
+        exchange.headDeadline = .now() + exchange.timeout
+        if exchangeTimer == nil || exchangeTimerDeadline > exchange.headDeadline {
+            exchangeTimer?.cancel()
+            scheduleExchangeTimer(context: context, at: exchange.headDeadline)
+        }
+
+        if let connection = connections.acquire(on: context.eventLoop) {
+            exchange.reusedConnection = true
+            attach(connection, to: exchange)
+            return
+        }
+        connectFresh(exchange, context: context)
+    }
+
+    private func connectFresh(_ exchange: Exchange, context: ChannelHandlerContext) {
+        exchange.connections.connect(on: context.eventLoop).assumeIsolated().whenComplete { result in
+            guard self.exchange === exchange, !exchange.responseDone else {
+                // The exchange ended (client gone, timeout) while connecting.
+                if case .success(let channel) = result { channel.close(promise: nil) }
+                return
+            }
+            switch result {
+            case .success(let channel):
+                guard let connection = try? channel.pipeline.syncOperations.handler(type: UpstreamConnection.self) else {
+                    channel.close(promise: nil)
+                    self.upstreamFailed(nil)
+                    return
+                }
+                self.attach(connection, to: exchange)
+            case .failure(let error):
+                self.upstreamFailed(error)
+            }
+        }
+    }
+
+    private func attach(_ connection: UpstreamConnection, to exchange: Exchange) {
+        exchange.connection = connection
+        connection.delegate = self
+        for part in exchange.buffered {
+            connection.write(part)
+            if case .end = part { exchange.requestSent = true }
+        }
+        exchange.buffered = []
+        connection.flush()
+        connection.read()
+        resumeReadsIfHeld()
+    }
+
+    private func requestBody(_ body: ByteBuffer, _ exchange: Exchange) {
+        if exchange.responseDone { return }  // answered early: the rest of the body is discarded
+        exchange.sentBody = true
+        if let connection = exchange.connection {
+            connection.write(.body(.byteBuffer(body)))
+            connection.flush()
+        } else {
+            exchange.buffered.append(.body(.byteBuffer(body)))
+        }
+    }
+
+    private func requestEnd(_ exchange: Exchange) {
+        exchange.requestEnded = true
+        if exchange.responseDone {
+            finishExchange(exchange)
+            return
+        }
+        if let connection = exchange.connection {
+            connection.write(.end(nil))
+            connection.flush()
+            exchange.requestSent = true
+        } else {
+            exchange.buffered.append(.end(nil))
+        }
+    }
+
+    func upstreamResponseHead(_ head: HTTPResponseHead) {
+        guard let exchange, let context, !exchange.responseDone else { return }
+        exchange.lastUpstreamActivity = .now()
+        exchange.responseStarted = true
+        exchange.upstreamKeepAlive = head.isKeepAlive
+        metrics.upstreamResponse(exchange.upstream.name, duration: ContinuousClock.now - exchange.started)
+        exchange.counters.record(.free)
+        var buffer = context.channel.allocator.buffer(capacity: 512)
+        framing = HTTPWire.writeRelayedHead(
+            status: head.status, upstream: head.headers, requestID: exchange.requestID, isHead: exchange.isHead,
+            clientIsHTTP10: exchange.http10, close: closeAfter(exchange.closeClient), into: &buffer)
+        if framing == .untilClose { exchange.closeClient = true }
+        context.write(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    func upstreamResponseBody(_ body: ByteBuffer) {
+        guard let exchange, let context, exchange.responseStarted, !exchange.responseDone else { return }
+        exchange.lastUpstreamActivity = .now()
+        _ = writeBody(body, context: context)
+    }
+
+    func upstreamResponseEnd() {
+        guard let exchange, let context, exchange.responseStarted, !exchange.responseDone else { return }
+        exchange.responseDone = true
+        if let connection = exchange.connection {
+            exchange.connection = nil
+            connection.delegate = nil
+            if exchange.requestSent && exchange.upstreamKeepAlive {
+                exchange.connections.release(connection)
+            } else {
+                connection.close()
+            }
+        }
+        endRelayedBody(close: closeAfter(exchange.closeClient), context: context)
+        if exchange.requestEnded { finishExchange(exchange) }
+    }
+
+    func upstreamReadComplete() {
+        guard let exchange, let context, !exchange.responseDone else { return }
+        context.flush()
+        if context.channel.isWritable {
+            exchange.connection?.read()
+        } else {
+            exchange.paused = true
+        }
+    }
+
+    func upstreamWritabilityChanged() {
+        resumeReadsIfHeld()
+    }
+
+    func upstreamFailed(_ error: (any Error)?) {
+        guard let exchange, let context, !exchange.responseDone else { return }
+        exchange.connection?.close()
+        exchange.connection = nil
+        if exchange.responseStarted {
+            // The head is out: the only honest way left to say the body is incomplete.
+            logger.warning("upstream failed mid-response", metadata: [
+                "request.id": "\(exchange.requestID)", "x402.upstream": "\(exchange.upstream.name)", "error": "\(error.map { "\($0)" } ?? "closed")"])
+            exchange.responseDone = true
+            closing = true
+            context.close(promise: nil)
+            return
+        }
+        // A pooled connection the upstream closed just as it was reused: send a safe request
+        // (GET, HEAD, OPTIONS, no body) once more on a fresh connection. Other requests are not
+        // replayed: the upstream may have acted on them (RFC 9110 §9.2.2).
+        if exchange.reusedConnection, !exchange.retried, !exchange.sentBody, let head = exchange.requestHead,
+           [.GET, .HEAD, .OPTIONS].contains(head.method) {
+            exchange.retried = true
+            exchange.reusedConnection = false
+            exchange.requestSent = false
+            exchange.buffered = [.head(head)] + (exchange.requestEnded ? [.end(nil)] : [])
+            connectFresh(exchange, context: context)
+            return
+        }
+        let timedOut = (error as? ChannelError).map { if case .connectTimeout = $0 { true } else { false } } ?? false
+        failBeforeHead(exchange, timedOut: timedOut, why: error.map { "\($0)" } ?? "connection closed", context: context)
+    }
+
+    private func failBeforeHead(_ exchange: Exchange, timedOut: Bool, why: String, context: ChannelHandlerContext) {
+        exchange.responseDone = true
+        if let connection = exchange.connection {
+            exchange.connection = nil
+            connection.close()
+        }
+        exchange.buffered = []
+        exchange.counters.record(.upstreamError)
+        let responses = box.snapshot.responses
+        let answer: Answer
+        if timedOut {
+            logger.warning("upstream timed out", metadata: ["request.id": "\(exchange.requestID)", "x402.upstream": "\(exchange.upstream.name)"])
+            answer = responses.error(.gatewayTimeout, code: "upstream_timeout", message: "the upstream did not answer in time", head: exchange.isHead)
+        } else {
+            logger.warning("upstream unavailable", metadata: [
+                "request.id": "\(exchange.requestID)", "x402.upstream": "\(exchange.upstream.name)", "error": "\(why)"])
+            answer = responses.error(.badGateway, code: "upstream_unavailable", message: "the upstream could not be reached", head: exchange.isHead)
+        }
+        write(answer.encoded(), requestID: exchange.requestID, close: exchange.closeClient, http10: exchange.http10, context: context)
+        if exchange.requestEnded { finishExchange(exchange) }
+    }
+
+    /// Response timeout: no head within `upstream.timeout` answers 504; once streaming, no upstream
+    /// data for that long (while the client is keeping up) closes both connections. One timer per
+    /// client connection, not per exchange: when it fires it checks the exchange in flight and
+    /// re-arms for that exchange's deadline, so back-to-back requests schedule nothing.
+    private func scheduleExchangeTimer(context: ChannelHandlerContext, at deadline: NIODeadline) {
+        exchangeTimerDeadline = deadline
+        exchangeTimer = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(deadline: deadline) {
+            self.exchangeTimer = nil
+            guard let exchange = self.exchange, !exchange.responseDone else { return }
+            let now = NIODeadline.now()
+            if !exchange.responseStarted {
+                if exchange.headDeadline <= now {
+                    self.failBeforeHead(exchange, timedOut: true, why: "timeout", context: context)
+                } else {
+                    self.scheduleExchangeTimer(context: context, at: exchange.headDeadline)
+                }
+                return
+            }
+            let due = exchange.lastUpstreamActivity + exchange.timeout
+            if exchange.paused || due > now {
+                self.scheduleExchangeTimer(context: context, at: max(due, now + .milliseconds(100)))
+                return
+            }
+            self.upstreamFailed(ChannelError.inputClosed)
+        }
+    }
+
+    private func finishExchange(_ exchange: Exchange) {
+        guard self.exchange === exchange else { return }
+        self.exchange = nil
+        metrics.requestEnded()
+        guard let context else { return }
+        requestFinished(context: context)
+    }
+
+    /// The client went away: the upstream connection is closed, never reused.
+    private func abortExchange() {
+        guard let exchange else { return }
+        self.exchange = nil
+        metrics.requestEnded()
+        exchange.responseDone = true
+        exchange.connection?.close()
+        exchange.connection = nil
+    }
+}
+
+/// The `Date` header value, formatted once per second.
+enum HTTPDate {
+    private static let cache = Mutex<(second: Int, value: String)>((-1, ""))
+
+    static func now() -> String {
+        let second = Int(Date().timeIntervalSince1970)
+        if let hit = cache.withLock({ $0.second == second ? $0.value : nil }) { return hit }
+        var t = time_t(second)
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        let value = "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) "
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
+        cache.withLock { $0 = (second, value) }
+        return value
+    }
+}

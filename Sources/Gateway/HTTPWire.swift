@@ -1,0 +1,132 @@
+import NIOCore
+import NIOHTTP1
+
+/// HTTP/1.1 response bytes. The gateway's connection handler writes its responses as bytes itself
+/// (no encoder handler in the pipeline): its own answers are serialised once per route, relayed
+/// heads are written straight from the upstream's header list, and the body framing is chosen here.
+enum HTTPWire {
+    /// How a response body is delimited on the client connection.
+    enum Framing: Equatable {
+        /// No body (HEAD, 1xx, 204, 304, or an answer whose bytes are already written).
+        case none
+        /// `Content-Length`: body bytes as they are.
+        case length
+        /// `Transfer-Encoding: chunked` (HTTP/1.1 clients, length unknown).
+        case chunked
+        /// Length unknown and the client speaks HTTP/1.0: the body ends when the connection closes.
+        case untilClose
+    }
+
+    /// Hop-by-hop response headers (RFC 9110 §7.6.1) and `Settlement-Overrides` (an upstream's hint
+    /// to the gateway, never relayed). Lower case.
+    static let unrelayedResponseHeaders = [
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+        "proxy-authenticate", "proxy-authorization", "settlement-overrides",
+    ]
+
+    /// Whether `name` equals the lower-case ASCII `lower`, ignoring case, without allocating.
+    @inline(__always)
+    static func nameEquals(_ name: String, _ lower: String) -> Bool {
+        var name = name
+        var lower = lower
+        return name.withUTF8 { a in
+            lower.withUTF8 { b in
+                guard a.count == b.count else { return false }
+                for i in 0..<a.count where a[i] | 0x20 != b[i] { return false }
+                return true
+            }
+        }
+    }
+
+    /// Whether a response with this status to a request with this method can have a body.
+    static func allowsBody(status: HTTPResponseStatus, isHead: Bool) -> Bool {
+        !isHead && status.code >= 200 && status.code != 204 && status.code != 304
+    }
+
+    static func writeStatusLine(_ status: HTTPResponseStatus, into buffer: inout ByteBuffer) {
+        buffer.writeStaticString("HTTP/1.1 ")
+        buffer.writeString(String(status.code))
+        buffer.writeStaticString(" ")
+        buffer.writeString(status.reasonPhrase)
+        buffer.writeStaticString("\r\n")
+    }
+
+    static func writeHeader(_ name: String, _ value: String, into buffer: inout ByteBuffer) {
+        buffer.writeString(name)
+        buffer.writeStaticString(": ")
+        buffer.writeString(value)
+        buffer.writeStaticString("\r\n")
+    }
+
+    static func writeChunk(_ body: ByteBuffer, into buffer: inout ByteBuffer) {
+        buffer.writeString(String(body.readableBytes, radix: 16))
+        buffer.writeStaticString("\r\n")
+        var body = body
+        buffer.writeBuffer(&body)
+        buffer.writeStaticString("\r\n")
+    }
+
+    static let lastChunk: StaticString = "0\r\n\r\n"
+
+    /// The head of a relayed upstream response: the upstream's fields minus hop-by-hop and
+    /// Connection-listed ones, then the gateway's (`extra`, the request id when absent), the framing
+    /// fields and `Connection: close` when the connection ends with this response. Returns the framing.
+    static func writeRelayedHead(
+        status: HTTPResponseStatus, upstream: HTTPHeaders, extra: [(String, String)] = [], requestID: String, isHead: Bool,
+        clientIsHTTP10: Bool, close: Bool, into buffer: inout ByteBuffer
+    ) -> Framing {
+        writeStatusLine(status, into: &buffer)
+        let listed = connectionListed(upstream)
+        var hasRequestID = false
+        var contentLength: String?
+        for (name, value) in upstream {
+            if unrelayedResponseHeaders.contains(where: { nameEquals(name, $0) }) { continue }
+            if !listed.isEmpty, listed.contains(where: { nameEquals(name, $0) }) { continue }
+            if nameEquals(name, "content-length") {
+                contentLength = value
+                continue
+            }
+            if nameEquals(name, "x-request-id") { hasRequestID = true }
+            if extra.contains(where: { nameEquals(name, $0.0.lowercased()) }) { continue }
+            writeHeader(name, value, into: &buffer)
+        }
+        for (name, value) in extra { writeHeader(name, value, into: &buffer) }
+        if !hasRequestID { writeHeader("X-Request-Id", requestID, into: &buffer) }
+        let framing: Framing
+        if let contentLength {
+            writeHeader("Content-Length", contentLength, into: &buffer)
+            framing = allowsBody(status: status, isHead: isHead) ? .length : .none
+        } else if !allowsBody(status: status, isHead: isHead) {
+            framing = .none
+        } else if clientIsHTTP10 {
+            framing = .untilClose
+        } else {
+            buffer.writeStaticString("Transfer-Encoding: chunked\r\n")
+            framing = .chunked
+        }
+        if close || framing == .untilClose { buffer.writeStaticString("Connection: close\r\n") }
+        buffer.writeStaticString("\r\n")
+        return framing
+    }
+
+    /// Names listed in `Connection` (lower-cased); they are hop-by-hop too.
+    static func connectionListed(_ headers: HTTPHeaders) -> [String] {
+        var names: [String] = []
+        for value in headers["connection"] {
+            for token in value.split(separator: ",") {
+                let name = token.trimmingASCIISpaces().lowercased()
+                if name != "close" && name != "keep-alive" { names.append(name) }
+            }
+        }
+        return names
+    }
+}
+
+extension Substring {
+    func trimmingASCIISpaces() -> Substring {
+        var s = self
+        while let c = s.first, c == " " || c == "\t" { s.removeFirst() }
+        while let c = s.last, c == " " || c == "\t" { s.removeLast() }
+        return s
+    }
+}
