@@ -173,7 +173,10 @@ final class GatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         if let event = event as? ChannelEvent, event == .inputClosed {
-            // A half-closed client still gets the answers to what it sent.
+            // A half-closed client still gets the answers to what it sent. A payment in flight is
+            // not settled, though: TCP cannot tell a half-close from a client that left, and a
+            // client that left must not be charged (nginx treats this end of input as an abort too).
+            payment?.gone.set()
             if busy || !queued.isEmpty { inputClosedDeferred = true } else { context.close(promise: nil) }
             return
         }
@@ -328,7 +331,17 @@ extension GatewayHandler {
         /// Answered (413) before the body ended; the connection closes after it.
         var answeredEarly = false
         /// The client connection went away; the task's results are dropped.
-        var abandoned = false
+        var abandoned = false {
+            didSet { if abandoned { gone.set() } }
+        }
+        /// `abandoned`, readable from the payment's task.
+        let gone = Flag()
+
+        final class Flag: Sendable {
+            private let value = Atomic<Bool>(false)
+            func set() { value.store(true, ordering: .relaxed) }
+            var isSet: Bool { value.load(ordering: .relaxed) }
+        }
 
         init(head: HTTPRequestHead, decision: Decision.Paid, snapshot: GatewaySnapshot, requestID: String,
              forwarding: ReverseProxy.Forwarding) {
@@ -397,7 +410,8 @@ extension GatewayHandler {
         logger[metadataKey: "x402.route"] = .string(route.config.id)
         let paidContext = PaidRequestHandler.Context(
             head: payment.head, body: payment.body, path: p.path, route: route, counters: counters,
-            resourceURL: p.resourceURL, snapshot: snapshot, forwarding: payment.forwarding, paywall: p.paywall, logger: logger)
+            resourceURL: p.resourceURL, snapshot: snapshot, forwarding: payment.forwarding, paywall: p.paywall, logger: logger,
+            clientGone: { [gone = payment.gone] in gone.isSet })
         payment.body = nil
         let handler = self.paid
         let loop = context.eventLoop

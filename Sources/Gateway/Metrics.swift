@@ -19,6 +19,8 @@ public enum RequestOutcome: String, Sendable, CaseIterable {
     case settlementFailed = "settlement_failed"
     /// Facilitator or upstream trouble on a paid request: 502/504, fail closed.
     case failedClosed = "failed_closed"
+    /// The client went away before its payment was settled: nothing charged, nothing answered.
+    case clientGone = "client_gone"
     /// Upstream unreachable or slow on a free route.
     case upstreamError = "upstream_error"
     /// Malformed request (path, host, body too large).

@@ -39,6 +39,8 @@ struct PaidRequestHandler: Sendable {
         /// The browser paywall page, when the request came from a browser: refusals are shown on it.
         var paywall: PaywallPage?
         var logger: Logger
+        /// Whether the client connection has gone away (checked before settling).
+        var clientGone: @Sendable () -> Bool = { false }
 
         /// Paid requests only reach priced routes.
         var challenge: Challenge { route.challenge! }
@@ -146,6 +148,10 @@ struct PaidRequestHandler: Sendable {
                 }
 
             case .settle:
+                if ctx.clientGone() {
+                    action = flow.clientGone()
+                    continue
+                }
                 let requirements = requirementsJSON(ctx.route.offers[flow.offerIndex!], payment, ctx)
                 let result = await call(.settle, logger) { () async throws(FacilitatorFailure) in
                     try await facilitator.settle(version: payment.version, paymentPayload: payment.rawJSON, requirements: requirements)
@@ -178,6 +184,10 @@ struct PaidRequestHandler: Sendable {
                 responses.addCORS(&headers)
                 if let (name, value) = paymentResponse(settlement, version: payment.version) { headers.add(name: name, value: value) }
                 return (.answer(Answer(status: .paymentRequired, headers: headers, body: ByteBuffer(string: "{}"))), .settlementFailed)
+
+            case .abandon:
+                logger.notice("client went away before settlement; nothing charged")
+                return (.answer(responses.error(.badGateway, code: "client_gone", message: "the client went away", head: isHead)), .clientGone)
 
             case .failClosed(let failure, let stage):
                 logger.warning("failing closed", metadata: ["x402.stage": "\(stage.rawValue)"])

@@ -27,6 +27,8 @@ public struct PaymentFlow: Sendable {
         case settlementFailed(SettleResponse)
         /// 502/504: the gateway cannot tell or cannot proceed. Never a fresh 402.
         case failClosed(CallFailure, stage: Stage)
+        /// The client is gone: nothing to answer, nothing settled.
+        case abandon
     }
 
     public enum Stage: String, Sendable, Equatable {
@@ -144,6 +146,15 @@ public struct PaymentFlow: Sendable {
         precondition(state == .forwarding)
         state = .done
         return .failClosed(failure, stage: .upstream)
+    }
+
+    /// The client went away before the settlement: it would not receive what it pays for, so
+    /// nothing is settled. The claim is released (held as unknown on a retry after an unknown outcome).
+    public mutating func clientGone() -> Action {
+        precondition(state == .settling)
+        claim = isRetryAfterUnknownOutcome ? .unknown : .release
+        state = .done
+        return .abandon
     }
 
     public mutating func settled(_ result: Result<SettleResponse, CallFailure>) -> Action {

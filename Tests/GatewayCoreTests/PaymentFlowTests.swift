@@ -66,6 +66,24 @@ struct PaymentFlowTests {
         #expect(flow.claim == .release)
     }
 
+    @Test("a client gone before settlement is not settled: claim released, or held as unknown on a retry")
+    func clientGone() throws {
+        for policy in SettlementPolicy.allCases {
+            var (flow, _) = try started(policy)
+            _ = flow.claimed(.fresh)
+            let next = flow.verified(.success(valid))
+            if policy == .afterSuccess { #expect(flow.upstreamResponded(status: 200) == .settle) } else { #expect(next == .settle) }
+            #expect(flow.clientGone() == .abandon)
+            #expect(flow.claim == .release)
+        }
+        var (retry, _) = try started(.afterSuccess)
+        _ = retry.claimed(.afterUnknownOutcome)
+        _ = retry.verified(.success(valid))
+        _ = retry.upstreamResponded(status: 200)
+        #expect(retry.clientGone() == .abandon)
+        #expect(retry.claim == .unknown)
+    }
+
     @Test("an unreachable or slow upstream fails closed; nothing charged under after-success")
     func upstreamUnreachable() throws {
         var (flow, _) = try started(.afterSuccess)

@@ -1,7 +1,10 @@
 import Foundation
+import Gateway
 import GatewayCore
 import GatewayTestSupport
 import HTTPTypes
+import NIOCore
+import NIOPosix
 import Testing
 import X402
 
@@ -286,6 +289,35 @@ struct PaidPathTests {
             #expect(r.status == 500)
             #expect(fac.settleCalls == 0)
             #expect(r.header("PAYMENT-RESPONSE") == nil)
+        }
+    }
+
+    @Test("a client that leaves before settlement is not charged, and its payment stays usable")
+    func clientGoneBeforeSettlement() async throws {
+        let yaml = paidYAML.replacingOccurrences(of: "unmatched: pass", with: """
+              - match: "GET /slow/*"
+                price: "$0.01"
+            unmatched: pass
+            """)
+        try await TestHarness.withPaidGateway(yaml: yaml) { gw, fac in
+            let accepted = try await offer(gw, "/slow/500")
+            let header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now))
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: gw.port).get()
+            try await channel.writeAndFlush(ByteBuffer(string: "GET /slow/500 HTTP/1.1\r\nHost: gw\r\nPAYMENT-SIGNATURE: \(header)\r\n\r\n"))
+            // Leave once the upstream is working on it.
+            #expect(try await eventually(within: .seconds(3)) { gw.upstream.count == 1 })
+            try await channel.close()
+            #expect(try await eventually(within: .seconds(3)) {
+                String(decoding: gw.server.metrics.exposition(), as: UTF8.self).split(separator: "\n").contains { line in
+                    line.hasPrefix("x402_requests_total{") && line.contains("outcome=\"client_gone\"") && line.hasSuffix(" 1")
+                }
+            })
+            #expect(fac.settleCalls == 0)
+            // The claim was released: the same payment buys the next request.
+            let r = try await pay(gw, "/slow/1", header)
+            #expect(r.status == 200)
+            #expect(fac.settleCalls == 1)
         }
     }
 
