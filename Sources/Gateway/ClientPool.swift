@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import GatewayCore
 import Logging
 import NIOCore
@@ -6,11 +5,9 @@ import Synchronization
 import X402
 import X402Facilitator
 
-/// An upstream and the HTTP clients that talk to it: AsyncHTTPClient (the paid path's hop) and the
-/// NIO-level connection pool of the free-route proxy.
+/// An upstream and its pool of keep-alive connections (free requests and paid hops share it).
 struct Upstream: Sendable {
     let config: UpstreamConfig
-    let client: HTTPClient
     let connections: UpstreamConnections
 }
 
@@ -37,8 +34,7 @@ final class ClientPool: Sendable {
         state.withLock { state in
             configs.mapValues { config in
                 if let upstream = state.upstreams[config] { return upstream }
-                let client = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: Self.configuration(for: config))
-                let upstream = Upstream(config: config, client: client, connections: UpstreamConnections(config: config))
+                let upstream = Upstream(config: config, connections: UpstreamConnections(config: config))
                 state.upstreams[config] = upstream
                 return upstream
             }
@@ -60,19 +56,7 @@ final class ClientPool: Sendable {
         let (upstreams, facilitators) = state.withLock { ($0.upstreams.values, $0.facilitators.values) }
         for upstream in upstreams {
             upstream.connections.shutdown()
-            try? await upstream.client.shutdown()
         }
         for client in facilitators { await client.shutdown() }
-    }
-
-    private static func configuration(for upstream: UpstreamConfig) -> HTTPClient.Configuration {
-        var configuration = HTTPClient.Configuration(
-            redirectConfiguration: .disallow,
-            timeout: .init(connect: .milliseconds(upstream.connectTimeout.wholeMilliseconds),
-                           read: .milliseconds(upstream.timeout.wholeMilliseconds)),
-            decompression: .disabled)
-        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1024)
-        configuration.httpVersion = .http1Only
-        return configuration
     }
 }

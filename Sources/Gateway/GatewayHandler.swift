@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Foundation
 import GatewayCore
 import Logging
@@ -336,6 +335,8 @@ extension GatewayHandler {
         }
         /// `abandoned`, readable from the payment's task.
         let gone = Flag()
+        /// The request to the upstream, once the flow has sent it.
+        var hop: Hop?
 
         final class Flag: Sendable {
             private let value = Atomic<Bool>(false)
@@ -411,7 +412,9 @@ extension GatewayHandler {
         let paidContext = PaidRequestHandler.Context(
             head: payment.head, body: payment.body, path: p.path, route: route, counters: counters,
             resourceURL: p.resourceURL, snapshot: snapshot, forwarding: payment.forwarding, paywall: p.paywall, logger: logger,
-            clientGone: { [gone = payment.gone] in gone.isSet })
+            clientGone: { [gone = payment.gone] in gone.isSet },
+            hop: ConnectionHop(handler: NIOLoopBound(self, eventLoop: context.eventLoop),
+                               payment: NIOLoopBound(payment, eventLoop: context.eventLoop)))
         payment.body = nil
         let handler = self.paid
         let loop = context.eventLoop
@@ -425,25 +428,9 @@ extension GatewayHandler {
                 let encoded = answer.encoded()
                 loop.execute { bound.value.paidAnswer(encoded, exchange.value) }
             case .upstream(let status, let headers, let extra, .buffered(let body)):
-                loop.execute {
-                    guard bound.value.paidRelayHead(status, headers, extra, exchange.value) else { return }
-                    _ = bound.value.paidRelayBody(body, exchange.value)
-                    bound.value.paidRelayEnd(exchange.value)
-                }
-            case .upstream(let status, let headers, let extra, .stream(let body)):
-                let started = try? await loop.submit { bound.value.paidRelayHead(status, headers, extra, exchange.value) }.get()
-                guard started == true else { return }
-                do {
-                    for try await chunk in body {
-                        guard let written = try await loop.submit({ bound.value.paidRelayBody(chunk, exchange.value) }).get() else {
-                            return
-                        }
-                        try await written.get()
-                    }
-                    loop.execute { bound.value.paidRelayEnd(exchange.value) }
-                } catch {
-                    loop.execute { bound.value.paidRelayFailed(exchange.value, error) }
-                }
+                loop.execute { bound.value.paidRelay(status, headers, extra, buffered: body, exchange.value) }
+            case .upstream(let status, let headers, let extra, .relay):
+                loop.execute { bound.value.paidRelay(status, headers, extra, buffered: nil, exchange.value) }
             }
         }
     }
@@ -453,44 +440,46 @@ extension GatewayHandler {
     }
 
     private func paidAnswer(_ answer: EncodedAnswer, _ payment: PaidExchange) {
+        discardHop(payment)
         guard isCurrent(payment), let context else { return }
         write(answer, requestID: payment.requestID, close: payment.closeClient, http10: payment.http10, context: context)
         finishPayment(payment)
     }
 
-    /// Writes the head of the upstream's response; false when the client is gone.
-    private func paidRelayHead(
-        _ status: HTTPResponseStatus, _ headers: HTTPHeaders, _ extra: [(String, String)], _ payment: PaidExchange
-    ) -> Bool {
-        guard isCurrent(payment), let context else { return false }
+    /// Writes the upstream's response: the head with `extra` fields, then the body, `buffered` or
+    /// what the hop holds and what it reads from here on.
+    private func paidRelay(
+        _ status: HTTPResponseStatus, _ headers: HTTPHeaders, _ extra: [(String, String)], buffered: ByteBuffer?,
+        _ payment: PaidExchange
+    ) {
+        guard isCurrent(payment), let context else {
+            discardHop(payment)
+            return
+        }
         var buffer = context.channel.allocator.buffer(capacity: 512)
+        let close = closeAfter(payment.closeClient)
         framing = HTTPWire.writeRelayedHead(
             status: status, upstream: headers, extra: extra, requestID: payment.requestID, isHead: payment.head.method == .HEAD,
-            clientIsHTTP10: payment.http10, close: closeAfter(payment.closeClient), into: &buffer)
+            clientIsHTTP10: payment.http10, close: close, into: &buffer)
         context.write(wrapOutboundOut(buffer), promise: nil)
-        return true
-    }
-
-    /// Writes one body part; the future completes when it is written (back-pressure for the task).
-    private func paidRelayBody(_ body: ByteBuffer, _ payment: PaidExchange) -> EventLoopFuture<Void>? {
-        guard isCurrent(payment), let context else { return nil }
-        let written = writeBody(body, context: context)
+        let hop = buffered == nil ? payment.hop : nil
+        if let body = buffered ?? hop?.body { _ = writeBody(body, context: context) }
+        hop?.body = nil
+        guard let hop, !hop.ended else {
+            payment.hop = nil
+            endRelayedBody(close: close, context: context)
+            finishPayment(payment)
+            return
+        }
+        // The rest comes through the exchange, which finishes the payment at its end.
+        hop.relaying = true
+        hop.waiting = false
         context.flush()
-        return written ?? context.eventLoop.makeSucceededVoidFuture()
-    }
-
-    private func paidRelayEnd(_ payment: PaidExchange) {
-        guard isCurrent(payment), let context else { return }
-        endRelayedBody(close: closeAfter(payment.closeClient), context: context)
-        finishPayment(payment)
-    }
-
-    private func paidRelayFailed(_ payment: PaidExchange, _ error: any Error) {
-        guard isCurrent(payment), let context else { return }
-        logger.warning("upstream failed mid-response", metadata: ["request.id": "\(payment.requestID)", "error": "\(error)"])
-        finishPayment(payment)
-        closing = true
-        context.close(promise: nil)
+        if let exchange, exchange.hop === hop {
+            if framing == .untilClose { exchange.closeClient = true }
+            exchange.closeClient = exchange.closeClient || payment.closeClient
+            exchange.connection?.read()
+        }
     }
 
     private func finishPayment(_ payment: PaidExchange) {
@@ -540,6 +529,8 @@ extension GatewayHandler: UpstreamExchangeDelegate {
         var lastUpstreamActivity = NIODeadline.now()
         /// The response head is due by then.
         var headDeadline = NIODeadline.now()
+        /// Set when this is a paid request's hop to the upstream.
+        var hop: Hop?
 
         init(requestID: String, head: HTTPRequestHead, counters: RouteMetrics, upstream: UpstreamConfig,
              connections: UpstreamConnections) {
@@ -561,8 +552,6 @@ extension GatewayHandler: UpstreamExchangeDelegate {
     ) {
         metrics.requestStarted()
         let exchange = Exchange(requestID: requestID, head: head, counters: counters, upstream: upstream, connections: connections)
-        self.exchange = exchange
-
         let forwarding = Routing.forwardingInfo(head, remoteAddress: remoteAddress, snapshot: snapshot, requestID: requestID)
         var headers = ReverseProxy.upstreamHeaders(head.headers, upstream: upstream, forwarding: forwarding)
         // Body framing: the decoder validated it; the encoder frames the parts accordingly.
@@ -573,7 +562,14 @@ extension GatewayHandler: UpstreamExchangeDelegate {
         }
         let requestHead = HTTPRequestHead(
             version: .http1_1, method: head.method, uri: upstream.basePath + path.pathAndQuery, headers: headers)
-        exchange.buffered.append(.head(requestHead))
+        launch(exchange, requestHead, body: [], context: context)
+    }
+
+    /// Sends `requestHead` (and `body`, when the request has been read already) on a pooled or
+    /// new connection.
+    private func launch(_ exchange: Exchange, _ requestHead: HTTPRequestHead, body: [HTTPClientRequestPart], context: ChannelHandlerContext) {
+        self.exchange = exchange
+        exchange.buffered = [.head(requestHead)] + body
         exchange.requestHead = requestHead
         exchange.headDeadline = .now() + exchange.timeout
         if exchangeTimer == nil || exchangeTimerDeadline > exchange.headDeadline {
@@ -581,7 +577,7 @@ extension GatewayHandler: UpstreamExchangeDelegate {
             scheduleExchangeTimer(context: context, at: exchange.headDeadline)
         }
 
-        if let connection = connections.acquire(on: context.eventLoop) {
+        if let connection = exchange.connections.acquire(on: context.eventLoop) {
             exchange.reusedConnection = true
             attach(connection, to: exchange)
             return
@@ -655,6 +651,12 @@ extension GatewayHandler: UpstreamExchangeDelegate {
         exchange.responseStarted = true
         exchange.upstreamKeepAlive = head.isKeepAlive
         metrics.upstreamResponse(exchange.upstream.name, duration: ContinuousClock.now - exchange.started)
+        if let hop = exchange.hop {
+            let promise = hop.head
+            hop.head = nil
+            promise?.succeed(head)
+            return
+        }
         exchange.counters.record(.free)
         var buffer = context.channel.allocator.buffer(capacity: 512)
         framing = HTTPWire.writeRelayedHead(
@@ -667,6 +669,10 @@ extension GatewayHandler: UpstreamExchangeDelegate {
     func upstreamResponseBody(_ body: ByteBuffer) {
         guard let exchange, let context, exchange.responseStarted, !exchange.responseDone else { return }
         exchange.lastUpstreamActivity = .now()
+        if let hop = exchange.hop, !hop.relaying {
+            hold(body, hop, exchange)
+            return
+        }
         _ = writeBody(body, context: context)
     }
 
@@ -682,12 +688,31 @@ extension GatewayHandler: UpstreamExchangeDelegate {
                 connection.close()
             }
         }
+        if let hop = exchange.hop, !hop.relaying {
+            hop.ended = true
+            self.exchange = nil
+            if let (_, promise) = hop.collect {
+                hop.collect = nil
+                promise.succeed(hop.body ?? ByteBuffer())
+                hop.body = nil
+            }
+            return
+        }
         endRelayedBody(close: closeAfter(exchange.closeClient), context: context)
         if exchange.requestEnded { finishExchange(exchange) }
     }
 
     func upstreamReadComplete() {
         guard let exchange, let context, !exchange.responseDone else { return }
+        if let hop = exchange.hop, !hop.relaying {
+            // Read on while the flow collects, or while what is held is small; else wait for its decision.
+            if hop.collect != nil || (hop.body?.readableBytes ?? 0) < Hop.holdLimit {
+                exchange.connection?.read()
+            } else {
+                hop.waiting = true
+            }
+            return
+        }
         context.flush()
         if context.channel.isWritable {
             exchange.connection?.read()
@@ -704,6 +729,18 @@ extension GatewayHandler: UpstreamExchangeDelegate {
         guard let exchange, let context, !exchange.responseDone else { return }
         exchange.connection?.close()
         exchange.connection = nil
+        if let hop = exchange.hop, !hop.relaying, exchange.responseStarted {
+            // After the head, before the flow's decision: the flow learns it when it asks for the body.
+            exchange.responseDone = true
+            self.exchange = nil
+            let failure = ReverseProxy.Failure.unavailable("upstream failed mid-response: \(error.map { "\($0)" } ?? "closed")")
+            hop.failure = failure
+            if let (_, promise) = hop.collect {
+                hop.collect = nil
+                promise.fail(failure)
+            }
+            return
+        }
         if exchange.responseStarted {
             // The head is out: the only honest way left to say the body is incomplete.
             logger.warning("upstream failed mid-response", metadata: [
@@ -736,6 +773,16 @@ extension GatewayHandler: UpstreamExchangeDelegate {
             connection.close()
         }
         exchange.buffered = []
+        if let hop = exchange.hop {
+            // The paid flow fails closed with its own answer.
+            self.exchange = nil
+            logger.warning(timedOut ? "upstream timed out" : "upstream unavailable", metadata: [
+                "request.id": "\(exchange.requestID)", "x402.upstream": "\(exchange.upstream.name)", "error": "\(why)"])
+            let promise = hop.head
+            hop.head = nil
+            promise?.fail(timedOut ? ReverseProxy.Failure.timeout : .unavailable(why))
+            return
+        }
         exchange.counters.record(.upstreamError)
         let responses = box.snapshot.responses
         let answer: Answer
@@ -770,7 +817,8 @@ extension GatewayHandler: UpstreamExchangeDelegate {
                 return
             }
             let due = exchange.lastUpstreamActivity + exchange.timeout
-            if exchange.paused || due > now {
+            let decisionPending = exchange.hop.map { !$0.relaying && $0.collect == nil } ?? false
+            if exchange.paused || decisionPending || due > now {
                 self.scheduleExchangeTimer(context: context, at: max(due, now + .milliseconds(100)))
                 return
             }
@@ -781,6 +829,11 @@ extension GatewayHandler: UpstreamExchangeDelegate {
     private func finishExchange(_ exchange: Exchange) {
         guard self.exchange === exchange else { return }
         self.exchange = nil
+        if let hop = exchange.hop {
+            hop.payment.hop = nil
+            finishPayment(hop.payment)
+            return
+        }
         metrics.requestEnded()
         guard let context else { return }
         requestFinished(context: context)
@@ -790,10 +843,149 @@ extension GatewayHandler: UpstreamExchangeDelegate {
     private func abortExchange() {
         guard let exchange else { return }
         self.exchange = nil
-        metrics.requestEnded()
+        if let hop = exchange.hop { hop.fail(.unavailable("the client connection is gone")) } else { metrics.requestEnded() }
         exchange.responseDone = true
         exchange.connection?.close()
         exchange.connection = nil
+    }
+}
+
+// MARK: - The paid path's upstream hop
+
+extension GatewayHandler {
+    /// A paid request's request to the upstream, over the free path's pooled connections on this
+    /// loop. The response head goes to the payment flow; the body is held (read on only while it is
+    /// small) until the flow collects it, relays it, or drops it.
+    final class Hop {
+        static let holdLimit = 64 * 1024
+        let payment: PaidExchange
+        var head: EventLoopPromise<HTTPResponseHead>?
+        var collect: (limit: Int, promise: EventLoopPromise<ByteBuffer>)?
+        /// Body read before the flow decided.
+        var body: ByteBuffer?
+        /// The upstream response has been read to the end (its connection is back in the pool).
+        var ended = false
+        /// Reads stopped: more than `holdLimit` held and no decision yet.
+        var waiting = false
+        /// The upstream failed after the head; a later `collect` fails with this.
+        var failure: ReverseProxy.Failure?
+        /// The body is being relayed to the client: the exchange works as a free one from here.
+        var relaying = false
+
+        init(payment: PaidExchange, head: EventLoopPromise<HTTPResponseHead>) {
+            self.payment = payment
+            self.head = head
+        }
+
+        /// Completes whatever the flow is waiting for with `failure`.
+        func fail(_ failure: ReverseProxy.Failure) {
+            self.failure = failure
+            let (head, collect) = (self.head, self.collect)
+            self.head = nil
+            self.collect = nil
+            head?.fail(failure)
+            collect?.promise.fail(failure)
+        }
+    }
+
+    fileprivate func startHop(
+        _ payment: PaidExchange, _ head: HTTPRequestHead, path: CanonicalPath, upstream: Upstream,
+        forwarding: ReverseProxy.Forwarding, body: ByteBuffer?
+    ) -> EventLoopFuture<HTTPResponseHead>? {
+        guard isCurrent(payment), let context, exchange == nil, payment.hop == nil else { return nil }
+        let exchange = Exchange(requestID: payment.requestID, head: head, counters: payment.snapshot.unmatchedMetrics,
+                                upstream: upstream.config, connections: upstream.connections)
+        let hop = Hop(payment: payment, head: context.eventLoop.makePromise())
+        exchange.hop = hop
+        payment.hop = hop
+        var headers = ReverseProxy.upstreamHeaders(head.headers, upstream: upstream.config, forwarding: forwarding)
+        if let body {
+            headers.add(name: "Content-Length", value: String(body.readableBytes))
+        } else if head.headers.contains(name: "content-length") || head.headers.contains(name: "transfer-encoding") {
+            headers.add(name: "Content-Length", value: "0")
+        }
+        let requestHead = HTTPRequestHead(
+            version: .http1_1, method: head.method, uri: upstream.config.basePath + path.pathAndQuery, headers: headers)
+        exchange.requestEnded = true
+        exchange.sentBody = body != nil
+        let future = hop.head!.futureResult
+        launch(exchange, requestHead, body: (body.map { [.body(.byteBuffer($0))] } ?? []) + [.end(nil)], context: context)
+        return future
+    }
+
+    fileprivate func collectHop(_ payment: PaidExchange, limit: Int, loop: any EventLoop) -> EventLoopFuture<ByteBuffer> {
+        guard let hop = payment.hop else { return loop.makeFailedFuture(ReverseProxy.Failure.unavailable("no upstream response")) }
+        if let failure = hop.failure { return loop.makeFailedFuture(failure) }
+        if (hop.body?.readableBytes ?? 0) > limit {
+            discardHop(payment)
+            return loop.makeFailedFuture(ReverseProxy.Failure.unavailable("response body over \(limit) bytes"))
+        }
+        if hop.ended {
+            let body = hop.body ?? ByteBuffer()
+            hop.body = nil
+            return loop.makeSucceededFuture(body)
+        }
+        let promise = loop.makePromise(of: ByteBuffer.self)
+        hop.collect = (limit, promise)
+        hop.waiting = false
+        if let exchange, exchange.hop === hop { exchange.connection?.read() }
+        return promise.futureResult
+    }
+
+    /// Body read while the flow decides (or collects); over the collect limit the hop fails.
+    private func hold(_ body: ByteBuffer, _ hop: Hop, _ exchange: Exchange) {
+        var body = body
+        if hop.body == nil { hop.body = body } else { hop.body!.writeBuffer(&body) }
+        if let (limit, _) = hop.collect, hop.body!.readableBytes > limit {
+            discardHop(hop.payment)
+            hop.fail(.unavailable("response body over \(limit) bytes"))
+        }
+    }
+
+    /// Drops the hop's response (closing its connection if it is still being read).
+    private func discardHop(_ payment: PaidExchange) {
+        guard let hop = payment.hop else { return }
+        payment.hop = nil
+        hop.body = nil
+        if let exchange, exchange.hop === hop {
+            self.exchange = nil
+            exchange.responseDone = true
+            exchange.connection?.close()
+            exchange.connection = nil
+        }
+        if hop.head != nil || hop.collect != nil { hop.fail(.unavailable("discarded")) }
+    }
+}
+
+/// ``UpstreamHop`` for ``PaidRequestHandler``: each step runs on the client connection's loop.
+struct ConnectionHop: UpstreamHop {
+    let handler: NIOLoopBound<GatewayHandler>
+    let payment: NIOLoopBound<GatewayHandler.PaidExchange>
+
+    func send(_ head: HTTPRequestHead, path: CanonicalPath, to upstream: Upstream, forwarding: ReverseProxy.Forwarding,
+              body: ByteBuffer?) async throws(ReverseProxy.Failure) -> HTTPResponseHead {
+        let (handler, payment) = (self.handler, self.payment)
+        return try await Self.value(handler.eventLoop.flatSubmit {
+            handler.value.startHop(payment.value, head, path: path, upstream: upstream, forwarding: forwarding, body: body)
+                ?? handler.eventLoop.makeFailedFuture(ReverseProxy.Failure.unavailable("the client connection is gone"))
+        })
+    }
+
+    func collect(upTo limit: Int) async throws(ReverseProxy.Failure) -> ByteBuffer {
+        let (handler, payment) = (self.handler, self.payment)
+        return try await Self.value(handler.eventLoop.flatSubmit {
+            handler.value.collectHop(payment.value, limit: limit, loop: handler.eventLoop)
+        })
+    }
+
+    private static func value<T: Sendable>(_ future: EventLoopFuture<T>) async throws(ReverseProxy.Failure) -> T {
+        do {
+            return try await future.get()
+        } catch let failure as ReverseProxy.Failure {
+            throw failure
+        } catch {
+            throw .unavailable("\(error)")
+        }
     }
 }
 

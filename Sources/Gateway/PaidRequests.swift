@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import GatewayCore
 import GatewayStorage
 import Logging
@@ -9,15 +8,27 @@ import X402
 import X402Facilitator
 
 /// What a paid request comes to: an answer of the gateway's own, or the upstream's response
-/// (with `PAYMENT-RESPONSE` once settled), its body held back or streamed.
+/// (with `PAYMENT-RESPONSE` once settled), its body held back or relayed as it arrives.
 enum PaidResult: Sendable {
     case answer(Answer)
     case upstream(status: HTTPResponseStatus, headers: HTTPHeaders, extra: [(String, String)], body: Body)
 
     enum Body: Sendable {
+        /// Read to the end before the settlement.
         case buffered(ByteBuffer)
-        case stream(HTTPClientResponse.Body)
+        /// Still with the hop: relayed from where it is.
+        case relay
     }
+}
+
+/// The paid request's one request to the upstream. The response body stays with the hop until the
+/// flow decides: read it whole (`collect`), or relay it to the client (``PaidResult.Body.relay``),
+/// or drop it (the connection handler does that for any other result).
+protocol UpstreamHop: Sendable {
+    func send(_ head: HTTPRequestHead, path: CanonicalPath, to upstream: Upstream, forwarding: ReverseProxy.Forwarding,
+              body: ByteBuffer?) async throws(ReverseProxy.Failure) -> HTTPResponseHead
+    /// The rest of the response body; fails when it is longer than `limit` bytes.
+    func collect(upTo limit: Int) async throws(ReverseProxy.Failure) -> ByteBuffer
 }
 
 /// The async shell around ``PaymentFlow``: performs each action the flow asks for.
@@ -40,7 +51,8 @@ struct PaidRequestHandler: Sendable {
         var paywall: PaywallPage?
         var logger: Logger
         /// Whether the client connection has gone away (checked before settling).
-        var clientGone: @Sendable () -> Bool = { false }
+        var clientGone: @Sendable () -> Bool
+        var hop: any UpstreamHop
 
         /// Paid requests only reach priced routes.
         var challenge: Challenge { route.challenge! }
@@ -87,7 +99,7 @@ struct PaidRequestHandler: Sendable {
         let responses = ctx.snapshot.responses
         let isHead = ctx.head.method == .HEAD
         var action = flow.start(payment, offers: ctx.route.offers, now: clock())
-        var upstream: HTTPClientResponse?
+        var upstream: HTTPResponseHead?
         var buffered: ByteBuffer?
         while true {
             switch action {
@@ -130,12 +142,11 @@ struct PaidRequestHandler: Sendable {
                 forwarding.extraHeaders.append((ctx.snapshot.config.payerHeader, flow.payer ?? payment.payload.authorization.from))
                 do throws(ReverseProxy.Failure) {
                     guard let target = ctx.snapshot.upstreams[ctx.route.config.upstream] else { throw .unavailable("not configured") }
-                    let response = try await ReverseProxy.forward(
-                        ctx.head, path: ctx.path, to: target, forwarding: forwarding, body: ctx.body, metrics: metrics, logger: logger)
+                    let response = try await ctx.hop.send(ctx.head, path: ctx.path, to: target, forwarding: forwarding, body: ctx.body)
                     upstream = response
                     if flow.policy == .afterSuccess && response.status.code < 400 {
-                        do {
-                            buffered = try await response.body.collect(upTo: ctx.snapshot.config.limits.maxBufferedResponseBytes)
+                        do throws(ReverseProxy.Failure) {
+                            buffered = try await ctx.hop.collect(upTo: ctx.snapshot.config.limits.maxBufferedResponseBytes)
                         } catch {
                             logger.warning("upstream response too large to hold back", metadata: ["x402.stage": "upstream"])
                             action = flow.upstreamFailed(.unavailable)
@@ -171,12 +182,12 @@ struct PaidRequestHandler: Sendable {
                 let response = upstream!
                 let extra = paymentResponse(settlement, version: payment.version).map { [$0] } ?? []
                 return (.upstream(status: response.status, headers: response.headers, extra: extra,
-                                  body: buffered.map { .buffered($0) } ?? .stream(response.body)), .paid)
+                                  body: buffered.map { .buffered($0) } ?? .relay), .paid)
 
             case .deliverUnsettled:
                 logger.info("upstream failed; payment not settled", metadata: ["x402.status": "\(upstream!.status.code)"])
                 let response = upstream!
-                return (.upstream(status: response.status, headers: response.headers, extra: [], body: .stream(response.body)), .unsettled)
+                return (.upstream(status: response.status, headers: response.headers, extra: [], body: .relay), .unsettled)
 
             case .settlementFailed(let settlement):
                 logger.warning("settlement refused; content withheld", metadata: ["x402.reason": "\(settlement.errorReason ?? "")"])

@@ -1,13 +1,8 @@
-import AsyncHTTPClient
 import GatewayCore
-import Logging
-import NIOCore
 import NIOHTTP1
-import X402
 
-/// Header rules shared by both proxy paths, and the paid path's upstream hop on AsyncHTTPClient
-/// (one client per upstream, each with its own connect and read timeouts, see ``ClientPool``; the
-/// response body streamed with back-pressure). Free requests are proxied by ``GatewayHandler``.
+/// The request-header rules of the proxy (free requests and the paid path's upstream hop, both
+/// over ``UpstreamConnections`` in ``GatewayHandler``).
 enum ReverseProxy {
     /// Headers that describe one hop and are never forwarded (RFC 9110 §7.6.1), plus ones the
     /// gateway owns: the payment headers and the verified-payer header are never passed through.
@@ -32,34 +27,6 @@ enum ReverseProxy {
     enum Failure: Error, Equatable {
         case unavailable(String)
         case timeout
-    }
-
-    /// Sends the request (its body already read) upstream and returns the upstream's response
-    /// head with a streaming body.
-    static func forward(
-        _ head: HTTPRequestHead, path: CanonicalPath, to target: Upstream, forwarding: Forwarding, body: ByteBuffer?,
-        metrics: GatewayMetrics, logger: Logger
-    ) async throws(Failure) -> HTTPClientResponse {
-        let upstream = target.config
-        var outgoing = HTTPClientRequest(url: upstream.origin + upstream.basePath + path.pathAndQuery)
-        outgoing.method = head.method
-        outgoing.headers = Self.upstreamHeaders(head.headers, upstream: upstream, forwarding: forwarding)
-        if let body { outgoing.body = .bytes(body) }
-
-        let started = ContinuousClock.now
-        do {
-            let response = try await target.client.execute(
-                outgoing, timeout: .milliseconds(upstream.timeout.wholeMilliseconds), logger: logger)
-            metrics.upstreamResponse(upstream.name, duration: ContinuousClock.now - started)
-            return response
-        } catch let error as HTTPClientError {
-            switch error {
-            case .deadlineExceeded, .readTimeout, .connectTimeout: throw .timeout
-            default: throw .unavailable(String(describing: error))
-            }
-        } catch {
-            throw .unavailable(String(describing: error))
-        }
     }
 
     /// The request header fields sent upstream, on both proxy paths (AsyncHTTPClient and the

@@ -321,6 +321,40 @@ struct PaidPathTests {
         }
     }
 
+    @Test("after-success: a response over limits.maxBufferedResponse fails closed (502), unsettled; the payment stays usable")
+    func responseTooLargeToHold() async throws {
+        let yaml = paidYAML.replacingOccurrences(of: "    settlement: before\n", with: "") + "\nlimits: { maxBufferedResponse: 10KiB }\n"
+        try await TestHarness.withPaidGateway(yaml: yaml) { gw, fac in
+            let accepted = try await offer(gw, "/bytes/200000")
+            let header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now))
+            let r = try await pay(gw, "/bytes/200000", header)
+            #expect(r.status == 502)
+            #expect(r.header("PAYMENT-RESPONSE") == nil)
+            #expect(fac.settleCalls == 0)
+            let small = try await pay(gw, "/bytes/5000", header)
+            #expect(small.status == 200)
+            #expect(small.bodyByteCount == 5000)
+            #expect(fac.settleCalls == 1)
+        }
+    }
+
+    @Test("an upstream that does not answer within its timeout gets 504 on a paid request, and no settlement")
+    func paidUpstreamTimeout() async throws {
+        let yaml = paidYAML.replacingOccurrences(of: "timeout: 2s", with: "timeout: 300ms")
+            .replacingOccurrences(of: "unmatched: pass", with: """
+                  - match: "GET /slow/*"
+                    price: "$0.01"
+                unmatched: pass
+                """)
+        try await TestHarness.withPaidGateway(yaml: yaml) { gw, fac in
+            let accepted = try await offer(gw, "/slow/2000")
+            let header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now))
+            let r = try await pay(gw, "/slow/2000", header)
+            #expect(r.status == 504)
+            #expect(fac.settleCalls == 0)
+        }
+    }
+
     @Test("a body over limits.maxPaidRequestBody on a priced route gets 413: nothing verified, forwarded or charged")
     func paidBodyTooLarge() async throws {
         try await TestHarness.withPaidGateway(yaml: paidYAML + "\nlimits: { maxPaidRequestBody: 1KiB }\n") { gw, fac in
