@@ -52,6 +52,8 @@ final class GatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var exchangeTimer: Scheduled<Void>?
     private var exchangeTimerDeadline = NIODeadline.distantPast
     private var context: ChannelHandlerContext?
+    /// The client's IP address as text, read once per connection.
+    private var peer: String??
 
     init(box: SnapshotBox, logger: Logger, metrics: GatewayMetrics, paid: PaidRequestHandler, idleTimeout: Duration) {
         self.box = box
@@ -200,10 +202,11 @@ final class GatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func start(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         let requestID = head.headers.first(name: "x-request-id").flatMap(RequestID.accept) ?? RequestID.next()
         let snapshot = box.snapshot
-        let remoteAddress = context.channel.remoteAddress
+        if peer == nil { peer = .some(context.channel.remoteAddress?.ipAddress) }
+        let remoteAddress = peer!
         let close = !head.isKeepAlive
         let http10 = head.version.major == 1 && head.version.minor == 0
-        switch Routing.decide(head, remoteAddress: remoteAddress, snapshot: snapshot, logger: logger, requestID: requestID) {
+        switch Routing.decide(head, peer: remoteAddress, snapshot: snapshot, logger: logger, requestID: requestID) {
         case .answer(let answer, let counters, let outcome):
             counters.record(outcome)
             pending = (answer, requestID, close, http10)
@@ -358,12 +361,12 @@ extension GatewayHandler {
 
     private func startPayment(
         _ head: HTTPRequestHead, _ decision: Decision.Paid, snapshot: GatewaySnapshot, requestID: String,
-        remoteAddress: SocketAddress?, context: ChannelHandlerContext
+        remoteAddress: String?, context: ChannelHandlerContext
     ) {
         metrics.requestStarted()
         let payment = PaidExchange(
             head: head, decision: decision, snapshot: snapshot, requestID: requestID,
-            forwarding: Routing.forwardingInfo(head, remoteAddress: remoteAddress, snapshot: snapshot, requestID: requestID))
+            forwarding: Routing.forwardingInfo(head, peer: remoteAddress, snapshot: snapshot, requestID: requestID))
         self.payment = payment
         // Priced routes take a bounded request body, held so that nothing half-forwarded can be charged.
         if let length = head.headers.first(name: "content-length").flatMap(Int.init),
@@ -547,12 +550,12 @@ extension GatewayHandler: UpstreamExchangeDelegate {
 
     private func startExchange(
         _ head: HTTPRequestHead, path: CanonicalPath, upstream: UpstreamConfig, connections: UpstreamConnections,
-        counters: RouteMetrics, snapshot: GatewaySnapshot, requestID: String, remoteAddress: SocketAddress?,
+        counters: RouteMetrics, snapshot: GatewaySnapshot, requestID: String, remoteAddress: String?,
         context: ChannelHandlerContext
     ) {
         metrics.requestStarted()
         let exchange = Exchange(requestID: requestID, head: head, counters: counters, upstream: upstream, connections: connections)
-        let forwarding = Routing.forwardingInfo(head, remoteAddress: remoteAddress, snapshot: snapshot, requestID: requestID)
+        let forwarding = Routing.forwardingInfo(head, peer: remoteAddress, snapshot: snapshot, requestID: requestID)
         var headers = ReverseProxy.upstreamHeaders(head.headers, upstream: upstream, forwarding: forwarding)
         // Body framing: the decoder validated it; the encoder frames the parts accordingly.
         if let length = head.headers.first(name: "content-length") {

@@ -27,15 +27,10 @@ enum HTTPWire {
     /// Whether `name` equals the lower-case ASCII `lower`, ignoring case, without allocating.
     @inline(__always)
     static func nameEquals(_ name: String, _ lower: String) -> Bool {
-        var name = name
-        var lower = lower
-        return name.withUTF8 { a in
-            lower.withUTF8 { b in
-                guard a.count == b.count else { return false }
-                for i in 0..<a.count where a[i] | 0x20 != b[i] { return false }
-                return true
-            }
-        }
+        let a = name.utf8
+        let b = lower.utf8
+        guard a.count == b.count else { return false }
+        return zip(a, b).allSatisfy { $0 | 0x20 == $1 }
     }
 
     /// Whether a response with this status to a request with this method can have a body.
@@ -112,7 +107,7 @@ enum HTTPWire {
     /// Names listed in `Connection` (lower-cased); they are hop-by-hop too.
     static func connectionListed(_ headers: HTTPHeaders) -> [String] {
         var names: [String] = []
-        for value in headers["connection"] {
+        for (name, value) in headers where nameEquals(name, "connection") {
             for token in value.split(separator: ",") {
                 let name = token.trimmingASCIISpaces().lowercased()
                 if name != "close" && name != "keep-alive" { names.append(name) }

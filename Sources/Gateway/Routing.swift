@@ -97,7 +97,7 @@ enum Routing {
     /// Everything that needs no I/O: canonical path, preflight, host, route, and for priced routes
     /// without a payment the 402 (written by ``GatewayHandler`` without any I/O).
     static func decide(
-        _ head: HTTPRequestHead, remoteAddress: SocketAddress?, snapshot: GatewaySnapshot, logger: Logger, requestID: String
+        _ head: HTTPRequestHead, peer: String?, snapshot: GatewaySnapshot, logger: Logger, requestID: String
     ) -> Decision {
         let responses = snapshot.responses
         let isHead = head.method == .HEAD
@@ -144,7 +144,7 @@ enum Routing {
             return .forward(upstream: route.config.upstream, path: path, counters)
         }
         let resourceURL = resourceURL(path: path, head: head, host: hostHeader, snapshot: snapshot,
-                                      trusted: isTrustedProxy(remoteAddress, snapshot))
+                                      trusted: isTrustedProxy(peer, snapshot))
         let paywall = snapshot.paywall(routeIndex: routeIndex, head: head)
         let payment = head.headers.first(name: X402Header.paymentSignature).map { ($0, 2) }
             ?? head.headers.first(name: X402Header.xPayment).map { ($0, 1) }
@@ -173,18 +173,18 @@ enum Routing {
     }
 
     static func forwardingInfo(
-        _ head: HTTPRequestHead, remoteAddress: SocketAddress?, snapshot: GatewaySnapshot, requestID: String
+        _ head: HTTPRequestHead, peer: String?, snapshot: GatewaySnapshot, requestID: String
     ) -> ReverseProxy.Forwarding {
         ReverseProxy.Forwarding(
-            clientAddress: remoteAddress?.ipAddress, clientIsTrustedProxy: isTrustedProxy(remoteAddress, snapshot),
+            clientAddress: peer, clientIsTrustedProxy: isTrustedProxy(peer, snapshot),
             requestHost: head.headers.first(name: "host"), payerHeader: snapshot.config.payerHeader,
             extraHeaders: [("X-Request-Id", requestID)])
     }
 
     /// Whether the peer is one of `trustedProxies` (not even parsed when there are none).
-    static func isTrustedProxy(_ remoteAddress: SocketAddress?, _ snapshot: GatewaySnapshot) -> Bool {
+    static func isTrustedProxy(_ peer: String?, _ snapshot: GatewaySnapshot) -> Bool {
         let proxies = snapshot.config.trustedProxies
-        guard !proxies.isEmpty, let ip = remoteAddress?.ipAddress, let bytes = IPRange.parseAddress(ip) else { return false }
+        guard !proxies.isEmpty, let ip = peer, let bytes = IPRange.parseAddress(ip) else { return false }
         return proxies.contains { $0.contains(bytes) }
     }
 
