@@ -1,5 +1,4 @@
 import BigInt
-import Foundation
 import X402
 import X402Crypto
 
@@ -39,8 +38,6 @@ public enum RefusalReason: String, Error, Sendable, Hashable, CaseIterable {
     }
 }
 
-private struct VersionProbe: Decodable { var x402Version: Int? }
-
 /// A payment as presented in `PAYMENT-SIGNATURE` (v2) or `X-PAYMENT` (v1).
 public struct PresentedPayment: Sendable {
     public let version: Int
@@ -53,24 +50,27 @@ public struct PresentedPayment: Sendable {
     public let rawJSON: [UInt8]
 
     /// Decodes a header value; `headerVersion` is 2 for `PAYMENT-SIGNATURE` and 1 for `X-PAYMENT`.
+    ///
+    /// The body's own `x402Version` decides which payload shape is read; without one, the header's
+    /// version does. The JSON is read with `JSONReader` (strict RFC 8259: JSON that `JSONDecoder`
+    /// would let through, such as a trailing comma or a duplicate key, is `.malformed`) and mapped
+    /// with the same required/optional fields and type rules as the `Codable` decoding of the model.
     public static func decode(header: some StringProtocol, headerVersion: Int) throws(RefusalReason) -> PresentedPayment {
-        guard let bytes = Base64.decode(header) else { throw .malformed }
-        let data = Data(bytes)
-        let decoder = JSONDecoder()
-        // The usual case decodes once: the payload of the header's own version.
-        if headerVersion == 2, let p = try? decoder.decode(PaymentPayload.self, from: data), p.x402Version == 2 {
-            return PresentedPayment(version: 2, scheme: p.accepted.scheme, network: p.accepted.network, accepted: p.accepted,
-                                    payload: p.payload, rawJSON: bytes)
+        guard let bytes = Base64.decode(header), let root = try? JSONReader.parse(bytes), case .object = root else {
+            throw .malformed
         }
-        guard let probe = try? decoder.decode(VersionProbe.self, from: data) else { throw .malformed }
-        let version = probe.x402Version ?? headerVersion
+        var version = headerVersion
+        if let declared = root["x402Version"], declared != .null {
+            guard let v = try? declared.decodeInt() else { throw .malformed }
+            version = v
+        }
         switch version {
         case 2:
-            guard let p = try? decoder.decode(PaymentPayload.self, from: data) else { throw .malformed }
+            guard let p = try? PaymentPayload(json: root) else { throw .malformed }
             return PresentedPayment(version: 2, scheme: p.accepted.scheme, network: p.accepted.network, accepted: p.accepted,
                                     payload: p.payload, rawJSON: bytes)
         case 1:
-            guard let p = try? decoder.decode(PaymentPayloadV1.self, from: data) else { throw .malformed }
+            guard let p = try? PaymentPayloadV1(json: root) else { throw .malformed }
             guard let network = Networks.named(p.network)?.caip2 else { throw .networkMismatch }
             return PresentedPayment(version: 1, scheme: p.scheme, network: network, accepted: nil, payload: p.payload, rawJSON: bytes)
         default:
