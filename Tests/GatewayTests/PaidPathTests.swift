@@ -158,6 +158,19 @@ struct PaidPathTests {
         }
     }
 
+    @Test("a payment header with a number Foundation's JSONDecoder traps on is refused, and the gateway keeps serving")
+    func hostileNumber() async throws {
+        try await TestHarness.withPaidGateway(yaml: paidYAML) { gw, fac in
+            let json = "{\"x402Version\":9007199254740993" + String(repeating: "0", count: 150) + "e-150}"
+            let r = try await pay(gw, "/paid/x", Base64.encode(Array(json.utf8)))
+            #expect(r.status == 402)
+            let challenge = try HeaderCodec.decode(PaymentRequired.self, from: try #require(r.header("PAYMENT-REQUIRED")))
+            #expect(challenge.error == "invalid_payload")
+            #expect(try await gw.get("/paid/x").status == 402)
+            #expect(fac.verifyCalls == 0)
+        }
+    }
+
     @Test("a payment is used once: a replay after success is refused without reaching anything")
     func replaySequential() async throws {
         try await TestHarness.withPaidGateway(yaml: paidYAML) { gw, fac in
