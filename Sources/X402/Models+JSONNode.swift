@@ -274,3 +274,68 @@ extension PaymentPayloadV1 {
         self.x402Version = version
     }
 }
+
+// Facilitator answers: parsed with `JSONReader` too, so a misbehaving facilitator cannot reach
+// `JSONDecoder`'s traps either.
+
+extension JSONFields {
+    func bool(_ key: String) throws(JSONShapeError) -> Bool {
+        guard case .bool(let value) = try required(key) else { throw JSONShapeError(.typeMismatch, key: key) }
+        return value
+    }
+
+    func optionalString(_ key: String) throws(JSONShapeError) -> String? {
+        try optional(key).map { node throws(JSONShapeError) in try node.decodeString(key: key) }
+    }
+}
+
+extension VerifyResponse {
+    public init(json: JSONNode) throws(JSONShapeError) {
+        let fields = try JSONFields(json, key: "")
+        self.init(isValid: try fields.bool("isValid"), invalidReason: try fields.optionalString("invalidReason"),
+                  invalidMessage: try fields.optionalString("invalidMessage"), payer: try fields.optionalString("payer"))
+    }
+}
+
+extension SettleResponse {
+    public init(json: JSONNode) throws(JSONShapeError) {
+        let fields = try JSONFields(json, key: "")
+        self.init(
+            success: try fields.bool("success"), errorReason: try fields.optionalString("errorReason"),
+            errorMessage: try fields.optionalString("errorMessage"), payer: try fields.optionalString("payer"),
+            transaction: try fields.string("transaction"), network: try fields.string("network"),
+            amount: try fields.optionalString("amount"))
+    }
+}
+
+extension SupportedResponse {
+    public init(json: JSONNode) throws(JSONShapeError) {
+        let fields = try JSONFields(json, key: "")
+        guard case .array(let kindNodes) = try fields.required("kinds") else { throw JSONShapeError(.typeMismatch, key: "kinds") }
+        var kinds: [Kind] = []
+        for node in kindNodes {
+            let kind = try JSONFields(node, key: "kinds")
+            kinds.append(Kind(x402Version: try kind.int("x402Version"), scheme: try kind.string("scheme"),
+                              network: try kind.string("network"), extra: try kind.optionalObject("extra")))
+        }
+        var extensions: [String]?
+        if let node = fields.optional("extensions") {
+            guard case .array(let items) = node else { throw JSONShapeError(.typeMismatch, key: "extensions") }
+            extensions = []
+            for item in items { extensions!.append(try item.decodeString(key: "extensions")) }
+        }
+        var signers: [String: [String]]?
+        if let node = fields.optional("signers") {
+            guard case .object(let members) = node else { throw JSONShapeError(.typeMismatch, key: "signers") }
+            var map: [String: [String]] = [:]
+            for member in members where map[member.key] == nil {
+                guard case .array(let items) = member.value else { throw JSONShapeError(.typeMismatch, key: member.key) }
+                var values: [String] = []
+                for item in items { values.append(try item.decodeString(key: member.key)) }
+                map[member.key] = values
+            }
+            signers = map
+        }
+        self.init(kinds: kinds, extensions: extensions, signers: signers)
+    }
+}
