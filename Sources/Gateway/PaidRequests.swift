@@ -180,7 +180,7 @@ struct PaidRequestHandler: Sendable {
             case .deliver(let settlement):
                 logger.info("payment settled", metadata: ["x402.transaction": "\(settlement.transaction)", "x402.network": "\(settlement.network)"])
                 let response = upstream!
-                let extra = paymentResponse(settlement, version: payment.version).map { [$0] } ?? []
+                let extra = [paymentResponse(settlement, version: payment.version)]
                 return (.upstream(status: response.status, headers: response.headers, extra: extra,
                                   body: buffered.map { .buffered($0) } ?? .relay), .paid)
 
@@ -193,7 +193,8 @@ struct PaidRequestHandler: Sendable {
                 logger.warning("settlement refused; content withheld", metadata: ["x402.reason": "\(settlement.errorReason ?? "")"])
                 var headers: HTTPHeaders = ["Content-Type": "application/json", "Cache-Control": "no-store"]
                 responses.addCORS(&headers)
-                if let (name, value) = paymentResponse(settlement, version: payment.version) { headers.add(name: name, value: value) }
+                let (name, value) = paymentResponse(settlement, version: payment.version)
+                headers.add(name: name, value: value)
                 return (.answer(Answer(status: .paymentRequired, headers: headers, body: ByteBuffer(string: "{}"))), .settlementFailed)
 
             case .abandon:
@@ -238,10 +239,10 @@ struct PaidRequestHandler: Sendable {
     }
 
     /// The `PAYMENT-RESPONSE` (v2) or `X-PAYMENT-RESPONSE` (v1) header.
-    private func paymentResponse(_ settlement: SettleResponse, version: Int) -> (String, String)? {
+    private func paymentResponse(_ settlement: SettleResponse, version: Int) -> (String, String) {
         var settlement = settlement
         if version == 1, let name = Networks.named(settlement.network)?.v1Name { settlement.network = name }
-        guard let value = try? HeaderCodec.encode(settlement) else { return nil }
-        return (version == 1 ? X402Header.xPaymentResponse : X402Header.paymentResponse, value)
+        return (version == 1 ? X402Header.xPaymentResponse : X402Header.paymentResponse,
+                Base64.encode(Array(settlement.compactJSON.utf8)))
     }
 }

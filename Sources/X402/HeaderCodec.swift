@@ -36,3 +36,19 @@ public enum HeaderDecodingError: Error, Sendable, Equatable {
     case notBase64
     case invalidJSON
 }
+
+extension SettleResponse {
+    /// The same bytes as `HeaderCodec.compactJSON(self)` (sorted keys, nil fields left out), built
+    /// without `JSONEncoder`: it goes out on every paid response.
+    public var compactJSON: String {
+        var fields: [String] = []
+        if let amount { fields.append("\"amount\":" + JSONString.quoted(amount)) }
+        if let errorMessage { fields.append("\"errorMessage\":" + JSONString.quoted(errorMessage)) }
+        if let errorReason { fields.append("\"errorReason\":" + JSONString.quoted(errorReason)) }
+        fields.append("\"network\":" + JSONString.quoted(network))
+        if let payer { fields.append("\"payer\":" + JSONString.quoted(payer)) }
+        fields.append("\"success\":" + (success ? "true" : "false"))
+        fields.append("\"transaction\":" + JSONString.quoted(transaction))
+        return "{" + fields.joined(separator: ",") + "}"
+    }
+}

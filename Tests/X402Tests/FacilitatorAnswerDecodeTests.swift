@@ -45,3 +45,15 @@ struct FacilitatorAnswerDecodeTests {
         #expect(throws: JSONShapeError.self) { try SettleResponse(json: node) }
     }
 }
+
+@Suite("PAYMENT-RESPONSE JSON")
+struct SettleResponseJSONTests {
+    @Test("compactJSON is byte for byte what HeaderCodec.compactJSON (JSONEncoder) writes", arguments: [
+        SettleResponse(success: true, payer: "0x85", transaction: "0xabc", network: "eip155:84532"),
+        SettleResponse(success: false, errorReason: "invalid/reason", errorMessage: "tab\tquote\"back\\slash é \u{1}",
+                       transaction: "", network: "base-sepolia", amount: "1000"),
+    ])
+    func sameBytes(settlement: SettleResponse) throws {
+        #expect(Array(settlement.compactJSON.utf8) == (try HeaderCodec.compactJSON(settlement)))
+    }
+}
