@@ -8,6 +8,10 @@ import Testing
 import X402
 import X402Facilitator
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The facilitator client's own HTTP/1.1 client against scripted servers on 127.0.0.1 port 0.
 @Suite("Facilitator HTTP client", .timeLimit(.minutes(1)))
 struct FacilitatorClientTests {
@@ -227,7 +231,7 @@ struct FacilitatorClientTests {
         try await Self.withServer({ request in
             hang.load(ordering: .relaxed) ? .never : Self.accepting(request)
         }) { server, port in
-            let client = Self.client("http://127.0.0.1:\(port)", timeout: .milliseconds(300))
+            let client = Self.client("http://127.0.0.1:\(port)", timeout: .seconds(1))
             let start = ContinuousClock.now
             let failure = await Self.failure { () async throws(FacilitatorFailure) in
                 try await client.verify(version: 2, paymentPayload: Self.payload, requirements: Self.requirements)
@@ -264,9 +268,26 @@ struct FacilitatorClientTests {
         }
     }
 
-    @Test("a closed port is .unreachable")
+    /// A port bound on 127.0.0.1 but not listening (connections to it are refused), held until `close(fd)`,
+    /// so no other test's server can take it meanwhile.
+    static func refusingPort() throws -> (fd: Int32, port: Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        try #require(bound)
+        return (fd, Int(UInt16(bigEndian: address.sin_port)))
+    }
+
+    @Test("a port nobody listens on is .unreachable")
     func closedPort() async throws {
-        let port = try await Self.withServer { _, port in port }
+        let (fd, port) = try Self.refusingPort()
+        defer { close(fd) }
         let client = Self.client("http://127.0.0.1:\(port)")
         let failure = await Self.failure { () async throws(FacilitatorFailure) in
             try await client.verify(version: 2, paymentPayload: Self.payload, requirements: Self.requirements)

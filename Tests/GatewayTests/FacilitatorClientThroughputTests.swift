@@ -54,9 +54,11 @@ struct FacilitatorClientThroughputTests {
         let group = MultiThreadedEventLoopGroup.singleton
         let new = HTTPFacilitatorClient(baseURL: url, headers: [:], timeout: .seconds(10), eventLoopGroup: group, logger: logger)
         let old = LegacyAsyncHTTPClientFacilitator(baseURL: url, timeout: .seconds(10), eventLoopGroup: group, logger: logger)
+        // X402_FACILITATOR_BENCH_CLIENT=new (or old) measures one client only, e.g. under a profiler.
+        let only = ProcessInfo.processInfo.environment["X402_FACILITATOR_BENCH_CLIENT"]
         for round in 1...2 {
-            try await measure("\(server), round \(round), AsyncHTTPClient", calls: calls, old)
-            try await measure("\(server), round \(round), NIO HTTP1Client ", calls: calls, new)
+            if only != "new" { try await measure("\(server), round \(round), AsyncHTTPClient", calls: calls, old) }
+            if only != "old" { try await measure("\(server), round \(round), NIO HTTP1Client ", calls: calls, new) }
         }
         await new.shutdown()
         try await old.shutdown()
