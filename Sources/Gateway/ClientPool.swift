@@ -46,7 +46,7 @@ final class ClientPool: Sendable {
             if let client = state.facilitators[config] { return client }
             let client = HTTPFacilitatorClient(
                 baseURL: config.url, headers: config.headers, timeout: config.timeout, connectTimeout: config.connectTimeout,
-                eventLoopGroup: eventLoopGroup, logger: logger)
+                caFile: config.caFile, eventLoopGroup: eventLoopGroup, logger: logger)
             state.facilitators[config] = client
             return client
         }

@@ -2,6 +2,7 @@ import BigInt
 import GatewayCore
 import Paywall
 import X402
+import X402Facilitator
 import Yams
 
 extension YAMLReader {
@@ -145,21 +146,25 @@ extension YAMLReader {
     // MARK: Sections
 
     func facilitatorConfig(_ node: Node) -> FacilitatorConfig? {
-        guard let m = mapping(node, "facilitator", allowed: ["url", "timeout", "connectTimeout", "headers"]) else { return nil }
+        guard let m = mapping(node, "facilitator", allowed: ["url", "timeout", "connectTimeout", "headers", "caFile"]) else { return nil }
         guard let urlNode = m["url"]?.value else {
             error(node, "facilitator needs a \"url\"")
             return nil
         }
         guard let url = string(urlNode, "facilitator.url") else { return nil }
-        guard let parsed = parseBaseURL(url, allowPath: true) else {
+        guard let parsed = parseBaseURL(url, allowPath: true), HTTPFacilitatorClient.accepts(url: parsed) else {
             error(urlNode, "facilitator.url must be an absolute http(s) URL, not \"\(url)\"")
             return nil
         }
         let timeout = m["timeout"].flatMap { duration($0.value, "facilitator.timeout") } ?? .seconds(30)
         let connectTimeout = m["connectTimeout"].flatMap { duration($0.value, "facilitator.connectTimeout") } ?? .seconds(2)
         let headers = m["headers"].flatMap { stringMap($0.value, "facilitator.headers") } ?? []
+        var caFile: String?
+        if let n = m["caFile"]?.value, let path = string(n, "facilitator.caFile") {
+            if let problem = HTTPFacilitatorClient.caFileProblem(path) { error(n, "facilitator.caFile: \(problem)") } else { caFile = path }
+        }
         return FacilitatorConfig(url: parsed, timeout: timeout, connectTimeout: connectTimeout,
-                                 headers: Dictionary(headers, uniquingKeysWith: { $1 }))
+                                 headers: Dictionary(headers, uniquingKeysWith: { $1 }), caFile: caFile)
     }
 
     func upstreamsConfig(_ node: Node) -> [String: UpstreamConfig] {

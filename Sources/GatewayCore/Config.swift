@@ -102,12 +102,16 @@ public struct FacilitatorConfig: Sendable, Hashable {
     /// TCP connect limit: a facilitator that is down is reported this fast.
     public var connectTimeout: Duration
     public var headers: [String: String]
+    /// PEM file of the certificates trusted for an `https` facilitator instead of the system roots.
+    public var caFile: String?
 
-    public init(url: String, timeout: Duration, connectTimeout: Duration = .seconds(2), headers: [String: String]) {
+    public init(url: String, timeout: Duration, connectTimeout: Duration = .seconds(2), headers: [String: String],
+                caFile: String? = nil) {
         self.url = url
         self.timeout = timeout
         self.connectTimeout = connectTimeout
         self.headers = headers
+        self.caFile = caFile
     }
 }
 

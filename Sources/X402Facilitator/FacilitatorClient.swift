@@ -1,8 +1,8 @@
-import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 import X402
 
 /// What a facilitator call came to. Expected outcomes are values; only transport-level trouble is
@@ -37,86 +37,134 @@ public protocol Facilitator: Sendable {
 }
 
 /// HTTP facilitator client: `POST {base}/verify`, `POST {base}/settle`, `GET {base}/supported`, each
-/// with a deadline and the configured extra headers.
+/// with a deadline and the configured extra headers, over the keep-alive connections of an
+/// ``HTTP1Client`` (TLS with certificate and hostname verification for `https`). The URL is parsed and
+/// the request heads are built once, here; a call adds only its `Content-Length`.
 public final class HTTPFacilitatorClient: Facilitator {
-    private let baseURL: String
-    private let headers: [(String, String)]
-    private let timeout: Duration
-    private let client: HTTPClient
-    private let logger: Logger
-
-    public init(
-        baseURL: String, headers: [String: String], timeout: Duration, connectTimeout: Duration = .seconds(2),
-        eventLoopGroup: any EventLoopGroup, logger: Logger
-    ) {
-        var base = baseURL
-        while base.hasSuffix("/") { base.removeLast() }
-        self.baseURL = base
-        self.headers = headers.sorted { $0.key < $1.key }
-        self.timeout = timeout
-        var configuration = HTTPClient.Configuration(
-            redirectConfiguration: .follow(max: 3, allowCycles: false),
-            timeout: .init(connect: .milliseconds(connectTimeout.wholeMilliseconds), read: .milliseconds(timeout.wholeMilliseconds)))
-        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
-        self.client = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: configuration)
-        self.logger = logger
+    private struct Endpoint: Sendable {
+        let client: HTTP1Client
+        let origin: HTTPOrigin
+        let verifyHead: HTTPRequestHead
+        let settleHead: HTTPRequestHead
+        let supportedHead: HTTPRequestHead
     }
 
+    /// nil when the URL is not an absolute `http(s)` URL; every call then fails `.unreachable`.
+    private let endpoint: Endpoint?
+    private let baseURL: String
+    private let logger: Logger
+
+    static let userAgent = "x402-gateway"
+    /// Header names the configuration may not set: the client frames the request itself.
+    private static let framingHeaders: Set<String> = ["content-length", "transfer-encoding", "connection", "host"]
+
+    /// - Parameters:
+    ///   - caFile: a PEM file of the certificates to trust for `https` instead of the system's trust
+    ///     roots (a private CA, or a test's self-signed certificate).
+    public init(
+        baseURL: String, headers: [String: String], timeout: Duration, connectTimeout: Duration = .seconds(2),
+        caFile: String? = nil, eventLoopGroup: any EventLoopGroup, logger: Logger
+    ) {
+        self.baseURL = baseURL
+        self.logger = logger
+        guard Self.accepts(url: baseURL), let url = HTTPURL(baseURL) else {
+            endpoint = nil
+            return
+        }
+        var basePath = url.target
+        while basePath.hasSuffix("/") { basePath.removeLast() }
+        let extra = headers.filter { !Self.framingHeaders.contains($0.key.lowercased()) }.sorted { $0.key < $1.key }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        tls.applicationProtocols = ["http/1.1"]
+        if let caFile { tls.trustRoots = .file(caFile) }
+        let configuration = HTTP1Client.Configuration(
+            timeout: TimeAmount(timeout), connectTimeout: TimeAmount(connectTimeout), tls: tls,
+            credentialHeaders: Set(extra.map { $0.key.lowercased() }))
+        func head(_ method: HTTPMethod, _ path: String, json: Bool) -> HTTPRequestHead {
+            var fields = HTTPHeaders()
+            fields.add(name: "Host", value: url.origin.hostHeader)
+            fields.add(name: "User-Agent", value: Self.userAgent)
+            if json { fields.add(name: "Content-Type", value: "application/json") }
+            for (name, value) in extra { fields.replaceOrAdd(name: name, value: value) }
+            return HTTPRequestHead(version: .http1_1, method: method, uri: basePath + path, headers: fields)
+        }
+        endpoint = Endpoint(
+            client: HTTP1Client(home: url.origin, configuration: configuration, eventLoopGroup: eventLoopGroup),
+            origin: url.origin,
+            verifyHead: head(.POST, "/verify", json: true),
+            settleHead: head(.POST, "/settle", json: true),
+            supportedHead: head(.GET, "/supported", json: false))
+    }
+
+    /// Whether `url` is a base URL this client can call: `http(s)://host[:port][/path]`, no user info, query or fragment.
+    public static func accepts(url: String) -> Bool {
+        guard let parsed = HTTPURL(url) else { return false }
+        return !parsed.target.contains("?") && !url.contains("#")
+    }
+
+    /// nil when `path` is a readable PEM file with at least one certificate, else what is wrong with it.
+    public static func caFileProblem(_ path: String) -> String? {
+        do {
+            return try NIOSSLCertificate.fromPEMFile(path).isEmpty ? "no PEM certificate in \"\(path)\"" : nil
+        } catch {
+            return "cannot read PEM certificates from \"\(path)\": \(error)"
+        }
+    }
+
+    /// Closes idle connections; calls in flight finish or fail, later calls fail `.unreachable`.
     public func shutdown() async {
-        try? await client.shutdown()
+        await endpoint?.client.shutdown()
     }
 
     public func verify(version: Int, paymentPayload: [UInt8], requirements: [UInt8]) async throws(FacilitatorFailure) -> VerifyResponse {
-        try await post("/verify", body: Self.requestBody(version: version, payload: paymentPayload, requirements: requirements))
+        let endpoint = try resolvedEndpoint()
+        let body = Self.requestBody(version: version, payload: paymentPayload, requirements: requirements)
+        // Verifying changes nothing: safe to send again after a reused connection turned out dead.
+        return try Self.decode(try await endpoint.client.execute(
+            Self.withLength(endpoint.verifyHead, body), body: body, origin: endpoint.origin, retryable: true).body)
     }
 
     public func settle(version: Int, paymentPayload: [UInt8], requirements: [UInt8]) async throws(FacilitatorFailure) -> SettleResponse {
-        try await post("/settle", body: Self.requestBody(version: version, payload: paymentPayload, requirements: requirements))
+        let endpoint = try resolvedEndpoint()
+        let body = Self.requestBody(version: version, payload: paymentPayload, requirements: requirements)
+        // Settling moves money: never sent twice (see HTTP1Client).
+        return try Self.decode(try await endpoint.client.execute(
+            Self.withLength(endpoint.settleHead, body), body: body, origin: endpoint.origin, retryable: false).body)
     }
 
     public func supported() async throws(FacilitatorFailure) -> SupportedResponse {
-        var request = HTTPClientRequest(url: baseURL + "/supported")
-        request.method = .GET
-        return try await execute(request)
+        let endpoint = try resolvedEndpoint()
+        return try Self.decode(try await endpoint.client.execute(
+            endpoint.supportedHead, body: nil, origin: endpoint.origin, retryable: true).body)
+    }
+
+    private func resolvedEndpoint() throws(FacilitatorFailure) -> Endpoint {
+        guard let endpoint else { throw .unreachable("invalid facilitator URL \"\(baseURL)\"") }
+        return endpoint
+    }
+
+    private static func withLength(_ head: HTTPRequestHead, _ body: ByteBuffer) -> HTTPRequestHead {
+        var head = head
+        head.headers.add(name: "Content-Length", value: String(body.readableBytes))
+        return head
     }
 
     /// `{"x402Version":N,"paymentPayload":<raw>,"paymentRequirements":<raw>}` without re-encoding the payload.
-    static func requestBody(version: Int, payload: [UInt8], requirements: [UInt8]) -> [UInt8] {
-        var out = Array("{\"x402Version\":\(version),\"paymentPayload\":".utf8)
-        out.append(contentsOf: payload)
-        out.append(contentsOf: Array(",\"paymentRequirements\":".utf8))
-        out.append(contentsOf: requirements)
-        out.append(UInt8(ascii: "}"))
+    static func requestBody(version: Int, payload: [UInt8], requirements: [UInt8]) -> ByteBuffer {
+        var out = ByteBufferAllocator().buffer(capacity: 64 + payload.count + requirements.count)
+        out.writeStaticString("{\"x402Version\":")
+        out.writeString(String(version))
+        out.writeStaticString(",\"paymentPayload\":")
+        out.writeBytes(payload)
+        out.writeStaticString(",\"paymentRequirements\":")
+        out.writeBytes(requirements)
+        out.writeInteger(UInt8(ascii: "}"))
         return out
     }
 
-    private func post<T: Decodable>(_ path: String, body: [UInt8]) async throws(FacilitatorFailure) -> T {
-        var request = HTTPClientRequest(url: baseURL + path)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.body = .bytes(ByteBuffer(bytes: body))
-        return try await execute(request)
-    }
-
-    private func execute<T: Decodable>(_ request: HTTPClientRequest) async throws(FacilitatorFailure) -> T {
-        var request = request
-        for (name, value) in headers { request.headers.replaceOrAdd(name: name, value: value) }
-        let deadline = NIODeadline.now() + .milliseconds(timeout.wholeMilliseconds)
-        let body: ByteBuffer
-        let status: HTTPResponseStatus
-        do {
-            let response = try await client.execute(request, deadline: deadline, logger: logger)
-            status = response.status
-            body = try await response.body.collect(upTo: 1 << 20)
-        } catch let error as HTTPClientError {
-            switch error {
-            case .deadlineExceeded, .readTimeout, .connectTimeout: throw .timeout
-            default: throw .unreachable(String(describing: error))
-            }
-        } catch {
-            throw .unreachable(String(describing: error))
-        }
-        guard (200..<300).contains(Int(status.code)) else { throw .httpStatus(Int(status.code)) }
+    /// The one place a facilitator answer is decoded (a faster reader can replace it here).
+    static func decode<T: Decodable>(_ body: ByteBuffer) throws(FacilitatorFailure) -> T {
         do {
             return try JSONDecoder().decode(T.self, from: Data(body.readableBytesView))
         } catch {

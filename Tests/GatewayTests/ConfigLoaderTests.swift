@@ -1,3 +1,4 @@
+import Foundation
 import Gateway
 import GatewayCore
 import Testing
@@ -95,6 +96,17 @@ struct ConfigLoaderTests {
         let found = Self.diagnostics(old, new)
         #expect(found == [expected])
     }
+
+    @Test("facilitator.caFile must name a PEM file with a certificate")
+    func caFile() throws {
+        let found = Self.diagnostics("timeout: 10s\n", "timeout: 10s\n  caFile: /nonexistent/ca.pem\n")
+        #expect(found.count == 1)
+        #expect(found.first?.hasPrefix("g.yaml:8:11: facilitator.caFile: cannot read PEM certificates from \"/nonexistent/ca.pem\"") == true)
+        let yaml = Self.valid.replacingOccurrences(of: "timeout: 10s\n", with: "timeout: 10s\n  caFile: \(Self.certificate)\n")
+        #expect(try ConfigLoader.parse(yaml: yaml, file: "g.yaml", environment: Self.env).facilitator?.caFile == Self.certificate)
+    }
+
+    static var certificate: String { Bundle.module.path(forResource: "localhost-cert", ofType: "pem", inDirectory: "Fixtures") ?? "" }
 
     @Test("an unset environment variable is an error at its use")
     func unsetEnv() {
