@@ -278,6 +278,15 @@ extension PaymentPayloadV1 {
 // Facilitator answers: parsed with `JSONReader` too, so a misbehaving facilitator cannot reach
 // `JSONDecoder`'s traps either.
 
+/// A model type that can be built from a `JSONNode`.
+public protocol JSONNodeDecodable {
+    init(json: JSONNode) throws(JSONShapeError)
+}
+
+extension VerifyResponse: JSONNodeDecodable {}
+extension SettleResponse: JSONNodeDecodable {}
+extension SupportedResponse: JSONNodeDecodable {}
+
 extension JSONFields {
     func bool(_ key: String) throws(JSONShapeError) -> Bool {
         guard case .bool(let value) = try required(key) else { throw JSONShapeError(.typeMismatch, key: key) }

@@ -163,10 +163,10 @@ public final class HTTPFacilitatorClient: Facilitator {
         return out
     }
 
-    /// The one place a facilitator answer is decoded (a faster reader can replace it here).
-    static func decode<T: Decodable>(_ body: ByteBuffer) throws(FacilitatorFailure) -> T {
+    /// The one place a facilitator answer is decoded: our strict reader, never `JSONDecoder`.
+    static func decode<T: JSONNodeDecodable>(_ body: ByteBuffer) throws(FacilitatorFailure) -> T {
         do {
-            return try JSONDecoder().decode(T.self, from: Data(body.readableBytesView))
+            return try T(json: try JSONReader.parse(Array(body.readableBytesView)))
         } catch {
             throw .malformedResponse
         }
