@@ -228,7 +228,7 @@ final class GatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Writes a complete answer of the gateway's own.
     private func write(_ answer: EncodedAnswer, requestID: String, close: Bool, http10: Bool, context: ChannelHandlerContext) {
-        let close = close || quiescing || inputClosedDeferred
+        let close = closeAfter(close)
         let bytes = answer.bytes(requestID: requestID, connection: close ? "close" : (http10 ? "keep-alive" : nil),
                                  allocator: context.channel.allocator)
         context.write(wrapOutboundOut(bytes), promise: nil)
@@ -277,8 +277,10 @@ final class GatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
             .whenComplete { _ in context.close(promise: nil) }
     }
 
-    /// Whether the response about to be written should end the connection.
-    private func closeAfter(_ requested: Bool) -> Bool { requested || quiescing || inputClosedDeferred }
+    /// Whether the response about to be written should end the connection: asked for, draining,
+    /// or the last answer a half-closed client waits for (it has sent all it will: reads are only
+    /// held while requests are queued, so its end of input was seen after everything it sent).
+    private func closeAfter(_ requested: Bool) -> Bool { requested || quiescing || (inputClosedDeferred && queued.isEmpty) }
 
     /// The request in flight is answered and read to the end: handle what was queued behind it.
     private func requestFinished(context: ChannelHandlerContext) {
@@ -497,7 +499,8 @@ extension GatewayHandler {
 // MARK: - NIO-level proxy for free routes
 
 extension GatewayHandler: UpstreamExchangeDelegate {
-    /// One free request proxied to a plain-`http` upstream over a pooled connection on this loop.
+    /// One request to a plain-`http` upstream over a pooled connection on this loop: a free request
+    /// relayed as it comes, or a paid request's hop (`hop`), whose response waits for the flow.
     final class Exchange {
         let requestID: String
         let isHead: Bool
@@ -896,7 +899,7 @@ extension GatewayHandler {
         forwarding: ReverseProxy.Forwarding, body: ByteBuffer?
     ) -> EventLoopFuture<HTTPResponseHead>? {
         guard isCurrent(payment), let context, exchange == nil, payment.hop == nil else { return nil }
-        let exchange = Exchange(requestID: payment.requestID, head: head, counters: payment.snapshot.unmatchedMetrics,
+        let exchange = Exchange(requestID: payment.requestID, head: head, counters: payment.snapshot.routeMetrics[payment.decision.routeIndex],
                                 upstream: upstream.config, connections: upstream.connections)
         let hop = Hop(payment: payment, head: context.eventLoop.makePromise())
         exchange.hop = hop

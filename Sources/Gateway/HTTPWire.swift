@@ -53,16 +53,6 @@ enum HTTPWire {
         buffer.writeStaticString("\r\n")
     }
 
-    static func writeChunk(_ body: ByteBuffer, into buffer: inout ByteBuffer) {
-        buffer.writeString(String(body.readableBytes, radix: 16))
-        buffer.writeStaticString("\r\n")
-        var body = body
-        buffer.writeBuffer(&body)
-        buffer.writeStaticString("\r\n")
-    }
-
-    static let lastChunk: StaticString = "0\r\n\r\n"
-
     /// The head of a relayed upstream response: the upstream's fields minus hop-by-hop and
     /// Connection-listed ones, then the gateway's (`extra`, the request id when absent), the framing
     /// fields and `Connection: close` when the connection ends with this response. Returns the framing.

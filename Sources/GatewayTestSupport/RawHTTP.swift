@@ -59,15 +59,18 @@ public enum RawHTTP {
     /// Writes `raw` (several requests, pipelined or not) on one connection and reads until the
     /// server closes it; returns the responses in order. Bodies are framed by Content-Length or
     /// chunked encoding; `headRequests` says which responses answer a HEAD (no body).
-    public static func exchange(port: Int, raw: String, headRequests: Set<Int> = []) async throws -> [RawHTTPResponse] {
+    /// With `halfClose`, the sending side is shut down right after the requests are written.
+    public static func exchange(port: Int, raw: String, headRequests: Set<Int> = [], halfClose: Bool = false) async throws -> [RawHTTPResponse] {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(host: "127.0.0.1", port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                        wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
                 }
             }
         let bytes = try await channel.executeThenClose { inbound, outbound in
             try await outbound.write(ByteBuffer(bytes: Array(raw.utf8)))
+            if halfClose { outbound.finish() }
             var all: [UInt8] = []
             for try await chunk in inbound { all.append(contentsOf: chunk.readableBytesView) }
             return all

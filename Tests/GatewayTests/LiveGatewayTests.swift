@@ -362,6 +362,17 @@ struct FastAnswerTests {
         }
     }
 
+    @Test("a client that half-closes after pipelining requests gets every answer, then the connection closes")
+    func halfClose() async throws {
+        try await TestHarness.withGateway(yaml: Self.yaml.replacingOccurrences(of: "limits: { idleTimeout: 300ms }", with: "")) { gw in
+            let raw = "GET /slow/200 HTTP/1.1\r\nHost: gw\r\n\r\nGET /paid/a HTTP/1.1\r\nHost: gw\r\n\r\n"
+                + "GET /free/b HTTP/1.1\r\nHost: gw\r\n\r\n"
+            let responses = try await RawHTTP.exchange(port: gw.port, raw: raw, halfClose: true)
+            #expect(responses.map(\.status) == [200, 402, 200])
+            #expect(responses.last?.header("Connection") == "close")
+        }
+    }
+
     @Test("a request the decoder cannot read gets a JSON 400 and the connection is closed")
     func malformed() async throws {
         try await TestHarness.withGateway(yaml: Self.yaml) { gw in
