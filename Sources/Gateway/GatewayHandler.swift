@@ -414,28 +414,26 @@ extension GatewayHandler {
         var logger = self.logger
         logger[metadataKey: "request.id"] = .string(payment.requestID)
         logger[metadataKey: "x402.route"] = .string(route.config.id)
+        let loop = context.eventLoop
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let current = NIOLoopBound(payment, eventLoop: loop)
         let paidContext = PaidRequestHandler.Context(
             head: payment.head, body: payment.body, path: p.path, route: route, counters: counters,
             resourceURL: p.resourceURL, snapshot: snapshot, forwarding: payment.forwarding, paywall: p.paywall, logger: logger,
-            clientGone: { [gone = payment.gone] in gone.isSet },
-            hop: ConnectionHop(handler: NIOLoopBound(self, eventLoop: context.eventLoop),
-                               payment: NIOLoopBound(payment, eventLoop: context.eventLoop)))
+            clientGone: { [gone = payment.gone] in gone.isSet }, hop: ConnectionHop(handler: bound, payment: current))
         payment.body = nil
         let handler = self.paid
-        let loop = context.eventLoop
-        let bound = NIOLoopBound(self, eventLoop: loop)
-        let exchange = NIOLoopBound(payment, eventLoop: loop)
         Task {
             let (result, outcome) = await handler.respond(paidContext, header: p.header, headerVersion: p.version)
             counters.record(outcome)
             switch result {
             case .answer(let answer):
                 let encoded = answer.encoded()
-                loop.execute { bound.value.paidAnswer(encoded, exchange.value) }
+                loop.execute { bound.value.paidAnswer(encoded, current.value) }
             case .upstream(let status, let headers, let extra, .buffered(let body)):
-                loop.execute { bound.value.paidRelay(status, headers, extra, buffered: body, exchange.value) }
+                loop.execute { bound.value.paidRelay(status, headers, extra, buffered: body, current.value) }
             case .upstream(let status, let headers, let extra, .relay):
-                loop.execute { bound.value.paidRelay(status, headers, extra, buffered: nil, exchange.value) }
+                loop.execute { bound.value.paidRelay(status, headers, extra, buffered: nil, current.value) }
             }
         }
     }
@@ -476,15 +474,24 @@ extension GatewayHandler {
             finishPayment(payment)
             return
         }
+        guard let exchange, exchange.hop === hop else {
+            // The upstream failed after its head: the head is out, so closing is the only honest way
+            // left to say the body is incomplete.
+            logger.warning("upstream failed mid-response", metadata: ["request.id": "\(payment.requestID)"])
+            payment.hop = nil
+            closing = true
+            finishPayment(payment)
+            context.flush()
+            context.close(promise: nil)
+            return
+        }
         // The rest comes through the exchange, which finishes the payment at its end.
         hop.relaying = true
         hop.waiting = false
         context.flush()
-        if let exchange, exchange.hop === hop {
-            if framing == .untilClose { exchange.closeClient = true }
-            exchange.closeClient = exchange.closeClient || payment.closeClient
-            exchange.connection?.read()
-        }
+        if framing == .untilClose { exchange.closeClient = true }
+        exchange.closeClient = exchange.closeClient || payment.closeClient
+        exchange.connection?.read()
     }
 
     private func finishPayment(_ payment: PaidExchange) {

@@ -351,6 +351,29 @@ struct PaidPathTests {
         }
     }
 
+    @Test("settlement: before, an upstream dropping mid-body: the client connection closes short (no hang); the gateway keeps serving")
+    func paidUpstreamAbortsMidBody() async throws {
+        let yaml = paidYAML.replacingOccurrences(of: "unmatched: pass", with: """
+              - match: "GET /abort/:n"
+                price: "$0.01"
+                settlement: before
+            unmatched: pass
+            """)
+        try await TestHarness.withPaidGateway(yaml: yaml) { gw, fac in
+            for size in [1_000, 300_000] {  // held whole before the relay starts, and relayed past the hold limit
+                let accepted = try await offer(gw, "/abort/\(size)")
+                let header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now))
+                let r = try await gw.send("GET /abort/\(size) HTTP/1.1\r\nHost: gw\r\nPAYMENT-SIGNATURE: \(header)\r\n\r\n",
+                                          discardBody: true)
+                #expect(r.status == 200)
+                #expect(r.header("Content-Length") == String(2 * size))
+                #expect(r.bodyByteCount < 2 * size)
+            }
+            #expect(fac.settleCalls == 2)
+            #expect(try await gw.get("/paid/x").status == 402)
+        }
+    }
+
     @Test("an upstream that does not answer within its timeout gets 504 on a paid request, and no settlement")
     func paidUpstreamTimeout() async throws {
         let yaml = paidYAML.replacingOccurrences(of: "timeout: 2s", with: "timeout: 300ms")
