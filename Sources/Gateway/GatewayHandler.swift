@@ -950,8 +950,8 @@ extension GatewayHandler {
         var body = body
         if hop.body == nil { hop.body = body } else { hop.body!.writeBuffer(&body) }
         if let (limit, _) = hop.collect, hop.body!.readableBytes > limit {
-            discardHop(hop.payment)
             hop.fail(.unavailable("response body over \(limit) bytes"))
+            discardHop(hop.payment)
         }
     }
 
