@@ -116,13 +116,16 @@ enum Routing {
                            snapshot.unmatchedMetrics, .free)
         }
 
-        let hosts = head.headers["host"]
-        guard hosts.count <= 1 else {
-            return .answer(responses.error(.badRequest, code: "bad_host", message: "more than one Host header", head: isHead).encoded(),
-                           snapshot.unmatchedMetrics, .badRequest)
+        var hostField: String?
+        for (name, value) in head.headers where HTTPWire.nameEquals(name, "host") {
+            guard hostField == nil else {
+                return .answer(responses.error(.badRequest, code: "bad_host", message: "more than one Host header", head: isHead).encoded(),
+                               snapshot.unmatchedMetrics, .badRequest)
+            }
+            hostField = value
         }
         // An absolute-form target's authority replaces Host (RFC 9112 §3.2.2).
-        let hostHeader = targetAuthority ?? hosts.first ?? ""
+        let hostHeader = targetAuthority ?? hostField ?? ""
         guard hostHeader.isEmpty || isValidHost(hostHeader) else {
             return .answer(responses.error(.badRequest, code: "bad_host", message: "Host header is not a valid host", head: isHead).encoded(),
                            snapshot.unmatchedMetrics, .badRequest)

@@ -362,6 +362,16 @@ struct FastAnswerTests {
         }
     }
 
+    @Test("two Host headers are refused with 400 before routing")
+    func twoHosts() async throws {
+        try await TestHarness.withGateway(yaml: Self.yaml) { gw in
+            let r = try await gw.send("GET /free/a HTTP/1.1\r\nHost: gw\r\nHost: other\r\nConnection: close\r\n\r\n")
+            #expect(r.status == 400)
+            #expect(r.bodyText.contains("bad_host"))
+            #expect(gw.upstream.count == 0)
+        }
+    }
+
     @Test("a client that half-closes after pipelining requests gets every answer, then the connection closes")
     func halfClose() async throws {
         try await TestHarness.withGateway(yaml: Self.yaml.replacingOccurrences(of: "limits: { idleTimeout: 300ms }", with: "")) { gw in
