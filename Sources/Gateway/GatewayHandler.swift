@@ -46,6 +46,8 @@ final class GatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var inputClosedDeferred = false
     /// A close is scheduled after the last write; nothing more is read or answered.
     private var closing = false
+    /// `drainQueue` is running: a request it finishes does not start another drain (no recursion).
+    private var draining = false
     /// How the body of the response being written is framed.
     private var framing = HTTPWire.Framing.none
     /// The response-timeout check of the exchanges on this connection (see `scheduleExchangeTimer`).
@@ -64,6 +66,14 @@ final class GatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private var busy: Bool { pending != nil || exchange != nil || payment != nil }
+
+    /// The request in flight has been read and waits on the upstream or the facilitator, not on the
+    /// client: the idle timeout does not apply (a client that stops sending mid-request is idle).
+    private var waitingOnServer: Bool {
+        if let exchange, exchange.requestEnded { return true }
+        if let payment, payment.requestEnded { return true }
+        return false
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -146,10 +156,14 @@ final class GatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.read()
     }
 
-    /// Reads stop while requests are queued, and while the upstream cannot take more request body.
+    /// Reads stop while requests are queued, while the upstream cannot take more request body, and
+    /// (between request bodies) while the client is not reading its answers.
     private var mustHoldReads: Bool {
         if !queued.isEmpty { return true }
-        guard let exchange, !exchange.requestEnded, !exchange.responseDone else { return false }
+        guard let exchange, !exchange.requestEnded, !exchange.responseDone else {
+            let readingBody = pending != nil || payment.map { !$0.requestEnded } ?? false
+            return !readingBody && context.map { !$0.channel.isWritable } ?? false
+        }
         guard let connection = exchange.connection else { return true }
         return !connection.isWritable
     }
@@ -165,6 +179,7 @@ final class GatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
             exchange.paused = false
             exchange.connection?.read()
         }
+        resumeReadsIfHeld()
         context.fireChannelWritabilityChanged()
     }
 
@@ -285,8 +300,11 @@ final class GatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// The request in flight is answered and read to the end: handle what was queued behind it.
     private func requestFinished(context: ChannelHandlerContext) {
         lastActive = .now()
-        if closing { return }
+        if closing || draining { return }
+        draining = true
         drainQueue(context: context)
+        draining = false
+        if closing { return }
         resumeReadsIfHeld()
         if (inputClosedDeferred || quiescing) && !busy && queued.isEmpty {
             closing = true
@@ -309,7 +327,7 @@ final class GatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
         idleCheck = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(deadline: deadline) {
             self.idleCheck = nil
             let due = self.lastActive + self.idleTimeout
-            if self.busy || !self.queued.isEmpty || due > .now() {
+            if self.waitingOnServer || due > .now() {
                 self.scheduleIdleCheck(context, at: max(due, .now() + .milliseconds(100)))
             } else {
                 context.close(promise: nil)
@@ -370,6 +388,8 @@ extension GatewayHandler {
             head: head, decision: decision, snapshot: snapshot, requestID: requestID,
             forwarding: Routing.forwardingInfo(head, peer: remoteAddress, snapshot: snapshot, requestID: requestID))
         self.payment = payment
+        // Started after the client's end of input (it was queued): the client may be gone already.
+        if inputClosedDeferred { payment.gone.set() }
         // Priced routes take a bounded request body, held so that nothing half-forwarded can be charged.
         if let length = head.headers.first(name: "content-length").flatMap(Int.init),
            length > snapshot.config.limits.maxPaidRequestBodyBytes {

@@ -89,7 +89,11 @@ enum HTTPWire {
             buffer.writeStaticString("Transfer-Encoding: chunked\r\n")
             framing = .chunked
         }
-        if close || framing == .untilClose { buffer.writeStaticString("Connection: close\r\n") }
+        if close || framing == .untilClose {
+            buffer.writeStaticString("Connection: close\r\n")
+        } else if clientIsHTTP10 {
+            buffer.writeStaticString("Connection: keep-alive\r\n")
+        }
         buffer.writeStaticString("\r\n")
         return framing
     }

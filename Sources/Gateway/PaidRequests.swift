@@ -195,7 +195,9 @@ struct PaidRequestHandler: Sendable {
                 responses.addCORS(&headers)
                 let (name, value) = paymentResponse(settlement, version: payment.version)
                 headers.add(name: name, value: value)
-                return (.answer(Answer(status: .paymentRequired, headers: headers, body: ByteBuffer(string: "{}"))), .settlementFailed)
+                if isHead { headers.add(name: "Content-Length", value: "2") }
+                return (.answer(Answer(status: .paymentRequired, headers: headers, body: isHead ? nil : ByteBuffer(string: "{}"))),
+                        .settlementFailed)
 
             case .abandon:
                 logger.notice("client went away before settlement; nothing charged")
@@ -205,6 +207,16 @@ struct PaidRequestHandler: Sendable {
                 logger.warning("failing closed", metadata: ["x402.stage": "\(stage.rawValue)"])
                 let status: HTTPResponseStatus = failure == .timeout ? .gatewayTimeout : .badGateway
                 let code = "\(stage == .upstream ? "upstream" : "facilitator")_\(failure == .timeout ? "timeout" : "unavailable")"
+                if stage == .upstream, let settlement = flow.settlement {
+                    // `before`: the payment was settled, then the upstream failed. Say so, with the receipt.
+                    logger.error("upstream failed after settlement", metadata: ["x402.transaction": "\(settlement.transaction)"])
+                    var answer = responses.error(
+                        status, code: code, message: "the payment was settled but the upstream failed; keep PAYMENT-RESPONSE as the receipt and do not pay again",
+                        head: isHead)
+                    let (name, value) = paymentResponse(settlement, version: payment.version)
+                    answer.headers.add(name: name, value: value)
+                    return (.answer(answer), .failedClosed)
+                }
                 let message = stage == .settle
                     ? "the payment's settlement outcome is unknown; do not pay again, retry later with the same payment"
                     : "the request could not be completed; nothing was charged"

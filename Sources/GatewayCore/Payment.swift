@@ -56,7 +56,9 @@ public struct PresentedPayment: Sendable {
     /// would let through, such as a trailing comma or a duplicate key, is `.malformed`) and mapped
     /// with the same required/optional fields and type rules as the `Codable` decoding of the model.
     public static func decode(header: some StringProtocol, headerVersion: Int) throws(RefusalReason) -> PresentedPayment {
-        guard let bytes = Base64.decode(header), let root = try? JSONReader.parse(bytes), case .object = root else {
+        // A byte-order mark would be spliced into the facilitator's request body with the raw JSON.
+        guard let bytes = Base64.decode(header), !bytes.starts(with: [0xEF, 0xBB, 0xBF]),
+              let root = try? JSONReader.parse(bytes), case .object = root else {
             throw .malformed
         }
         var version = headerVersion

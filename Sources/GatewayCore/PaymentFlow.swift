@@ -63,7 +63,8 @@ public struct PaymentFlow: Sendable {
     /// A retry of a payment whose earlier settlement outcome is unknown: any refusal from the
     /// facilitator may mean the earlier transfer went through, so it is never answered with a 402.
     public private(set) var isRetryAfterUnknownOutcome = false
-    private var settlement: SettleResponse?
+    /// The settlement, under `before` once it has succeeded (then an upstream failure is not "nothing charged").
+    public private(set) var settlement: SettleResponse?
 
     public init(policy: SettlementPolicy) {
         self.policy = policy

@@ -106,8 +106,12 @@ final class HTTP1Connection: ChannelInboundHandler, RemovableChannelHandler {
         written.futureResult.assumeIsolated().whenComplete { result in
             switch result {
             case .success: self.requestWritten = true
-            // The channel reports its own failure (errorCaught / channelInactive) to the exchange.
-            case .failure: self.close()
+            case .failure(let error):
+                // NIO fails the write before it reports the closed channel, and `close()` detaches
+                // the exchange: tell it here, or nothing ever would.
+                let failed = self.exchange
+                self.close()
+                failed?.connectionFailed(error)
             }
         }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)

@@ -356,9 +356,39 @@ struct FastAnswerTests {
             #expect(streamed.bodyByteCount == 5000)
             // HTTP/1.0 asking for keep-alive keeps the connection for the next request.
             let kept = try await RawHTTP.exchange(port: gw.port, raw:
-                "GET /paid/a HTTP/1.0\r\nHost: gw\r\nConnection: keep-alive\r\n\r\nGET /free/b HTTP/1.0\r\nHost: gw\r\n\r\n")
-            #expect(kept.map(\.status) == [402, 200])
+                "GET /paid/a HTTP/1.0\r\nHost: gw\r\nConnection: keep-alive\r\n\r\n"
+                + "GET /free/b HTTP/1.0\r\nHost: gw\r\nConnection: keep-alive\r\n\r\nGET /free/c HTTP/1.0\r\nHost: gw\r\n\r\n")
+            #expect(kept.map(\.status) == [402, 200, 200])
             #expect(kept[0].header("Connection") == "keep-alive")
+            #expect(kept[1].header("Connection") == "keep-alive")  // relayed answers confirm it too
+            #expect(kept[2].header("Connection") == "close")
+        }
+    }
+
+    @Test("thousands of requests pipelined behind a slow one are answered in order (no recursion per queued answer)")
+    func deepPipeline() async throws {
+        try await TestHarness.withGateway(yaml: Self.yaml) { gw in
+            let count = 3_000
+            let raw = "GET /slow/100 HTTP/1.1\r\nHost: gw\r\n\r\n"
+                + String(repeating: "GET /nowhere HTTP/1.1\r\nHost: gw\r\n\r\n", count: count)
+                + "GET /paid/z HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"
+            let responses = try await RawHTTP.exchange(port: gw.port, raw: raw)
+            #expect(responses.count == count + 2)
+            #expect(responses.first?.status == 200 && responses.last?.status == 402)
+            #expect(responses.dropFirst().dropLast().allSatisfy { $0.status == 404 })
+        }
+    }
+
+    @Test("a client that stops sending in the middle of a request body is closed after idleTimeout")
+    func idleMidBody() async throws {
+        try await TestHarness.withGateway(yaml: Self.yaml) { gw in
+            for target in ["/free/upload", "/paid/upload"] {
+                let started = ContinuousClock.now
+                let responses = try await RawHTTP.exchange(
+                    port: gw.port, raw: "POST \(target) HTTP/1.1\r\nHost: gw\r\nContent-Length: 1000\r\n\r\nabc")
+                #expect(responses.isEmpty)
+                #expect(ContinuousClock.now - started < .seconds(5))
+            }
         }
     }
 

@@ -374,6 +374,20 @@ struct PaidPathTests {
         }
     }
 
+    @Test("settlement: before, then the upstream is unreachable: 502 that says the payment was settled, with PAYMENT-RESPONSE")
+    func settledThenUpstreamDown() async throws {
+        let yaml = paidYAML.replacingOccurrences(of: "{{UPSTREAM}}", with: "http://127.0.0.1:1")  // nothing listens there
+        try await TestHarness.withPaidGateway(yaml: yaml) { gw, fac in
+            let accepted = try await offer(gw, "/bytes/10")  // settlement: before
+            let r = try await pay(gw, "/bytes/10", payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now)))
+            #expect(r.status == 502)
+            #expect(r.bodyText.contains("settled"))
+            #expect(!r.bodyText.contains("nothing was charged"))
+            #expect(r.header("PAYMENT-RESPONSE") != nil)
+            #expect(fac.settleCalls == 1)
+        }
+    }
+
     @Test("an upstream that does not answer within its timeout gets 504 on a paid request, and no settlement")
     func paidUpstreamTimeout() async throws {
         let yaml = paidYAML.replacingOccurrences(of: "timeout: 2s", with: "timeout: 300ms")
