@@ -669,6 +669,8 @@ extension GatewayHandler: UpstreamExchangeDelegate {
             finishExchange(exchange)
             return
         }
+        // The response is due `timeout` after the request is complete, not after a slow upload began.
+        if !exchange.responseStarted { exchange.headDeadline = .now() + exchange.timeout }
         if let connection = exchange.connection {
             connection.write(.end(nil))
             connection.flush()
