@@ -37,6 +37,12 @@ func offer(_ gw: LiveGateway, _ path: String) async throws -> PaymentRequirement
     return try #require(try HeaderCodec.decode(PaymentRequired.self, from: header).accepts.first)
 }
 
+/// A fresh, valid payment for `path`'s offer.
+func signedHeader(_ gw: LiveGateway, _ path: String, _ payer: TestPayer) async throws -> String {
+    let accepted = try await offer(gw, path)
+    return payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now))
+}
+
 func pay(_ gw: LiveGateway, _ path: String, _ header: String, name: String = "PAYMENT-SIGNATURE") async throws -> RawHTTPResponse {
     try await gw.get(path, headers: [(name, header)])
 }
@@ -48,8 +54,7 @@ struct PaidPathTests {
     @Test("a valid v2 payment is verified, forwarded with the payer, settled, and answered with PAYMENT-RESPONSE")
     func paysV2() async throws {
         try await TestHarness.withPaidGateway(yaml: paidYAML) { gw, fac in
-            let accepted = try await offer(gw, "/paid/x")
-            let header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now))
+            let header = try await signedHeader(gw, "/paid/x", payer)
             let r = try await pay(gw, "/paid/x", header)
             #expect(r.status == 200)
             #expect(r.bodyText.contains("/paid/x"))
@@ -144,8 +149,7 @@ struct PaidPathTests {
     @Test("requests pipelined behind a paid request wait for its answer: order and framing kept")
     func pipelinedBehindPayment() async throws {
         try await TestHarness.withPaidGateway(yaml: paidYAML) { gw, fac in
-            let accepted = try await offer(gw, "/paid/x")
-            let header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now))
+            let header = try await signedHeader(gw, "/paid/x", payer)
             let raw = "GET /paid/x HTTP/1.1\r\nHost: gw\r\nPAYMENT-SIGNATURE: \(header)\r\n\r\n"
                 + "GET /paid/y HTTP/1.1\r\nHost: gw\r\n\r\n"
                 + "GET /free/z HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"
@@ -174,8 +178,7 @@ struct PaidPathTests {
     @Test("a payment is used once: a replay after success is refused without reaching anything")
     func replaySequential() async throws {
         try await TestHarness.withPaidGateway(yaml: paidYAML) { gw, fac in
-            let accepted = try await offer(gw, "/paid/x")
-            let header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now))
+            let header = try await signedHeader(gw, "/paid/x", payer)
             #expect(try await pay(gw, "/paid/x", header).status == 200)
             let again = try await pay(gw, "/paid/y", header)
             #expect(again.status == 402)
@@ -188,8 +191,7 @@ struct PaidPathTests {
     @Test("200 concurrent requests carrying one payment: exactly one reaches the upstream and one settles")
     func replayConcurrent() async throws {
         try await TestHarness.withPaidGateway(yaml: paidYAML) { gw, fac in
-            let accepted = try await offer(gw, "/paid/x")
-            let header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now))
+            let header = try await signedHeader(gw, "/paid/x", payer)
             let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
                 for _ in 0..<200 { group.addTask { try await pay(gw, "/paid/x", header).status } }
                 return try await group.reduce(into: [Int]()) { $0.append($1) }
@@ -296,8 +298,7 @@ struct PaidPathTests {
     @Test("an upstream error under after-success is passed through and never settled; the payment stays usable")
     func upstreamErrorNoSettle() async throws {
         try await TestHarness.withPaidGateway(yaml: paidYAML) { gw, fac in
-            let accepted = try await offer(gw, "/status/500")
-            let header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now))
+            let header = try await signedHeader(gw, "/status/500", payer)
             let r = try await pay(gw, "/status/500", header)
             #expect(r.status == 500)
             #expect(fac.settleCalls == 0)
@@ -313,8 +314,7 @@ struct PaidPathTests {
             unmatched: pass
             """)
         try await TestHarness.withPaidGateway(yaml: yaml) { gw, fac in
-            let accepted = try await offer(gw, "/slow/500")
-            let header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now))
+            let header = try await signedHeader(gw, "/slow/500", payer)
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connect(host: "127.0.0.1", port: gw.port).get()
             try await channel.writeAndFlush(ByteBuffer(string: "GET /slow/500 HTTP/1.1\r\nHost: gw\r\nPAYMENT-SIGNATURE: \(header)\r\n\r\n"))
@@ -338,8 +338,7 @@ struct PaidPathTests {
     func responseTooLargeToHold() async throws {
         let yaml = paidYAML.replacingOccurrences(of: "    settlement: before\n", with: "") + "\nlimits: { maxBufferedResponse: 10KiB }\n"
         try await TestHarness.withPaidGateway(yaml: yaml) { gw, fac in
-            let accepted = try await offer(gw, "/bytes/200000")
-            let header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now))
+            let header = try await signedHeader(gw, "/bytes/200000", payer)
             let r = try await pay(gw, "/bytes/200000", header)
             #expect(r.status == 502)
             #expect(r.header("PAYMENT-RESPONSE") == nil)
@@ -361,8 +360,7 @@ struct PaidPathTests {
             """)
         try await TestHarness.withPaidGateway(yaml: yaml) { gw, fac in
             for size in [1_000, 300_000] {  // held whole before the relay starts, and relayed past the hold limit
-                let accepted = try await offer(gw, "/abort/\(size)")
-                let header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now))
+                let header = try await signedHeader(gw, "/abort/\(size)", payer)
                 let r = try await gw.send("GET /abort/\(size) HTTP/1.1\r\nHost: gw\r\nPAYMENT-SIGNATURE: \(header)\r\n\r\n",
                                           discardBody: true)
                 #expect(r.status == 200)
@@ -397,8 +395,7 @@ struct PaidPathTests {
                 unmatched: pass
                 """)
         try await TestHarness.withPaidGateway(yaml: yaml) { gw, fac in
-            let accepted = try await offer(gw, "/slow/2000")
-            let header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now))
+            let header = try await signedHeader(gw, "/slow/2000", payer)
             let r = try await pay(gw, "/slow/2000", header)
             #expect(r.status == 504)
             #expect(fac.settleCalls == 0)
@@ -408,8 +405,7 @@ struct PaidPathTests {
     @Test("a body over limits.maxPaidRequestBody on a priced route gets 413: nothing verified, forwarded or charged")
     func paidBodyTooLarge() async throws {
         try await TestHarness.withPaidGateway(yaml: paidYAML + "\nlimits: { maxPaidRequestBody: 1KiB }\n") { gw, fac in
-            let accepted = try await offer(gw, "/paid/x")
-            let header = payer.header(accepted: accepted, payload: payer.authorization(for: accepted, now: now))
+            let header = try await signedHeader(gw, "/paid/x", payer)
             let body = String(repeating: "x", count: 2048)
             let r = try await gw.send(
                 "GET /paid/x HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nPAYMENT-SIGNATURE: \(header)\r\nContent-Length: 2048\r\n\r\n\(body)")
