@@ -103,7 +103,7 @@ final class GatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
         abortExchange()
         if let payment {
             self.payment = nil
-            payment.abandoned = true
+            payment.gone.set()
             metrics.requestEnded()
         }
         queued.removeAll()
@@ -352,11 +352,7 @@ extension GatewayHandler {
         var requestEnded = false
         /// Answered (413) before the body ended; the connection closes after it.
         var answeredEarly = false
-        /// The client connection went away; the task's results are dropped.
-        var abandoned = false {
-            didSet { if abandoned { gone.set() } }
-        }
-        /// `abandoned`, readable from the payment's task.
+        /// The client connection ended or half-closed: nothing is settled (read from the payment's task).
         let gone = Flag()
         /// The request to the upstream, once the flow has sent it.
         var hop: Hop?
@@ -459,7 +455,7 @@ extension GatewayHandler {
     }
 
     private func isCurrent(_ payment: PaidExchange) -> Bool {
-        !payment.abandoned && self.payment === payment && context != nil
+        self.payment === payment && context != nil
     }
 
     private func paidAnswer(_ answer: EncodedAnswer, _ payment: PaidExchange) {
@@ -507,7 +503,6 @@ extension GatewayHandler {
         }
         // The rest comes through the exchange, which finishes the payment at its end.
         hop.relaying = true
-        hop.waiting = false
         context.flush()
         if framing == .untilClose { exchange.closeClient = true }
         exchange.closeClient = exchange.closeClient || payment.closeClient
@@ -740,12 +735,9 @@ extension GatewayHandler: UpstreamExchangeDelegate {
     func upstreamReadComplete() {
         guard let exchange, let context, !exchange.responseDone else { return }
         if let hop = exchange.hop, !hop.relaying {
-            // Read on while the flow collects, or while what is held is small; else wait for its decision.
-            if hop.collect != nil || (hop.body?.readableBytes ?? 0) < Hop.holdLimit {
-                exchange.connection?.read()
-            } else {
-                hop.waiting = true
-            }
+            // Read on while the flow collects, or while what is held is small; else the flow's
+            // decision (collect or relay) resumes reading.
+            if hop.collect != nil || (hop.body?.readableBytes ?? 0) < Hop.holdLimit { exchange.connection?.read() }
             return
         }
         context.flush()
@@ -900,8 +892,6 @@ extension GatewayHandler {
         var body: ByteBuffer?
         /// The upstream response has been read to the end (its connection is back in the pool).
         var ended = false
-        /// Reads stopped: more than `holdLimit` held and no decision yet.
-        var waiting = false
         /// The upstream failed after the head; a later `collect` fails with this.
         var failure: ReverseProxy.Failure?
         /// The body is being relayed to the client: the exchange works as a free one from here.
@@ -962,7 +952,6 @@ extension GatewayHandler {
         }
         let promise = loop.makePromise(of: ByteBuffer.self)
         hop.collect = (limit, promise)
-        hop.waiting = false
         if let exchange, exchange.hop === hop { exchange.connection?.read() }
         return promise.futureResult
     }

@@ -62,6 +62,7 @@ enum HTTPWire {
     ) -> Framing {
         writeStatusLine(status, into: &buffer)
         let listed = connectionListed(upstream)
+        let extraNames = extra.map { $0.0.lowercased() }
         var hasRequestID = false
         var contentLength: String?
         for (name, value) in upstream {
@@ -72,7 +73,7 @@ enum HTTPWire {
                 continue
             }
             if nameEquals(name, "x-request-id") { hasRequestID = true }
-            if extra.contains(where: { nameEquals(name, $0.0.lowercased()) }) { continue }
+            if extraNames.contains(where: { nameEquals(name, $0) }) { continue }
             writeHeader(name, value, into: &buffer)
         }
         for (name, value) in extra { writeHeader(name, value, into: &buffer) }

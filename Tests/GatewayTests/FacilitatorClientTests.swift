@@ -328,18 +328,24 @@ struct FacilitatorClientTests {
               (.respond(status: 204), .malformedResponse),
           ])
     func statusAndBody(reply: ScriptedHTTPServer.Reply, expected: FacilitatorFailure) async throws {
-        let bad = Atomic<Bool>(true)
+        try await Self.failsThenRecovers(first: reply, expected: expected, connections: 1)
+    }
+
+    /// The first call gets `first` and fails with `expected`; the next one is answered and succeeds,
+    /// having used `connections` connections in all.
+    static func failsThenRecovers(first: ScriptedHTTPServer.Reply, expected: FacilitatorFailure, connections: Int) async throws {
+        let pending = Atomic<Bool>(true)
         try await Self.withServer({ request in
-            bad.exchange(false, ordering: .relaxed) ? reply : Self.accepting(request)
+            pending.exchange(false, ordering: .relaxed) ? first : Self.accepting(request)
         }) { server, port in
             let client = Self.client("http://127.0.0.1:\(port)")
             let failure = await Self.failure { () async throws(FacilitatorFailure) in
                 try await client.verify(version: 2, paymentPayload: Self.payload, requirements: Self.requirements)
             }
             #expect(failure == expected)
-            let answer3 = try await client.verify(version: 2, paymentPayload: Self.payload, requirements: Self.requirements).isValid
-            #expect(answer3)
-            #expect(server.connectionCount == 1)
+            let answer = try await client.verify(version: 2, paymentPayload: Self.payload, requirements: Self.requirements).isValid
+            #expect(answer)
+            #expect(server.connectionCount == connections)
             await client.shutdown()
         }
     }
@@ -354,20 +360,7 @@ struct FacilitatorClientTests {
                .httpStatus(503)),
           ])
     func oversized(reply: ScriptedHTTPServer.Reply, expected: FacilitatorFailure) async throws {
-        let big = Atomic<Bool>(true)
-        try await Self.withServer({ request in
-            big.exchange(false, ordering: .relaxed) ? reply : Self.accepting(request)
-        }) { server, port in
-            let client = Self.client("http://127.0.0.1:\(port)")
-            let failure = await Self.failure { () async throws(FacilitatorFailure) in
-                try await client.verify(version: 2, paymentPayload: Self.payload, requirements: Self.requirements)
-            }
-            #expect(failure == expected)
-            let answer4 = try await client.verify(version: 2, paymentPayload: Self.payload, requirements: Self.requirements).isValid
-            #expect(answer4)
-            #expect(server.connectionCount == 2)
-            await client.shutdown()
-        }
+        try await Self.failsThenRecovers(first: reply, expected: expected, connections: 2)
     }
 
     @Test("an answer of exactly 1 MiB is accepted")
