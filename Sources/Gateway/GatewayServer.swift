@@ -117,12 +117,16 @@ public final class GatewayServer: Service {
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // TCP_NODELAY is a TCP-level option (`.tcpOption`; at the socket level, number 1 is
+            // SO_DEBUG, which needs CAP_NET_ADMIN). Set on the listener too, so that an option the
+            // process may not set fails the bind at start instead of every accepted connection.
+            .serverChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
                 }
             }
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -134,6 +138,8 @@ public final class GatewayServer: Service {
                 }
             }
             .bind(host: config.listen.host, port: config.listen.port).get()
+        // After NIO's accept handler, which fires a failed connection set-up towards the tail.
+        try await channel.pipeline.addHandler(AcceptFailureLogger(logger: logger))
         await Self.announce("gateway listening", config.listen, logger: logger, then: onListening)(channel)
 
         let (stopped, continuation) = AsyncStream<Void>.makeStream()

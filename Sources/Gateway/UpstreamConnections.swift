@@ -74,6 +74,7 @@ final class UpstreamConnections: Sendable {
         return ClientBootstrap(group: loop)
             .connectTimeout(.milliseconds(config.connectTimeout.wholeMilliseconds))
             .channelOption(.autoRead, value: false)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)  // NIO's default, stated: requests go out whole
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([

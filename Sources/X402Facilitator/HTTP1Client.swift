@@ -139,6 +139,7 @@ final class HTTP1Client: Sendable {
         let encoderConfiguration = encoding
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(timeout)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)  // NIO's default, stated: requests go out whole
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations

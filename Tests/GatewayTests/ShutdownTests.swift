@@ -36,28 +36,18 @@ struct ShutdownTests {
                 limits: { shutdownGrace: 10s }
                 """.write(toFile: file, atomically: true, encoding: .utf8)
 
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: try gatewayExecutable())
-            process.arguments = ["run", "--config", file, "--log-format", "json"]
-            let stderr = Pipe()
-            process.standardError = stderr
-            let exited = AsyncStream<Int32>.makeStream()
-            process.terminationHandler = { exited.continuation.yield($0.terminationStatus) }
-            try process.run()
-            defer { if process.isRunning { process.terminate() } }
-
+            let gateway = try GatewayProcess(executable: try gatewayExecutable(), arguments: ["run", "--config", file, "--log-format", "json"])
             // The port comes from the "gateway listening" log line.
-            let port = try #require(try await Self.listeningPort(stderr.fileHandleForReading))
+            let port = try #require(try await gateway.listeningPort())
 
             let slow = Task { try await RawHTTP.send(port: port, raw: "GET /slow/1500 HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n") }
             #expect(try await eventually(within: .seconds(5)) { upstream.count == 1 })
-            kill(process.processIdentifier, SIGTERM)
+            gateway.signal(SIGTERM)
 
             let response = try await slow.value
             #expect(response.status == 200)
             #expect(response.bodyText == "{\"path\":\"/slow/1500\"}")
-            var exitIterator = exited.stream.makeAsyncIterator()
-            #expect(await exitIterator.next() == 0)
+            #expect(await gateway.exitStatus() == 0)
             await #expect(throws: (any Error).self) {
                 try await RawHTTP.send(port: port, raw: "GET /after HTTP/1.1\r\nHost: gw\r\n\r\n")
             }
@@ -83,48 +73,14 @@ struct ShutdownTests {
             """
         }
         try yaml("$0.001").write(toFile: file, atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try gatewayExecutable())
-        process.arguments = ["run", "--config", file, "--log-format", "json"]
-        let stderr = Pipe()
-        process.standardError = stderr
-        try process.run()
-        defer { process.terminate() }
-        let port = try #require(try await Self.listeningPort(stderr.fileHandleForReading))
+        let gateway = try GatewayProcess(executable: try gatewayExecutable(), arguments: ["run", "--config", file, "--log-format", "json"])
+        let port = try #require(try await gateway.listeningPort())
         func amount() async throws -> String {
             try offeredAmount(try await RawHTTP.send(port: port, raw: "GET /weather HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"))
         }
         #expect(try await amount() == "1000")
         try yaml("$0.004").write(toFile: file, atomically: true, encoding: .utf8)
-        kill(process.processIdentifier, SIGHUP)
+        gateway.signal(SIGHUP)
         #expect(try await eventually(within: .seconds(3)) { try await amount() == "4000" })
-    }
-
-    /// Reads JSON log lines until the listener reports its port.
-    /// Keeps draining the pipe afterwards, so the process never blocks on a full pipe.
-    static func listeningPort(_ handle: FileHandle) async throws -> Int? {
-        let (lines, sink) = AsyncStream<String>.makeStream()
-        let pending = Mutex(Data())
-        handle.readabilityHandler = { h in
-            let data = h.availableData
-            if data.isEmpty {
-                h.readabilityHandler = nil
-                sink.finish()
-                return
-            }
-            pending.withLock { buffer in
-                buffer.append(data)
-                while let newline = buffer.firstIndex(of: 0x0A) {
-                    sink.yield(String(decoding: buffer[..<newline], as: UTF8.self))
-                    buffer.removeSubrange(...newline)
-                }
-            }
-        }
-        for await line in lines {
-            guard line.contains("\"msg\":\"gateway listening\"") else { continue }
-            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String]
-            return object?["port"].flatMap(Int.init)
-        }
-        return nil
     }
 }

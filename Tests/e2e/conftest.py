@@ -66,6 +66,10 @@ unmatched: deny
 
 _processes: list[Process] = []  # for log tails on failure
 
+# The gateway runs as an ordinary user, the way it is deployed. When the suite itself runs as root
+# (CI, containers) it starts the gateway as $E2E_GATEWAY_USER (default: nobody).
+GATEWAY_USER = (os.environ.get("E2E_GATEWAY_USER") or "nobody") if os.geteuid() == 0 else None
+
 
 def _python_process(name: str, module: str, args: list[str], run_dir: Path) -> Process:
     proc = Process(name, [sys.executable, "-u", "-m", module, *args], run_dir / f"{name}.log",
@@ -87,6 +91,7 @@ def pytest_runtest_makereport(item, call):
 def run_dir(tmp_path_factory) -> Path:
     path = Path(os.environ["E2E_RUN_DIR"]) if os.environ.get("E2E_RUN_DIR") else tmp_path_factory.mktemp("e2e")
     path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o755)  # the gateway's user reads its configuration here
     return path
 
 
@@ -259,12 +264,15 @@ def gateway_factory(facilitator, upstream, run_dir):
         name = name or f"gateway-{len(started) + 1}"
         config = run_dir / f"{name}.yaml"
         config.write_text(yaml_text)
+        config.chmod(0o644)  # readable by the gateway's own user
         env = dict(os.environ, E2E_FACILITATOR_URL=facilitator.url, E2E_UPSTREAM_URL=upstream.url,
                    E2E_PAY_TO=ADDRESSES["payee"])
         proc = Process(name, [binary, "run", "--config", str(config), "--log-level", "info"], run_dir / f"{name}.log",
-                       ready=gateway_port, env=env)
+                       ready=gateway_port, env=env, user=GATEWAY_USER)
         _processes.append(proc)
         port = proc.start(timeout=30)
+        # Run the way it is deployed: never as root (root hides privilege bugs).
+        assert proc.uid() != 0, f"{name} runs as root"
         gateway = Gateway(proc, port)
         started.append(gateway)
         return gateway

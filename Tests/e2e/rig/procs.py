@@ -10,6 +10,7 @@ appended there so scripts/e2e.sh can clean up after a crashed pytest.
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import signal
 import subprocess
@@ -24,8 +25,10 @@ class ProcessFailed(RuntimeError):
 
 class Process:
     def __init__(self, name: str, argv: list[str], log_path: Path, ready: str | Callable[[str], object],
-                 env: dict | None = None, cwd: str | Path | None = None):
+                 env: dict | None = None, cwd: str | Path | None = None, user: str | None = None):
+        """`user`: run as this account (only possible when the rig runs as root)."""
         self.name, self.argv, self.log_path = name, argv, Path(log_path)
+        self.user = user
         self.ready = re.compile(ready).search if isinstance(ready, str) else ready
         self.env, self.cwd = env, cwd
         self.popen: subprocess.Popen | None = None
@@ -43,9 +46,13 @@ class Process:
             log.write(f"=== {time.strftime('%H:%M:%S')} start: {' '.join(self.argv)}\n".encode())
             log.flush()
             offset = log.tell()
+            identity = {}
+            if self.user is not None:
+                account = pwd.getpwnam(self.user)
+                identity = dict(user=account.pw_uid, group=account.pw_gid, extra_groups=[])
             self.popen = subprocess.Popen(
                 self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self.env, cwd=self.cwd, start_new_session=True,
+                env=self.env, cwd=self.cwd, start_new_session=True, **identity,
             )
         pids_file = os.environ.get("E2E_PIDS_FILE")
         if pids_file:
@@ -84,6 +91,15 @@ class Process:
                     pass
                 self.popen.wait()
         self.popen = None
+
+    def uid(self) -> int:
+        """The real user id of the running process, read from /proc."""
+        assert self.popen is not None
+        with open(f"/proc/{self.popen.pid}/status") as status:
+            for line in status:
+                if line.startswith("Uid:"):
+                    return int(line.split()[1])
+        raise ProcessFailed(f"{self.name}: no Uid line in /proc/{self.popen.pid}/status")
 
     def tail(self, lines: int = 40) -> str:
         try:

@@ -1,0 +1,102 @@
+import Foundation
+import Synchronization
+
+/// The real `x402-gateway` executable, started the way it is deployed: as an ordinary user. When
+/// the tests run as root (CI, containers), the process is started through `setpriv` as
+/// `$X402_TEST_USER` (default `nobody`), with no supplementary groups and no capabilities, so a
+/// privilege the gateway silently relies on fails a test instead of a deployment.
+public final class GatewayProcess: Sendable {
+    public let process: Process
+    private let stderr: Pipe
+    private let exitStream: AsyncStream<Int32>
+    private let lines = Mutex<[String]>([])
+
+    /// The account the gateway runs as when the tests run as root.
+    public static var unprivilegedUser: String { ProcessInfo.processInfo.environment["X402_TEST_USER"] ?? "nobody" }
+
+    /// Starts `executable` with `arguments`. Its standard error is read (and kept) as it comes.
+    public init(executable: String, arguments: [String]) throws {
+        let process = Process()
+        if getuid() == 0 {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            let user = Self.unprivilegedUser
+            guard let account = getpwnam(user) else { throw GatewayProcessError(message: "no user account \(user) to run the gateway as") }
+            let (uid, gid) = (account.pointee.pw_uid, account.pointee.pw_gid)
+            process.arguments = ["--reuid=\(uid)", "--regid=\(gid)", "--clear-groups", "--inh-caps=-all", "--", executable] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+        }
+        let stderr = Pipe()
+        process.standardError = stderr
+        process.standardOutput = FileHandle.nullDevice
+        let (stream, continuation) = AsyncStream<Int32>.makeStream()
+        process.terminationHandler = { continuation.yield($0.terminationStatus); continuation.finish() }
+        self.process = process
+        self.stderr = stderr
+        self.exitStream = stream
+        try process.run()
+    }
+
+    deinit {
+        if process.isRunning { process.terminate() }
+    }
+
+    public var pid: Int32 { process.processIdentifier }
+
+    /// The real user id the process runs as, from /proc.
+    public func uid() throws -> UInt32? {
+        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        let line = status.split(separator: "\n").first { $0.hasPrefix("Uid:") }
+        return line.flatMap { $0.split(whereSeparator: \.isWhitespace).dropFirst().first }.flatMap { UInt32($0) }
+    }
+
+    /// Every standard-error line read so far.
+    public var log: [String] { lines.withLock { $0 } }
+
+    /// Reads JSON log lines until the main listener reports its port (nil if the process exits first).
+    /// Keeps draining the pipe afterwards, so the process never blocks on a full pipe.
+    public func listeningPort(message: String = "gateway listening") async throws -> Int? {
+        let (stream, sink) = AsyncStream<String>.makeStream()
+        let pending = Mutex(Data())
+        let kept = self
+        stderr.fileHandleForReading.readabilityHandler = { h in
+            let data = h.availableData
+            if data.isEmpty {
+                h.readabilityHandler = nil
+                sink.finish()
+                return
+            }
+            pending.withLock { buffer in
+                buffer.append(data)
+                while let newline = buffer.firstIndex(of: 0x0A) {
+                    let line = String(decoding: buffer[..<newline], as: UTF8.self)
+                    kept.lines.withLock { $0.append(line) }
+                    sink.yield(line)
+                    buffer.removeSubrange(...newline)
+                }
+            }
+        }
+        for await line in stream {
+            guard line.contains("\"msg\":\"\(message)\"") else { continue }
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String]
+            return object?["port"].flatMap(Int.init)
+        }
+        return nil
+    }
+
+    public func signal(_ number: Int32) {
+        kill(pid, number)
+    }
+
+    /// The exit status, once the process has ended.
+    public func exitStatus() async -> Int32? {
+        var iterator = exitStream.makeAsyncIterator()
+        return await iterator.next()
+    }
+}
+
+public struct GatewayProcessError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}

@@ -1,0 +1,45 @@
+import Foundation
+import GatewayTestSupport
+import Logging
+import Testing
+
+@Suite("The real process as an ordinary user")
+struct UnprivilegedProcessTests {
+    @Test("started without root or capabilities, the gateway answers a free route and a priced route's 402 on one connection each")
+    func answersWithoutPrivileges() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let upstream = RecordingUpstream()
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let (ports, portSink) = AsyncStream<Int>.makeStream()
+        try await TestHarness.withRunning(upstream.application { portSink.yield($0) }, logger: logger) {
+            var iterator = ports.makeAsyncIterator()
+            let upstreamPort = try #require(await iterator.next())
+            let file = dir + "/gateway.yaml"
+            try """
+                listen: 127.0.0.1:0
+                payTo: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+                network: eip155:84532
+                upstreams:
+                  api: { url: "http://127.0.0.1:\(upstreamPort)", timeout: 10s }
+                routes:
+                  - match: "GET /weather"
+                    price: "$0.001"
+                  - match: "/free/*"
+                    free: true
+                """.write(toFile: file, atomically: true, encoding: .utf8)
+            let gateway = try GatewayProcess(executable: try gatewayExecutable(), arguments: ["run", "--config", file, "--log-format", "json"])
+            let port = try #require(try await gateway.listeningPort())
+            #expect(try gateway.uid() != 0, "the gateway must not run as root here")
+
+            let free = try await RawHTTP.send(port: port, raw: "GET /free/a HTTP/1.1\r\nHost: gw\r\n\r\n")
+            #expect(free.status == 200)
+            #expect(free.bodyText == "{\"path\":\"/free/a\"}")
+            let priced = try await RawHTTP.send(port: port, raw: "GET /weather HTTP/1.1\r\nHost: gw\r\n\r\n")
+            #expect(priced.status == 402)
+            #expect(try offeredAmount(priced) == "1000")
+            #expect(!gateway.log.contains { $0.contains("could not be set up") })
+        }
+    }
+}
