@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import GatewayCore
+import GatewayStorage
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -71,6 +72,16 @@ extension GatewayServer {
         case .unreachable(let why):
             ready = false
             checks.append(("facilitator", "unreachable: \(why)"))
+        }
+        do {
+            try await store.ping()
+            let unknown = try await store.payments(PaymentQuery(states: [.unknown], limit: 1000)).count
+            let durability = store.kind == "memory" ? "; in memory: neither durable nor shared" : ""
+            let attention = unknown == 0 ? "" : "; \(unknown == 1000 ? "1000 or more" : "\(unknown)") payments with an unknown settlement outcome need reconciliation"
+            checks.append(("storage", "ok (\(store.kind)\(durability)\(attention))"))
+        } catch {
+            ready = false
+            checks.append(("storage", "unavailable: \(error)"))
         }
         for (name, upstream) in box.snapshot.config.upstreams.sorted(by: { $0.key < $1.key }) {
             if await Self.resolves(upstream.host) {

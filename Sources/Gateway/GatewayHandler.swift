@@ -436,7 +436,7 @@ extension GatewayHandler {
         let paidContext = PaidRequestHandler.Context(
             head: payment.head, body: payment.body, path: p.path, route: route, counters: counters,
             resourceURL: p.resourceURL, snapshot: snapshot, forwarding: payment.forwarding, paywall: p.paywall, logger: logger,
-            clientGone: { [gone = payment.gone] in gone.isSet }, hop: ConnectionHop(handler: bound, payment: current))
+            requestID: payment.requestID, clientGone: { [gone = payment.gone] in gone.isSet }, hop: ConnectionHop(handler: bound, payment: current))
         payment.body = nil
         let handler = self.paid
         Task {

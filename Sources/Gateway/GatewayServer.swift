@@ -31,6 +31,7 @@ public final class GatewayServer: Service {
     /// Replaces the configured facilitator (tests).
     let facilitatorOverride: (any Facilitator)?
     let paid: PaidRequestHandler
+    public let store: any PaymentStore
     public let metrics: GatewayMetrics
     let logger: Logger
     let source: ConfigSource?
@@ -46,14 +47,15 @@ public final class GatewayServer: Service {
 
     /// - Parameters:
     ///   - facilitator: defaults to an HTTP client for `config.facilitator`.
-    ///   - replay: where payment claims live (in memory by default).
+    ///   - store: where payment claims and the ledger live (in memory by default; the executable
+    ///     opens the configured database).
     ///   - clock: unix seconds, injected so tests control time windows.
     ///   - source: the file to re-read on ``reload(trigger:)`` and to watch; no reloads without it.
     ///   - onListening: called with the bound port once the listener is up (port 0 in tests).
     ///   - onAdminListening: the same for the admin listener, when configured.
     public init(
         config: GatewayConfig, logger: Logger, facilitator: (any Facilitator)? = nil,
-        replay: any ReplayGuard = InMemoryReplayGuard(),
+        store: any PaymentStore = InMemoryPaymentStore(),
         clock: @escaping @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970) },
         source: ConfigSource? = nil, metrics: GatewayMetrics = GatewayMetrics(),
         onListening: @escaping @Sendable (Int) async -> Void = { _ in },
@@ -66,7 +68,8 @@ public final class GatewayServer: Service {
         self.source = source
         self.onListening = onListening
         self.onAdminListening = onAdminListening
-        self.paid = PaidRequestHandler(replay: replay, metrics: metrics, clock: clock)
+        self.store = store
+        self.paid = PaidRequestHandler(store: store, metrics: metrics, clock: clock)
         self.box = SnapshotBox(Self.snapshot(config, clients: clients, facilitator: facilitator, metrics: metrics))
         if let source { reloadState.withLock { $0.text = try? String(contentsOfFile: source.path, encoding: .utf8) } }
     }

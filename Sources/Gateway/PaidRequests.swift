@@ -33,7 +33,7 @@ protocol UpstreamHop: Sendable {
 
 /// The async shell around ``PaymentFlow``: performs each action the flow asks for.
 struct PaidRequestHandler: Sendable {
-    let replay: any ReplayGuard
+    let store: any PaymentStore
     let metrics: GatewayMetrics
     let clock: @Sendable () -> UInt64
 
@@ -50,6 +50,7 @@ struct PaidRequestHandler: Sendable {
         /// The browser paywall page, when the request came from a browser: refusals are shown on it.
         var paywall: PaywallPage?
         var logger: Logger
+        var requestID: String
         /// Whether the client connection has gone away (checked before settling).
         var clientGone: @Sendable () -> Bool
         var hop: any UpstreamHop
@@ -77,15 +78,14 @@ struct PaidRequestHandler: Sendable {
                     .failedClosed)
         }
         var flow = PaymentFlow(policy: ctx.route.config.settlement)
-        var key: PaymentKey?
-        let answer = await drive(&flow, key: &key, payment: payment, facilitator: facilitator, ctx: ctx, logger: logger)
-        // Settle the claim before answering, so a client's next request sees the final state.
-        if let key {
+        var ledger = Ledger(store: store, logger: logger)
+        let answer = await drive(&flow, ledger: &ledger, payment: payment, facilitator: facilitator, ctx: ctx, logger: logger)
+        // Record how the claim ended before answering, so a client's next request sees the final state.
+        if ledger.ticket != nil {
             switch flow.claim {
-            case .release: await replay.release(key)
-            case .spend: await replay.markSpent(key)
-            case .unknown: await replay.markUnknown(key)
-            case .none: break
+            case .release: await ledger.end(ledger.refusal.map { .refused(reason: $0) } ?? .released(reason: answer.1.rawValue))
+            case .unknown: await ledger.end(.unknown(reason: answer.1.rawValue))
+            case .spend, .none: break
             }
         }
         return answer
@@ -93,7 +93,7 @@ struct PaidRequestHandler: Sendable {
 
     /// Performs the flow's actions until it produces the answer.
     private func drive(
-        _ flow: inout PaymentFlow, key: inout PaymentKey?, payment: PresentedPayment, facilitator: any Facilitator, ctx: Context,
+        _ flow: inout PaymentFlow, ledger: inout Ledger, payment: PresentedPayment, facilitator: any Facilitator, ctx: Context,
         logger: Logger
     ) async -> (PaidResult, RequestOutcome) {
         let responses = ctx.snapshot.responses
@@ -112,28 +112,37 @@ struct PaidRequestHandler: Sendable {
 
             case .claim:
                 let offer = ctx.route.offers[flow.offerIndex!].offer
-                let k = PaymentKey(network: offer.network.caip2, asset: offer.asset, from: payment.payload.authorization.from,
-                                   nonce: payment.payload.authorization.nonce)
-                let result = await replay.claim(k)
-                switch result {
-                case .claimed:
-                    key = k
+                let authorization = payment.payload.authorization
+                let request = ClaimRequest(
+                    key: PaymentKey(network: offer.network.caip2, asset: offer.asset, payer: authorization.from, nonce: authorization.nonce),
+                    offer: PaymentOffer(scheme: offer.scheme, network: offer.network.caip2, asset: offer.asset, amount: String(offer.amount),
+                                        payTo: offer.payTo),
+                    routeID: ctx.route.config.id, method: ctx.head.method.rawValue, path: ctx.path.path, requestID: ctx.requestID,
+                    validBefore: UInt64(authorization.validBefore) ?? 0)
+                let claimed: ClaimResult? = await ledger.claim(request)
+                switch claimed {
+                case .claimed?:
                     action = flow.claimed(.fresh)
-                case .claimedAfterUnknownOutcome:
-                    key = k
+                case .claimedAfterUnknownOutcome?:
                     logger.notice("retrying a payment whose earlier settlement outcome is unknown")
                     action = flow.claimed(.afterUnknownOutcome)
-                case .taken:
+                case .taken?:
                     action = flow.claimed(.taken)
+                case nil:
+                    action = flow.storageFailed()
                 }
 
             case .verify:
                 let requirements = requirementsJSON(ctx.route.offers[flow.offerIndex!], payment, ctx)
-                action = flow.verified(await call(.verify, logger) { () async throws(FacilitatorFailure) in
+                let verified = await call(.verify, logger) { () async throws(FacilitatorFailure) in
                     try await facilitator.verify(version: payment.version, paymentPayload: payment.rawJSON, requirements: requirements)
-                })
+                }
+                if case .success(let response) = verified, !response.isValid { ledger.refusal = response.invalidReason ?? "invalid_payment" }
+                action = flow.verified(verified)
                 switch action {
-                case .forward, .settle: ctx.counters.verified()
+                case .forward, .settle:
+                    ctx.counters.verified()
+                    if await !ledger.step(.verified(payer: flow.payer ?? payment.payload.authorization.from)) { action = flow.storageFailed() }
                 default: break
                 }
 
@@ -153,6 +162,11 @@ struct PaidRequestHandler: Sendable {
                             continue
                         }
                     }
+                    // Under `before` the payment is settled already: a failed write cannot undo that, so it is only logged.
+                    if await !ledger.step(.forwarded(upstreamStatus: Int(response.status.code))), flow.settlement == nil {
+                        action = flow.storageFailed()
+                        continue
+                    }
                     action = flow.upstreamResponded(status: Int(response.status.code))
                 } catch {
                     action = flow.upstreamFailed(error == .timeout ? .timeout : .unavailable)
@@ -161,6 +175,11 @@ struct PaidRequestHandler: Sendable {
             case .settle:
                 if ctx.clientGone() {
                     action = flow.clientGone()
+                    continue
+                }
+                // The row says "settling" on disk before money can move: a crash from here on leaves an unknown, never nothing.
+                if await !ledger.step(.settling) {
+                    action = flow.storageFailed()
                     continue
                 }
                 let requirements = requirementsJSON(ctx.route.offers[flow.offerIndex!], payment, ctx)
@@ -172,7 +191,10 @@ struct PaidRequestHandler: Sendable {
                     metrics.settlement(outcome: "settled")
                     let offer = ctx.route.offers[flow.offerIndex!].offer
                     metrics.settled(network: offer.network.caip2, asset: offer.asset, amount: offer.amount)
-                case .success: metrics.settlement(outcome: "failed")
+                    await ledger.end(.settled(transaction: settlement.transaction))
+                case .success(let settlement):
+                    metrics.settlement(outcome: "failed")
+                    ledger.refusal = settlement.errorReason ?? "settlement_failed"
                 case .failure: metrics.settlement(outcome: "unknown")
                 }
                 action = flow.settled(result)
@@ -202,6 +224,11 @@ struct PaidRequestHandler: Sendable {
             case .abandon:
                 logger.notice("client went away before settlement; nothing charged")
                 return (.answer(responses.error(.badGateway, code: "client_gone", message: "the client went away", head: isHead)), .clientGone)
+
+            case .failClosed(_, .storage):
+                return (.answer(responses.error(.serviceUnavailable, code: "storage_unavailable",
+                                                message: "the payment cannot be recorded right now; nothing was charged, retry later",
+                                                head: isHead)), .failedClosed)
 
             case .failClosed(let failure, let stage):
                 logger.warning("failing closed", metadata: ["x402.stage": "\(stage.rawValue)"])

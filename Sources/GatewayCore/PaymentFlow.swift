@@ -33,6 +33,8 @@ public struct PaymentFlow: Sendable {
 
     public enum Stage: String, Sendable, Equatable {
         case verify, settle, upstream
+        /// The payment's record could not be written: nothing is settled without it.
+        case storage
     }
 
     /// What to do with the replay claim once the flow ends.
@@ -156,6 +158,16 @@ public struct PaymentFlow: Sendable {
         claim = isRetryAfterUnknownOutcome ? .unknown : .release
         state = .done
         return .abandon
+    }
+
+    /// The payment store failed before the settlement was called: the gateway cannot keep a record
+    /// of the payment, so it neither settles nor delivers. The claim is let go (kept unknown on a
+    /// retry after an unknown outcome).
+    public mutating func storageFailed() -> Action {
+        precondition(state != .received && state != .done)
+        claim = isRetryAfterUnknownOutcome ? .unknown : (state == .claiming ? .none : .release)
+        state = .done
+        return .failClosed(.unavailable, stage: .storage)
     }
 
     public mutating func settled(_ result: Result<SettleResponse, CallFailure>) -> Action {

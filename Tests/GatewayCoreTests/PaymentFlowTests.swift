@@ -84,6 +84,26 @@ struct PaymentFlowTests {
         #expect(retry.claim == .unknown)
     }
 
+    @Test("a payment store failure before the settlement fails closed at any step: nothing settled, the claim let go")
+    func storageFailure() throws {
+        var (claiming, _) = try started(.afterSuccess)
+        #expect(claiming.storageFailed() == .failClosed(.unavailable, stage: .storage))
+        #expect(claiming.claim == .none)
+        for policy in SettlementPolicy.allCases {
+            var (flow, _) = try started(policy)
+            _ = flow.claimed(.fresh)
+            let next = flow.verified(.success(valid))
+            #expect(next == (policy == .afterSuccess ? .forward : .settle))
+            #expect(flow.storageFailed() == .failClosed(.unavailable, stage: .storage))
+            #expect(flow.claim == .release)
+        }
+        var (retry, _) = try started(.before)
+        _ = retry.claimed(.afterUnknownOutcome)
+        _ = retry.verified(.success(valid))
+        #expect(retry.storageFailed() == .failClosed(.unavailable, stage: .storage))
+        #expect(retry.claim == .unknown)
+    }
+
     @Test("an unreachable or slow upstream fails closed; nothing charged under after-success")
     func upstreamUnreachable() throws {
         var (flow, _) = try started(.afterSuccess)
