@@ -112,7 +112,7 @@ let package = Package(
         .executableTarget(
             name: "x402-gateway",
             dependencies: [
-                "Gateway", "GatewayCore",
+                "Gateway", "GatewayCore", "GatewayStorage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -10,7 +10,7 @@ import NIOHTTP1
 import NIOPosix
 import X402
 
-/// The admin listener: `GET /healthz`, `GET /readyz`, `GET /metrics`, `POST /reload`.
+/// The admin listener: `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /payments`, `POST /reload`.
 extension GatewayServer {
     func adminApplication(_ admin: AdminConfig) -> some ApplicationProtocol {
         let router = Router()
@@ -20,6 +20,28 @@ extension GatewayServer {
             let body = "{\"status\":\(JSONString.quoted(ready ? "ready" : "not_ready")),\"checks\":{"
                 + checks.map { "\(JSONString.quoted($0.name)):\(JSONString.quoted($0.detail))" }.joined(separator: ",") + "}}"
             return Self.json(ready ? .ok : .serviceUnavailable, body)
+        }
+        router.get("payments") { request, _ in
+            let parameters = request.uri.queryParameters
+            var query = PaymentQuery(limit: min(1000, max(1, parameters["limit"].flatMap { Int(String($0)) } ?? 100)))
+            query.routeID = parameters["route"].map(String.init)
+            query.payer = parameters["payer"].map { String($0).lowercased() }
+            query.before = parameters["before"].flatMap { Int64(String($0)) }
+            query.since = parameters["since"].flatMap { Int64(String($0)) }
+            if let states = parameters["state"] {
+                let parsed = states.split(separator: ",").map { PaymentState(rawValue: String($0)) }
+                guard !parsed.contains(nil) else {
+                    return Self.json(.badRequest, "{\"error\":\"unknown state\"}")
+                }
+                query.states = parsed.compactMap { $0 }
+            }
+            do {
+                let rows = try await self.store.payments(query)
+                let next = rows.count == query.limit ? rows.last?.claimedAt : nil
+                return Self.json(.ok, LedgerReport.json(rows, next: next))
+            } catch {
+                return Self.json(.serviceUnavailable, "{\"error\":\"storage_unavailable\",\"message\":\(JSONString.quoted("\(error)"))}")
+            }
         }
         router.get("metrics") { _, _ in
             Response(

@@ -1,4 +1,5 @@
 import BigInt
+import Foundation
 import GatewayCore
 import Paywall
 import X402
@@ -9,7 +10,7 @@ extension YAMLReader {
     static let topLevelKeys = [
         "listen", "publicBaseURL", "payTo", "network", "facilitator", "upstreams", "routes", "unmatched",
         "defaultUpstream", "trustedProxies", "caseSensitiveRoutes", "limits", "cors", "payerHeader", "maxTimeoutSeconds",
-        "admin", "reload", "paywall",
+        "admin", "reload", "paywall", "storage",
     ]
 
     /// Defaults every route inherits.
@@ -67,6 +68,9 @@ extension YAMLReader {
                 error(node, "admin needs \"listen\" (e.g. 127.0.0.1:9402)")
             }
         }
+
+        let storage = top["storage"].map { storageConfig($0.value, facilitator: facilitator, upstreams: upstreams) } ?? StorageConfig(
+            backend: .sqlite(path: resolvePath(StorageConfig.defaultSQLitePath)))
 
         var reload = ReloadConfig()
         if let node = top["reload"]?.value, let m = mapping(node, "reload", allowed: ["watch", "interval"]) {
@@ -140,7 +144,7 @@ extension YAMLReader {
             listen: listen, publicBaseURL: publicBaseURL, payTo: payTo, network: network?.caip2, facilitator: facilitator,
             upstreams: upstreams, routes: routes, unmatched: unmatched, trustedProxies: trusted,
             caseSensitiveRoutes: caseSensitive, limits: limits, cors: cors, payerHeader: payerHeader, admin: admin,
-            reload: reload, paywall: paywall)
+            reload: reload, paywall: paywall, storage: storage)
     }
 
     // MARK: Sections
@@ -165,6 +169,67 @@ extension YAMLReader {
         }
         return FacilitatorConfig(url: parsed, timeout: timeout, connectTimeout: connectTimeout,
                                  headers: Dictionary(headers, uniquingKeysWith: { $1 }), caFile: caFile)
+    }
+
+    /// `storage: memory`, `storage: { sqlite: PATH }` or `storage: { postgres: URL }`, with
+    /// `instance`, `lease` and `poolSize` beside the backend.
+    func storageConfig(_ node: Node, facilitator: FacilitatorConfig?, upstreams: [String: UpstreamConfig]) -> StorageConfig {
+        var config = StorageConfig()
+        if case .scalar = node {
+            if string(node, "storage") != "memory" {
+                error(node, "storage must be memory, { sqlite: PATH } or { postgres: URL }")
+            }
+            config.backend = .memory
+            return config
+        }
+        guard let m = mapping(node, "storage", allowed: ["sqlite", "postgres", "memory", "instance", "lease", "poolSize"]) else { return config }
+        let backends = ["sqlite", "postgres", "memory"].filter { m[$0] != nil }
+        if backends.count > 1 { error(node, "storage takes one of sqlite, postgres or memory, not \(backends.joined(separator: " and "))") }
+        if let n = m["sqlite"]?.value, let path = string(n, "storage.sqlite") {
+            if path.isEmpty { error(n, "storage.sqlite must be a file path") } else { config.backend = .sqlite(path: resolvePath(path)) }
+        } else if let n = m["postgres"]?.value, let url = string(n, "storage.postgres") {
+            if let problem = Self.postgresURLProblem(url) { error(n, "storage.postgres: \(problem)") } else { config.backend = .postgres(url: url) }
+        } else if let n = m["memory"]?.value {
+            if bool(n, "storage.memory") == true { config.backend = .memory }
+        } else if backends.isEmpty {
+            error(node, "storage needs sqlite: PATH, postgres: URL or memory: true")
+        }
+        if let n = m["instance"]?.value, let id = string(n, "storage.instance") {
+            if id.isEmpty || id.count > 64 || !id.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) {
+                error(n, "storage.instance must be 1 to 64 letters, digits, '-', '_' or '.'")
+            } else {
+                config.instance = id
+            }
+        }
+        if let n = m["poolSize"]?.value, let size = int(n, "storage.poolSize", range: 1...256) { config.poolSize = size }
+        if let n = m["lease"]?.value, let lease = duration(n, "storage.lease") {
+            // A claim must outlive the slowest paid request, or another instance could take it over mid-flight.
+            let slowest = (upstreams.values.map(\.timeout).max() ?? .zero) + (facilitator?.timeout ?? .zero) * 2
+            if lease <= slowest {
+                error(n, "storage.lease must be longer than the slowest paid request (\(slowest): the longest upstream timeout plus two facilitator timeouts)")
+            } else {
+                config.lease = lease
+            }
+        }
+        return config
+    }
+
+    /// Why a PostgreSQL URL is unusable, or nil.
+    static func postgresURLProblem(_ url: String) -> String? {
+        guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
+              scheme == "postgres" || scheme == "postgresql"
+        else { return "must be a URL like postgres://user:password@host:5432/database" }
+        guard let host = components.host, !host.isEmpty else { return "names no host" }
+        guard components.user?.isEmpty == false else { return "names no user" }
+        guard components.path.count > 1 else { return "names no database (…/DATABASE)" }
+        return nil
+    }
+
+    /// A path relative to the configuration file's folder (absolute paths stay as they are).
+    func resolvePath(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        let folder = (file as NSString).deletingLastPathComponent
+        return folder.isEmpty ? path : (folder as NSString).appendingPathComponent(path)
     }
 
     func upstreamsConfig(_ node: Node) -> [String: UpstreamConfig] {

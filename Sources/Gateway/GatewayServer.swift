@@ -263,6 +263,7 @@ public final class GatewayServer: Service {
             keep(\.limits.maxHeaderBytes, "limits.maxHeaderBytes")
             keep(\.limits.idleTimeout, "limits.idleTimeout")
             keep(\.limits.shutdownGrace, "limits.shutdownGrace")
+            keep(\.storage, "storage")
             box.replace(Self.snapshot(config, clients: clients, facilitator: facilitatorOverride, metrics: metrics))
             state.lastError = nil
             metrics.configReload(result: "applied")

@@ -225,6 +225,37 @@ public struct AdminConfig: Sendable, Hashable {
     public init(listen: ListenAddress) { self.listen = listen }
 }
 
+/// Where payment claims and the ledger live (`storage:`).
+public struct StorageConfig: Sendable, Hashable {
+    public enum Backend: Sendable, Hashable {
+        /// This process's memory: neither durable nor shared (tests, throwaway set-ups).
+        case memory
+        /// An embedded SQLite file (WAL), for one instance. The default.
+        case sqlite(path: String)
+        /// A PostgreSQL server shared by several instances (`postgres://user:password@host:port/db`).
+        case postgres(url: String)
+    }
+
+    public var backend: Backend
+    /// Written into the rows this instance claims; generated at first start and kept in the
+    /// database (SQLite), or per process (PostgreSQL) when not set.
+    public var instance: String?
+    /// How long a claim stays held without progress (renewed by every step).
+    public var lease: Duration
+    /// Connections to PostgreSQL.
+    public var poolSize: Int
+
+    public static let defaultSQLitePath = "x402-gateway.db"
+
+    public init(backend: Backend = .sqlite(path: StorageConfig.defaultSQLitePath), instance: String? = nil,
+                lease: Duration = .seconds(300), poolSize: Int = 8) {
+        self.backend = backend
+        self.instance = instance
+        self.lease = lease
+        self.poolSize = poolSize
+    }
+}
+
 /// How configuration changes are picked up besides SIGHUP and the admin endpoint.
 public struct ReloadConfig: Sendable, Hashable {
     /// Poll the file for changes; `nil` turns watching off.
@@ -252,12 +283,14 @@ public struct GatewayConfig: Sendable {
     public var paywall: PaywallConfig
     public var admin: AdminConfig?
     public var reload: ReloadConfig
+    public var storage: StorageConfig
 
     public init(listen: ListenAddress, publicBaseURL: String? = nil, payTo: String? = nil, network: String? = nil,
                 facilitator: FacilitatorConfig? = nil, upstreams: [String: UpstreamConfig], routes: [RouteConfig],
                 unmatched: UnmatchedPolicy, trustedProxies: [IPRange] = [], caseSensitiveRoutes: Bool = false,
                 limits: Limits = Limits(), cors: CORSConfig = CORSConfig(), payerHeader: String = "X-Payment-Payer",
-                admin: AdminConfig? = nil, reload: ReloadConfig = ReloadConfig(), paywall: PaywallConfig = PaywallConfig()) {
+                admin: AdminConfig? = nil, reload: ReloadConfig = ReloadConfig(), paywall: PaywallConfig = PaywallConfig(),
+                storage: StorageConfig = StorageConfig(backend: .memory)) {
         self.listen = listen
         self.publicBaseURL = publicBaseURL
         self.payTo = payTo
@@ -274,5 +307,6 @@ public struct GatewayConfig: Sendable {
         self.paywall = paywall
         self.admin = admin
         self.reload = reload
+        self.storage = storage
     }
 }

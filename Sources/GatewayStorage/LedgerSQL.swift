@@ -158,6 +158,18 @@ public enum LedgerSQL {
         throw StorageError(.outOfOrder, "\(transition.target.rawValue) cannot follow \(state.rawValue)")
     }
 
+    /// At the start of an instance that alone uses its id: the claims its previous run left in
+    /// flight died with it. `settling` ones become `unknown` (the settlement may have gone out); the
+    /// others are released. Returns the new state of each row changed.
+    public static func recoverInstance(_ instance: String, now: Int64) -> SQLStatement {
+        SQLStatement("""
+            UPDATE x402_payments SET state = CASE WHEN state = 'settling' THEN 'unknown' ELSE 'released' END,
+              reason = 'instance_restarted', finished_at = $2, updated_at = $2, lease_until = $2
+            WHERE instance_id = $1 AND state IN (\(list(inFlight)))
+            RETURNING state
+            """, [.text(instance), .integer(now)])
+    }
+
     // MARK: Reconciliation
 
     /// Returns `attempt` when the row was unknown (or settling with an ended lease) and is now reconciled.

@@ -56,6 +56,14 @@ public final class SQLPaymentStore<Database: SQLDatabase>: PaymentStore {
         try await database.query(LedgerSQL.payments(query)).map { row throws(StorageError) in try LedgerSQL.record(from: row) }
     }
 
+    /// Ends the claims this instance's previous run left in flight (see ``LedgerSQL/recoverInstance(_:now:)``).
+    /// Only for an instance id no other live process uses.
+    public func recoverInstance() async throws -> (unknown: Int, released: Int) {
+        let states = try await database.query(LedgerSQL.recoverInstance(instanceID, now: settings.clock())).map { $0.first?.text }
+        let unknown = states.filter { $0 == PaymentState.unknown.rawValue }.count
+        return (unknown, states.count - unknown)
+    }
+
     public func ping() async throws {
         _ = try await database.query(SQLStatement("SELECT 1"))
     }

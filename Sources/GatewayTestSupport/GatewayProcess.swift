@@ -42,6 +42,19 @@ public final class GatewayProcess: Sendable {
         if process.isRunning { process.terminate() }
     }
 
+    /// A folder inside `parent` that the gateway's user may write (its SQLite ledger goes there).
+    public static func stateDirectory(in parent: String) throws -> String {
+        let path = parent + "/state"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        if getuid() == 0 {
+            guard let account = getpwnam(unprivilegedUser) else { throw GatewayProcessError(message: "no user account \(unprivilegedUser)") }
+            guard chown(path, account.pointee.pw_uid, account.pointee.pw_gid) == 0 else {
+                throw GatewayProcessError(message: "cannot chown \(path): errno \(errno)")
+            }
+        }
+        return path
+    }
+
     public var pid: Int32 { process.processIdentifier }
 
     /// The real user id the process runs as, from /proc.

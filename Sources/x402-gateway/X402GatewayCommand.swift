@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Gateway
 import GatewayCore
+import GatewayStorage
 import Logging
 import NIOCore
 import NIOPosix
@@ -13,7 +14,7 @@ struct X402GatewayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "x402-gateway",
         abstract: "A reverse-proxy paywall for the x402 payment protocol.",
-        subcommands: [Run.self, Check.self, Reload.self],
+        subcommands: [Run.self, Check.self, Reload.self, Payments.self],
         defaultSubcommand: Run.self)
 }
 
@@ -36,7 +37,12 @@ struct Check: ParsableCommand {
     func run() throws {
         let loaded = try loadConfig(config)
         let priced = loaded.routes.filter { $0.access != .free }.count
-        print("\(config): OK (\(loaded.routes.count) routes: \(priced) priced, \(loaded.routes.count - priced) free; \(loaded.upstreams.count) upstreams)")
+        let storage = switch loaded.storage.backend {
+        case .memory: "storage in memory (neither durable nor shared)"
+        case .sqlite(let path): "storage sqlite \(path)"
+        case .postgres: "storage postgres"
+        }
+        print("\(config): OK (\(loaded.routes.count) routes: \(priced) priced, \(loaded.routes.count - priced) free; \(loaded.upstreams.count) upstreams; \(storage))")
     }
 }
 
@@ -74,8 +80,16 @@ struct Run: AsyncParsableCommand {
         let loaded = try loadConfig(config)
         let logger = Logger(label: "x402-gateway")
         if !onEventLoops { logger.notice("Swift concurrency stays on the default executor") }
+        let store: any PaymentStore
+        do {
+            store = try await PaymentStoreOpener.open(loaded.storage, logger: logger)
+        } catch {
+            logger.critical("cannot open the payment store; not starting", metadata: ["error": "\(error)"])
+            FileHandle.standardError.write(Data("\(config): storage: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
         let server = GatewayServer(
-            config: loaded, logger: logger,
+            config: loaded, logger: logger, store: store,
             source: ConfigSource(path: config, environment: ProcessInfo.processInfo.environment))
         var configuration = ServiceGroupConfiguration(
             services: [

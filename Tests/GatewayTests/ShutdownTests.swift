@@ -26,8 +26,10 @@ struct ShutdownTests {
             var iterator = ports.makeAsyncIterator()
             let upstreamPort = try #require(await iterator.next())
             let file = dir + "/gateway.yaml"
+            let state = try GatewayProcess.stateDirectory(in: dir)
             try """
                 listen: 127.0.0.1:0
+                storage: { sqlite: "\(state)/ledger.db" }
                 upstreams:
                   api: { url: "http://127.0.0.1:\(upstreamPort)", timeout: 10s }
                 routes:
@@ -59,9 +61,11 @@ struct ShutdownTests {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let file = dir + "/gateway.yaml"
+        let state = try GatewayProcess.stateDirectory(in: dir)
         func yaml(_ price: String) -> String {
             """
             listen: 127.0.0.1:0
+            storage: { sqlite: "\(state)/ledger.db" }
             payTo: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
             network: eip155:84532
             reload: { watch: false }

@@ -17,8 +17,10 @@ struct UnprivilegedProcessTests {
             var iterator = ports.makeAsyncIterator()
             let upstreamPort = try #require(await iterator.next())
             let file = dir + "/gateway.yaml"
+            let state = try GatewayProcess.stateDirectory(in: dir)
             try """
                 listen: 127.0.0.1:0
+                storage: { sqlite: "\(state)/ledger.db" }
                 payTo: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
                 network: eip155:84532
                 upstreams:
@@ -41,5 +43,27 @@ struct UnprivilegedProcessTests {
             #expect(try offeredAmount(priced) == "1000")
             #expect(!gateway.log.contains { $0.contains("could not be set up") })
         }
+    }
+
+    @Test("a SQLite ledger where the gateway's user cannot write stops the start with a clear error and a non-zero exit")
+    func unwritableLedger() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let file = dir + "/gateway.yaml"
+        // The default ledger (x402-gateway.db beside the file) in a folder only root may write.
+        try """
+            listen: 127.0.0.1:0
+            upstreams:
+              api: { url: "http://127.0.0.1:1" }
+            routes:
+              - match: "/*"
+                free: true
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        if getuid() != 0 { chmod(dir, 0o555) }  // as root, the gateway runs as another user: the folder is root's
+        defer { chmod(dir, 0o755) }
+        let gateway = try GatewayProcess(executable: try gatewayExecutable(), arguments: ["run", "--config", file, "--log-format", "json"])
+        #expect(try await gateway.listeningPort() == nil)
+        #expect(await gateway.exitStatus() == 1)
+        #expect(gateway.log.contains { $0.contains("cannot open the payment store") && $0.contains("x402-gateway.db") })
     }
 }

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import sys
 import uuid
@@ -263,6 +264,14 @@ def gateway_factory(facilitator, upstream, run_dir):
     def start(yaml_text: str, name: str | None = None) -> Gateway:
         name = name or f"gateway-{len(started) + 1}"
         config = run_dir / f"{name}.yaml"
+        if "storage:" not in yaml_text:
+            # The default SQLite ledger, in a folder the gateway's own user may write.
+            state = run_dir / f"{name}-state"
+            state.mkdir(exist_ok=True)
+            if GATEWAY_USER is not None:
+                account = pwd.getpwnam(GATEWAY_USER)
+                os.chown(state, account.pw_uid, account.pw_gid)
+            yaml_text += f'storage: {{ sqlite: "{state}/ledger.db" }}\n'
         config.write_text(yaml_text)
         config.chmod(0o644)  # readable by the gateway's own user
         env = dict(os.environ, E2E_FACILITATOR_URL=facilitator.url, E2E_UPSTREAM_URL=upstream.url,

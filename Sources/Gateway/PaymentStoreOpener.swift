@@ -1,0 +1,71 @@
+import Foundation
+import GatewayCore
+import GatewayStorage
+import GatewayStorageSQLite
+import Logging
+
+/// Opens the configured payment store at start: the database is reached and migrated, or the
+/// gateway does not start.
+public enum PaymentStoreOpener {
+    public static func open(_ config: StorageConfig, logger: Logger) async throws -> any PaymentStore {
+        let lease = Int64(config.lease.components.seconds) * 1000
+        switch config.backend {
+        case .memory:
+            logger.warning("payment state is kept in memory: it is neither durable nor shared; a restart forgets every claim and the ledger")
+            return InMemoryPaymentStore(settings: StoreSettings(instanceID: config.instance ?? "memory", leaseMilliseconds: lease))
+        case .sqlite(let path):
+            let lock = try SQLiteFileLock(path: path + ".lock")
+            let store = try await SQLPaymentStore(
+                database: try SQLiteDatabase(path: path),
+                settings: StoreSettings(instanceID: config.instance ?? "gw-" + randomHex(4), leaseMilliseconds: lease),
+                keepInstanceID: config.instance == nil)
+            // This process alone holds the file (the lock): claims its earlier run left in flight died with it.
+            let recovered = try await store.recoverInstance()
+            if recovered.unknown + recovered.released > 0 {
+                logger.warning("claims left in flight by the previous run were recovered",
+                               metadata: ["x402.unknown": "\(recovered.unknown)", "x402.released": "\(recovered.released)"])
+            }
+            logger.info("payment ledger open", metadata: ["storage": "sqlite", "path": "\(path)", "x402.instance": "\(store.instanceID)"])
+            return LockedStore(inner: store, lock: lock)
+        case .postgres:
+            throw StorageError(.unavailable, "storage.postgres is not available in this build")
+        }
+    }
+
+    /// Opens the configured store for reading beside a running gateway (no lock, no recovery).
+    public static func read<T: Sendable>(_ config: StorageConfig, _ body: (any PaymentStore) async throws -> T) async throws -> T {
+        switch config.backend {
+        case .memory:
+            throw StorageError(.unavailable, "storage is in memory: only the running gateway's admin listener (/payments) can list it")
+        case .sqlite(let path):
+            guard FileManager.default.fileExists(atPath: path) else { throw StorageError(.unavailable, "\(path): no ledger here yet") }
+            return try await body(try await SQLPaymentStore(database: try SQLiteDatabase(path: path),
+                                                            settings: StoreSettings(instanceID: config.instance ?? "reader")))
+        case .postgres:
+            throw StorageError(.unavailable, "storage.postgres is not available in this build")
+        }
+    }
+
+    static func randomHex(_ bytes: Int) -> String {
+        (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+    }
+}
+
+/// A store that keeps its database's lock file held for as long as it lives.
+final class LockedStore: PaymentStore {
+    let inner: any PaymentStore
+    let lock: SQLiteFileLock
+
+    init(inner: any PaymentStore, lock: SQLiteFileLock) {
+        self.inner = inner
+        self.lock = lock
+    }
+
+    var instanceID: String { inner.instanceID }
+    var kind: String { inner.kind }
+    func claim(_ request: ClaimRequest) async throws -> ClaimResult { try await inner.claim(request) }
+    func record(_ ticket: ClaimTicket, _ transition: PaymentTransition) async throws { try await inner.record(ticket, transition) }
+    func reconcile(_ key: PaymentKey, _ outcome: ReconciledOutcome) async throws -> Bool { try await inner.reconcile(key, outcome) }
+    func payments(_ query: PaymentQuery) async throws -> [PaymentRecord] { try await inner.payments(query) }
+    func ping() async throws { try await inner.ping() }
+}
