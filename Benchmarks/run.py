@@ -19,6 +19,7 @@ import base64
 import json
 import os
 import platform
+import pwd
 import resource
 import shutil
 import signal
@@ -46,6 +47,8 @@ THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "3"))
 WRK_CPUS = os.environ.get("BENCH_WRK_CPUS", "")
 LOG_LEVEL = os.environ.get("BENCH_LOG_LEVEL", "info")
+# The gateway runs as an ordinary user, as deployed; when the bench runs as root, as this account.
+GATEWAY_USER = (os.environ.get("BENCH_GATEWAY_USER") or "nobody") if os.geteuid() == 0 else None
 ONLY = {s.strip() for s in os.environ.get("BENCH_ONLY", "").split(",") if s.strip()}
 CORES = os.cpu_count() or 1
 
@@ -389,10 +392,19 @@ http {{
 
     # --- gateway and the Python reference ------------------------------------------------------
 
-    def start_gateway(self) -> subprocess.Popen:
+    def start_gateway(self, storage: str = "memory") -> subprocess.Popen:
+        """storage: "memory", or "sqlite" (a fresh ledger file in a folder of the gateway's user)."""
         if self.gateway is not None:
             self.procs.stop(self.gateway)
         conf = os.path.join(self.work, "gateway.yaml")
+        if storage == "sqlite":
+            state = tempfile.mkdtemp(prefix="ledger.", dir=self.work)
+            if GATEWAY_USER:
+                account = pwd.getpwnam(GATEWAY_USER)
+                os.chown(state, account.pw_uid, account.pw_gid)
+            storage_yaml = f'storage: {{ sqlite: "{state}/ledger.db" }}'
+        else:
+            storage_yaml = "storage: memory"
         with open(conf, "w") as f:
             f.write(f"""listen: 127.0.0.1:{self.gateway_port}
 payTo: "{PAY_TO}"
@@ -412,12 +424,17 @@ routes:
     upstream: api
     free: true
 unmatched: deny
+{storage_yaml}
 """)
         check = subprocess.run([GATEWAY_BIN, "check", "--config", conf], capture_output=True, text=True)
         if check.returncode != 0:
             raise SystemExit(f"gateway config invalid:\n{check.stdout}{check.stderr}")
+        identity = {}
+        if GATEWAY_USER:  # run it the way it is deployed: never as root
+            account = pwd.getpwnam(GATEWAY_USER)
+            identity = dict(user=account.pw_uid, group=account.pw_gid, extra_groups=[])
         self.gateway = self.procs.start("gateway", [GATEWAY_BIN, "run", "--config", conf, "--log-level", LOG_LEVEL],
-                                        os.path.join(self.work, "gateway.log"))
+                                        os.path.join(self.work, "gateway.log"), **identity)
         wait_http(f"http://127.0.0.1:{self.gateway_port}/free/small.json", self.gateway, "gateway")
         return self.gateway
 
@@ -554,6 +571,14 @@ def scenario_paid(b: Bench) -> dict:
     out["gateway"] = paid_run("gateway", url, accepted, res, b.gateway.pid)
     out["gateway_rss_before_mb"] = rss_before
     out["gateway_rss_after_mb"] = b.gateway_rss_mb()
+
+    # The same run with the durable ledger (SQLite, the default), then back to memory for what follows.
+    b.start_gateway(storage="sqlite")
+    try:
+        accepted, res = challenge_of(url)
+        out["gateway_sqlite"] = paid_run("gateway-sqlite", url, accepted, res, b.gateway.pid)
+    finally:
+        b.start_gateway()
 
     py = b.start_python()
     try:
@@ -720,13 +745,19 @@ def render(r: dict) -> str:
         targets.append(("streaming memory flat (peak − before < 16 MB for 100 MB)", f"+{growth:.1f} MB", growth < 16))
     if "s4" in r:
         x = r["s4"]
-        for who, label in (("gateway", "gateway"), ("python", "Python x402 FastAPI middleware")):
-            res = x[who]
+        for who, label in (("gateway", "gateway, storage: memory"), ("gateway_sqlite", "gateway, storage: sqlite (durable)"),
+                           ("python", "Python x402 FastAPI middleware")):
+            res = x.get(who)
+            if res is None:
+                continue
             row(4, "paid, stub facilitator", label, res,
                 f"{res['ok']:,} paid 200s; {res['payments_sent']:,} of {res['payments_available']:,} payments sent, "
                 f"{res['wrapped']} wraps", rps_key="ok_rps", errors=res["not_ok"])
         ratio = x["gateway"]["ok_rps"] / x["python"]["ok_rps"]
         targets.append(("paid path ≥ 20 × the Python middleware", f"{ratio:.1f} ×", ratio >= 20))
+        if "gateway_sqlite" in x:
+            durable = x["gateway_sqlite"]["ok_rps"] / x["gateway"]["ok_rps"]
+            targets.append(("paid path with the SQLite ledger ≥ 0.8 × in memory", f"{durable:.2f} ×", durable >= 0.8))
     if "s5" in r:
         x = r["s5"]
         if "rates" in x:

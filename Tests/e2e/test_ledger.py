@@ -81,7 +81,7 @@ def test_ledger_row_for_a_paid_request_survives_restart_and_so_does_replay_prote
         account = pwd.getpwnam(GATEWAY_USER)
         identity = dict(user=account.pw_uid, group=account.pw_gid, extra_groups=[])
     listed = subprocess.run([gateway_binary(), "payments", "--config", config, "--state", "settled", "--json"],
-                            capture_output=True, text=True, timeout=30, **identity)
+                            capture_output=True, text=True, timeout=30, env=gw.proc.env, **identity)
     assert listed.returncode == 0, listed.stderr
     assert nonce_of(headers).lower() in [r["nonce"] for r in json.loads(listed.stdout)["payments"]]
 
