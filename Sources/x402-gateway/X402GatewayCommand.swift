@@ -14,7 +14,7 @@ struct X402GatewayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "x402-gateway",
         abstract: "A reverse-proxy paywall for the x402 payment protocol.",
-        subcommands: [Run.self, Check.self, Reload.self, Payments.self],
+        subcommands: [Run.self, Check.self, Reload.self, Payments.self, Revenue.self],
         defaultSubcommand: Run.self)
 }
 

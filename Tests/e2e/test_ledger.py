@@ -84,6 +84,11 @@ def test_ledger_row_for_a_paid_request_survives_restart_and_so_does_replay_prote
                             capture_output=True, text=True, timeout=30, env=gw.proc.env, **identity)
     assert listed.returncode == 0, listed.stderr
     assert nonce_of(headers).lower() in [r["nonce"] for r in json.loads(listed.stdout)["payments"]]
+    revenue = subprocess.run([gateway_binary(), "revenue", "--config", config, "--by", "route", "--json"],
+                             capture_output=True, text=True, timeout=30, env=gw.proc.env, **identity)
+    assert revenue.returncode == 0, revenue.stderr
+    assert json.loads(revenue.stdout)["revenue"] == [{"route": "GET /weather", "network": "eip155:84532", "asset": row["asset"],
+                                                      "payments": 1, "total": "1000", "totalInUnits": "0.001 USDC"}]
 
     gw.stop()
     restart(gw)
