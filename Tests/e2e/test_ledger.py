@@ -148,3 +148,63 @@ def test_kill_9_during_a_slow_settle_leaves_an_unknown_outcome_never_nothing(gat
     assert chain.balance_of(payee) - balance_before == 1000  # one transfer, not two
     assert row_for(gw, nonce_of(headers))["state"] == "unknown"  # still for reconciliation
     gw.stop()
+
+
+def test_20_kill_9s_under_paid_load_lose_no_row(gateway_factory, facilitator, chain, upstream, buyer, payee, tag):
+    """Paid load, killed with SIGKILL at random moments 20 times: every /settle the facilitator saw
+    has its ledger row, and every paid answer a client received is a settled row."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = random.Random(402)
+    gw = gateway_factory(LEDGER_YAML, name="gateway-soak")
+    seen_before = set(facilitator.stats()["settle_nonces"])
+    served: dict[str, str] = {}  # nonce → transaction of every 200 a client received
+    sent: set[str] = set()
+
+    def pay(headers: dict) -> None:
+        try:
+            response = requests.get(f"{gw.url}/weather?{tag}", headers=headers, timeout=30)
+        except requests.RequestException:
+            return  # the gateway was killed under this request
+        if response.status_code == 200:
+            served[nonce_of(headers).lower()] = decode_settlement(response).transaction.lower()
+
+    for round_ in range(20):
+        if round_:
+            restart(gw)
+        payments = [signed_payment(buyer, f"{gw.url}/weather?{tag}") for _ in range(8)]
+        sent.update(nonce_of(p).lower() for p in payments)
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            futures = [pool.submit(pay, p) for p in payments]
+            time.sleep(rng.uniform(0.2, 3.0))
+            os.killpg(gw.proc.popen.pid, signal.SIGKILL)
+            gw.proc.popen.wait(10)
+            for future in futures:
+                future.result(timeout=60)
+
+    restart(gw)
+    rows = {r["nonce"]: r for r in ledger_rows(gw, limit=1000)}
+    settled_calls = set(facilitator.stats()["settle_nonces"]) - seen_before
+    states = {}
+    for row in rows.values():
+        states[row["state"]] = states.get(row["state"], 0) + 1
+    print(f"kill -9 soak: {len(sent)} payments sent, {len(served)} paid answers received, "
+          f"{len(settled_calls)} settle calls, ledger rows by state {states}")
+    assert served, "no paid request completed in 20 rounds: the test proves nothing"
+    assert settled_calls, "no settlement was started: the test proves nothing"
+    missing = sorted(n for n in settled_calls if n not in rows)
+    assert missing == [], f"settle calls without a ledger row: {missing}"
+    for nonce, tx in served.items():
+        assert rows[nonce]["state"] == "settled", rows[nonce]
+        assert rows[nonce]["transaction"].lower() == tx
+    assert not [r for r in rows.values() if r["state"] in ("claimed", "verified", "forwarded", "settling")], \
+        "the restart must end every claim its killed predecessor left in flight"
+    assert set(rows) <= sent
+    # Money moved exactly for the settled rows and the unknown ones whose transfer went through.
+    for nonce, row in rows.items():
+        if row["state"] == "settled":
+            assert chain.authorization_used(buyer.address, nonce)
+        if row["state"] in ("released", "refused"):
+            assert not chain.authorization_used(buyer.address, nonce)
+    gw.stop()

@@ -7,7 +7,7 @@ answer the SDK's VerifyResponse / SettleResponse; GET /supported answers its Sup
 The exact EVM scheme is registered for the local network only (eip155:84532 for v2, base-sepolia
 for v1), signing with the funded facilitator key.
 
-Test controls (not part of any facilitator protocol): GET /__stats counts calls and records when
+Test controls (not part of any facilitator protocol): GET /__stats counts calls, lists the authorization nonce of every settle, and records when
 each settle began and ended; POST /__settle_delay {"seconds": s} makes every later settle wait s
 seconds before it starts, so a test can stop the facilitator while a settlement is in flight.
 """
@@ -44,7 +44,7 @@ def dump(model) -> dict:
 
 
 def make_server(host: str, port: int, facilitator: x402FacilitatorSync) -> Server:
-    stats = {"verify": 0, "settle": 0, "supported": 0, "settle_started": [], "settle_finished": []}
+    stats = {"verify": 0, "settle": 0, "supported": 0, "settle_started": [], "settle_finished": [], "settle_nonces": []}
     control = {"settle_delay": 0.0}
     lock = threading.Lock()
 
@@ -82,8 +82,10 @@ def make_server(host: str, port: int, facilitator: x402FacilitatorSync) -> Serve
                 self.send_json(400, {"error": f"invalid request: {e}"})
                 return
             if op == "settle":
+                nonce = ((request["paymentPayload"].get("payload") or {}).get("authorization") or {}).get("nonce")
                 with lock:
                     stats["settle_started"].append(time.time())
+                    stats["settle_nonces"].append(str(nonce).lower())
                 time.sleep(control["settle_delay"])
             try:
                 result = getattr(facilitator, op)(payload, requirements)
