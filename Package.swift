@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: [
         // Layer 0: wire + domain model.
@@ -74,17 +75,23 @@ let package = Package(
             dependencies: ["X402", "GatewayCore"],
             swiftSettings: swiftSettings
         ),
-        // Layer 2: replay claims (and later the payment ledger), behind protocols.
+        // Layer 2: durable payment state (replay claims and the ledger) behind one protocol, the
+        // SQL both databases share, and the in-memory store.
         .target(
             name: "GatewayStorage",
-            dependencies: ["X402"],
+            swiftSettings: swiftSettings
+        ),
+        // Layer 2: the embedded SQLite ledger (GRDB, WAL).
+        .target(
+            name: "GatewayStorageSQLite",
+            dependencies: ["GatewayStorage", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         // Layer 3: the HTTP gateway (Hummingbird server, AsyncHTTPClient proxy, YAML loading).
         .target(
             name: "Gateway",
             dependencies: [
-                "X402", "X402Crypto", "GatewayCore", "X402Facilitator", "GatewayStorage", "Paywall",
+                "X402", "X402Crypto", "GatewayCore", "X402Facilitator", "GatewayStorage", "GatewayStorageSQLite", "Paywall",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -138,6 +145,11 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "GatewayStorageTests",
+            dependencies: ["GatewayStorage", "GatewayStorageSQLite"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

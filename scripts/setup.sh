@@ -2,7 +2,7 @@
 # Installs the system packages x402-gateway builds against (Debian/Ubuntu). Safe to run twice.
 set -euo pipefail
 
-packages=(libsecp256k1-dev pkg-config)
+packages=(libsecp256k1-dev libsqlite3-dev pkg-config)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

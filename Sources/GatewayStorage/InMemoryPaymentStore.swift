@@ -1,0 +1,134 @@
+import Synchronization
+
+/// Payment state in this process's memory: neither durable nor shared. For tests, and for a
+/// single instance that accepts losing its claims and ledger on restart (the log says so at start).
+/// Rows that are past their authorization's `validBefore` and no longer in flight or unknown are
+/// dropped once more than `retention` rows are held.
+public final class InMemoryPaymentStore: PaymentStore {
+    public let instanceID: String
+    public var kind: String { "memory" }
+    private let settings: StoreSettings
+    private let retention: Int
+    private let rows = Mutex<[PaymentKey: PaymentRecord]>([:])
+
+    public init(settings: StoreSettings = StoreSettings(instanceID: "memory"), retention: Int = 1_000_000) {
+        self.settings = settings
+        self.instanceID = settings.instanceID
+        self.retention = retention
+    }
+
+    public func claim(_ request: ClaimRequest) async throws -> ClaimResult {
+        let now = settings.clock()
+        let lease = now + settings.leaseMilliseconds
+        return rows.withLock { rows in
+            let prior = rows[request.key]
+            if let prior {
+                let stale = prior.state.isInFlight && prior.leaseUntil <= now
+                guard PaymentState.claimable.contains(prior.state) || stale else { return .taken }
+            } else if rows.count >= retention {
+                evict(&rows, now: now)
+            }
+            let attempt = (prior?.attempt ?? 0) + 1
+            var offer = request.offer
+            (offer.network, offer.asset) = (request.key.network, request.key.asset)  // as the SQL ledgers keep them
+            rows[request.key] = PaymentRecord(
+                key: request.key, offer: offer, routeID: request.routeID, method: request.method, path: request.path,
+                requestID: request.requestID, state: .claimed, attempt: attempt, instanceID: instanceID, leaseUntil: lease,
+                validBefore: request.validBefore, claimedAt: now, updatedAt: now)
+            let ticket = ClaimTicket(key: request.key, attempt: attempt)
+            if let prior, PaymentState.outcomeUnknown.contains(prior.state) { return .claimedAfterUnknownOutcome(ticket) }
+            return .claimed(ticket)
+        }
+    }
+
+    public func record(_ ticket: ClaimTicket, _ transition: PaymentTransition) async throws {
+        let now = settings.clock()
+        try rows.withLock { rows in
+            guard var row = rows[ticket.key], row.attempt == ticket.attempt else {
+                throw StorageError(.leaseLost, "\(ticket.key) attempt \(ticket.attempt) is no longer held")
+            }
+            if row.state == transition.state(after: row.state), !transition.predecessors.contains(row.state) { return }
+            guard transition.predecessors.contains(row.state) else {
+                throw StorageError(.outOfOrder, "\(transition.target.rawValue) cannot follow \(row.state.rawValue)")
+            }
+            row.apply(transition, now: now, lease: now + settings.leaseMilliseconds)
+            rows[ticket.key] = row
+        }
+    }
+
+    public func reconcile(_ key: PaymentKey, _ outcome: ReconciledOutcome) async throws -> Bool {
+        let now = settings.clock()
+        return rows.withLock { rows in
+            guard var row = rows[key], row.state == .unknown || (row.state == .settling && row.leaseUntil <= now) else { return false }
+            row.reconcile(outcome, now: now)
+            rows[key] = row
+            return true
+        }
+    }
+
+    public func payments(_ query: PaymentQuery) async throws -> [PaymentRecord] {
+        let all = rows.withLock { Array($0.values) }
+        return Array(all.filter { query.matches($0) }.sorted(by: PaymentRecord.newestFirst).prefix(query.limit))
+    }
+
+    public func ping() async throws {}
+
+    private func evict(_ rows: inout [PaymentKey: PaymentRecord], now: Int64) {
+        let nowSeconds = UInt64(max(0, now / 1000))
+        rows = rows.filter { _, row in
+            row.validBefore >= nowSeconds || row.state.isInFlight || row.state == .unknown
+        }
+    }
+}
+
+extension PaymentRecord {
+    /// The row after `transition` (already checked against the order), as every backend writes it.
+    mutating func apply(_ transition: PaymentTransition, now: Int64, lease: Int64) {
+        state = transition.state(after: state)
+        leaseUntil = lease
+        updatedAt = now
+        switch transition {
+        case .verified(let payer):
+            verifiedPayer = payer.lowercased()
+            verifiedAt = now
+        case .forwarded(let status):
+            upstreamStatus = status
+            forwardedAt = now
+        case .settling:
+            settlingAt = now
+        case .settled(let hash):
+            transaction = hash
+            finishedAt = now
+        case .refused(let why), .released(let why), .unknown(let why):
+            reason = why
+            finishedAt = now
+        }
+    }
+
+    mutating func reconcile(_ outcome: ReconciledOutcome, now: Int64) {
+        switch outcome {
+        case .settled(let hash):
+            state = .reconciledSettled
+            if let hash { transaction = hash }
+        case .unsettled:
+            state = .reconciledUnsettled
+        }
+        reconciledAt = now
+        updatedAt = now
+    }
+
+    static func newestFirst(_ a: PaymentRecord, _ b: PaymentRecord) -> Bool {
+        a.claimedAt != b.claimedAt ? a.claimedAt > b.claimedAt : a.key.description > b.key.description
+    }
+}
+
+extension PaymentQuery {
+    func matches(_ row: PaymentRecord) -> Bool {
+        if let since, row.claimedAt < since { return false }
+        if let before, row.claimedAt >= before { return false }
+        if let routeID, row.routeID != routeID { return false }
+        if let states, !states.contains(row.state) { return false }
+        if let payer, row.key.payer != payer { return false }
+        return true
+    }
+}

@@ -1,0 +1,226 @@
+/// The ledger's schema and statements, shared by the SQL backends (SQLite and PostgreSQL speak the
+/// same dialect for everything here: upserts with a condition, `RETURNING`, `TEXT` and `BIGINT`).
+/// Amounts are decimal strings (a uint256 fits no SQL integer); times are unix milliseconds.
+public enum LedgerSQL {
+    /// Migrations in order; the schema's version is how many have run (kept in `x402_meta`).
+    public static let migrations: [[String]] = [
+        [
+            "CREATE TABLE x402_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            """
+            CREATE TABLE x402_payments (
+              network TEXT NOT NULL, asset TEXT NOT NULL, payer TEXT NOT NULL, nonce TEXT NOT NULL,
+              scheme TEXT NOT NULL, pay_to TEXT NOT NULL, amount TEXT NOT NULL,
+              route_id TEXT NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL, request_id TEXT NOT NULL,
+              state TEXT NOT NULL, prior_state TEXT, attempt BIGINT NOT NULL,
+              instance_id TEXT NOT NULL, lease_until BIGINT NOT NULL, valid_before BIGINT NOT NULL,
+              verified_payer TEXT, upstream_status BIGINT, reason TEXT, transaction_hash TEXT,
+              charged_amount TEXT, payment_identifier TEXT,
+              claimed_at BIGINT NOT NULL, verified_at BIGINT, forwarded_at BIGINT, settling_at BIGINT,
+              finished_at BIGINT, reconciled_at BIGINT, updated_at BIGINT NOT NULL,
+              PRIMARY KEY (network, asset, payer, nonce)
+            )
+            """,
+            "CREATE INDEX x402_payments_claimed ON x402_payments (claimed_at)",
+            "CREATE INDEX x402_payments_state ON x402_payments (state, updated_at)",
+            "CREATE INDEX x402_payments_route ON x402_payments (route_id, claimed_at)",
+        ],
+    ]
+
+    public static var schemaVersion: Int { migrations.count }
+
+    /// The statements that bring a database at schema `found` (nil: no ledger tables yet) to
+    /// ``schemaVersion``, the version record included. Run them in one transaction.
+    public static func upgrade(from found: Int?) throws(StorageError) -> [SQLStatement] {
+        try checkVersion(found)
+        let current = found ?? 0
+        guard current < schemaVersion else { return [] }
+        return migrations[current...].flatMap { $0.map { SQLStatement($0) } } + [writeVersion(schemaVersion)]
+    }
+
+    /// Reads the schema version; run only when `x402_meta` exists.
+    public static let readVersion = SQLStatement("SELECT value FROM x402_meta WHERE key = 'schema_version'")
+
+    public static func writeVersion(_ version: Int) -> SQLStatement {
+        SQLStatement("""
+            INSERT INTO x402_meta (key, value) VALUES ('schema_version', $1)
+            ON CONFLICT (key) DO UPDATE SET value = excluded.value
+            """, [.text(String(version))])
+    }
+
+    public static func readMeta(_ key: String) -> SQLStatement {
+        SQLStatement("SELECT value FROM x402_meta WHERE key = $1", [.text(key)])
+    }
+
+    /// Keeps the first value written for `key`; returns nothing (read it back with ``readMeta(_:)``).
+    public static func writeMetaOnce(_ key: String, _ value: String) -> SQLStatement {
+        SQLStatement("INSERT INTO x402_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING", [.text(key), .text(value)])
+    }
+
+    /// Rejects a version this binary does not know.
+    public static func checkVersion(_ found: Int?) throws(StorageError) {
+        if let found, found > schemaVersion {
+            throw StorageError(.schemaTooNew, "the database's schema is version \(found); this binary knows up to \(schemaVersion): upgrade the gateway")
+        }
+    }
+
+    // MARK: Claims
+
+    private static func list(_ states: [PaymentState]) -> String {
+        states.map { "'\($0.rawValue)'" }.joined(separator: ", ")
+    }
+
+    private static let inFlight = PaymentState.allCases.filter(\.isInFlight)
+
+    /// Inserts the row, or takes over a claimable one; returns `attempt, prior_state` when claimed, no row when taken.
+    public static func claim(_ r: ClaimRequest, instance: String, now: Int64, leaseUntil: Int64) -> SQLStatement {
+        SQLStatement("""
+            INSERT INTO x402_payments (network, asset, payer, nonce, scheme, pay_to, amount, route_id, method, path, request_id,
+              state, prior_state, attempt, instance_id, lease_until, valid_before, claimed_at, updated_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'claimed', NULL, 1, $12, $13, $14, $15, $15)
+            ON CONFLICT (network, asset, payer, nonce) DO UPDATE SET
+              prior_state = x402_payments.state, state = 'claimed', attempt = x402_payments.attempt + 1,
+              scheme = excluded.scheme, pay_to = excluded.pay_to, amount = excluded.amount, route_id = excluded.route_id,
+              method = excluded.method, path = excluded.path, request_id = excluded.request_id,
+              instance_id = excluded.instance_id, lease_until = excluded.lease_until, valid_before = excluded.valid_before,
+              claimed_at = excluded.claimed_at, updated_at = excluded.updated_at,
+              verified_payer = NULL, upstream_status = NULL, reason = NULL, transaction_hash = NULL, charged_amount = NULL,
+              verified_at = NULL, forwarded_at = NULL, settling_at = NULL, finished_at = NULL, reconciled_at = NULL
+            WHERE x402_payments.state IN (\(list(PaymentState.claimable)))
+               OR (x402_payments.state IN (\(list(inFlight))) AND x402_payments.lease_until <= $15)
+            RETURNING attempt, prior_state
+            """,
+            [.text(r.key.network), .text(r.key.asset), .text(r.key.payer), .text(r.key.nonce),
+             .text(r.offer.scheme), .text(r.offer.payTo), .text(r.offer.amount),
+             .text(r.routeID), .text(r.method), .text(r.path), .text(r.requestID),
+             .text(instance), .integer(leaseUntil), .integer(Int64(clamping: r.validBefore)), .integer(now)])
+    }
+
+    /// What a claim's returned row means.
+    public static func claimResult(_ row: [SQLValue]?, key: PaymentKey) -> ClaimResult {
+        guard let row, let attempt = row.first?.integer else { return .taken }
+        let ticket = ClaimTicket(key: key, attempt: Int(attempt))
+        let prior = row.count > 1 ? row[1].text.flatMap(PaymentState.init(rawValue:)) : nil
+        if let prior, PaymentState.outcomeUnknown.contains(prior) { return .claimedAfterUnknownOutcome(ticket) }
+        return .claimed(ticket)
+    }
+
+    // MARK: Steps
+
+    private static let keyMatch = "network = $1 AND asset = $2 AND payer = $3 AND nonce = $4"
+
+    private static func keyBinds(_ key: PaymentKey) -> [SQLValue] {
+        [.text(key.network), .text(key.asset), .text(key.payer), .text(key.nonce)]
+    }
+
+    /// Applies a step when the ticket still holds the claim and the row is in a predecessor state;
+    /// returns `attempt` when applied, no row otherwise (then ``explain(_:ticket:transition:)``).
+    public static func record(_ ticket: ClaimTicket, _ transition: PaymentTransition, now: Int64, leaseUntil: Int64) -> SQLStatement {
+        var binds = keyBinds(ticket.key) + [.integer(Int64(ticket.attempt)), .integer(now), .integer(leaseUntil)]
+        var state = "'\(transition.target.rawValue)'"
+        let set: String
+        switch transition {
+        case .verified(let payer):
+            binds.append(.text(payer.lowercased()))
+            set = "verified_payer = $8, verified_at = $6"
+        case .forwarded(let status):
+            binds.append(.integer(Int64(status)))
+            state = "CASE WHEN state = 'settled' THEN 'settled' ELSE 'forwarded' END"
+            set = "upstream_status = $8, forwarded_at = $6"
+        case .settling:
+            set = "settling_at = $6"
+        case .settled(let hash):
+            binds.append(.text(hash))
+            set = "transaction_hash = $8, charged_amount = amount, finished_at = $6"
+        case .refused(let why), .released(let why), .unknown(let why):
+            binds.append(.text(why))
+            set = "reason = $8, finished_at = $6"
+        }
+        return SQLStatement("""
+            UPDATE x402_payments SET state = \(state), \(set), lease_until = $7, updated_at = $6
+            WHERE \(keyMatch) AND attempt = $5 AND state IN (\(list(transition.predecessors)))
+            RETURNING attempt
+            """, binds)
+    }
+
+    /// The row's state and attempt, to explain a step that changed nothing.
+    public static func stateOf(_ key: PaymentKey) -> SQLStatement {
+        SQLStatement("SELECT state, attempt FROM x402_payments WHERE \(keyMatch)", keyBinds(key))
+    }
+
+    /// A step that changed nothing: a repeat (fine), a lost claim, or a step out of order.
+    public static func explain(_ row: [SQLValue]?, ticket: ClaimTicket, transition: PaymentTransition) throws(StorageError) {
+        guard let row, row.count == 2, let state = row[0].text.flatMap(PaymentState.init(rawValue:)), let attempt = row[1].integer,
+              attempt == Int64(ticket.attempt)
+        else {
+            throw StorageError(.leaseLost, "\(ticket.key) attempt \(ticket.attempt) is no longer held")
+        }
+        if state == transition.state(after: state) { return }
+        throw StorageError(.outOfOrder, "\(transition.target.rawValue) cannot follow \(state.rawValue)")
+    }
+
+    // MARK: Reconciliation
+
+    /// Returns `attempt` when the row was unknown (or settling with an ended lease) and is now reconciled.
+    public static func reconcile(_ key: PaymentKey, _ outcome: ReconciledOutcome, now: Int64) -> SQLStatement {
+        let (state, hash): (PaymentState, String?) = switch outcome {
+        case .settled(let transaction): (.reconciledSettled, transaction)
+        case .unsettled: (.reconciledUnsettled, nil)
+        }
+        return SQLStatement("""
+            UPDATE x402_payments SET state = $5, transaction_hash = COALESCE($6, transaction_hash), reconciled_at = $7, updated_at = $7
+            WHERE \(keyMatch) AND (state = 'unknown' OR (state = 'settling' AND lease_until <= $7))
+            RETURNING attempt
+            """, keyBinds(key) + [.text(state.rawValue), SQLValue(hash), .integer(now)])
+    }
+
+    // MARK: Reading
+
+    /// The columns ``record(from:)`` reads, in order.
+    public static let columns = """
+        network, asset, payer, nonce, scheme, pay_to, amount, route_id, method, path, request_id, state, attempt, instance_id, \
+        lease_until, valid_before, verified_payer, upstream_status, reason, transaction_hash, claimed_at, verified_at, \
+        forwarded_at, settling_at, finished_at, reconciled_at, updated_at
+        """
+
+    public static func payments(_ q: PaymentQuery) -> SQLStatement {
+        var conditions: [String] = []
+        var binds: [SQLValue] = []
+        func add(_ condition: (String) -> String, _ value: SQLValue) {
+            binds.append(value)
+            conditions.append(condition("$\(binds.count)"))
+        }
+        if let since = q.since { add({ "claimed_at >= \($0)" }, .integer(since)) }
+        if let before = q.before { add({ "claimed_at < \($0)" }, .integer(before)) }
+        if let route = q.routeID { add({ "route_id = \($0)" }, .text(route)) }
+        if let payer = q.payer { add({ "payer = \($0)" }, .text(payer)) }
+        if let states = q.states { conditions.append("state IN (\(states.isEmpty ? "NULL" : list(states)))") }
+        let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        return SQLStatement("""
+            SELECT \(columns) FROM x402_payments \(filter)
+            ORDER BY claimed_at DESC, network DESC, asset DESC, payer DESC, nonce DESC LIMIT \(max(0, q.limit))
+            """, binds)
+    }
+
+    /// A ledger row from the values of ``columns``, in order.
+    public static func record(from v: [SQLValue]) throws(StorageError) -> PaymentRecord {
+        func text(_ i: Int) throws(StorageError) -> String {
+            guard i < v.count, let value = v[i].text else { throw StorageError(.corrupt, "x402_payments: column \(i) is not text") }
+            return value
+        }
+        func int(_ i: Int) throws(StorageError) -> Int64 {
+            guard i < v.count, let value = v[i].integer else { throw StorageError(.corrupt, "x402_payments: column \(i) is not an integer") }
+            return value
+        }
+        func optionalText(_ i: Int) -> String? { i < v.count ? v[i].text : nil }
+        func optionalInt(_ i: Int) -> Int64? { i < v.count ? v[i].integer : nil }
+        guard let state = PaymentState(rawValue: try text(11)) else { throw StorageError(.corrupt, "x402_payments: unknown state") }
+        return PaymentRecord(
+            key: PaymentKey(network: try text(0), asset: try text(1), payer: try text(2), nonce: try text(3)),
+            offer: PaymentOffer(scheme: try text(4), network: try text(0), asset: try text(1), amount: try text(6), payTo: try text(5)),
+            routeID: try text(7), method: try text(8), path: try text(9), requestID: try text(10), state: state,
+            attempt: Int(try int(12)), instanceID: try text(13), leaseUntil: try int(14), validBefore: UInt64(max(0, try int(15))),
+            verifiedPayer: optionalText(16), upstreamStatus: optionalInt(17).map { Int($0) }, reason: optionalText(18),
+            transaction: optionalText(19), claimedAt: try int(20), verifiedAt: optionalInt(21), forwardedAt: optionalInt(22),
+            settlingAt: optionalInt(23), finishedAt: optionalInt(24), reconciledAt: optionalInt(25), updatedAt: try int(26))
+    }
+}

@@ -1,0 +1,82 @@
+/// One ledger row: a payment that passed the local checks, and what became of it.
+/// Times are unix milliseconds.
+public struct PaymentRecord: Sendable, Equatable {
+    public var key: PaymentKey
+    public var offer: PaymentOffer
+    public var routeID: String
+    public var method: String
+    public var path: String
+    public var requestID: String
+    public var state: PaymentState
+    /// How many times the key was claimed (retries after an unknown outcome, re-presentations).
+    public var attempt: Int
+    /// The instance that holds (or last held) the claim.
+    public var instanceID: String
+    public var leaseUntil: Int64
+    public var validBefore: UInt64
+    /// The payer as the facilitator reported it at verify (normally the authorizer).
+    public var verifiedPayer: String?
+    public var upstreamStatus: Int?
+    /// The facilitator's or the gateway's reason for a refusal, release or unknown outcome.
+    public var reason: String?
+    public var transaction: String?
+    public var claimedAt: Int64
+    public var verifiedAt: Int64?
+    public var forwardedAt: Int64?
+    public var settlingAt: Int64?
+    /// When the row reached settled, refused, released or unknown.
+    public var finishedAt: Int64?
+    public var reconciledAt: Int64?
+    public var updatedAt: Int64
+
+    public init(key: PaymentKey, offer: PaymentOffer, routeID: String, method: String, path: String, requestID: String,
+                state: PaymentState, attempt: Int, instanceID: String, leaseUntil: Int64, validBefore: UInt64,
+                verifiedPayer: String? = nil, upstreamStatus: Int? = nil, reason: String? = nil, transaction: String? = nil,
+                claimedAt: Int64, verifiedAt: Int64? = nil, forwardedAt: Int64? = nil, settlingAt: Int64? = nil,
+                finishedAt: Int64? = nil, reconciledAt: Int64? = nil, updatedAt: Int64) {
+        self.key = key
+        self.offer = offer
+        self.routeID = routeID
+        self.method = method
+        self.path = path
+        self.requestID = requestID
+        self.state = state
+        self.attempt = attempt
+        self.instanceID = instanceID
+        self.leaseUntil = leaseUntil
+        self.validBefore = validBefore
+        self.verifiedPayer = verifiedPayer
+        self.upstreamStatus = upstreamStatus
+        self.reason = reason
+        self.transaction = transaction
+        self.claimedAt = claimedAt
+        self.verifiedAt = verifiedAt
+        self.forwardedAt = forwardedAt
+        self.settlingAt = settlingAt
+        self.finishedAt = finishedAt
+        self.reconciledAt = reconciledAt
+        self.updatedAt = updatedAt
+    }
+}
+
+/// Which ledger rows to list.
+public struct PaymentQuery: Sendable, Equatable {
+    /// Claimed at or after (unix ms).
+    public var since: Int64?
+    public var routeID: String?
+    public var states: [PaymentState]?
+    public var payer: String?
+    public var limit: Int
+    /// Rows claimed strictly before this (unix ms), for paging backwards.
+    public var before: Int64?
+
+    public init(since: Int64? = nil, routeID: String? = nil, states: [PaymentState]? = nil, payer: String? = nil,
+                limit: Int = 100, before: Int64? = nil) {
+        self.since = since
+        self.routeID = routeID
+        self.states = states
+        self.payer = payer?.lowercased()
+        self.limit = limit
+        self.before = before
+    }
+}

@@ -1,0 +1,119 @@
+/// Durable payment state: replay claims and the payment ledger, in one row per payment.
+///
+/// Every method is `async throws`: a database error is reported to the caller, never swallowed;
+/// the gateway fails closed on it (a paid request gets 503 and nothing is charged).
+///
+/// Contract, kept by every backend (the conformance suite checks each):
+/// - `claim` is atomic across every process sharing the store: of any number of concurrent claims
+///   on one key, exactly one succeeds until that claim ends.
+/// - A claim holds a lease (this store's instance id and an expiry, renewed by every step). A claim
+///   whose holder died is taken over only after its lease ends; one that had reached `settling`
+///   is taken over as a retry after an unknown outcome, never as fresh.
+/// - `record` is ordered and idempotent: a step is applied only from its predecessors, repeating
+///   the step the row is already in is a no-op, and a ticket whose claim was taken over is refused.
+/// - Every call has reached durable storage when it returns.
+public protocol PaymentStore: Sendable {
+    /// The id written into the rows this instance claims.
+    var instanceID: String { get }
+
+    func claim(_ request: ClaimRequest) async throws -> ClaimResult
+    func record(_ ticket: ClaimTicket, _ transition: PaymentTransition) async throws
+    /// Settles an `unknown` row (or a `settling` row whose lease ended) with what the chain says.
+    /// Returns false when the row is in no such state (already reconciled, retried, or never seen).
+    func reconcile(_ key: PaymentKey, _ outcome: ReconciledOutcome) async throws -> Bool
+    /// Ledger rows, newest claim first.
+    func payments(_ query: PaymentQuery) async throws -> [PaymentRecord]
+    /// A cheap round trip, for readiness.
+    func ping() async throws
+    /// What this backend is, for logs and `/readyz` ("sqlite", "postgres", "memory").
+    var kind: String { get }
+}
+
+/// What the request claiming a payment knows about it.
+public struct ClaimRequest: Sendable, Equatable {
+    public var key: PaymentKey
+    public var offer: PaymentOffer
+    public var routeID: String
+    public var method: String
+    public var path: String
+    public var requestID: String
+    /// The authorization's `validBefore` (unix seconds): the claim matters until then.
+    public var validBefore: UInt64
+
+    public init(key: PaymentKey, offer: PaymentOffer, routeID: String, method: String, path: String, requestID: String,
+                validBefore: UInt64) {
+        self.key = key
+        self.offer = offer
+        self.routeID = routeID
+        self.method = method
+        self.path = path
+        self.requestID = requestID
+        self.validBefore = validBefore
+    }
+}
+
+/// The offer a payment was accepted against.
+public struct PaymentOffer: Sendable, Equatable {
+    public var scheme: String
+    public var network: String
+    public var asset: String
+    /// Atomic units, decimal digits (never a float).
+    public var amount: String
+    public var payTo: String
+
+    public init(scheme: String, network: String, asset: String, amount: String, payTo: String) {
+        self.scheme = scheme
+        self.network = network
+        self.asset = asset
+        self.amount = amount
+        self.payTo = payTo
+    }
+}
+
+/// Proof of holding a claim: the key and the claim's attempt number (bumped by every claim of the key).
+public struct ClaimTicket: Sendable, Hashable {
+    public var key: PaymentKey
+    public var attempt: Int
+
+    public init(key: PaymentKey, attempt: Int) {
+        self.key = key
+        self.attempt = attempt
+    }
+}
+
+public enum ClaimResult: Sendable, Equatable {
+    /// The key was free (never seen, released, refused, reconciled unsettled, or its holder's lease
+    /// ended before it reached `settling`).
+    case claimed(ClaimTicket)
+    /// An earlier settlement of this payment ended without an answer: this request holds the key
+    /// and may try again, and must never treat a refusal as "nothing moved".
+    case claimedAfterUnknownOutcome(ClaimTicket)
+    /// In flight elsewhere, or spent.
+    case taken
+}
+
+/// A storage failure, reported rather than swallowed.
+public struct StorageError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        /// The database cannot be opened, reached or written.
+        case unavailable
+        /// The ticket's claim was taken over (its lease ended) or the row is gone.
+        case leaseLost = "lease_lost"
+        /// The step does not follow the row's state.
+        case outOfOrder = "out_of_order"
+        /// The database's schema is newer than this binary.
+        case schemaTooNew = "schema_too_new"
+        /// The file is not a database, or a table is not what the schema says.
+        case corrupt
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code.rawValue): \(message)" }
+}

@@ -1,0 +1,212 @@
+import Foundation
+import GatewayStorage
+import Testing
+
+/// One suite for the storage contract, run against every backend.
+@Suite("Payment store contract")
+struct PaymentStoreConformanceTests {
+    static let lease: Int64 = 60_000
+
+    static func request(_ nonce: String = "0x" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased(),
+                        route: String = "weather", payer: String = "0xAbC0000000000000000000000000000000000001") -> ClaimRequest {
+        let key = PaymentKey(network: "eip155:84532", asset: "0x036cbd53842c5426634e7929541ec2318f3dcf7e", payer: payer, nonce: nonce)
+        return ClaimRequest(
+            key: key, offer: PaymentOffer(scheme: "exact", network: key.network, asset: key.asset, amount: "1000",
+                                          payTo: "0x209693bc6afc0c5328ba36faf03c514ef312287c"),
+            routeID: route, method: "GET", path: "/weather", requestID: UUID().uuidString, validBefore: 1_900_000_000)
+    }
+
+    /// Runs `body` with two instances ("a", "b") on one fresh database and a shared hand-moved clock.
+    static func withInstances(
+        _ backend: Backend, _ body: (any PaymentStore, any PaymentStore, TestClock) async throws -> Void
+    ) async throws {
+        let shared = try await backend.makeShared()
+        let clock = TestClock()
+        do {
+            let a = try await shared.open(StoreSettings(instanceID: "a", leaseMilliseconds: lease, clock: clock.read))
+            let b = try await shared.open(StoreSettings(instanceID: "b", leaseMilliseconds: lease, clock: clock.read))
+            try await body(a, b, clock)
+        } catch {
+            await shared.cleanup()
+            throw error
+        }
+        await shared.cleanup()
+    }
+
+    static func ticket(_ result: ClaimResult) throws -> ClaimTicket {
+        switch result {
+        case .claimed(let ticket): return ticket
+        default:
+            Issue.record("expected a fresh claim, got \(result)")
+            throw StorageError(.outOfOrder, "not claimed")
+        }
+    }
+
+    static func row(_ store: any PaymentStore, _ key: PaymentKey) async throws -> PaymentRecord {
+        try #require(try await store.payments(PaymentQuery(limit: 10_000)).first { $0.key == key })
+    }
+
+    @Test("of 500 concurrent claims on one payment, split across two instances, exactly one wins", arguments: Backend.all)
+    func atomicClaim(_ backend: Backend) async throws {
+        try await Self.withInstances(backend) { a, b, _ in
+            let request = Self.request()
+            let results = try await withThrowingTaskGroup(of: ClaimResult.self) { group in
+                for i in 0..<500 {
+                    let store = i % 2 == 0 ? a : b
+                    group.addTask { try await store.claim(request) }
+                }
+                return try await group.reduce(into: [ClaimResult]()) { $0.append($1) }
+            }
+            #expect(results.filter { if case .claimed = $0 { true } else { false } }.count == 1)
+            #expect(results.filter { $0 == .taken }.count == 499)
+            let row = try await Self.row(a, request.key)
+            #expect(row.state == .claimed)
+            #expect(row.attempt == 1)
+        }
+    }
+
+    @Test("a claim whose holder died is taken over only after its lease ends, as fresh before settling", arguments: Backend.all)
+    func leaseTakeOver(_ backend: Backend) async throws {
+        try await Self.withInstances(backend) { a, b, clock in
+            let request = Self.request()
+            let first = try Self.ticket(try await a.claim(request))
+            try await a.record(first, .verified(payer: request.key.payer))
+            clock.advance(milliseconds: Self.lease - 1)
+            #expect(try await b.claim(request) == .taken)
+            clock.advance(milliseconds: 1)
+            let second = try Self.ticket(try await b.claim(request))
+            #expect(second.attempt == first.attempt + 1)
+            let row = try await Self.row(b, request.key)
+            #expect(row.state == .claimed)
+            #expect(row.instanceID == b.instanceID)
+            // The first holder's late steps are refused: its claim is gone.
+            await #expect(throws: StorageError.self) { try await a.record(first, .forwarded(upstreamStatus: 200)) }
+            #expect(try await Self.row(b, request.key).state == .claimed)
+        }
+    }
+
+    @Test("a claim that reached settling is never taken over as fresh: after its lease, only as a retry", arguments: Backend.all)
+    func settlingIsUnknown(_ backend: Backend) async throws {
+        try await Self.withInstances(backend) { a, b, clock in
+            let request = Self.request()
+            let ticket = try Self.ticket(try await a.claim(request))
+            try await a.record(ticket, .verified(payer: request.key.payer))
+            try await a.record(ticket, .forwarded(upstreamStatus: 200))
+            try await a.record(ticket, .settling)
+            clock.advance(milliseconds: Self.lease)
+            guard case .claimedAfterUnknownOutcome(let retry) = try await b.claim(request) else {
+                Issue.record("a stale settling row must be claimed as a retry after an unknown outcome")
+                return
+            }
+            #expect(retry.attempt == 2)
+        }
+    }
+
+    @Test("unknown outcomes: a retry of the same payment may claim it; reconciliation settles it both ways", arguments: Backend.all)
+    func unknownAndReconciled(_ backend: Backend) async throws {
+        try await Self.withInstances(backend) { a, b, _ in
+            let settled = Self.request(), unsettled = Self.request()
+            for request in [settled, unsettled] {
+                let ticket = try Self.ticket(try await a.claim(request))
+                try await a.record(ticket, .verified(payer: request.key.payer))
+                try await a.record(ticket, .settling)
+                try await a.record(ticket, .unknown(reason: "facilitator_timeout"))
+                #expect(try await Self.row(b, request.key).reason == "facilitator_timeout")
+            }
+            #expect(try await b.reconcile(settled.key, .settled(transaction: "0xfeed")))
+            #expect(try await b.reconcile(unsettled.key, .unsettled))
+            // Reconciling twice changes nothing.
+            #expect(!(try await b.reconcile(settled.key, .unsettled)))
+            let done = try await Self.row(a, settled.key)
+            #expect(done.state == .reconciledSettled)
+            #expect(done.transaction == "0xfeed")
+            #expect(done.reconciledAt != nil)
+            #expect(try await a.claim(settled) == .taken)
+            #expect(try await Self.row(a, unsettled.key).state == .reconciledUnsettled)
+            // Unsettled: the same authorization may be presented again, as a fresh payment.
+            let again = try Self.ticket(try await a.claim(unsettled))
+            #expect(again.attempt == 2)
+        }
+    }
+
+    @Test("steps are ordered and idempotent; the happy path leaves every timestamp", arguments: Backend.all)
+    func orderedAndIdempotent(_ backend: Backend) async throws {
+        try await Self.withInstances(backend) { a, _, clock in
+            let request = Self.request()
+            let ticket = try Self.ticket(try await a.claim(request))
+            await #expect(throws: StorageError(.outOfOrder, "settled cannot follow claimed")) {
+                try await a.record(ticket, .settled(transaction: "0x01"))
+            }
+            try await a.record(ticket, .verified(payer: "0xABC0000000000000000000000000000000000001"))
+            try await a.record(ticket, .verified(payer: "0xABC0000000000000000000000000000000000001"))
+            clock.advance(milliseconds: 5)
+            try await a.record(ticket, .forwarded(upstreamStatus: 200))
+            try await a.record(ticket, .settling)
+            try await a.record(ticket, .settled(transaction: "0xabc"))
+            try await a.record(ticket, .settled(transaction: "0xabc"))
+            await #expect(throws: StorageError.self) { try await a.record(ticket, .released(reason: "late")) }
+            let row = try await Self.row(a, request.key)
+            #expect(row.state == .settled)
+            #expect(row.transaction == "0xabc")
+            #expect(row.upstreamStatus == 200)
+            #expect(row.verifiedPayer == "0xabc0000000000000000000000000000000000001")
+            #expect(row.verifiedAt != nil && row.forwardedAt != nil && row.settlingAt != nil && row.finishedAt != nil)
+            #expect(row.forwardedAt! > row.claimedAt)
+            #expect(row.offer.amount == "1000" && row.routeID == "weather" && row.method == "GET" && row.path == "/weather")
+            #expect(try await a.claim(request) == .taken)
+        }
+    }
+
+    @Test("settlement first: the upstream's status is recorded on the settled row, which stays settled", arguments: Backend.all)
+    func beforePolicy(_ backend: Backend) async throws {
+        try await Self.withInstances(backend) { a, _, _ in
+            let request = Self.request()
+            let ticket = try Self.ticket(try await a.claim(request))
+            try await a.record(ticket, .verified(payer: request.key.payer))
+            try await a.record(ticket, .settling)
+            try await a.record(ticket, .settled(transaction: "0x02"))
+            try await a.record(ticket, .forwarded(upstreamStatus: 502))
+            let row = try await Self.row(a, request.key)
+            #expect(row.state == .settled)
+            #expect(row.upstreamStatus == 502)
+        }
+    }
+
+    @Test("released and refused payments may be presented again; each claim counts an attempt", arguments: Backend.all)
+    func releasedAndRefused(_ backend: Backend) async throws {
+        try await Self.withInstances(backend) { a, b, _ in
+            let request = Self.request()
+            let first = try Self.ticket(try await a.claim(request))
+            try await a.record(first, .released(reason: "upstream_unavailable"))
+            let second = try Self.ticket(try await b.claim(request))
+            try await b.record(second, .refused(reason: "insufficient_funds"))
+            let third = try Self.ticket(try await a.claim(request))
+            #expect([first.attempt, second.attempt, third.attempt] == [1, 2, 3])
+            let row = try await Self.row(a, request.key)
+            #expect(row.state == .claimed)
+            #expect(row.reason == nil)
+        }
+    }
+
+    @Test("the ledger lists rows newest first, filtered by state, route, payer and time", arguments: Backend.all)
+    func listing(_ backend: Backend) async throws {
+        try await Self.withInstances(backend) { a, _, clock in
+            var keys: [PaymentKey] = []
+            for i in 0..<5 {
+                let request = Self.request(route: i % 2 == 0 ? "even" : "odd", payer: "0x00000000000000000000000000000000000000a\(i)")
+                let ticket = try Self.ticket(try await a.claim(request))
+                if i == 4 { try await a.record(ticket, .released(reason: "client_gone")) }
+                keys.append(request.key)
+                clock.advance(milliseconds: 1000)
+            }
+            let all = try await a.payments(PaymentQuery())
+            #expect(all.map(\.key) == keys.reversed())
+            #expect(try await a.payments(PaymentQuery(routeID: "even")).count == 3)
+            #expect(try await a.payments(PaymentQuery(states: [.released])).map(\.key) == [keys[4]])
+            #expect(try await a.payments(PaymentQuery(payer: "0x00000000000000000000000000000000000000A1")).map(\.key) == [keys[1]])
+            let since = all[1].claimedAt
+            #expect(try await a.payments(PaymentQuery(since: since)).count == 2)
+            #expect(try await a.payments(PaymentQuery(limit: 2, before: since)).map(\.key) == [keys[2], keys[1]])
+        }
+    }
+}
