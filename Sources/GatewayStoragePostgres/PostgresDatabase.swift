@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import GatewayStorage
 import Logging
 import NIOCore
@@ -67,7 +72,8 @@ public final class PostgresDatabase: SQLDatabase {
     /// Runs the pool until the calling task is cancelled (then closes every connection). Call it
     /// once, in a task that lives as long as the database is used.
     public func run() async {
-        running.store(true, ordering: .relaxed)
+        // PostgresClient traps on a second run(); a second call here returns at once instead.
+        guard !running.exchange(true, ordering: .relaxed) else { return }
         await client.run()
     }
 
@@ -131,6 +137,12 @@ public final class PostgresDatabase: SQLDatabase {
         _ = try await execute(SQLStatement("BEGIN"))
         do {
             _ = try await execute(SQLStatement("SELECT pg_advisory_xact_lock($1)", [.integer(Self.migrationLock)]))
+            // Every statement must be durable when it returns (the store's contract); with
+            // synchronous_commit off a crash loses the last claims, and a spent payment could be replayed.
+            let synchronousCommit = try await execute(SQLStatement("SELECT current_setting('synchronous_commit')"))
+            if synchronousCommit.first?.first == .text("off") {
+                throw StorageError(.unavailable, "synchronous_commit is off for this database or user: commits would not be durable; set it to on")
+            }
             // to_regclass follows the connection's search_path, as the ledger's statements do.
             let tables = try await execute(SQLStatement("SELECT to_regclass('x402_meta')::text, to_regclass('x402_payments')::text"))
             var found: Int?
@@ -138,7 +150,7 @@ public final class PostgresDatabase: SQLDatabase {
                 let version = try await execute(LedgerSQL.readVersion).first?.first
                 found = version.flatMap { if case .text(let text) = $0 { Int(text) } else { nil } } ?? 0
             } else if let row = tables.first, row.count == 2, row[1] != .null {
-                throw StorageError(.corrupt, "\(configuration.target): x402_payments exists without x402_meta: not a ledger this gateway made")
+                throw StorageError(.corrupt, "x402_payments exists without x402_meta: not a ledger this gateway made")
             }
             for statement in try LedgerSQL.upgrade(from: found) {
                 _ = try await execute(statement)
@@ -244,11 +256,13 @@ public final class PostgresDatabase: SQLDatabase {
 
     /// A ``StorageError`` for `error`, naming the server and the database, never the password.
     func storageError(_ error: any Error) -> StorageError {
+        let prefix = "PostgreSQL \(configuration.username)@\(configuration.target): "
         if let error = error as? StorageError {
-            return StorageError(error.code, configuration.redacted(error.message))
+            let message = error.message.hasPrefix(prefix) ? error.message : prefix + error.message
+            return StorageError(error.code, configuration.redacted(message))
         }
         let (code, reason) = Self.describe(error, configuration: configuration, running: running.load(ordering: .relaxed))
-        return StorageError(code, configuration.redacted("PostgreSQL \(configuration.username)@\(configuration.target): \(reason)"))
+        return StorageError(code, configuration.redacted(prefix + reason))
     }
 
     static func describe(_ error: any Error, configuration: PostgresConfiguration, running: Bool) -> (StorageError.Code, String) {
@@ -283,7 +297,7 @@ public final class PostgresDatabase: SQLDatabase {
             if let channel = error.underlying as? ChannelError, case .connectTimeout = channel {
                 return (.unavailable, "no answer within \(configuration.connectTimeout) (connect timeout)")
             }
-            return (.unavailable, "cannot connect: \(error.underlying.map { String(describing: $0) } ?? "connection error")")
+            return (.unavailable, "cannot connect: \(error.underlying.map(connectFailure) ?? "connection error")")
         case .sslUnsupported:
             return (.unavailable, "the server does not offer TLS, and sslmode=\(configuration.tls.rawValue) requires it")
         case .failedToAddSSLHandler:
@@ -304,6 +318,24 @@ public final class PostgresDatabase: SQLDatabase {
             return (.unavailable, "\(error.code)\(cause)")
         }
     }
+}
+
+/// Why a connection could not be made, in a few words: the system's reason when NIO's error
+/// (a list of attempts, one per address, in NIOPosix) holds one, else NIO's description (which
+/// for a name that does not resolve reads "DNS error: … for host NAME, port PORT").
+func connectFailure(_ error: any Error) -> String {
+    func findIOError(_ value: Any, depth: Int) -> IOError? {
+        if let error = value as? IOError { return error }
+        guard depth > 0 else { return nil }
+        for child in Mirror(reflecting: value).children {
+            if let found = findIOError(child.value, depth: depth - 1) { return found }
+        }
+        return nil
+    }
+    if let io = findIOError(error, depth: 4) {
+        return "\(String(cString: strerror(io.errnoCode))) (errno \(io.errnoCode))"
+    }
+    return String(describing: error)
 }
 
 /// The pool did not hand out a connection in time.
