@@ -181,7 +181,7 @@ struct PaymentStoreConformanceTests {
             let second = try Self.ticket(try await b.claim(request))
             try await b.record(second, .refused(reason: "insufficient_funds"))
             let third = try Self.ticket(try await a.claim(request))
-            #expect([first.attempt, second.attempt, third.attempt] == [1, 2, 3])
+            #expect([first.attempt, second.attempt, third.attempt] == [1, 2, 3] as [Int])
             let row = try await Self.row(a, request.key)
             #expect(row.state == .claimed)
             #expect(row.reason == nil)
