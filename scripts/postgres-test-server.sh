@@ -80,7 +80,7 @@ start() {
 
   local started=$SECONDS
   as_server_user "$bin/initdb" -D "$dir/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
-    --encoding=UTF8 --locale=C.UTF-8 --no-instructions >"$dir/initdb.log" 2>&1 \
+    --encoding=UTF8 --locale=C.UTF-8 --no-instructions --no-sync >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; rm -rf "$dir"; die "initdb failed"; }
 
   # A free port: pick one nobody listens on; should another process take it first, the server
@@ -90,9 +90,10 @@ start() {
     local candidate
     candidate=$(random_port)
     port_in_use "$candidate" && continue
-    # max_connections: the tests run in parallel, each store with its own pool.
+    # max_connections: the tests run in parallel, each store with its own pool. fsync=off: the
+    # cluster is thrown away (synchronous_commit stays on, as the ledger requires).
     if as_server_user "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 30 -s \
-        -o "-c listen_addresses=127.0.0.1 -p $candidate -c unix_socket_directories='$dir' -c max_connections=400" \
+        -o "-c listen_addresses=127.0.0.1 -p $candidate -c unix_socket_directories='$dir' -c max_connections=400 -c fsync=off" \
         start >&2; then
       port=$candidate
       break
@@ -121,8 +122,8 @@ stop() {
   local bin
   bin=$(bin_dir) || true
   if [ -f "$dir/data/postmaster.pid" ]; then
-    if [ -z "$bin" ] || ! { as_server_user "$bin/pg_ctl" -D "$dir/data" -m fast -w -t 30 -s stop >&2 \
-        || as_server_user "$bin/pg_ctl" -D "$dir/data" -m immediate -w -t 10 -s stop >&2; }; then
+    # Immediate: no shutdown checkpoint, the data is about to be removed.
+    if [ -z "$bin" ] || ! as_server_user "$bin/pg_ctl" -D "$dir/data" -m immediate -w -t 30 -s stop >&2; then
       # The server did not stop in time: end it (the postmaster's pid, from its own pid file).
       local pid
       pid=$(head -n 1 "$dir/data/postmaster.pid" 2>/dev/null || true)
