@@ -217,6 +217,48 @@ struct PostgresDatabaseTests {
         }
     }
 
+    @Test("concurrent claims across four instances: one winner per payment, fresh and when taking over ended leases")
+    func concurrentClaimsAndTakeOvers() async throws {
+        try await TestDatabase.with { test in
+            let clock = TestClock()
+            let databases = try (0..<4).map { _ in try PostgresDatabase(url: test.url) }
+            try await withThrowingTaskGroup(of: Void.self) { pools in
+                for database in databases { pools.addTask { await database.run() } }
+                defer { pools.cancelAll() }
+                var stores: [SQLPaymentStore<PostgresDatabase>] = []
+                for (i, database) in databases.enumerated() {
+                    stores.append(try await SQLPaymentStore(database: database, settings: StoreSettings(
+                        instanceID: "i\(i)", leaseMilliseconds: 60_000, clock: clock.read)))
+                }
+                let requests = (0..<25).map { _ in PaymentStoreConformanceTests.request() }
+
+                func race() async throws -> [Int: [ClaimResult]] {
+                    try await withThrowingTaskGroup(of: (Int, ClaimResult).self) { group in
+                        for (k, request) in requests.enumerated() {
+                            for attempt in 0..<8 {
+                                let store = stores[(k + attempt) % stores.count]
+                                group.addTask { (k, try await store.claim(request)) }
+                            }
+                        }
+                        return try await group.reduce(into: [:]) { $0[$1.0, default: []].append($1.1) }
+                    }
+                }
+                func winners(_ results: [Int: [ClaimResult]]) -> [Int: [ClaimTicket]] {
+                    results.mapValues { $0.compactMap { if case .claimed(let ticket) = $0 { ticket } else { nil } } }
+                }
+
+                let fresh = winners(try await race())
+                #expect(fresh.count == requests.count && fresh.values.allSatisfy { $0.map(\.attempt) == [1] })
+                // Every lease ends; all race again: exactly one take-over each, as attempt 2.
+                clock.advance(milliseconds: 60_000)
+                let takeOvers = winners(try await race())
+                #expect(takeOvers.count == requests.count && takeOvers.values.allSatisfy { $0.map(\.attempt) == [2] })
+                let rows = try await stores[0].payments(PaymentQuery(limit: 100))
+                #expect(rows.count == requests.count && rows.allSatisfy { $0.state == .claimed && $0.attempt == 2 })
+            }
+        }
+    }
+
     @Test("values round-trip: text (unicode), 64-bit integers, typed NULLs; other types read as text")
     func values() async throws {
         let server = try #require(PostgresBackend.url)
