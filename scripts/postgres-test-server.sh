@@ -73,7 +73,10 @@ start() {
   ensure_server_user
 
   local dir password
-  dir=$(mktemp -d "${TMPDIR:-/tmp}/x402-postgres.XXXXXX")
+  # As root, under /tmp: the server's user must reach the folder (a root-only TMPDIR would not do).
+  local base=${TMPDIR:-/tmp}
+  [ "$(id -u)" -eq 0 ] && base=/tmp
+  dir=$(mktemp -d "$base/x402-postgres.XXXXXX")
   touch "$dir/$marker"
   password=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
   [ "$(id -u)" -eq 0 ] && chown -R "$server_user" "$dir"
