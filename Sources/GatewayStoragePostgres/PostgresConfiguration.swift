@@ -43,7 +43,7 @@ public struct PostgresConfiguration: Sendable, Equatable, CustomStringConvertibl
     public init(host: String, port: Int = 5432, username: String, password: String?, database: String,
                 tls: TLSMode? = nil, rootCertificatePath: String? = nil, applicationName: String = "x402-gateway",
                 serverOptions: String? = nil, connectTimeout: Duration = .seconds(5), poolSize: Int = 8,
-                acquireTimeout: Duration = .seconds(10)) {
+                acquireTimeout: Duration = .seconds(5)) {
         self.host = host
         self.port = port
         self.username = username

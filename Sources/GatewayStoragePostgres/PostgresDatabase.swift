@@ -353,8 +353,10 @@ final class LeaseGate: Sendable {
 }
 
 extension SQLValue {
-    /// A cell as the ledger reads it: integers as `integer`, text as `text`, NULL as `null`; any
-    /// other type as its text (the ledger uses none).
+    /// A cell as the ledger reads it: integers (and booleans, as 0 or 1) as `integer`, text-like
+    /// values as `text`, NULL and `void` as `null`. PostgresNIO asks for every column in binary, so
+    /// any other type (a float, a numeric, a timestamp) would read as meaningless bytes: it is
+    /// refused as `corrupt` instead (the ledger selects TEXT and BIGINT columns only).
     init(_ cell: PostgresCell) throws {
         guard cell.bytes != nil else {
             self = .null
@@ -365,7 +367,10 @@ extension SQLValue {
         case .int4: self = .integer(Int64(try cell.decode(Int32.self)))
         case .int2: self = .integer(Int64(try cell.decode(Int16.self)))
         case .bool: self = .integer(try cell.decode(Bool.self) ? 1 : 0)
-        default: self = .text(try cell.decode(String.self))
+        case .text, .varchar, .bpchar, .name, .unknown, .uuid: self = .text(try cell.decode(String.self))
+        case .void: self = .null
+        default:
+            throw StorageError(.corrupt, "column \(cell.columnName) is of type \(cell.dataType), which the ledger does not read")
         }
     }
 }

@@ -259,16 +259,18 @@ struct PostgresDatabaseTests {
         }
     }
 
-    @Test("values round-trip: text (unicode), 64-bit integers, typed NULLs; other types read as text")
+    @Test("values round-trip: text (unicode), 64-bit integers, typed NULLs, text-like types; a type the ledger does not read is refused")
     func values() async throws {
         let server = try #require(PostgresBackend.url)
         try await PostgresDatabase.withDatabase(url: server) { database in
             let rows = try await database.query(SQLStatement(
-                "SELECT $1::text, $2::bigint, $3, COALESCE($3, 'fallback'), 7::int4, 2::int2, true, 1.5::numeric, 'x'::varchar",
+                "SELECT $1::text, $2::bigint, $3, COALESCE($3, 'fallback'), 7::int4, 2::int2, true, 'x'::varchar, 'n'::name, pg_sleep(0)",
                 [.text("ünï—☃"), .integer(Int64.max), .null]))
             #expect(rows == [[.text("ünï—☃"), .integer(Int64.max), .null, .text("fallback"), .integer(7), .integer(2),
-                              .integer(1), rows.first?[7] ?? .null, .text("x")]])
+                              .integer(1), .text("x"), .text("n"), .null]])
             #expect(try await database.query(SQLStatement("SELECT 1 WHERE false")).isEmpty)
+            let error = await #expect(throws: StorageError.self) { _ = try await database.query(SQLStatement("SELECT 1.5::numeric AS price")) }
+            #expect(error?.code == .corrupt && error?.message.contains("price") == true)
         }
     }
 
