@@ -46,11 +46,9 @@ struct PostgresConfigurationTests {
     }
 }
 
-/// Against the server in `X402_TEST_POSTGRES_URL`; each test on a database of its own.
-@Suite("PostgreSQL ledger", .enabled(if: PostgresBackend.url != nil, "needs X402_TEST_POSTGRES_URL"))
-struct PostgresDatabaseTests {
-    static func settings(_ id: String) -> StoreSettings { StoreSettings(instanceID: id) }
-
+/// Connections that cannot be made: no server needed.
+@Suite("PostgreSQL connection failures")
+struct PostgresConnectionFailureTests {
     /// Expects `body` to fail with a ``StorageError`` of `code` within `seconds`.
     static func expectFailure(_ code: StorageError.Code, within seconds: Double,
                               _ body: () async throws -> Void) async -> StorageError? {
@@ -88,7 +86,7 @@ struct PostgresDatabaseTests {
         close(fd)
         let database = try PostgresDatabase(url: "postgres://gw:hunter22-secret@127.0.0.1:\(port)/ledger")
         let error = await Self.expectFailure(.unavailable, within: 3) {
-            _ = try await SQLPaymentStore(database: database, settings: Self.settings("a"))
+            _ = try await SQLPaymentStore(database: database, settings: StoreSettings(instanceID: "a"))
         }
         #expect(error?.message.contains("127.0.0.1:\(port)/ledger") == true)
         #expect(error?.message.contains("Connection refused") == true)
@@ -119,12 +117,18 @@ struct PostgresDatabaseTests {
             #expect(error?.message.contains("no connection within") == true)
         }
     }
+}
+
+/// Against the server in `X402_TEST_POSTGRES_URL`; each test on a database of its own.
+@Suite("PostgreSQL ledger", .enabled(if: PostgresBackend.url != nil, "needs X402_TEST_POSTGRES_URL"))
+struct PostgresDatabaseTests {
+    static func settings(_ id: String) -> StoreSettings { StoreSettings(instanceID: id) }
 
     @Test("a wrong password fails the start as unavailable, with the server's reason and without the password")
     func wrongPassword() async throws {
         let server = try #require(PostgresBackend.url)
         let database = try PostgresDatabase(url: try TestDatabase.url(server, password: "not-the-password-4f1c"))
-        let error = await Self.expectFailure(.unavailable, within: 5) {
+        let error = await PostgresConnectionFailureTests.expectFailure(.unavailable, within: 5) {
             _ = try await SQLPaymentStore(database: database, settings: Self.settings("a"))
         }
         let message = try #require(error?.message)
@@ -137,7 +141,7 @@ struct PostgresDatabaseTests {
     func missingDatabase() async throws {
         let server = try #require(PostgresBackend.url)
         let database = try PostgresDatabase(url: try TestDatabase.url(server, database: "x402_no_such_database"))
-        let error = await Self.expectFailure(.unavailable, within: 5) { try await database.migrate() }
+        let error = await PostgresConnectionFailureTests.expectFailure(.unavailable, within: 5) { try await database.migrate() }
         #expect(error?.message.contains("x402_no_such_database") == true)
     }
 
@@ -149,7 +153,7 @@ struct PostgresDatabaseTests {
                 _ = try await database.query(LedgerSQL.writeVersion(999))
             }
             try await PostgresDatabase.withDatabase(url: test.url) { database in
-                let error = await Self.expectFailure(.schemaTooNew, within: 5) {
+                let error = await PostgresConnectionFailureTests.expectFailure(.schemaTooNew, within: 5) {
                     _ = try await SQLPaymentStore(database: database, settings: Self.settings("b"))
                 }
                 #expect(error?.message.contains("999") == true)
@@ -162,7 +166,7 @@ struct PostgresDatabaseTests {
         try await TestDatabase.with { test in
             try await PostgresDatabase.withDatabase(url: test.url) { database in
                 _ = try await database.query(SQLStatement("CREATE TABLE x402_payments (id BIGINT)"))
-                _ = await Self.expectFailure(.corrupt, within: 5) { try await database.migrate() }
+                _ = await PostgresConnectionFailureTests.expectFailure(.corrupt, within: 5) { try await database.migrate() }
             }
         }
     }
@@ -198,7 +202,7 @@ struct PostgresDatabaseTests {
             try await PostgresDatabase.withDatabase(url: test.url) { database in
                 _ = try await database.query(SQLStatement("ALTER DATABASE \(test.name) SET synchronous_commit = off"))
             }
-            let error = await Self.expectFailure(.unavailable, within: 5) {
+            let error = await PostgresConnectionFailureTests.expectFailure(.unavailable, within: 5) {
                 try await PostgresDatabase(url: test.url).migrate()
             }
             #expect(error?.message.contains("synchronous_commit") == true)
@@ -209,7 +213,7 @@ struct PostgresDatabaseTests {
     func tlsModes() async throws {
         let server = try #require(PostgresBackend.url)
         let required = try PostgresDatabase(url: try TestDatabase.url(server, query: "sslmode=require"))
-        let error = await Self.expectFailure(.unavailable, within: 5) { try await required.migrate() }
+        let error = await PostgresConnectionFailureTests.expectFailure(.unavailable, within: 5) { try await required.migrate() }
         #expect(error?.message.contains("TLS") == true)
         try await PostgresDatabase.withDatabase(url: try TestDatabase.url(server, query: "sslmode=prefer")) { preferred in
             let rows = try await preferred.query(SQLStatement("SELECT 1"))
@@ -288,7 +292,7 @@ struct PostgresDatabaseTests {
         var configuration = try PostgresConfiguration(url: server)
         configuration.acquireTimeout = .milliseconds(300)
         let idle = try PostgresDatabase(configuration: configuration)
-        let error = await Self.expectFailure(.unavailable, within: 3) { _ = try await idle.query(SQLStatement("SELECT 1")) }
+        let error = await PostgresConnectionFailureTests.expectFailure(.unavailable, within: 3) { _ = try await idle.query(SQLStatement("SELECT 1")) }
         #expect(error?.message.contains("run()") == true)
     }
 
