@@ -30,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // Layer 0: wire + domain model.
@@ -87,11 +88,24 @@ let package = Package(
             dependencies: ["GatewayStorage", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
+        // Layer 2: the shared PostgreSQL ledger (PostgresNIO's pooled client; its API speaks
+        // swift-log's Logger, NIOCore's TimeAmount and NIOSSL's TLS configuration).
+        .target(
+            name: "GatewayStoragePostgres",
+            dependencies: [
+                "GatewayStorage",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Layer 3: the HTTP gateway (Hummingbird server, AsyncHTTPClient proxy, YAML loading).
         .target(
             name: "Gateway",
             dependencies: [
-                "X402", "X402Crypto", "GatewayCore", "X402Facilitator", "GatewayStorage", "GatewayStorageSQLite", "Paywall",
+                "X402", "X402Crypto", "GatewayCore", "X402Facilitator", "GatewayStorage", "GatewayStorageSQLite", "GatewayStoragePostgres", "Paywall",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -149,7 +163,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayStorageTests",
-            dependencies: ["GatewayStorage", "GatewayStorageSQLite"],
+            dependencies: ["GatewayStorage", "GatewayStorageSQLite", "GatewayStoragePostgres"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

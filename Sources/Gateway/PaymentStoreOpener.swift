@@ -1,18 +1,26 @@
 import Foundation
 import GatewayCore
 import GatewayStorage
+import GatewayStoragePostgres
 import GatewayStorageSQLite
 import Logging
+
+/// An open payment store, and the work that must run beside it while it is used (PostgreSQL's
+/// connection pool); the executable runs `background` as a service until shutdown.
+public struct OpenPaymentStore: Sendable {
+    public var store: any PaymentStore
+    public var background: (@Sendable () async -> Void)?
+}
 
 /// Opens the configured payment store at start: the database is reached and migrated, or the
 /// gateway does not start.
 public enum PaymentStoreOpener {
-    public static func open(_ config: StorageConfig, logger: Logger) async throws -> any PaymentStore {
+    public static func open(_ config: StorageConfig, logger: Logger) async throws -> OpenPaymentStore {
         let lease = Int64(config.lease.components.seconds) * 1000
         switch config.backend {
         case .memory:
             logger.warning("payment state is kept in memory: it is neither durable nor shared; a restart forgets every claim and the ledger")
-            return InMemoryPaymentStore(settings: StoreSettings(instanceID: config.instance ?? "memory", leaseMilliseconds: lease))
+            return OpenPaymentStore(store: InMemoryPaymentStore(settings: StoreSettings(instanceID: config.instance ?? "memory", leaseMilliseconds: lease)))
         case .sqlite(let path):
             let lock = try SQLiteFileLock(path: path + ".lock")
             let store = try await SQLPaymentStore(
@@ -26,9 +34,16 @@ public enum PaymentStoreOpener {
                                metadata: ["x402.unknown": "\(recovered.unknown)", "x402.released": "\(recovered.released)"])
             }
             logger.info("payment ledger open", metadata: ["storage": "sqlite", "path": "\(path)", "x402.instance": "\(store.instanceID)"])
-            return LockedStore(inner: store, lock: lock)
-        case .postgres:
-            throw StorageError(.unavailable, "storage.postgres is not available in this build")
+            return OpenPaymentStore(store: LockedStore(inner: store, lock: lock))
+        case .postgres(let url):
+            let database = try PostgresDatabase(url: url, poolSize: config.poolSize)
+            // Several instances share the database: without a configured id, one per process
+            // (claims a dead process left are then taken over when their lease ends).
+            let instance = config.instance ?? "\(ProcessInfo.processInfo.hostName)-\(randomHex(3))"
+            let store = try await SQLPaymentStore(database: database, settings: StoreSettings(instanceID: instance, leaseMilliseconds: lease))
+            logger.info("payment ledger open", metadata: ["storage": "postgres", "database": "\(database.configuration.target)",
+                                                         "x402.instance": "\(store.instanceID)"])
+            return OpenPaymentStore(store: store, background: { await database.run() })
         }
     }
 
@@ -41,8 +56,10 @@ public enum PaymentStoreOpener {
             guard FileManager.default.fileExists(atPath: path) else { throw StorageError(.unavailable, "\(path): no ledger here yet") }
             return try await body(try await SQLPaymentStore(database: try SQLiteDatabase(path: path),
                                                             settings: StoreSettings(instanceID: config.instance ?? "reader")))
-        case .postgres:
-            throw StorageError(.unavailable, "storage.postgres is not available in this build")
+        case .postgres(let url):
+            return try await PostgresDatabase.withDatabase(url: url, poolSize: 2) { database in
+                try await body(try await SQLPaymentStore(database: database, settings: StoreSettings(instanceID: config.instance ?? "reader")))
+            }
         }
     }
 

@@ -80,19 +80,21 @@ struct Run: AsyncParsableCommand {
         let loaded = try loadConfig(config)
         let logger = Logger(label: "x402-gateway")
         if !onEventLoops { logger.notice("Swift concurrency stays on the default executor") }
-        let store: any PaymentStore
+        let opened: OpenPaymentStore
         do {
-            store = try await PaymentStoreOpener.open(loaded.storage, logger: logger)
+            opened = try await PaymentStoreOpener.open(loaded.storage, logger: logger)
         } catch {
             logger.critical("cannot open the payment store; not starting", metadata: ["error": "\(error)"])
             FileHandle.standardError.write(Data("\(config): storage: \(error)\n".utf8))
             throw ExitCode(1)
         }
         let server = GatewayServer(
-            config: loaded, logger: logger, store: store,
+            config: loaded, logger: logger, store: opened.store,
             source: ConfigSource(path: config, environment: ProcessInfo.processInfo.environment))
         var configuration = ServiceGroupConfiguration(
             services: [
+                // First in, last out: the store's connections outlive the requests draining on shutdown.
+                .init(service: StoreBackground(work: opened.background), successTerminationBehavior: .ignore),
                 .init(service: server),
                 // Trapped before the listener starts: SIGHUP's default action would end the process.
                 .init(service: ReloadOnHangup(server: server, hangups: await UnixSignalsSequence(trapping: .sighup))),
@@ -102,6 +104,16 @@ struct Run: AsyncParsableCommand {
         configuration.maximumGracefulShutdownDuration = .init(loaded.limits.shutdownGrace)
         try await ServiceGroup(configuration: configuration).run()
         logger.notice("stopped")
+    }
+}
+
+/// Runs what the payment store needs beside it (PostgreSQL's pool) until the other services stopped.
+struct StoreBackground: Service {
+    let work: (@Sendable () async -> Void)?
+
+    func run() async throws {
+        guard let work else { return }
+        await cancelWhenGracefulShutdown { await work() }
     }
 }
 
