@@ -57,11 +57,12 @@ let package = Package(
             dependencies: ["X402", "X402Crypto", .product(name: "BigInt", package: "BigInt")],
             swiftSettings: swiftSettings
         ),
-        // Layer 2: facilitator HTTP client (/verify, /settle, /supported).
+        // Layer 2: facilitator HTTP client (/verify, /settle, /supported) and the EVM JSON-RPC
+        // reader for reconciliation (Keccak for its selector and event topics).
         .target(
             name: "X402Facilitator",
             dependencies: [
-                "X402",
+                "X402", "X402Crypto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
