@@ -10,7 +10,7 @@ extension YAMLReader {
     static let topLevelKeys = [
         "listen", "publicBaseURL", "payTo", "network", "facilitator", "upstreams", "routes", "unmatched",
         "defaultUpstream", "trustedProxies", "caseSensitiveRoutes", "limits", "cors", "payerHeader", "maxTimeoutSeconds",
-        "admin", "reload", "paywall", "storage",
+        "admin", "reload", "paywall", "storage", "networks", "reconcile",
     ]
 
     /// Defaults every route inherits.
@@ -80,6 +80,9 @@ extension YAMLReader {
             if let n = m["watch"]?.value, let v = bool(n, "reload.watch"), !v { reload.watchInterval = nil }
         }
 
+        let networks = top["networks"].map { networksConfig($0.value) } ?? [:]
+        let reconcile = top["reconcile"].map { reconcileConfig($0.value) } ?? ReconcileConfig()
+
         var cors = CORSConfig()
         if let node = top["cors"]?.value, let m = mapping(node, "cors", allowed: ["allowOrigin", "maxAge"]) {
             if let n = m["allowOrigin"]?.value, let v = string(n, "cors.allowOrigin") { cors.allowOrigin = v }
@@ -144,7 +147,7 @@ extension YAMLReader {
             listen: listen, publicBaseURL: publicBaseURL, payTo: payTo, network: network?.caip2, facilitator: facilitator,
             upstreams: upstreams, routes: routes, unmatched: unmatched, trustedProxies: trusted,
             caseSensitiveRoutes: caseSensitive, limits: limits, cors: cors, payerHeader: payerHeader, admin: admin,
-            reload: reload, paywall: paywall, storage: storage)
+            reload: reload, paywall: paywall, storage: storage, networks: networks, reconcile: reconcile)
     }
 
     // MARK: Sections
@@ -211,6 +214,67 @@ extension YAMLReader {
                 config.lease = lease
             }
         }
+        return config
+    }
+
+    /// `networks: { "eip155:8453": { rpc: URL, timeout: 10s, logBlocks: 10000 } }`: the chains
+    /// reconciliation reads. Keys are CAIP-2 ids or known names (`base`); the URL is never echoed in
+    /// a diagnostic (it may carry an API key).
+    func networksConfig(_ node: Node) -> [String: ChainRPCConfig] {
+        guard let entries = node.mapping else {
+            error(node, "networks must be a mapping of network ids to { rpc: URL }, e.g. \"eip155:8453\": { rpc: \"${BASE_RPC_URL}\" }")
+            return [:]
+        }
+        var out: [String: ChainRPCConfig] = [:]
+        for (key, value) in entries {
+            guard let name = key.scalar?.string, !name.isEmpty else {
+                error(key, "network names must be plain strings")
+                continue
+            }
+            guard let network = Networks.resolve(name) else {
+                error(key, "unknown network \"\(name)\" in networks: use an EVM CAIP-2 id like \"eip155:8453\" or a known name like \"base\"")
+                continue
+            }
+            if out[network.caip2] != nil {
+                error(key, "network \(network.caip2) is listed twice in networks")
+                continue
+            }
+            let what = "networks.\"\(name)\""
+            let m: [String: (key: Node, value: Node)]
+            if value.scalar != nil {
+                m = ["rpc": (key, value)]  // shorthand: `eip155:8453: URL`
+            } else if let parsed = mapping(value, what, allowed: ["rpc", "timeout", "logBlocks"]) {
+                m = parsed
+            } else {
+                continue
+            }
+            guard let rpcNode = m["rpc"]?.value else {
+                error(value, "\(what) needs \"rpc\": the chain's JSON-RPC URL")
+                continue
+            }
+            guard let rpc = string(rpcNode, "\(what).rpc") else { continue }
+            guard EVMChainReader.accepts(url: rpc) else {
+                // Not echoed: the URL may carry an API key.
+                error(rpcNode, "\(what).rpc must be an absolute http(s) URL without user info, like https://host/path (the value is not shown: it may hold a key)")
+                continue
+            }
+            let timeout = m["timeout"].flatMap { duration($0.value, "\(what).timeout") } ?? .seconds(10)
+            let logBlocks = m["logBlocks"].flatMap { int($0.value, "\(what).logBlocks", range: 1...1_000_000) } ?? 10_000
+            out[network.caip2] = ChainRPCConfig(network: network.caip2, chainId: network.chainId, rpc: rpc, timeout: timeout,
+                                                logBlocks: UInt64(logBlocks))
+        }
+        return out
+    }
+
+    /// `reconcile: { interval: 1m, grace: 10m, batch: 100 }`.
+    func reconcileConfig(_ node: Node) -> ReconcileConfig {
+        var config = ReconcileConfig()
+        guard let m = mapping(node, "reconcile", allowed: ["interval", "grace", "batch"]) else { return config }
+        if let n = m["interval"]?.value, let v = duration(n, "reconcile.interval") {
+            if v < .seconds(1) { error(n, "reconcile.interval must be at least 1s") } else { config.interval = v }
+        }
+        if let n = m["grace"]?.value, let v = duration(n, "reconcile.grace") { config.grace = v }
+        if let n = m["batch"]?.value, let v = int(n, "reconcile.batch", range: 1...10_000) { config.batch = v }
         return config
     }
 

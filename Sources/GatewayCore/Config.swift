@@ -264,6 +264,57 @@ public struct ReloadConfig: Sendable, Hashable {
     public init() {}
 }
 
+/// A chain the gateway reads for reconciliation (`networks: { "eip155:8453": { rpc: URL } }`).
+public struct ChainRPCConfig: Sendable, Hashable {
+    /// CAIP-2 id (`eip155:<chain id>`).
+    public var network: String
+    public var chainId: UInt64
+    /// The JSON-RPC endpoint. May carry an API key in its path or query: log only ``host``.
+    public var rpc: String
+    /// Deadline for each JSON-RPC call.
+    public var timeout: Duration
+    /// How many blocks back from the head `eth_getLogs` looks for the authorization's event (the
+    /// transaction hash). Providers cap the range of one `eth_getLogs`; 10 000 is the usual cap.
+    public var logBlocks: UInt64
+
+    public init(network: String, chainId: UInt64, rpc: String, timeout: Duration = .seconds(10), logBlocks: UInt64 = 10_000) {
+        self.network = network
+        self.chainId = chainId
+        self.rpc = rpc
+        self.timeout = timeout
+        self.logBlocks = logBlocks
+    }
+
+    /// The URL's host (and port), the only part of it that may be logged.
+    public var host: String { Self.host(of: rpc) }
+
+    /// `scheme://host[:port]` → `host[:port]`; never the path, query or user info.
+    public static func host(of url: String) -> String {
+        var rest = Substring(url)
+        for scheme in ["https://", "http://"] where rest.lowercased().hasPrefix(scheme) { rest = rest.dropFirst(scheme.count) }
+        let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        return String(authority.split(separator: "@", omittingEmptySubsequences: false).last ?? "")
+    }
+}
+
+/// How settlements whose outcome is unknown are reconciled against the chain (`reconcile:`).
+public struct ReconcileConfig: Sendable, Hashable {
+    /// Time between rounds (the first runs at start).
+    public var interval: Duration
+    /// How long a payment whose authorization is unused on chain stays unknown before it is
+    /// declared unsettled (see ``Reconciliation``). A payment whose `validBefore` has passed on
+    /// chain needs no grace.
+    public var grace: Duration
+    /// At most this many payments per network per round.
+    public var batch: Int
+
+    public init(interval: Duration = .seconds(60), grace: Duration = .seconds(600), batch: Int = 100) {
+        self.interval = interval
+        self.grace = grace
+        self.batch = batch
+    }
+}
+
 /// The whole validated configuration. Built by the loader; nothing here reads files or the environment.
 public struct GatewayConfig: Sendable {
     public var listen: ListenAddress
@@ -284,13 +335,17 @@ public struct GatewayConfig: Sendable {
     public var admin: AdminConfig?
     public var reload: ReloadConfig
     public var storage: StorageConfig
+    /// Chains read by reconciliation, by CAIP-2 id.
+    public var networks: [String: ChainRPCConfig]
+    public var reconcile: ReconcileConfig
 
     public init(listen: ListenAddress, publicBaseURL: String? = nil, payTo: String? = nil, network: String? = nil,
                 facilitator: FacilitatorConfig? = nil, upstreams: [String: UpstreamConfig], routes: [RouteConfig],
                 unmatched: UnmatchedPolicy, trustedProxies: [IPRange] = [], caseSensitiveRoutes: Bool = false,
                 limits: Limits = Limits(), cors: CORSConfig = CORSConfig(), payerHeader: String = "X-Payment-Payer",
                 admin: AdminConfig? = nil, reload: ReloadConfig = ReloadConfig(), paywall: PaywallConfig = PaywallConfig(),
-                storage: StorageConfig = StorageConfig(backend: .memory)) {
+                storage: StorageConfig = StorageConfig(backend: .memory), networks: [String: ChainRPCConfig] = [:],
+                reconcile: ReconcileConfig = ReconcileConfig()) {
         self.listen = listen
         self.publicBaseURL = publicBaseURL
         self.payTo = payTo
@@ -308,5 +363,7 @@ public struct GatewayConfig: Sendable {
         self.admin = admin
         self.reload = reload
         self.storage = storage
+        self.networks = networks
+        self.reconcile = reconcile
     }
 }

@@ -42,7 +42,10 @@ struct Check: ParsableCommand {
         case .sqlite(let path): "storage sqlite \(path)"
         case .postgres: "storage postgres"
         }
-        print("\(config): OK (\(loaded.routes.count) routes: \(priced) priced, \(loaded.routes.count - priced) free; \(loaded.upstreams.count) upstreams; \(storage))")
+        // Hosts only: an RPC URL may carry an API key.
+        let chains = loaded.networks.values.sorted { $0.network < $1.network }.map { "\($0.network) via \($0.host)" }
+        let reconcile = chains.isEmpty ? "no reconciliation (no networks with an rpc)" : "reconciliation on \(chains.joined(separator: ", "))"
+        print("\(config): OK (\(loaded.routes.count) routes: \(priced) priced, \(loaded.routes.count - priced) free; \(loaded.upstreams.count) upstreams; \(storage); \(reconcile))")
     }
 }
 

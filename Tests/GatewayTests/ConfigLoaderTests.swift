@@ -153,6 +153,70 @@ struct ConfigLoaderTests {
         #expect(offers[1].extra["name"] == .string("USDC"))  // known asset: domain filled in
         #expect(offers[2].extra["name"] == .string("USD Coin"))
     }
+
+    // MARK: networks and reconcile
+
+    @Test("networks name each chain's rpc (expanded from the environment; names or CAIP-2 ids, flow or block style); reconcile has defaults")
+    func networks() throws {
+        let simple = Self.valid + """
+
+            networks:
+              base: { rpc: "${BASE_RPC_URL}", timeout: 3s }
+              eip155:84532:
+                rpc: http://127.0.0.1:8545
+                logBlocks: 500
+              "eip155:137": https://polygon.example.com/?key=k
+            reconcile: { interval: 30s, grace: 5m, batch: 20 }
+            """
+        let c = try ConfigLoader.parse(yaml: simple, file: "g.yaml", environment: Self.env.merging(["BASE_RPC_URL": "https://base.example.com/v2/KEY"]) { $1 })
+        #expect(c.networks.keys.sorted() == ["eip155:137", "eip155:8453", "eip155:84532"])
+        #expect(c.networks["eip155:8453"] == ChainRPCConfig(network: "eip155:8453", chainId: 8453, rpc: "https://base.example.com/v2/KEY", timeout: .seconds(3)))
+        #expect(c.networks["eip155:8453"]?.host == "base.example.com")
+        #expect(c.networks["eip155:84532"]?.logBlocks == 500)
+        #expect(c.networks["eip155:84532"]?.timeout == .seconds(10))
+        #expect(c.networks["eip155:137"]?.rpc == "https://polygon.example.com/?key=k")
+        #expect(c.reconcile == ReconcileConfig(interval: .seconds(30), grace: .seconds(300), batch: 20))
+        let defaults = try ConfigLoader.parse(yaml: Self.valid, file: "g.yaml", environment: Self.env)
+        #expect(defaults.networks.isEmpty)
+        #expect(defaults.reconcile == ReconcileConfig(interval: .seconds(60), grace: .seconds(600), batch: 100))
+    }
+
+    @Test("networks and reconcile mistakes are reported at their place; an rpc URL is never echoed", arguments: [
+        ("networks: { eip155:84532: { rpc: \"ftp://h/KEY\" } }", "g.yaml:20:34: networks.\"eip155:84532\".rpc must be an absolute http(s) URL without user info, like https://host/path (the value is not shown: it may hold a key)"),
+        ("networks: { eip155:84532: { rpc: \"https://u:KEY@h/\" } }", "g.yaml:20:34: networks.\"eip155:84532\".rpc must be an absolute http(s) URL without user info, like https://host/path (the value is not shown: it may hold a key)"),
+        ("networks: { solana: { rpc: \"https://h/\" } }", "g.yaml:20:13: unknown network \"solana\" in networks: use an EVM CAIP-2 id like \"eip155:8453\" or a known name like \"base\""),
+        ("networks: { base: { timeout: 5s } }", "g.yaml:20:19: networks.\"base\" needs \"rpc\": the chain's JSON-RPC URL"),
+        ("networks: { base: https://a/, \"eip155:8453\": https://b/ }", "g.yaml:20:31: network eip155:8453 is listed twice in networks"),
+        ("networks: [ base ]", "g.yaml:20:11: networks must be a mapping of network ids to { rpc: URL }, e.g. \"eip155:8453\": { rpc: \"${BASE_RPC_URL}\" }"),
+        ("networks: { base: { rpc: \"https://h/\", logBlocks: 0 } }", "g.yaml:20:51: networks.\"base\".logBlocks must be a whole number between 1 and 1000000, not \"0\""),
+        ("reconcile: { interval: 500ms }", "g.yaml:20:24: reconcile.interval must be at least 1s"),
+        ("reconcile: { batch: 0 }", "g.yaml:20:21: reconcile.batch must be a whole number between 1 and 10000, not \"0\""),
+        ("reconcile: { grace: soon }", "g.yaml:20:21: reconcile.grace must be a positive duration like \"10s\", \"250ms\" or \"2m\", not \"soon\""),
+        ("reconcile: { every: 1m }", "g.yaml:20:14: unknown key \"every\" in reconcile"),
+    ])
+    func networkMistakes(line: String, expected: String) {
+        let yaml = Self.valid + "\n" + line + "\n"
+        do {
+            _ = try ConfigLoader.parse(yaml: yaml, file: "g.yaml", environment: Self.env)
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.diagnostics.map(\.description) == [expected])
+            #expect(!error.description.contains("KEY"))
+        }
+    }
+
+    @Test("an unknown key in a network entry is named, with the missing rpc")
+    func networkUnknownKey() {
+        do {
+            _ = try ConfigLoader.parse(yaml: Self.valid + "\nnetworks: { base: { url: \"https://h/KEY\" } }\n", file: "g.yaml", environment: Self.env)
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.diagnostics.map(\.description) == [
+                "g.yaml:20:19: networks.\"base\" needs \"rpc\": the chain's JSON-RPC URL",
+                "g.yaml:20:21: unknown key \"url\" in networks.\"base\"",
+            ])
+        }
+    }
 }
 
 extension String {
