@@ -73,7 +73,10 @@ extension GatewayServer {
     }
 
     /// Ready when the configuration is loaded, the facilitator answers `/supported` with every
-    /// configured payment kind, and every upstream host resolves. Each check says why it failed.
+    /// configured payment kind, the payment store answers, and every upstream host resolves. Each
+    /// check says why it failed. Payments with an unknown settlement outcome are named under
+    /// `storage` (per network, with whether reconciliation reads that network) without making the
+    /// gateway unready.
     func readiness() async -> (ready: Bool, checks: [(name: String, detail: String)]) {
         var ready = true
         var checks: [(String, String)] = []
@@ -97,9 +100,19 @@ extension GatewayServer {
         }
         do {
             try await store.ping()
-            let unknown = try await store.payments(PaymentQuery(states: [.unknown], limit: 1000)).count
+            let unknown = try await reconciler.attention()
             let durability = store.kind == "memory" ? "; in memory: neither durable nor shared" : ""
-            let attention = unknown == 0 ? "" : "; \(unknown == 1000 ? "1000 or more" : "\(unknown)") payments with an unknown settlement outcome need reconciliation"
+            var attention = ""
+            if !unknown.isEmpty {
+                let total = unknown.map(\.count).reduce(0, +)
+                let every = Reconciler.text(box.snapshot.config.reconcile.interval)
+                let networks = unknown.map { entry in
+                    "\(entry.network): \(entry.count), " + (entry.rpcHost.map { "reconciled against the chain (\($0)) every \(every)" }
+                        ?? "no rpc in networks: reconcile by hand")
+                }
+                let payments = total == 1 ? "1 payment with an unknown settlement outcome needs" : "\(total) payments with an unknown settlement outcome need"
+                attention = "; \(payments) reconciliation (\(networks.joined(separator: "; ")))"
+            }
             checks.append(("storage", "ok (\(store.kind)\(durability)\(attention))"))
         } catch {
             ready = false

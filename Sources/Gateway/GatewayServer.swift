@@ -23,8 +23,8 @@ public struct ConfigSource: Sendable {
     }
 }
 
-/// The gateway as a `Service`: the HTTP listener, the admin listener, the config watcher and the
-/// upstream/facilitator clients.
+/// The gateway as a `Service`: the HTTP listener, the admin listener, the config watcher, the
+/// reconciler and the upstream/facilitator clients.
 public final class GatewayServer: Service {
     let box: SnapshotBox
     let clients: ClientPool
@@ -33,6 +33,7 @@ public final class GatewayServer: Service {
     let paid: PaidRequestHandler
     public let store: any PaymentStore
     public let metrics: GatewayMetrics
+    let reconciler: Reconciler
     let logger: Logger
     let source: ConfigSource?
     let onListening: @Sendable (Int) async -> Void
@@ -70,7 +71,9 @@ public final class GatewayServer: Service {
         self.onAdminListening = onAdminListening
         self.store = store
         self.paid = PaidRequestHandler(store: store, metrics: metrics, clock: clock)
-        self.box = SnapshotBox(Self.snapshot(config, clients: clients, facilitator: facilitator, metrics: metrics))
+        let box = SnapshotBox(Self.snapshot(config, clients: clients, facilitator: facilitator, metrics: metrics))
+        self.box = box
+        self.reconciler = Reconciler(store: store, config: { box.snapshot.config }, metrics: metrics, logger: logger)
         if let source { reloadState.withLock { $0.text = try? String(contentsOfFile: source.path, encoding: .utf8) } }
     }
 
@@ -92,14 +95,17 @@ public final class GatewayServer: Service {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await self.logFacilitatorCoverage() }
                 group.addTask { try? await cancelWhenGracefulShutdown { try await self.watchConfigFile() } }
+                group.addTask { try? await cancelWhenGracefulShutdown { try await self.reconciler.run() } }
                 if let admin = config.admin { group.addTask { try await self.adminApplication(admin).run() } }
                 group.addTask { try await self.serve(config) }
                 try await group.waitForAll()
             }
         } catch {
+            await reconciler.shutdown()
             await clients.shutdown()
             throw error
         }
+        await reconciler.shutdown()
         await clients.shutdown()
     }
 

@@ -35,12 +35,14 @@ public enum RequestOutcome: String, Sendable, CaseIterable {
 /// Series (all prefixed `x402_`): `requests_total{route,outcome}`, `payments_required_total{route}`,
 /// `payments_verified_total{route}`, `payments_refused_total{reason}`, `settlements_total{outcome}`,
 /// `settled_amount_total{network,asset}` (atomic units), `facilitator_request_duration_seconds{operation}`,
-/// `upstream_response_duration_seconds{upstream}`, `requests_in_flight`, `config_reloads_total{result}`.
+/// `upstream_response_duration_seconds{upstream}`, `requests_in_flight`, `config_reloads_total{result}`,
+/// `reconciliations_total{outcome}`, `payments_unknown{network}`.
 public final class GatewayMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
     private let counters = Mutex<[CounterKey: CoreMetrics.Counter]>([:])
     private let timers = Mutex<[CounterKey: CoreMetrics.Timer]>([:])
+    private let meters = Mutex<[CounterKey: CoreMetrics.Meter]>([:])
     private let inFlight: CoreMetrics.Meter
 
     struct CounterKey: Hashable {
@@ -59,6 +61,8 @@ public final class GatewayMetrics: Sendable {
         ]
         self.factory = factory
         self.inFlight = CoreMetrics.Meter(label: "x402_requests_in_flight", dimensions: [], factory: factory)
+        // Every outcome is exposed from the start (at 0), so an alert on one has a series to watch.
+        for outcome in ["settled", "unsettled", "pending", "error"] { _ = reconciliationCounter(outcome) }
     }
 
     /// A counter, created on first use and cached (the key's labels are bounded by the config).
@@ -127,6 +131,28 @@ public final class GatewayMetrics: Sendable {
     func upstreamResponse(_ upstream: String, duration: Duration) {
         timer(CounterKey(name: "x402_upstream_response_duration_seconds", a: upstream), [("upstream", upstream)])
             .recordNanoseconds(duration.nanoseconds)
+    }
+
+    private func reconciliationCounter(_ outcome: String) -> CoreMetrics.Counter {
+        counter(CounterKey(name: "x402_reconciliations_total", a: outcome), [("outcome", outcome)])
+    }
+
+    /// `outcome`: `settled`, `unsettled`, `pending` (unused, inside the grace period) or `error` (the chain could not be read).
+    func reconciliation(outcome: String) {
+        reconciliationCounter(outcome).increment()
+    }
+
+    /// Payments whose settlement outcome is unknown, per network. Networks missing from `counts`
+    /// that were reported before are set to 0.
+    func unknownPayments(_ counts: [String: Int]) {
+        meters.withLock { cache in
+            for network in Set(counts.keys).union(cache.keys.filter { $0.name == "x402_payments_unknown" }.map(\.a)) {
+                let key = CounterKey(name: "x402_payments_unknown", a: network)
+                let meter = cache[key] ?? CoreMetrics.Meter(label: key.name, dimensions: [("network", network)], factory: factory)
+                cache[key] = meter
+                meter.set(counts[network] ?? 0)
+            }
+        }
     }
 
     func configReload(result: String) {
