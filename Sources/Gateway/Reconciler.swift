@@ -142,7 +142,7 @@ package final class Reconciler: Sendable {
             return []
         }
         var outcomes: [Outcome] = []
-        for (network, chain) in config.networks.sorted(by: { $0.key < $1.key }) {
+        for (network, chain) in config.networks.sorted(by: { $0.key < $1.key }) where !Task.isCancelled {
             let candidates = rows.filter { $0.key.network == network && $0.offer.scheme == "exact" }
                 .sorted { Self.unknownSince($0) < Self.unknownSince($1) }
                 .prefix(config.reconcile.batch)
@@ -152,13 +152,13 @@ package final class Reconciler: Sendable {
         await retireReaders(keeping: Set(config.networks.keys))
 
         // The gauge: what is still unknown, per network (0 for networks configured or priced).
-        let settled = Set(outcomes.filter(\.applied).map(\.key))
+        let resolved = Set(outcomes.filter(\.applied).map(\.key))
         var counts: [String: Int] = [:]
         for network in config.networks.keys { counts[network] = 0 }
         for route in config.routes {
             if case .priced(let offers) = route.access { for offer in offers { counts[offer.network.caip2] = 0 } }
         }
-        for row in rows where !settled.contains(row.key) { counts[row.key.network, default: 0] += 1 }
+        for row in rows where !resolved.contains(row.key) { counts[row.key.network, default: 0] += 1 }
         metrics.unknownPayments(counts)
 
         let orphaned = rows.filter { config.networks[$0.key.network] == nil }
@@ -188,7 +188,8 @@ package final class Reconciler: Sendable {
             return rows.map { Outcome(key: $0.key, decision: .error, applied: false) }
         }
         var outcomes: [Outcome] = []
-        for row in rows {
+        // Cancelled: the gateway is stopping; the rest waits for the next start.
+        for row in rows where !Task.isCancelled {
             let (reading, failure) = await read(row, on: chain, with: reader, at: head)
             let decision = Reconciliation.decide(reading, validBefore: row.validBefore, unknownSince: Self.unknownSince(row), now: clock(),
                                                  grace: grace)
