@@ -2,7 +2,8 @@
 # Proves the container image works: builds docker/Containerfile.local (the runtime stage of
 # docker/Dockerfile, from binaries built on this host) with podman, runs it with the default
 # capabilities as the image's own non-root user, and checks a free route, a priced route, the admin
-# listener's /readyz, the uid of the process and a clean stop on SIGTERM.
+# listener's /readyz, the uid of the process, SIGHUP and a clean stop on SIGTERM. Also checks that
+# deploy/x402-gateway.service is the unit shown in docs/operations.md and passes systemd-analyze verify.
 #
 #   bash scripts/container-check.sh
 #
@@ -137,6 +138,24 @@ for product in x402-gateway example-upstream; do
 done
 bin="$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)"
 
+# --- The systemd unit: the copy in docs/operations.md, and systemd-analyze verify when present ----
+phase "systemd unit"
+unit=deploy/x402-gateway.service
+if ! diff -u "$unit" <(awk '/^```ini$/{on=1; next} /^```$/{on=0} on' docs/operations.md); then
+  fail "the unit in docs/operations.md (the \`\`\`ini block) differs from $unit"
+fi
+if command -v systemd-analyze >/dev/null; then
+  # verify wants ExecStart's program to exist: point it at the binary just built.
+  mkdir -p "$WORK/unit"
+  sed "s|/usr/local/bin/x402-gateway|$bin/x402-gateway|g" "$unit" > "$WORK/unit/x402-gateway.service"
+  out=$(timeout 60 systemd-analyze verify "$WORK/unit/x402-gateway.service" 2>&1) \
+    || fail "systemd-analyze verify $unit: $out"
+  [ -z "$out" ] || fail "systemd-analyze verify $unit warns: $out"
+  echo "ok: systemd-analyze verify $unit"
+else
+  echo "systemd-analyze not found: $unit not verified"
+fi
+
 # --- 6. The image --------------------------------------------------------------------------------
 phase "podman build"
 context="$WORK/context"
@@ -171,8 +190,10 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 GPORT=$(free_port); APORT=$(free_port)
 while [ "$APORT" = "$GPORT" ]; do APORT=$(free_port); done
 
-# The upstream: the bundled example API in its own container (also as the image's user).
-timeout 60 podman run -d --name "$upstream" --entrypoint example-upstream "$IMAGE" --host 0.0.0.0 --port 8080 >/dev/null \
+# The upstream: the bundled example API in its own container, as the image's user and hardened as
+# docker/compose.yaml runs it.
+timeout 60 podman run -d --name "$upstream" --cap-drop=ALL --read-only --security-opt no-new-privileges \
+  --entrypoint example-upstream "$IMAGE" --host 0.0.0.0 --port 8080 >/dev/null \
   || fail "starting the upstream container"
 UPSTREAM_IP=$(timeout 30 podman inspect -f '{{.NetworkSettings.IPAddress}}' "$upstream")
 [ -n "$UPSTREAM_IP" ] || fail "the upstream container has no IP address"
