@@ -51,9 +51,10 @@ runtime_stage docker/Dockerfile | grep -q '^USER ' || fail "the runtime stage ha
 # pulls in) is podman's build engine as a command line, handy for looking into a failed build.
 # slirp4netns and fuse-overlayfs are for rootless podman only: not needed here.
 phase "packages"
-packages=(podman runc containernetworking-plugins iptables buildah debootstrap curl python3)
+packages=(podman runc containernetworking-plugins iptables buildah debootstrap)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+for c in curl python3; do command -v "$c" >/dev/null || missing+=("$c"); done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   timeout 300 apt-get update -qq || fail "apt-get update"
@@ -121,7 +122,9 @@ else
   rm -f "$rootfs/etc/apt/sources.list"
   {
     printf 'Types: deb\nURIs: %s\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$MIRROR"
-    [ -n "$SECURITY" ] && printf '\nTypes: deb\nURIs: %s\nSuites: bookworm-security\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$SECURITY"
+    if [ -n "$SECURITY" ]; then
+      printf '\nTypes: deb\nURIs: %s\nSuites: bookworm-security\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$SECURITY"
+    fi
   } > "$rootfs/etc/apt/sources.list.d/debian.sources"
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   tar -C "$rootfs" -c . | timeout 600 podman import --change 'CMD ["bash"]' - "$BASE" >/dev/null \
@@ -138,7 +141,7 @@ for product in x402-gateway example-upstream; do
 done
 bin="$(swift build -c release --scratch-path "$SCRATCH" --show-bin-path)"
 
-# --- The systemd unit: the copy in docs/operations.md, and systemd-analyze verify when present ----
+# --- 6. The systemd unit: its copy in docs/operations.md; systemd-analyze verify when present ----
 phase "systemd unit"
 unit=deploy/x402-gateway.service
 if ! diff -u "$unit" <(awk '/^```ini$/{on=1; next} /^```$/{on=0} on' docs/operations.md); then
@@ -156,7 +159,7 @@ else
   echo "systemd-analyze not found: $unit not verified"
 fi
 
-# --- 6. The image --------------------------------------------------------------------------------
+# --- 7. The image --------------------------------------------------------------------------------
 phase "podman build"
 context="$WORK/context"
 rm -rf "$context"; mkdir -p "$context/out"
@@ -176,7 +179,7 @@ timeout 120 podman image prune -f >/dev/null || true
 timeout 60 podman run --rm "$IMAGE" check --config /etc/x402-gateway/gateway.yaml \
   || fail "x402-gateway check of the image's own configuration"
 
-# --- 7. Run it: upstream and gateway containers --------------------------------------------------
+# --- 8. Run it: upstream and gateway containers --------------------------------------------------
 phase "run and probe"
 tag="x402-check-$$"
 upstream="$tag-upstream"; gateway="$tag-gateway"
@@ -266,7 +269,7 @@ running "$gateway" || { logs "$gateway"; fail "the gateway exited on SIGHUP"; }
 [ "$(curl -s -o /dev/null -m 10 -w '%{http_code}' "http://127.0.0.1:$GPORT/weather")" = "402" ] || fail "GET /weather after SIGHUP"
 echo "ok: SIGHUP -> configuration reloaded, still serving"
 
-# --- 8. A clean stop on SIGTERM --------------------------------------------------------------------
+# --- 9. A clean stop on SIGTERM --------------------------------------------------------------------
 phase "stop on SIGTERM"
 t=$(date +%s%N)
 timeout $((STOP_GRACE + 30)) podman stop -t "$STOP_GRACE" "$gateway" >/dev/null || fail "podman stop did not return"
