@@ -98,7 +98,9 @@ public final class GatewayServer: Service {
                 group.addTask { try? await cancelWhenGracefulShutdown { try await self.reconciler.run() } }
                 if let admin = config.admin { group.addTask { try await self.adminApplication(admin).run() } }
                 group.addTask { try await self.serve(config) }
-                try await group.waitForAll()
+                // The first failure (a listener that cannot bind) ends the run: waitForAll() would
+                // wait for the other listener and the file watcher first, i.e. until shutdown.
+                for try await _ in group {}
             }
         } catch {
             await reconciler.shutdown()

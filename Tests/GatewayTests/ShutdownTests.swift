@@ -87,4 +87,36 @@ struct ShutdownTests {
         gateway.signal(SIGHUP)
         #expect(try await eventually(within: .seconds(3)) { try await amount() == "4000" })
     }
+
+    @Test("a listen address that cannot be bound ends `run` at once with a non-zero status, though the admin listener could bind")
+    func unbindableListenerExits() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let upstream = RecordingUpstream()
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let (ports, portSink) = AsyncStream<Int>.makeStream()
+        try await TestHarness.withRunning(upstream.application { portSink.yield($0) }, logger: logger) {
+            var iterator = ports.makeAsyncIterator()
+            let taken = try #require(await iterator.next())
+            let file = dir + "/gateway.yaml"
+            // The upstream's own port: in use. (Formerly the process went on with only the admin
+            // listener, /healthz answering 200, and reported the bind error at SIGTERM.)
+            try """
+                listen: 127.0.0.1:\(taken)
+                admin: { listen: 127.0.0.1:0 }
+                upstreams:
+                  api: { url: "http://127.0.0.1:\(taken)" }
+                routes:
+                  - match: "/*"
+                    free: true
+                """.write(toFile: file, atomically: true, encoding: .utf8)
+            let gateway = try GatewayProcess(executable: try gatewayExecutable(), arguments: ["run", "--config", file, "--log-format", "json"])
+            // Returns when the admin listener is up, or nil if the process ends first; keeps reading.
+            _ = try await gateway.listeningPort(message: "admin listening")
+            try #require(try await eventually(within: .seconds(10)) { !gateway.process.isRunning })
+            #expect(await gateway.exitStatus() != 0)
+            #expect(try await eventually(within: .seconds(5)) { gateway.log.contains { $0.contains("Address already in use") } })
+        }
+    }
 }
