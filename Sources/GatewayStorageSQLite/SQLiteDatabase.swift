@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import GatewayStorage
+import Synchronization
 
 /// The embedded ledger: one SQLite file in WAL mode with `synchronous = FULL`, so that a statement
 /// that returned is on disk (a power cut included), written through GRDB's single writer.
@@ -28,16 +29,65 @@ public final class SQLiteDatabase: SQLDatabase {
         }
     }
 
+    /// Statements waiting for the writer, and whether a flush is scheduled on it.
+    private struct Queue {
+        var jobs: [Job] = []
+        var flushing = false
+    }
+
+    private struct Job {
+        var statement: SQLStatement
+        var done: CheckedContinuation<[[SQLValue]], any Error>
+    }
+
+    private let queue = Mutex(Queue())
+
+    /// Group commit: statements from concurrent requests that wait while the writer is busy are
+    /// run together in one transaction, so one `fsync` makes a whole batch durable. Every caller
+    /// is answered only after the commit of the transaction its statement was in; each statement
+    /// still runs alone, in arrival order, and a failing one fails only its caller.
     public func query(_ statement: SQLStatement) async throws -> [[SQLValue]] {
-        let sql = Self.sqliteSQL(statement.sql)
-        let arguments = StatementArguments(statement.binds.map(\.databaseValue))
-        do {
-            return try await pool.write { db in
-                try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in row.databaseValues.map(SQLValue.init) }
+        try await withCheckedThrowingContinuation { done in
+            let schedule = queue.withLock { queue in
+                queue.jobs.append(Job(statement: statement, done: done))
+                defer { queue.flushing = true }
+                return !queue.flushing
             }
-        } catch {
-            throw Self.storageError(error, path: path)
+            if schedule { pool.asyncWriteWithoutTransaction { db in self.flush(db) } }
         }
+    }
+
+    /// Runs batches on GRDB's writer until no statement waits.
+    private func flush(_ db: Database) {
+        while true {
+            let batch = queue.withLock { queue in
+                let jobs = queue.jobs
+                queue.jobs.removeAll(keepingCapacity: true)
+                if jobs.isEmpty { queue.flushing = false }
+                return jobs
+            }
+            if batch.isEmpty { return }
+            var results: [Result<[[SQLValue]], any Error>] = []
+            results.reserveCapacity(batch.count)
+            do {
+                try db.inTransaction(.immediate) {
+                    for job in batch {
+                        results.append(Result { try Self.run(job.statement, db) }.mapError { Self.storageError($0, path: path) })
+                    }
+                    return .commit
+                }
+            } catch {
+                let failure = Self.storageError(error, path: path)
+                results = batch.map { _ in .failure(failure) }  // nothing of the batch is durable
+            }
+            for (job, result) in zip(batch, results) { job.done.resume(with: result) }
+        }
+    }
+
+    private static func run(_ statement: SQLStatement, _ db: Database) throws -> [[SQLValue]] {
+        let prepared = try db.cachedStatement(sql: sqliteSQL(statement.sql))
+        return try Row.fetchAll(prepared, arguments: StatementArguments(statement.binds.map(\.databaseValue)))
+            .map { row in row.databaseValues.map(SQLValue.init) }
     }
 
     public func migrate() async throws {
