@@ -21,7 +21,8 @@ public enum LedgerSQL {
             )
             """,
             "CREATE INDEX x402_payments_claimed ON x402_payments (claimed_at)",
-            "CREATE INDEX x402_payments_state ON x402_payments (state, updated_at)",
+            // Only rows that need attention: a step of every payment leaves this index untouched.
+            "CREATE INDEX x402_payments_unsettled ON x402_payments (state, claimed_at) WHERE state IN ('unknown', 'settling')",
             "CREATE INDEX x402_payments_route ON x402_payments (route_id, claimed_at)",
         ],
     ]

@@ -9,7 +9,13 @@ public final class GatewayProcess: Sendable {
     public let process: Process
     private let stderr: Pipe
     private let exitStream: AsyncStream<Int32>
-    private let lines = Mutex<[String]>([])
+    private let output = Output()
+
+    /// What the process wrote to standard error: lines, and the start of the next one.
+    private final class Output: Sendable {
+        let lines = Mutex<[String]>([])
+        let partial = Mutex(Data())
+    }
 
     /// The account the gateway runs as when the tests run as root.
     public static var unprivilegedUser: String { ProcessInfo.processInfo.environment["X402_TEST_USER"] ?? "nobody" }
@@ -39,7 +45,17 @@ public final class GatewayProcess: Sendable {
     }
 
     deinit {
-        if process.isRunning { process.terminate() }
+        stop()
+    }
+
+    /// Ends the process (SIGTERM, then SIGKILL after 5 s) and waits for it.
+    public func stop() {
+        guard process.isRunning else { return }
+        process.terminate()
+        let deadline = Date().addingTimeInterval(5)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning { kill(pid, SIGKILL) }
+        process.waitUntilExit()
     }
 
     /// A folder inside `parent` that the gateway's user may write (its SQLite ledger goes there).
@@ -65,14 +81,14 @@ public final class GatewayProcess: Sendable {
     }
 
     /// Every standard-error line read so far.
-    public var log: [String] { lines.withLock { $0 } }
+    public var log: [String] { output.lines.withLock { $0 } }
 
     /// Reads JSON log lines until the main listener reports its port (nil if the process exits first).
     /// Keeps draining the pipe afterwards, so the process never blocks on a full pipe.
     public func listeningPort(message: String = "gateway listening") async throws -> Int? {
         let (stream, sink) = AsyncStream<String>.makeStream()
-        let pending = Mutex(Data())
-        let kept = self
+        // The handler holds what it fills, never `self`: the process is ended when this object goes.
+        let output = self.output
         stderr.fileHandleForReading.readabilityHandler = { h in
             let data = h.availableData
             if data.isEmpty {
@@ -80,11 +96,11 @@ public final class GatewayProcess: Sendable {
                 sink.finish()
                 return
             }
-            pending.withLock { buffer in
+            output.partial.withLock { buffer in
                 buffer.append(data)
                 while let newline = buffer.firstIndex(of: 0x0A) {
                     let line = String(decoding: buffer[..<newline], as: UTF8.self)
-                    kept.lines.withLock { $0.append(line) }
+                    output.lines.withLock { $0.append(line) }
                     sink.yield(line)
                     buffer.removeSubrange(...newline)
                 }

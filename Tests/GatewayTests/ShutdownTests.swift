@@ -39,6 +39,8 @@ struct ShutdownTests {
                 """.write(toFile: file, atomically: true, encoding: .utf8)
 
             let gateway = try GatewayProcess(executable: try gatewayExecutable(), arguments: ["run", "--config", file, "--log-format", "json"])
+
+            defer { gateway.stop() }
             // The port comes from the "gateway listening" log line.
             let port = try #require(try await gateway.listeningPort())
 
@@ -78,6 +80,7 @@ struct ShutdownTests {
         }
         try yaml("$0.001").write(toFile: file, atomically: true, encoding: .utf8)
         let gateway = try GatewayProcess(executable: try gatewayExecutable(), arguments: ["run", "--config", file, "--log-format", "json"])
+        defer { gateway.stop() }
         let port = try #require(try await gateway.listeningPort())
         func amount() async throws -> String {
             try offeredAmount(try await RawHTTP.send(port: port, raw: "GET /weather HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"))
@@ -105,6 +108,7 @@ struct ShutdownTests {
             try """
                 listen: 127.0.0.1:\(taken)
                 admin: { listen: 127.0.0.1:0 }
+                storage: memory
                 upstreams:
                   api: { url: "http://127.0.0.1:\(taken)" }
                 routes:
@@ -112,6 +116,7 @@ struct ShutdownTests {
                     free: true
                 """.write(toFile: file, atomically: true, encoding: .utf8)
             let gateway = try GatewayProcess(executable: try gatewayExecutable(), arguments: ["run", "--config", file, "--log-format", "json"])
+            defer { gateway.stop() }
             // Returns when the admin listener is up, or nil if the process ends first; keeps reading.
             _ = try await gateway.listeningPort(message: "admin listening")
             try #require(try await eventually(within: .seconds(10)) { !gateway.process.isRunning })

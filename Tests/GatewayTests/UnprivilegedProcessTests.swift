@@ -32,6 +32,7 @@ struct UnprivilegedProcessTests {
                     free: true
                 """.write(toFile: file, atomically: true, encoding: .utf8)
             let gateway = try GatewayProcess(executable: try gatewayExecutable(), arguments: ["run", "--config", file, "--log-format", "json"])
+            defer { gateway.stop() }
             let port = try #require(try await gateway.listeningPort())
             #expect(try gateway.uid() != 0, "the gateway must not run as root here")
 
@@ -62,6 +63,7 @@ struct UnprivilegedProcessTests {
         if getuid() != 0 { chmod(dir, 0o555) }  // as root, the gateway runs as another user: the folder is root's
         defer { chmod(dir, 0o755) }
         let gateway = try GatewayProcess(executable: try gatewayExecutable(), arguments: ["run", "--config", file, "--log-format", "json"])
+        defer { gateway.stop() }
         #expect(try await gateway.listeningPort() == nil)
         #expect(await gateway.exitStatus() == 1)
         #expect(gateway.log.contains { $0.contains("cannot open the payment store") && $0.contains("x402-gateway.db") })
