@@ -72,9 +72,7 @@ public enum LedgerSQL {
 
     private static let inFlight = PaymentState.allCases.filter(\.isInFlight)
 
-    /// Inserts the row, or takes over a claimable one; returns `attempt, prior_state` when claimed, no row when taken.
-    public static func claim(_ r: ClaimRequest, instance: String, now: Int64, leaseUntil: Int64) -> SQLStatement {
-        SQLStatement("""
+    private static let claimSQL = """
             INSERT INTO x402_payments (network, asset, payer, nonce, scheme, pay_to, amount, route_id, method, path, request_id,
               state, prior_state, attempt, instance_id, lease_until, valid_before, claimed_at, updated_at)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'claimed', NULL, 1, $12, $13, $14, $15, $15)
@@ -89,7 +87,11 @@ public enum LedgerSQL {
             WHERE x402_payments.state IN (\(list(PaymentState.claimable)))
                OR (x402_payments.state IN (\(list(inFlight))) AND x402_payments.lease_until <= $15)
             RETURNING attempt, prior_state
-            """,
+            """
+
+    /// Inserts the row, or takes over a claimable one; returns `attempt, prior_state` when claimed, no row when taken.
+    public static func claim(_ r: ClaimRequest, instance: String, now: Int64, leaseUntil: Int64) -> SQLStatement {
+        SQLStatement(claimSQL,
             [.text(r.key.network), .text(r.key.asset), .text(r.key.payer), .text(r.key.nonce),
              .text(r.offer.scheme), .text(r.offer.payTo), .text(r.offer.amount),
              .text(r.routeID), .text(r.method), .text(r.path), .text(r.requestID),
@@ -117,31 +119,38 @@ public enum LedgerSQL {
     /// returns `attempt` when applied, no row otherwise (then ``explain(_:ticket:transition:)``).
     public static func record(_ ticket: ClaimTicket, _ transition: PaymentTransition, now: Int64, leaseUntil: Int64) -> SQLStatement {
         var binds = keyBinds(ticket.key) + [.integer(Int64(ticket.attempt)), .integer(now), .integer(leaseUntil)]
+        switch transition {
+        case .verified(let payer): binds.append(.text(payer.lowercased()))
+        case .forwarded(let status): binds.append(.integer(Int64(status)))
+        case .settling: break
+        case .settled(let hash): binds.append(.text(hash))
+        case .refused(let why), .released(let why), .unknown(let why): binds.append(.text(why))
+        }
+        return SQLStatement(recordSQL[transition.target]!, binds)
+    }
+
+    /// The statement of each step, made once: `$8` is the step's own value.
+    private static let recordSQL: [PaymentState: String] = Dictionary(uniqueKeysWithValues: [
+        PaymentTransition.verified(payer: ""), .forwarded(upstreamStatus: 0), .settling, .settled(transaction: ""),
+        .refused(reason: ""), .released(reason: ""), .unknown(reason: ""),
+    ].map { transition in
         var state = "'\(transition.target.rawValue)'"
         let set: String
         switch transition {
-        case .verified(let payer):
-            binds.append(.text(payer.lowercased()))
-            set = "verified_payer = $8, verified_at = $6"
-        case .forwarded(let status):
-            binds.append(.integer(Int64(status)))
+        case .verified: set = "verified_payer = $8, verified_at = $6"
+        case .forwarded:
             state = "CASE WHEN state = 'settled' THEN 'settled' ELSE 'forwarded' END"
             set = "upstream_status = $8, forwarded_at = $6"
-        case .settling:
-            set = "settling_at = $6"
-        case .settled(let hash):
-            binds.append(.text(hash))
-            set = "transaction_hash = $8, charged_amount = amount, finished_at = $6"
-        case .refused(let why), .released(let why), .unknown(let why):
-            binds.append(.text(why))
-            set = "reason = $8, finished_at = $6"
+        case .settling: set = "settling_at = $6"
+        case .settled: set = "transaction_hash = $8, charged_amount = amount, finished_at = $6"
+        case .refused, .released, .unknown: set = "reason = $8, finished_at = $6"
         }
-        return SQLStatement("""
+        return (transition.target, """
             UPDATE x402_payments SET state = \(state), \(set), lease_until = $7, updated_at = $6
             WHERE \(keyMatch) AND attempt = $5 AND state IN (\(list(transition.predecessors)))
             RETURNING attempt
-            """, binds)
-    }
+            """)
+    })
 
     /// The row's state and attempt, to explain a step that changed nothing.
     public static func stateOf(_ key: PaymentKey) -> SQLStatement {

@@ -110,7 +110,8 @@ public final class SQLiteDatabase: SQLDatabase {
 
     /// `$1` placeholders as SQLite's numbered `?1`.
     static func sqliteSQL(_ sql: String) -> String {
-        sql.replacingOccurrences(of: "$", with: "?")
+        // Byte by byte: Foundation's replacingOccurrences cost the writer thread more than SQLite did.
+        String(decoding: sql.utf8.map { $0 == UInt8(ascii: "$") ? UInt8(ascii: "?") : $0 }, as: UTF8.self)
     }
 
     static func storageError(_ error: any Error, path: String) -> StorageError {
