@@ -37,7 +37,8 @@ public final class SQLiteDatabase: SQLDatabase {
 
     private struct Job {
         var statement: SQLStatement
-        var done: CheckedContinuation<[[SQLValue]], any Error>
+        /// Nil for a statement submitted ahead (nobody waits for it).
+        var done: CheckedContinuation<[[SQLValue]], any Error>?
     }
 
     private let queue = Mutex(Queue())
@@ -47,14 +48,22 @@ public final class SQLiteDatabase: SQLDatabase {
     /// is answered only after the commit of the transaction its statement was in; each statement
     /// still runs alone, in arrival order, and a failing one fails only its caller.
     public func query(_ statement: SQLStatement) async throws -> [[SQLValue]] {
-        try await withCheckedThrowingContinuation { done in
-            let schedule = queue.withLock { queue in
-                queue.jobs.append(Job(statement: statement, done: done))
-                defer { queue.flushing = true }
-                return !queue.flushing
-            }
-            if schedule { pool.asyncWriteWithoutTransaction { db in self.flush(db) } }
+        try await withCheckedThrowingContinuation { done in enqueue(Job(statement: statement, done: done)) }
+    }
+
+    /// Queued behind what was queued before and ahead of what comes after (one writer, in order);
+    /// nobody waits for it. A failure shows in the next statement of the same payment.
+    public func submit(_ statement: SQLStatement) async throws {
+        enqueue(Job(statement: statement, done: nil))
+    }
+
+    private func enqueue(_ job: Job) {
+        let schedule = queue.withLock { queue in
+            queue.jobs.append(job)
+            defer { queue.flushing = true }
+            return !queue.flushing
         }
+        if schedule { pool.asyncWriteWithoutTransaction { db in self.flush(db) } }
     }
 
     /// Runs batches on GRDB's writer until no statement waits.
@@ -80,7 +89,7 @@ public final class SQLiteDatabase: SQLDatabase {
                 let failure = Self.storageError(error, path: path)
                 results = batch.map { _ in .failure(failure) }  // nothing of the batch is durable
             }
-            for (job, result) in zip(batch, results) { job.done.resume(with: result) }
+            for (job, result) in zip(batch, results) { job.done?.resume(with: result) }
         }
     }
 

@@ -157,6 +157,29 @@ struct PaymentStoreConformanceTests {
         }
     }
 
+    @Test("steps recorded ahead (not awaited for durability) are applied before the next awaited step", arguments: Backend.all)
+    func recordedAhead(_ backend: Backend) async throws {
+        try await Self.withInstances(backend) { a, _, _ in
+            let requests = (0..<50).map { _ in Self.request() }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for request in requests {
+                    group.addTask {
+                        let ticket = try Self.ticket(try await a.claim(request))
+                        try await a.recordAhead(ticket, .verified(payer: request.key.payer))
+                        try await a.recordAhead(ticket, .forwarded(upstreamStatus: 200))
+                        try await a.record(ticket, .settling)
+                        try await a.record(ticket, .settled(transaction: "0x\(ticket.attempt)"))
+                    }
+                }
+                try await group.waitForAll()
+            }
+            for request in requests {
+                let row = try await Self.row(a, request.key)
+                #expect(row.state == .settled && row.upstreamStatus == 200 && row.verifiedAt != nil && row.forwardedAt != nil)
+            }
+        }
+    }
+
     @Test("settlement first: the upstream's status is recorded on the settled row, which stays settled", arguments: Backend.all)
     func beforePolicy(_ backend: Backend) async throws {
         try await Self.withInstances(backend) { a, _, _ in
