@@ -56,10 +56,12 @@ struct Ledger {
         }
     }
 
-    /// Records how the claim ended (settled, refused, released, unknown). A failure is logged: a row
-    /// left in `settling` is an unknown outcome for reconciliation, and any other in-flight row is
-    /// free again once its lease ends.
+    /// Records how the claim ended (settled, refused, released, unknown), ahead: a store that
+    /// orders its writes (SQLite's single writer) applies it before any later claim of the payment,
+    /// so a retry sees it, and the answer need not wait for its commit; others record it at once.
+    /// A failure is logged: a row left in `settling` is an unknown outcome for reconciliation, and
+    /// any other in-flight row is free again once its lease ends.
     func end(_ transition: PaymentTransition) async {
-        _ = await step(transition)
+        _ = await stepAhead(transition)
     }
 }
