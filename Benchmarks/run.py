@@ -397,7 +397,9 @@ http {{
         if self.gateway is not None:
             self.procs.stop(self.gateway)
         conf = os.path.join(self.work, "gateway.yaml")
-        if storage == "sqlite":
+        if storage == "postgres":
+            storage_yaml = f'storage: {{ postgres: "{self.postgres_url()}", poolSize: 16 }}'
+        elif storage == "sqlite":
             state = tempfile.mkdtemp(prefix="ledger.", dir=self.work)
             if GATEWAY_USER:
                 account = pwd.getpwnam(GATEWAY_USER)
@@ -437,6 +439,25 @@ unmatched: deny
                                         os.path.join(self.work, "gateway.log"), **identity)
         wait_http(f"http://127.0.0.1:{self.gateway_port}/free/small.json", self.gateway, "gateway")
         return self.gateway
+
+    def postgres_url(self) -> str:
+        """A fresh database on a throwaway PostgreSQL server (scripts/postgres-test-server.sh), started once."""
+        if getattr(self, "_postgres", None) is None:
+            out = subprocess.run(["bash", os.path.join(ROOT, "scripts", "postgres-test-server.sh"), "start"],
+                                 capture_output=True, text=True, timeout=300, check=True).stdout
+            import re
+            values = dict(re.findall(r"export (\w+)='([^']*)'", out))
+            self._postgres = (values["X402_TEST_POSTGRES_URL"], values["X402_TEST_POSTGRES_DIR"])
+        server, _ = self._postgres
+        name = f"bench_{int(time.time() * 1000)}"
+        subprocess.run(["psql", server, "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True, timeout=60)
+        return server.rsplit("/", 1)[0] + "/" + name
+
+    def stop_postgres(self) -> None:
+        if getattr(self, "_postgres", None) is not None:
+            subprocess.run(["bash", os.path.join(ROOT, "scripts", "postgres-test-server.sh"), "stop", self._postgres[1]],
+                           capture_output=True, timeout=60)
+            self._postgres = None
 
     def start_python(self) -> subprocess.Popen:
         body = os.path.join(self.work, "www", "paid")
@@ -572,13 +593,16 @@ def scenario_paid(b: Bench) -> dict:
     out["gateway_rss_before_mb"] = rss_before
     out["gateway_rss_after_mb"] = b.gateway_rss_mb()
 
-    # The same run with the durable ledger (SQLite, the default), then back to memory for what follows.
-    b.start_gateway(storage="sqlite")
+    # The same run with the durable ledgers (SQLite, the default; PostgreSQL on a throwaway local
+    # server), then back to memory for what follows.
     try:
-        accepted, res = challenge_of(url)
-        out["gateway_sqlite"] = paid_run("gateway-sqlite", url, accepted, res, b.gateway.pid)
+        for storage in ("sqlite", "postgres"):
+            b.start_gateway(storage=storage)
+            accepted, res = challenge_of(url)
+            out[f"gateway_{storage}"] = paid_run(f"gateway-{storage}", url, accepted, res, b.gateway.pid)
     finally:
         b.start_gateway()
+        b.stop_postgres()
 
     py = b.start_python()
     try:
@@ -746,6 +770,7 @@ def render(r: dict) -> str:
     if "s4" in r:
         x = r["s4"]
         for who, label in (("gateway", "gateway, storage: memory"), ("gateway_sqlite", "gateway, storage: sqlite (durable)"),
+                           ("gateway_postgres", "gateway, storage: postgres (local server)"),
                            ("python", "Python x402 FastAPI middleware")):
             res = x.get(who)
             if res is None:
@@ -758,6 +783,9 @@ def render(r: dict) -> str:
         if "gateway_sqlite" in x:
             durable = x["gateway_sqlite"]["ok_rps"] / x["gateway"]["ok_rps"]
             targets.append(("paid path with the SQLite ledger ≥ 0.8 × in memory", f"{durable:.2f} ×", durable >= 0.8))
+        if "gateway_postgres" in x:
+            shared = x["gateway_postgres"]["ok_rps"] / x["gateway"]["ok_rps"]
+            targets.append(("paid path with the PostgreSQL ledger ≥ 0.6 × in memory", f"{shared:.2f} ×", shared >= 0.6))
     if "s5" in r:
         x = r["s5"]
         if "rates" in x:
