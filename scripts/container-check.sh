@@ -164,7 +164,7 @@ phase "podman build"
 context="$WORK/context"
 rm -rf "$context"; mkdir -p "$context/out"
 cp "$bin/x402-gateway" "$bin/example-upstream" "$context/out/"
-cp gateway.yaml.example "$context/"
+mkdir -p "$context/docker"; cp docker/gateway.docker.yaml "$context/docker/"
 # --pull=never: the base image is the local one; nothing comes from a registry. The build's RUN
 # steps reach the Debian mirror through podman's default (bridged, NATed) network.
 if ! timeout 900 podman build --pull=never -f docker/Containerfile.local -t "$IMAGE" "$context" > "$WORK/build.log" 2>&1; then
@@ -256,6 +256,10 @@ proc_uid=$(awk '/^Uid:/{print $2}' "/proc/$pid/status")
 cap_eff=$(awk '/^CapEff:/{print $2}' "/proc/$pid/status")
 [ "$proc_uid" -ne 0 ] || fail "the gateway process (host pid $pid) runs as uid 0"
 echo "ok: the gateway runs as uid $uid (host pid $pid: uid $proc_uid, CapEff $cap_eff); podman top:"
+# Its ledger is in the image's volume, written by that user.
+owner=$(timeout 30 podman exec "$gateway" stat -c '%u' /var/lib/x402-gateway/ledger.db) || { logs "$gateway"; fail "no ledger in /var/lib/x402-gateway"; }
+[ "$owner" = "$uid" ] || fail "the ledger is owned by uid $owner, not the gateway's $uid"
+echo "ok: the SQLite ledger /var/lib/x402-gateway/ledger.db belongs to uid $owner"
 timeout 30 podman top "$gateway" user huser pid args | sed 's/^/    /'
 
 # SIGHUP (what `systemctl reload` sends) re-reads the configuration; the gateway is PID 1 here.

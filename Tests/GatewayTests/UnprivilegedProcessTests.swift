@@ -68,4 +68,26 @@ struct UnprivilegedProcessTests {
         #expect(await gateway.exitStatus() == 1)
         #expect(gateway.log.contains { $0.contains("cannot open the payment store") && $0.contains("x402-gateway.db") })
     }
+
+    @Test("an unreachable PostgreSQL ledger stops the start at once: exit 1, the reason, and never the password")
+    func unreachablePostgres() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let file = dir + "/gateway.yaml"
+        try """
+            listen: 127.0.0.1:0
+            upstreams:
+              api: { url: "http://127.0.0.1:1" }
+            routes:
+              - match: "/*"
+                free: true
+            storage: { postgres: "postgres://x402:pw-never-logged@127.0.0.1:1/ledger" }
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        let gateway = try GatewayProcess(executable: try gatewayExecutable(), arguments: ["run", "--config", file, "--log-format", "json"])
+        defer { gateway.stop() }
+        #expect(try await gateway.listeningPort() == nil)
+        #expect(await gateway.exitStatus() == 1)
+        #expect(gateway.log.contains { $0.contains("cannot open the payment store") && $0.contains("127.0.0.1:1/ledger") })
+        #expect(!gateway.log.contains { $0.contains("pw-never-logged") })
+    }
 }
