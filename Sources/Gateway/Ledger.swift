@@ -43,25 +43,10 @@ struct Ledger {
         }
     }
 
-    /// Records a step nothing waits on (`verified`, `forwarded`): a backend may pipeline it ahead
-    /// of the next step; false when the store failed at once.
-    func stepAhead(_ transition: PaymentTransition) async -> Bool {
-        guard let ticket else { return false }
-        do {
-            try await store.recordAhead(ticket, transition)
-            return true
-        } catch {
-            logger.error("payment store failed", metadata: ["x402.stage": "\(transition.target.rawValue)", "error": "\(error)"])
-            return false
-        }
-    }
-
-    /// Records how the claim ended (settled, refused, released, unknown), ahead: a store that
-    /// orders its writes (SQLite's single writer) applies it before any later claim of the payment,
-    /// so a retry sees it, and the answer need not wait for its commit; others record it at once.
-    /// A failure is logged: a row left in `settling` is an unknown outcome for reconciliation, and
-    /// any other in-flight row is free again once its lease ends.
+    /// Records how the claim ended (settled, refused, released, unknown). A failure is logged: a row
+    /// left in `settling` is an unknown outcome for reconciliation, and any other in-flight row is
+    /// free again once its lease ends.
     func end(_ transition: PaymentTransition) async {
-        _ = await stepAhead(transition)
+        _ = await step(transition)
     }
 }

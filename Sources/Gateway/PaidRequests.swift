@@ -142,7 +142,7 @@ struct PaidRequestHandler: Sendable {
                 switch action {
                 case .forward, .settle:
                     ctx.counters.verified()
-                    if await !ledger.stepAhead(.verified(payer: flow.payer ?? payment.payload.authorization.from)) { action = flow.storageFailed() }
+                    if await !ledger.step(.verified(payer: flow.payer ?? payment.payload.authorization.from)) { action = flow.storageFailed() }
                 default: break
                 }
 
@@ -163,7 +163,7 @@ struct PaidRequestHandler: Sendable {
                         }
                     }
                     // Under `before` the payment is settled already: a failed write cannot undo that, so it is only logged.
-                    if await !ledger.stepAhead(.forwarded(upstreamStatus: Int(response.status.code))), flow.settlement == nil {
+                    if await !ledger.step(.forwarded(upstreamStatus: Int(response.status.code))), flow.settlement == nil {
                         action = flow.storageFailed()
                         continue
                     }
@@ -244,7 +244,7 @@ struct PaidRequestHandler: Sendable {
                     answer.headers.add(name: name, value: value)
                     return (.answer(answer), .failedClosed)
                 }
-                let message = stage == .settle
+                let message = stage == .settle || flow.isRetryAfterUnknownOutcome
                     ? "the payment's settlement outcome is unknown; do not pay again, retry later with the same payment"
                     : "the request could not be completed; nothing was charged"
                 return (.answer(responses.error(status, code: code, message: message, head: isHead)), .failedClosed)

@@ -82,7 +82,9 @@ final class LockedStore: PaymentStore {
     var kind: String { inner.kind }
     func claim(_ request: ClaimRequest) async throws -> ClaimResult { try await inner.claim(request) }
     func record(_ ticket: ClaimTicket, _ transition: PaymentTransition) async throws { try await inner.record(ticket, transition) }
-    func reconcile(_ key: PaymentKey, _ outcome: ReconciledOutcome) async throws -> Bool { try await inner.reconcile(key, outcome) }
+    func reconcile(_ key: PaymentKey, attempt: Int, _ outcome: ReconciledOutcome) async throws -> Bool {
+        try await inner.reconcile(key, attempt: attempt, outcome)
+    }
     func payments(_ query: PaymentQuery) async throws -> [PaymentRecord] { try await inner.payments(query) }
     func ping() async throws { try await inner.ping() }
 }

@@ -259,7 +259,7 @@ package final class Reconciler: Sendable {
         }
         let applied: Bool
         do {
-            applied = try await store.reconcile(row.key, outcome)
+            applied = try await store.reconcile(row.key, attempt: row.attempt, outcome)
         } catch {
             metadata["x402.decision"] = "error"
             metadata["error"] = "\(error)"

@@ -96,7 +96,9 @@ public struct PaymentFlow: Sendable {
             return .refuse(.alreadyUsed, detail: nil)
         }
         isRetryAfterUnknownOutcome = result == .afterUnknownOutcome
-        claim = .release  // held; released unless the payment gets charged
+        // Held; released unless the payment gets charged. A retry after an unknown outcome stays
+        // unknown however it ends short of a settlement: the earlier transfer may have gone through.
+        claim = isRetryAfterUnknownOutcome ? .unknown : .release
         state = .verifying
         return .verify
     }

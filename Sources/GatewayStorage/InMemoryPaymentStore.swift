@@ -9,7 +9,13 @@ public final class InMemoryPaymentStore: PaymentStore {
     public var kind: String { "memory" }
     private let settings: StoreSettings
     private let retention: Int
-    private let rows = Mutex<[PaymentKey: PaymentRecord]>([:])
+    private let state = Mutex(State())
+
+    private struct State {
+        var rows: [PaymentKey: PaymentRecord] = [:]
+        /// Keys whose current claim is a retry after an unknown outcome (kept so when taken over).
+        var retries: Set<PaymentKey> = []
+    }
 
     public init(settings: StoreSettings = StoreSettings(instanceID: "memory"), retention: Int = 1_000_000) {
         self.settings = settings
@@ -20,31 +26,36 @@ public final class InMemoryPaymentStore: PaymentStore {
     public func claim(_ request: ClaimRequest) async throws -> ClaimResult {
         let now = settings.clock()
         let lease = now + settings.leaseMilliseconds
-        return rows.withLock { rows in
-            let prior = rows[request.key]
+        return state.withLock { state in
+            let prior = state.rows[request.key]
             if let prior {
                 let stale = prior.state.isInFlight && prior.leaseUntil <= now
                 guard PaymentState.claimable.contains(prior.state) || stale else { return .taken }
-            } else if rows.count >= retention {
-                evict(&rows, now: now)
+            } else if state.rows.count >= retention {
+                evict(&state.rows, now: now)
             }
             let attempt = (prior?.attempt ?? 0) + 1
             var offer = request.offer
             (offer.network, offer.asset) = (request.key.network, request.key.asset)  // as the SQL ledgers keep them
-            rows[request.key] = PaymentRecord(
+            state.rows[request.key] = PaymentRecord(
                 key: request.key, offer: offer, routeID: request.routeID, method: request.method, path: request.path,
                 requestID: request.requestID, state: .claimed, attempt: attempt, instanceID: instanceID, leaseUntil: lease,
                 validBefore: request.validBefore, claimedAt: now, updatedAt: now)
             let ticket = ClaimTicket(key: request.key, attempt: attempt)
-            if let prior, PaymentState.outcomeUnknown.contains(prior.state) { return .claimedAfterUnknownOutcome(ticket) }
+            // A retry whose holder died is still a retry.
+            if let prior, PaymentState.outcomeUnknown.contains(prior.state) || (prior.state.isInFlight && state.retries.contains(request.key)) {
+                state.retries.insert(request.key)
+                return .claimedAfterUnknownOutcome(ticket)
+            }
+            state.retries.remove(request.key)
             return .claimed(ticket)
         }
     }
 
     public func record(_ ticket: ClaimTicket, _ transition: PaymentTransition) async throws {
         let now = settings.clock()
-        try rows.withLock { rows in
-            guard var row = rows[ticket.key], row.attempt == ticket.attempt else {
+        try state.withLock { state in
+            guard var row = state.rows[ticket.key], row.attempt == ticket.attempt else {
                 throw StorageError(.leaseLost, "\(ticket.key) attempt \(ticket.attempt) is no longer held")
             }
             if row.state == transition.state(after: row.state), !transition.predecessors.contains(row.state) { return }
@@ -52,22 +63,25 @@ public final class InMemoryPaymentStore: PaymentStore {
                 throw StorageError(.outOfOrder, "\(transition.target.rawValue) cannot follow \(row.state.rawValue)")
             }
             row.apply(transition, now: now, lease: now + settings.leaseMilliseconds)
-            rows[ticket.key] = row
+            state.rows[ticket.key] = row
         }
     }
 
-    public func reconcile(_ key: PaymentKey, _ outcome: ReconciledOutcome) async throws -> Bool {
+    public func reconcile(_ key: PaymentKey, attempt: Int, _ outcome: ReconciledOutcome) async throws -> Bool {
         let now = settings.clock()
-        return rows.withLock { rows in
-            guard var row = rows[key], row.state == .unknown || (row.state == .settling && row.leaseUntil <= now) else { return false }
+        return state.withLock { state in
+            guard var row = state.rows[key], row.attempt == attempt,
+                  row.state == .unknown || (row.state == .settling && row.leaseUntil <= now)
+            else { return false }
             row.reconcile(outcome, now: now)
-            rows[key] = row
+            state.rows[key] = row
+            state.retries.remove(key)
             return true
         }
     }
 
     public func payments(_ query: PaymentQuery) async throws -> [PaymentRecord] {
-        let all = rows.withLock { Array($0.values) }
+        let all = state.withLock { Array($0.rows.values) }
         return Array(all.filter { query.matches($0) }.sorted(by: PaymentRecord.newestFirst).prefix(query.limit))
     }
 

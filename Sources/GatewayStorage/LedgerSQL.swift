@@ -77,7 +77,10 @@ public enum LedgerSQL {
               state, prior_state, attempt, instance_id, lease_until, valid_before, claimed_at, updated_at)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'claimed', NULL, 1, $12, $13, $14, $15, $15)
             ON CONFLICT (network, asset, payer, nonce) DO UPDATE SET
-              prior_state = x402_payments.state, state = 'claimed', attempt = x402_payments.attempt + 1,
+              prior_state = CASE WHEN x402_payments.state IN ('claimed', 'verified', 'forwarded')
+                                  AND x402_payments.prior_state IN ('settling', 'unknown')
+                                 THEN x402_payments.prior_state ELSE x402_payments.state END,
+              state = 'claimed', attempt = x402_payments.attempt + 1,
               scheme = excluded.scheme, pay_to = excluded.pay_to, amount = excluded.amount, route_id = excluded.route_id,
               method = excluded.method, path = excluded.path, request_id = excluded.request_id,
               instance_id = excluded.instance_id, lease_until = excluded.lease_until, valid_before = excluded.valid_before,
@@ -169,11 +172,12 @@ public enum LedgerSQL {
     }
 
     /// At the start of an instance that alone uses its id: the claims its previous run left in
-    /// flight died with it. `settling` ones become `unknown` (the settlement may have gone out); the
-    /// others are released. Returns the new state of each row changed.
+    /// flight died with it. `settling` ones, and retries of an unknown outcome, become `unknown`
+    /// (a settlement may have gone out); the others are released. Returns the new state of each row changed.
     public static func recoverInstance(_ instance: String, now: Int64) -> SQLStatement {
         SQLStatement("""
-            UPDATE x402_payments SET state = CASE WHEN state = 'settling' THEN 'unknown' ELSE 'released' END,
+            UPDATE x402_payments SET state = CASE WHEN state = 'settling' OR prior_state IN ('settling', 'unknown')
+                                               THEN 'unknown' ELSE 'released' END,
               reason = 'instance_restarted', finished_at = $2, updated_at = $2, lease_until = $2
             WHERE instance_id = $1 AND state IN (\(list(inFlight)))
             RETURNING state
@@ -183,16 +187,16 @@ public enum LedgerSQL {
     // MARK: Reconciliation
 
     /// Returns `attempt` when the row was unknown (or settling with an ended lease) and is now reconciled.
-    public static func reconcile(_ key: PaymentKey, _ outcome: ReconciledOutcome, now: Int64) -> SQLStatement {
+    public static func reconcile(_ key: PaymentKey, attempt: Int, _ outcome: ReconciledOutcome, now: Int64) -> SQLStatement {
         let (state, hash): (PaymentState, String?) = switch outcome {
         case .settled(let transaction): (.reconciledSettled, transaction)
         case .unsettled: (.reconciledUnsettled, nil)
         }
         return SQLStatement("""
             UPDATE x402_payments SET state = $5, transaction_hash = COALESCE($6, transaction_hash), reconciled_at = $7, updated_at = $7
-            WHERE \(keyMatch) AND (state = 'unknown' OR (state = 'settling' AND lease_until <= $7))
+            WHERE \(keyMatch) AND attempt = $8 AND (state = 'unknown' OR (state = 'settling' AND lease_until <= $7))
             RETURNING attempt
-            """, keyBinds(key) + [.text(state.rawValue), SQLValue(hash), .integer(now)])
+            """, keyBinds(key) + [.text(state.rawValue), SQLValue(hash), .integer(now), .integer(Int64(attempt))])
     }
 
     // MARK: Reading
@@ -219,8 +223,8 @@ public enum LedgerSQL {
         let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
         return SQLStatement("""
             SELECT \(columns) FROM x402_payments \(filter)
-            ORDER BY claimed_at DESC, network DESC, asset DESC, payer DESC, nonce DESC LIMIT \(max(0, q.limit))
-            """, binds)
+            ORDER BY claimed_at DESC, network DESC, asset DESC, payer DESC, nonce DESC LIMIT $\(binds.count + 1)
+            """, binds + [.integer(Int64(max(0, q.limit)))])
     }
 
     /// A ledger row from the values of ``columns``, in order.

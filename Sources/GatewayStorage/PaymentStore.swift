@@ -18,14 +18,10 @@ public protocol PaymentStore: Sendable {
 
     func claim(_ request: ClaimRequest) async throws -> ClaimResult
     func record(_ ticket: ClaimTicket, _ transition: PaymentTransition) async throws
-    /// Records a step that nothing waits on (`verified`, `forwarded`): a backend may return before
-    /// it is durable, provided it is applied before any later step of the claim. A failure then
-    /// surfaces at the next awaited step (which no longer follows the row's state, or whose commit
-    /// fails), so the request still fails closed. Backends without a pipeline just record it.
-    func recordAhead(_ ticket: ClaimTicket, _ transition: PaymentTransition) async throws
-    /// Settles an `unknown` row (or a `settling` row whose lease ended) with what the chain says.
-    /// Returns false when the row is in no such state (already reconciled, retried, or never seen).
-    func reconcile(_ key: PaymentKey, _ outcome: ReconciledOutcome) async throws -> Bool
+    /// Settles an `unknown` row (or a `settling` row whose lease ended) with what the chain says,
+    /// provided it is still the `attempt` the decision was made for. Returns false when the row is
+    /// in no such state (already reconciled, retried since, or never seen).
+    func reconcile(_ key: PaymentKey, attempt: Int, _ outcome: ReconciledOutcome) async throws -> Bool
     /// Ledger rows, newest claim first.
     func payments(_ query: PaymentQuery) async throws -> [PaymentRecord]
     /// A cheap round trip, for readiness.
@@ -121,10 +117,4 @@ public struct StorageError: Error, Sendable, Equatable, CustomStringConvertible 
     }
 
     public var description: String { "\(code.rawValue): \(message)" }
-}
-
-extension PaymentStore {
-    public func recordAhead(_ ticket: ClaimTicket, _ transition: PaymentTransition) async throws {
-        try await record(ticket, transition)
-    }
 }

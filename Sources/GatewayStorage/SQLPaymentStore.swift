@@ -6,18 +6,9 @@ public protocol SQLDatabase: Sendable {
     /// Runs one statement in its own transaction and returns its rows (values in column order).
     /// Failures are ``StorageError``s (`unavailable` when the database cannot be reached or written).
     func query(_ statement: SQLStatement) async throws -> [[SQLValue]]
-    /// Queues one statement to run, in order, before any statement submitted after it, without
-    /// waiting for it (the default waits: a pool of connections cannot promise the order).
-    func submit(_ statement: SQLStatement) async throws
     /// Brings the schema to ``LedgerSQL/schemaVersion`` with ``LedgerSQL/upgrade(from:)``, in one
     /// transaction that no other process migrates at the same time; refuses a newer schema.
     func migrate() async throws
-}
-
-extension SQLDatabase {
-    public func submit(_ statement: SQLStatement) async throws {
-        _ = try await query(statement)
-    }
 }
 
 /// The payment store over any ``SQLDatabase``: the statements of ``LedgerSQL``, the same answers
@@ -57,13 +48,8 @@ public final class SQLPaymentStore<Database: SQLDatabase>: PaymentStore {
         try LedgerSQL.explain(row, ticket: ticket, transition: transition)
     }
 
-    public func recordAhead(_ ticket: ClaimTicket, _ transition: PaymentTransition) async throws {
-        let now = settings.clock()
-        try await database.submit(LedgerSQL.record(ticket, transition, now: now, leaseUntil: now + settings.leaseMilliseconds))
-    }
-
-    public func reconcile(_ key: PaymentKey, _ outcome: ReconciledOutcome) async throws -> Bool {
-        !(try await database.query(LedgerSQL.reconcile(key, outcome, now: settings.clock()))).isEmpty
+    public func reconcile(_ key: PaymentKey, attempt: Int, _ outcome: ReconciledOutcome) async throws -> Bool {
+        !(try await database.query(LedgerSQL.reconcile(key, attempt: attempt, outcome, now: settings.clock()))).isEmpty
     }
 
     public func payments(_ query: PaymentQuery) async throws -> [PaymentRecord] {

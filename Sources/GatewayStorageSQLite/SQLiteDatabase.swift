@@ -37,8 +37,7 @@ public final class SQLiteDatabase: SQLDatabase {
 
     private struct Job {
         var statement: SQLStatement
-        /// Nil for a statement submitted ahead (nobody waits for it).
-        var done: CheckedContinuation<[[SQLValue]], any Error>?
+        var done: CheckedContinuation<[[SQLValue]], any Error>
     }
 
     private let queue = Mutex(Queue())
@@ -48,13 +47,15 @@ public final class SQLiteDatabase: SQLDatabase {
     /// is answered only after the commit of the transaction its statement was in; each statement
     /// still runs alone, in arrival order, and a failing one fails only its caller.
     public func query(_ statement: SQLStatement) async throws -> [[SQLValue]] {
-        try await withCheckedThrowingContinuation { done in enqueue(Job(statement: statement, done: done)) }
-    }
-
-    /// Queued behind what was queued before and ahead of what comes after (one writer, in order);
-    /// nobody waits for it. A failure shows in the next statement of the same payment.
-    public func submit(_ statement: SQLStatement) async throws {
-        enqueue(Job(statement: statement, done: nil))
+        if statement.sql.hasPrefix("SELECT") {
+            // Reads take a snapshot on a reader connection: a long listing never holds the writer.
+            do {
+                return try await pool.read { db in try Self.run(statement, db) }
+            } catch {
+                throw Self.storageError(error, path: path)
+            }
+        }
+        return try await withCheckedThrowingContinuation { done in enqueue(Job(statement: statement, done: done)) }
     }
 
     private func enqueue(_ job: Job) {
@@ -89,7 +90,7 @@ public final class SQLiteDatabase: SQLDatabase {
                 let failure = Self.storageError(error, path: path)
                 results = batch.map { _ in .failure(failure) }  // nothing of the batch is durable
             }
-            for (job, result) in zip(batch, results) { job.done?.resume(with: result) }
+            for (job, result) in zip(batch, results) { job.done.resume(with: result) }
         }
     }
 
@@ -150,7 +151,7 @@ extension SQLValue {
         switch value.storage {
         case .null: self = .null
         case .int64(let integer): self = .integer(integer)
-        case .double(let double): self = .integer(Int64(double))
+        case .double(let double): self = Int64(exactly: double).map { .integer($0) } ?? .text(String(double))
         case .string(let text): self = .text(text)
         case .blob(let data): self = .text(String(decoding: data, as: UTF8.self))
         }

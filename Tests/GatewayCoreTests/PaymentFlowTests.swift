@@ -149,7 +149,7 @@ struct PaymentFlowTests {
         #expect(b.claim == .release)
     }
 
-    @Test("a retry after an unknown outcome: delivered when it settles now; any refusal stays unknown, never a 402")
+    @Test("a retry after an unknown outcome: delivered when it settles now; any refusal or failure stays unknown, never a 402 or \"nothing charged\"")
     func retryAfterUnknownOutcome() throws {
         var ok = try started(.afterSuccess).0
         _ = ok.claimed(.afterUnknownOutcome)
@@ -176,7 +176,12 @@ struct PaymentFlowTests {
         _ = upstreamFailed.claimed(.afterUnknownOutcome)
         _ = upstreamFailed.verified(.success(valid))
         #expect(upstreamFailed.upstreamResponded(status: 503) == .deliverUnsettled)
-        #expect(upstreamFailed.claim == .release)
+        #expect(upstreamFailed.claim == .unknown)  // the earlier transfer may have gone through
+
+        var verifyTimedOut = try started(.before).0
+        _ = verifyTimedOut.claimed(.afterUnknownOutcome)
+        #expect(verifyTimedOut.verified(.failure(.timeout)) == .failClosed(.timeout, stage: .verify))
+        #expect(verifyTimedOut.claim == .unknown)
     }
 
     @Test("a payment that does not match the offer or fails pre-verification is refused at start")

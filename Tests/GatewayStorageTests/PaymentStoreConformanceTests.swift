@@ -113,10 +113,12 @@ struct PaymentStoreConformanceTests {
                 try await a.record(ticket, .unknown(reason: "facilitator_timeout"))
                 #expect(try await Self.row(b, request.key).reason == "facilitator_timeout")
             }
-            #expect(try await b.reconcile(settled.key, .settled(transaction: "0xfeed")))
-            #expect(try await b.reconcile(unsettled.key, .unsettled))
+            // A decision made for another attempt is not applied.
+            #expect(!(try await b.reconcile(settled.key, attempt: 2, .settled(transaction: "0xfeed"))))
+            #expect(try await b.reconcile(settled.key, attempt: 1, .settled(transaction: "0xfeed")))
+            #expect(try await b.reconcile(unsettled.key, attempt: 1, .unsettled))
             // Reconciling twice changes nothing.
-            #expect(!(try await b.reconcile(settled.key, .unsettled)))
+            #expect(!(try await b.reconcile(settled.key, attempt: 1, .unsettled)))
             let done = try await Self.row(a, settled.key)
             #expect(done.state == .reconciledSettled)
             #expect(done.transaction == "0xfeed")
@@ -157,25 +159,23 @@ struct PaymentStoreConformanceTests {
         }
     }
 
-    @Test("steps recorded ahead (not awaited for durability) are applied before the next awaited step", arguments: Backend.all)
-    func recordedAhead(_ backend: Backend) async throws {
-        try await Self.withInstances(backend) { a, _, _ in
-            let requests = (0..<50).map { _ in Self.request() }
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for request in requests {
-                    group.addTask {
-                        let ticket = try Self.ticket(try await a.claim(request))
-                        try await a.recordAhead(ticket, .verified(payer: request.key.payer))
-                        try await a.recordAhead(ticket, .forwarded(upstreamStatus: 200))
-                        try await a.record(ticket, .settling)
-                        try await a.record(ticket, .settled(transaction: "0x\(ticket.attempt)"))
-                    }
-                }
-                try await group.waitForAll()
+    @Test("a retry of an unknown outcome whose holder died is taken over as a retry again, never as fresh", arguments: Backend.all)
+    func retryStaysRetry(_ backend: Backend) async throws {
+        try await Self.withInstances(backend) { a, b, clock in
+            let request = Self.request()
+            let first = try Self.ticket(try await a.claim(request))
+            try await a.record(first, .verified(payer: request.key.payer))
+            try await a.record(first, .settling)
+            try await a.record(first, .unknown(reason: "facilitator_timeout"))
+            guard case .claimedAfterUnknownOutcome(let retry) = try await a.claim(request) else {
+                Issue.record("expected a retry")
+                return
             }
-            for request in requests {
-                let row = try await Self.row(a, request.key)
-                #expect(row.state == .settled && row.upstreamStatus == 200 && row.verifiedAt != nil && row.forwardedAt != nil)
+            try await a.record(retry, .verified(payer: request.key.payer))
+            clock.advance(milliseconds: Self.lease)  // the retry's holder died before settling
+            guard case .claimedAfterUnknownOutcome = try await b.claim(request) else {
+                Issue.record("a dead retry's claim must be taken over as a retry")
+                return
             }
         }
     }

@@ -309,7 +309,7 @@ struct ReconcilerTests {
                 key: key, offer: row.offer, routeID: row.routeID, method: "GET", path: "/paid", requestID: "retry", validBefore: row.validBefore))
             guard case .claimedAfterUnknownOutcome = retry else { Issue.record("expected a retry claim, got \(retry)"); return }
             #expect(await rig.reconciler.round() == [])  // claimed is not a candidate
-            #expect(try await rig.store.reconcile(key, .settled(transaction: nil)) == false)
+            #expect(try await rig.store.reconcile(key, attempt: 1, .settled(transaction: nil)) == false)
             #expect(try await rig.state(key).state == .claimed)
         }
     }
