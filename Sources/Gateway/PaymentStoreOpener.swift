@@ -86,5 +86,11 @@ final class LockedStore: PaymentStore {
         try await inner.reconcile(key, attempt: attempt, outcome)
     }
     func payments(_ query: PaymentQuery) async throws -> [PaymentRecord] { try await inner.payments(query) }
+    func claimIdentifier(_ request: IdentifierClaimRequest) async throws -> IdentifierClaim { try await inner.claimIdentifier(request) }
+    func completeIdentifier(_ ticket: IdentifierTicket, _ response: StoredResponse) async throws {
+        try await inner.completeIdentifier(ticket, response)
+    }
+    func releaseIdentifier(_ ticket: IdentifierTicket) async throws { try await inner.releaseIdentifier(ticket) }
+    func identifier(routeID: String, id: String) async throws -> IdentifierRecord? { try await inner.identifier(routeID: routeID, id: id) }
     func ping() async throws { try await inner.ping() }
 }

@@ -17,6 +17,13 @@ public final class InMemoryPaymentStore: PaymentStore {
         var retries: Set<PaymentKey> = []
     }
 
+    private let identifiers = Mutex<[IdentifierScope: IdentifierRecord]>([:])
+
+    struct IdentifierScope: Hashable {
+        var routeID: String
+        var id: String
+    }
+
     public init(settings: StoreSettings = StoreSettings(instanceID: "memory"), retention: Int = 1_000_000) {
         self.settings = settings
         self.instanceID = settings.instanceID
@@ -83,6 +90,59 @@ public final class InMemoryPaymentStore: PaymentStore {
     public func payments(_ query: PaymentQuery) async throws -> [PaymentRecord] {
         let all = state.withLock { Array($0.rows.values) }
         return Array(all.filter { query.matches($0) }.sorted(by: PaymentRecord.newestFirst).prefix(query.limit))
+    }
+
+    public func claimIdentifier(_ request: IdentifierClaimRequest) async throws -> IdentifierClaim {
+        let now = settings.clock()
+        let scope = IdentifierScope(routeID: request.routeID, id: request.id)
+        return identifiers.withLock { records in
+            let prior = records[scope]
+            if let prior, !prior.isClaimable(now: now) { return .existing(prior) }
+            if prior == nil, records.count >= retention {
+                records = records.filter { !$0.value.isClaimable(now: now) || $0.value.expiresAt > now }
+            }
+            let attempt = (prior?.attempt ?? 0) + 1
+            records[scope] = IdentifierRecord(
+                routeID: request.routeID, id: request.id, paymentHash: request.paymentHash, bindingHash: request.bindingHash,
+                key: request.key, requestID: request.requestID, state: .inFlight, attempt: attempt, instanceID: instanceID,
+                leaseUntil: now + settings.leaseMilliseconds, createdAt: now, expiresAt: request.expiresAt, updatedAt: now)
+            return .claimed(IdentifierTicket(routeID: request.routeID, id: request.id, attempt: attempt))
+        }
+    }
+
+    public func completeIdentifier(_ ticket: IdentifierTicket, _ response: StoredResponse) async throws {
+        let now = settings.clock()
+        try identifiers.withLock { records in
+            let scope = IdentifierScope(routeID: ticket.routeID, id: ticket.id)
+            guard var record = records[scope], record.attempt == ticket.attempt, record.state != .released else {
+                throw StorageError(.leaseLost, "payment identifier \(ticket.id) attempt \(ticket.attempt) is no longer held")
+            }
+            if record.state == .completed { return }
+            record.state = .completed
+            record.response = response
+            record.completedAt = now
+            record.leaseUntil = now
+            record.updatedAt = now
+            records[scope] = record
+        }
+    }
+
+    public func releaseIdentifier(_ ticket: IdentifierTicket) async throws {
+        let now = settings.clock()
+        identifiers.withLock { records in
+            let scope = IdentifierScope(routeID: ticket.routeID, id: ticket.id)
+            guard var record = records[scope], record.attempt == ticket.attempt, record.state == .inFlight else { return }
+            record.state = .released
+            record.leaseUntil = now
+            record.updatedAt = now
+            records[scope] = record
+        }
+    }
+
+    public func identifier(routeID: String, id: String) async throws -> IdentifierRecord? {
+        let now = settings.clock()
+        guard let record = identifiers.withLock({ $0[IdentifierScope(routeID: routeID, id: id)] }) else { return nil }
+        return record.state == .released || (record.state == .completed && record.expiresAt <= now) ? nil : record
     }
 
     public func ping() async throws {}

@@ -25,6 +25,21 @@ public enum LedgerSQL {
             "CREATE INDEX x402_payments_unsettled ON x402_payments (state, claimed_at) WHERE state IN ('unknown', 'settling')",
             "CREATE INDEX x402_payments_route ON x402_payments (route_id, claimed_at)",
         ],
+        // 2: payment identifiers (the payment-identifier extension) and the answers stored for them.
+        [
+            """
+            CREATE TABLE x402_payment_identifiers (
+              route_id TEXT NOT NULL, id TEXT NOT NULL,
+              payment_hash TEXT NOT NULL, binding_hash TEXT NOT NULL,
+              network TEXT NOT NULL, asset TEXT NOT NULL, payer TEXT NOT NULL, nonce TEXT NOT NULL, request_id TEXT NOT NULL,
+              state TEXT NOT NULL, attempt BIGINT NOT NULL, instance_id TEXT NOT NULL, lease_until BIGINT NOT NULL,
+              response_status BIGINT, response_headers TEXT, response_body TEXT,
+              created_at BIGINT NOT NULL, completed_at BIGINT, expires_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
+              PRIMARY KEY (route_id, id)
+            )
+            """,
+            "CREATE INDEX x402_payment_identifiers_expiry ON x402_payment_identifiers (expires_at)",
+        ],
     ]
 
     public static var schemaVersion: Int { migrations.count }

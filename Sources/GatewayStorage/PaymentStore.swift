@@ -12,6 +12,10 @@
 /// - `record` is ordered and idempotent: a step is applied only from its predecessors, repeating
 ///   the step the row is already in is a no-op, and a ticket whose claim was taken over is refused.
 /// - Every call has reached durable storage when it returns.
+/// - Payment identifiers (the payment-identifier extension) follow the same rules: of concurrent
+///   `claimIdentifier` calls on one (route, id), exactly one gets `.claimed` until that claim is
+///   completed or released or its lease ends; the others get the record to compare with.
+///   `completeIdentifier` and `releaseIdentifier` apply only for the ticket that holds the claim.
 public protocol PaymentStore: Sendable {
     /// The id written into the rows this instance claims.
     var instanceID: String { get }
@@ -24,6 +28,16 @@ public protocol PaymentStore: Sendable {
     func reconcile(_ key: PaymentKey, attempt: Int, _ outcome: ReconciledOutcome) async throws -> Bool
     /// Ledger rows, newest claim first.
     func payments(_ query: PaymentQuery) async throws -> [PaymentRecord]
+    /// Claims a payment identifier for a request, or returns the record that holds it.
+    func claimIdentifier(_ request: IdentifierClaimRequest) async throws -> IdentifierClaim
+    /// Stores the answer of the request holding `ticket`; the record is `completed` from now on.
+    /// Repeating it is a no-op; a ticket whose claim was taken over fails with `leaseLost`.
+    func completeIdentifier(_ ticket: IdentifierTicket, _ response: StoredResponse) async throws
+    /// Lets the id go (nothing was charged: the client may use it again). A no-op when the ticket
+    /// no longer holds the claim.
+    func releaseIdentifier(_ ticket: IdentifierTicket) async throws
+    /// The live record of an id (nil when absent, released or expired), without claiming it.
+    func identifier(routeID: String, id: String) async throws -> IdentifierRecord?
     /// A cheap round trip, for readiness.
     func ping() async throws
     /// What this backend is, for logs and `/readyz` ("sqlite", "postgres", "memory").

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A SQL database as the ledger uses it: one statement at a time, each durable when it returns.
 /// The SQLite and PostgreSQL backends implement it; ``SQLPaymentStore`` holds the logic they share.
 public protocol SQLDatabase: Sendable {
@@ -17,6 +19,8 @@ public final class SQLPaymentStore<Database: SQLDatabase>: PaymentStore {
     public let database: Database
     public let instanceID: String
     private let settings: StoreSettings
+    /// When expired identifier records were last purged (unix ms): at most once a minute.
+    private let lastPurge = Atomic<Int64>(0)
     public var kind: String { database.kind }
 
     /// Migrates the schema, then settles the instance id: `settings.instanceID` when given, else the
@@ -56,10 +60,54 @@ public final class SQLPaymentStore<Database: SQLDatabase>: PaymentStore {
         try await database.query(LedgerSQL.payments(query)).map { row throws(StorageError) in try LedgerSQL.record(from: row) }
     }
 
+    public func claimIdentifier(_ request: IdentifierClaimRequest) async throws -> IdentifierClaim {
+        let now = settings.clock()
+        let last = lastPurge.load(ordering: .relaxed)
+        if now - last >= Self.purgeInterval, lastPurge.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged {
+            _ = try await database.query(LedgerSQL.purgeIdentifiers(now: now))
+        }
+        // The insert and the read are two statements: a record released in between is claimed on the next round.
+        for _ in 0..<3 {
+            let claimed = try await database.query(
+                LedgerSQL.claimIdentifier(request, instance: instanceID, now: now, leaseUntil: now + settings.leaseMilliseconds))
+            if let attempt = claimed.first?.first?.integer {
+                return .claimed(IdentifierTicket(routeID: request.routeID, id: request.id, attempt: Int(attempt)))
+            }
+            if let row = try await database.query(LedgerSQL.readIdentifier(routeID: request.routeID, id: request.id)).first {
+                let record = try LedgerSQL.identifierRecord(from: row)
+                if !record.isClaimable(now: settings.clock()) { return .existing(record) }
+            }
+        }
+        throw StorageError(.unavailable, "payment identifier \(request.id) keeps changing hands")
+    }
+
+    public func completeIdentifier(_ ticket: IdentifierTicket, _ response: StoredResponse) async throws {
+        let applied = try await database.query(LedgerSQL.completeIdentifier(ticket, response, now: settings.clock()))
+        guard applied.isEmpty else { return }
+        let row = try await database.query(LedgerSQL.readIdentifier(routeID: ticket.routeID, id: ticket.id)).first
+        let record = try row.map { row throws(StorageError) in try LedgerSQL.identifierRecord(from: row) }
+        guard let record, record.attempt == ticket.attempt, record.state == .completed else {
+            throw StorageError(.leaseLost, "payment identifier \(ticket.id) attempt \(ticket.attempt) is no longer held")
+        }
+    }
+
+    public func releaseIdentifier(_ ticket: IdentifierTicket) async throws {
+        _ = try await database.query(LedgerSQL.releaseIdentifier(ticket, now: settings.clock()))
+    }
+
+    public func identifier(routeID: String, id: String) async throws -> IdentifierRecord? {
+        guard let row = try await database.query(LedgerSQL.readIdentifier(routeID: routeID, id: id)).first else { return nil }
+        let record = try LedgerSQL.identifierRecord(from: row)
+        return record.state == .released || (record.state == .completed && record.expiresAt <= settings.clock()) ? nil : record
+    }
+
+    static var purgeInterval: Int64 { 60_000 }
+
     /// Ends the claims this instance's previous run left in flight (see ``LedgerSQL/recoverInstance(_:now:)``).
     /// Only for an instance id no other live process uses.
     public func recoverInstance() async throws -> (unknown: Int, released: Int) {
         let states = try await database.query(LedgerSQL.recoverInstance(instanceID, now: settings.clock())).map { $0.first?.text }
+        _ = try await database.query(LedgerSQL.recoverIdentifiers(instanceID, now: settings.clock()))
         let unknown = states.filter { $0 == PaymentState.unknown.rawValue }.count
         return (unknown, states.count - unknown)
     }
