@@ -12,7 +12,11 @@ public struct Challenge: Sendable {
     public init(route: RouteConfig, offers: [Offer]) {
         self.offers = offers
         let resource = ResourceInfo(url: JSONTemplate.urlSentinel, description: route.description, mimeType: route.mimeType)
-        let v2Value = PaymentRequired(error: JSONTemplate.errorSentinel, resource: resource, accepts: offers.map(\.requirements))
+        let extensions = route.paymentIdentifier.map { mode in
+            [PaymentIdentifier.extensionKey: PaymentIdentifier.declaration(required: mode == .required)]
+        }
+        let v2Value = PaymentRequired(error: JSONTemplate.errorSentinel, resource: resource, accepts: offers.map(\.requirements),
+                                      extensions: extensions)
         let v1Value = PaymentRequiredV1(
             error: JSONTemplate.errorSentinel,
             accepts: offers.compactMap {

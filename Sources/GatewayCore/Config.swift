@@ -122,6 +122,11 @@ public struct Limits: Sendable, Hashable {
     public var maxPaidRequestBodyBytes: Int = 1024 * 1024
     /// Largest upstream response held back while a payment settles.
     public var maxBufferedResponseBytes: Int = 8 * 1024 * 1024
+    /// Largest response body stored for a payment identifier; a paid answer with a larger body is
+    /// not replayable (a retry gets 409 with the receipt).
+    public var maxStoredResponseBytes: Int = 64 * 1024
+    /// How long an answer stored for a payment identifier is kept for retries.
+    public var storedResponseRetention: Duration = .seconds(24 * 3600)
     /// Idle keep-alive connections are closed after this long.
     public var idleTimeout: Duration = .seconds(60)
     /// On SIGTERM/SIGINT, requests in flight get this long to finish before they are cancelled.
@@ -159,11 +164,13 @@ public struct RouteConfig: Sendable, Hashable {
     public var description: String
     public var mimeType: String
     public var settlement: SettlementPolicy
+    /// Whether the route offers the payment-identifier extension (nil: it does not).
+    public var paymentIdentifier: PaymentIdentifierMode?
     public var location: SourceLocation?
 
     public init(id: String, pattern: RoutePattern, host: HostPattern? = nil, upstream: String, access: RouteAccess,
                 description: String = "", mimeType: String = "", settlement: SettlementPolicy = .afterSuccess,
-                location: SourceLocation? = nil) {
+                paymentIdentifier: PaymentIdentifierMode? = nil, location: SourceLocation? = nil) {
         self.id = id
         self.pattern = pattern
         self.host = host
@@ -172,6 +179,7 @@ public struct RouteConfig: Sendable, Hashable {
         self.description = description
         self.mimeType = mimeType
         self.settlement = settlement
+        self.paymentIdentifier = paymentIdentifier
         self.location = location
     }
 }

@@ -48,6 +48,8 @@ public struct PresentedPayment: Sendable {
     public let payload: ExactEVMPayload
     /// The payload JSON exactly as received, for the facilitator.
     public let rawJSON: [UInt8]
+    /// The payment-identifier extension's id (v2 `extensions["payment-identifier"].info.id`).
+    public let identifier: PresentedIdentifier
 
     /// Decodes a header value; `headerVersion` is 2 for `PAYMENT-SIGNATURE` and 1 for `X-PAYMENT`.
     ///
@@ -70,11 +72,12 @@ public struct PresentedPayment: Sendable {
         case 2:
             guard let p = try? PaymentPayload(json: root) else { throw .malformed }
             return PresentedPayment(version: 2, scheme: p.accepted.scheme, network: p.accepted.network, accepted: p.accepted,
-                                    payload: p.payload, rawJSON: bytes)
+                                    payload: p.payload, rawJSON: bytes, identifier: PaymentIdentifier.read(p.extensions))
         case 1:
             guard let p = try? PaymentPayloadV1(json: root) else { throw .malformed }
             guard let network = Networks.named(p.network)?.caip2 else { throw .networkMismatch }
-            return PresentedPayment(version: 1, scheme: p.scheme, network: network, accepted: nil, payload: p.payload, rawJSON: bytes)
+            return PresentedPayment(version: 1, scheme: p.scheme, network: network, accepted: nil, payload: p.payload, rawJSON: bytes,
+                                    identifier: .absent)
         default:
             throw .unsupportedVersion
         }

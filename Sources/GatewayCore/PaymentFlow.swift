@@ -5,6 +5,14 @@ import X402
 ///
 ///     received ─match+pre-verify─▶ claim ─▶ verify ─┬─ after-success: forward ─▶ settle ─▶ deliver
 ///                                                   └─ before:        settle ─▶ forward ─▶ deliver
+///
+/// On a route offering payment-identifier, a payment with an id claims the id first:
+///
+///     received ─match+pre-verify─▶ claim id ─┬─ new ─▶ claim ─▶ … ─▶ deliver (answer stored for the id)
+///                                            ├─ answered, same payment and request ─▶ replay
+///                                            └─ in flight, or another payment or request ─▶ 409
+///
+/// An expired payment with an id only looks the id up: a stored answer is replayed, else it is refused.
 public struct PaymentFlow: Sendable {
     public enum CallFailure: Error, Sendable, Equatable {
         case timeout
@@ -29,6 +37,50 @@ public struct PaymentFlow: Sendable {
         case failClosed(CallFailure, stage: Stage)
         /// The client is gone: nothing to answer, nothing settled.
         case abandon
+        /// Claim the payment's identifier (before the payment's own claim).
+        case claimIdentifier
+        /// The payment has expired but carries an identifier: look for an answer stored for it.
+        case lookUpIdentifier
+        /// Answer with the response stored for the identifier: nothing is verified, forwarded or settled.
+        case replay
+        /// 400: the identifier is missing on a route that requires one, or malformed.
+        case rejectIdentifier(IdentifierProblem)
+        /// 409: the identifier cannot serve this request.
+        case identifierConflict(IdentifierConflict)
+    }
+
+    public enum IdentifierProblem: Sendable, Equatable {
+        case missing
+        /// Why the presented identifier does not fit the extension's schema.
+        case invalid(String)
+    }
+
+    public enum IdentifierConflict: String, Sendable, Equatable {
+        /// The id was used with a different payment.
+        case differentPayment = "payment_identifier_conflict"
+        /// The id was used with this payment for a different request (method, path, route, offer or body).
+        case differentRequest = "payment_identifier_request_mismatch"
+        /// The id's first request is still being processed (on this instance or another).
+        case inFlight = "payment_identifier_in_flight"
+        /// The request was paid and answered, but its answer was too large to store.
+        case notReplayable = "payment_identifier_response_not_stored"
+    }
+
+    /// What the store holds for the payment's identifier, compared with this request.
+    public enum IdentifierLookup: Sendable, Equatable {
+        /// The id is this request's now (new, released, or its earlier holder's lease ended).
+        case claimed
+        /// Nothing live is stored for the id (look-up only).
+        case notFound
+        case inFlight(samePayment: Bool, sameRequest: Bool)
+        case completed(samePayment: Bool, sameRequest: Bool, replayable: Bool)
+    }
+
+    /// What to do with the identifier's claim once the flow ends.
+    public enum IdentifierDisposition: Sendable, Equatable {
+        case none  // no identifier, or not claimed
+        case release  // nothing to store: the id may be used again
+        case complete  // the paid answer is stored for retries
     }
 
     public enum Stage: String, Sendable, Equatable {
@@ -54,12 +106,17 @@ public struct PaymentFlow: Sendable {
     }
 
     enum State: Sendable, Equatable {
-        case received, claiming, verifying, forwarding, settling, done
+        case received, identifying, lookingUp, claiming, verifying, forwarding, settling, done
     }
 
     public let policy: SettlementPolicy
+    /// Whether the route offers payment-identifier (nil: identifiers are ignored).
+    public let identifierMode: PaymentIdentifierMode?
     private(set) var state: State = .received
     public private(set) var claim: ClaimDisposition = .none
+    /// The payment's valid identifier, when the route offers the extension.
+    public private(set) var identifier: String?
+    public private(set) var identifierDisposition: IdentifierDisposition = .none
     public private(set) var offerIndex: Int?
     public private(set) var payer: String?
     /// A retry of a payment whose earlier settlement outcome is unknown: any refusal from the
@@ -68,24 +125,68 @@ public struct PaymentFlow: Sendable {
     /// The settlement, under `before` once it has succeeded (then an upstream failure is not "nothing charged").
     public private(set) var settlement: SettleResponse?
 
-    public init(policy: SettlementPolicy) {
+    public init(policy: SettlementPolicy, identifierMode: PaymentIdentifierMode? = nil) {
         self.policy = policy
+        self.identifierMode = identifierMode
     }
 
     public mutating func start(_ payment: PresentedPayment, offers: [PreparedOffer], now: UInt64) -> Action {
         precondition(state == .received)
+        if let identifierMode {
+            switch payment.identifier {
+            case .invalid(let why):
+                state = .done
+                return .rejectIdentifier(.invalid(why))
+            case .absent where identifierMode == .required:
+                state = .done
+                return .rejectIdentifier(.missing)
+            case .absent: break
+            case .valid(let id): identifier = id
+            }
+        }
         switch PaymentCheck.match(payment, offers: offers) {
         case .failure(let reason):
             state = .done
             return .refuse(reason, detail: nil)
         case .success(let index):
+            offerIndex = index
             if let reason = PaymentCheck.preVerify(payment, offer: offers[index], now: now) {
+                // A retry after the authorization expired may still be owed the answer it paid for.
+                if reason == .expired, identifier != nil {
+                    state = .lookingUp
+                    return .lookUpIdentifier
+                }
                 state = .done
                 return .refuse(reason, detail: nil)
             }
-            offerIndex = index
+            if identifier != nil {
+                state = .identifying
+                return .claimIdentifier
+            }
             state = .claiming
             return .claim
+        }
+    }
+
+    /// What the store answered to ``Action/claimIdentifier`` or ``Action/lookUpIdentifier``.
+    public mutating func identifierChecked(_ result: IdentifierLookup) -> Action {
+        precondition(state == .identifying || state == .lookingUp)
+        let lookingUp = state == .lookingUp
+        state = .done
+        switch result {
+        case .claimed:
+            precondition(!lookingUp)
+            identifierDisposition = .release  // held; released unless the answer gets stored
+            state = .claiming
+            return .claim
+        case .notFound:
+            precondition(lookingUp)
+            return .refuse(.expired, detail: nil)
+        case .inFlight(let samePayment, let sameRequest), .completed(let samePayment, let sameRequest, _):
+            if !samePayment { return .identifierConflict(.differentPayment) }
+            if !sameRequest { return .identifierConflict(.differentRequest) }
+            guard case .completed(_, _, let replayable) = result else { return .identifierConflict(.inFlight) }
+            return replayable ? .replay : .identifierConflict(.notReplayable)
         }
     }
 
@@ -142,7 +243,7 @@ public struct PaymentFlow: Sendable {
             return .settle
         case .before:
             state = .done
-            return .deliver(settlement!)
+            return .deliver(settlement!)  // streamed: nothing stored for an identifier
         }
     }
 
@@ -167,7 +268,7 @@ public struct PaymentFlow: Sendable {
     /// retry after an unknown outcome).
     public mutating func storageFailed() -> Action {
         precondition(state != .received && state != .done)
-        claim = isRetryAfterUnknownOutcome ? .unknown : (state == .claiming ? .none : .release)
+        claim = isRetryAfterUnknownOutcome ? .unknown : (state == .claiming || state == .identifying || state == .lookingUp ? .none : .release)
         state = .done
         return .failClosed(.unavailable, stage: .storage)
     }
@@ -195,6 +296,7 @@ public struct PaymentFlow: Sendable {
             switch policy {
             case .afterSuccess:
                 state = .done
+                if identifierDisposition == .release { identifierDisposition = .complete }
                 return .deliver(response)
             case .before:
                 settlement = response
