@@ -10,7 +10,7 @@ extension YAMLReader {
     static let topLevelKeys = [
         "listen", "publicBaseURL", "payTo", "network", "facilitator", "upstreams", "routes", "unmatched",
         "defaultUpstream", "trustedProxies", "caseSensitiveRoutes", "limits", "cors", "payerHeader", "maxTimeoutSeconds",
-        "admin", "reload", "paywall", "storage", "networks", "reconcile",
+        "admin", "reload", "paywall", "storage", "networks", "reconcile", "paymentIdentifier",
     ]
 
     /// Defaults every route inherits.
@@ -18,6 +18,8 @@ extension YAMLReader {
         var payTo: String?
         var network: NetworkInfo?
         var maxTimeoutSeconds: Int
+        /// Offered on every priced `after-success` route that does not say otherwise.
+        var paymentIdentifier: PaymentIdentifierMode?
         /// Set when a value was given but was invalid (already reported: no follow-up errors).
         var payToInvalid = false
         var networkInvalid = false
@@ -47,12 +49,25 @@ extension YAMLReader {
         if top["upstreams"] == nil { error(root, "missing \"upstreams\": name at least one upstream API to forward to") }
 
         var limits = Limits()
-        if let node = top["limits"]?.value, let m = mapping(node, "limits", allowed: ["maxHeaderBytes", "maxPaidRequestBody", "maxBufferedResponse", "idleTimeout", "shutdownGrace"]) {
+        if let node = top["limits"]?.value, let m = mapping(node, "limits", allowed: [
+            "maxHeaderBytes", "maxPaidRequestBody", "maxBufferedResponse", "idleTimeout", "shutdownGrace", "maxStoredResponse",
+            "storedResponseRetention",
+        ]) {
             if let n = m["maxHeaderBytes"]?.value, let v = byteSize(n, "limits.maxHeaderBytes") { limits.maxHeaderBytes = v }
             if let n = m["maxPaidRequestBody"]?.value, let v = byteSize(n, "limits.maxPaidRequestBody") { limits.maxPaidRequestBodyBytes = v }
             if let n = m["maxBufferedResponse"]?.value, let v = byteSize(n, "limits.maxBufferedResponse") { limits.maxBufferedResponseBytes = v }
             if let n = m["idleTimeout"]?.value, let v = duration(n, "limits.idleTimeout") { limits.idleTimeout = v }
             if let n = m["shutdownGrace"]?.value, let v = duration(n, "limits.shutdownGrace") { limits.shutdownGrace = v }
+            if let n = m["maxStoredResponse"]?.value, let v = byteSize(n, "limits.maxStoredResponse") {
+                if v > limits.maxBufferedResponseBytes {
+                    error(n, "limits.maxStoredResponse cannot exceed limits.maxBufferedResponse (\(limits.maxBufferedResponseBytes) bytes): only held-back answers are stored")
+                } else {
+                    limits.maxStoredResponseBytes = v
+                }
+            }
+            if let n = m["storedResponseRetention"]?.value, let v = duration(n, "limits.storedResponseRetention") {
+                if v < .seconds(60) { error(n, "limits.storedResponseRetention must be at least 1m") } else { limits.storedResponseRetention = v }
+            }
         }
 
         var admin: AdminConfig?
@@ -110,6 +125,7 @@ extension YAMLReader {
 
         let defaults = RouteDefaults(
             payTo: payTo, network: network, maxTimeoutSeconds: maxTimeout,
+            paymentIdentifier: top["paymentIdentifier"].flatMap { paymentIdentifierMode($0.value) } ?? nil,
             payToInvalid: top["payTo"] != nil && payTo == nil, networkInvalid: top["network"] != nil && network == nil)
         var routes: [RouteConfig] = []
         if let node = top["routes"]?.value {
@@ -372,8 +388,17 @@ extension YAMLReader {
 
     static let routeKeys = [
         "id", "match", "host", "upstream", "price", "network", "payTo", "free", "accepts", "description", "mimeType",
-        "maxTimeoutSeconds", "settlement",
+        "maxTimeoutSeconds", "settlement", "paymentIdentifier",
     ]
+
+    /// `optional`, `required` or `off`: `.some(nil)` for `off`, nil when the value is invalid (reported).
+    func paymentIdentifierMode(_ node: Node) -> PaymentIdentifierMode?? {
+        guard let s = string(node, "paymentIdentifier") else { return nil }
+        if s == "off" { return .some(nil) }
+        if let mode = PaymentIdentifierMode(rawValue: s) { return .some(mode) }
+        error(node, "paymentIdentifier must be \"optional\", \"required\" or \"off\", not \"\(s)\"")
+        return nil
+    }
 
     func routeConfig(_ node: Node, defaults: RouteDefaults, upstreams: [String: UpstreamConfig], caseSensitive: Bool) -> RouteConfig? {
         guard let m = mapping(node, "route", allowed: Self.routeKeys) else { return nil }
@@ -444,12 +469,27 @@ extension YAMLReader {
             error(node, "route \"\(matchText)\" needs \"price\", \"accepts\" or \"free: true\"")
             return nil
         }
+        // payment-identifier: explicit on the route, else the top-level default for priced after-success routes.
+        var paymentIdentifier: PaymentIdentifierMode?
+        if let entry = m["paymentIdentifier"] {
+            if let mode = paymentIdentifierMode(entry.value), let mode {
+                if isFree {
+                    error(entry.key, "a free route cannot offer paymentIdentifier (no payment, nothing to replay)")
+                } else if settlement == .before {
+                    error(entry.key, "paymentIdentifier needs settlement: after-success (a streamed answer cannot be stored and replayed)")
+                } else {
+                    paymentIdentifier = mode
+                }
+            }
+        } else if !isFree, settlement == .afterSuccess {
+            paymentIdentifier = defaults.paymentIdentifier
+        }
         let explicitId = m["id"].flatMap { string($0.value, "id") }
         let id = explicitId ?? (host.map { "\($0) " } ?? "") + pattern.description
         if explicitId != nil { explicitIds.insert(id) }
         return RouteConfig(
             id: id, pattern: pattern, host: host, upstream: upstream, access: access, description: description,
-            mimeType: mimeType, settlement: settlement, location: location(matchNode))
+            mimeType: mimeType, settlement: settlement, paymentIdentifier: paymentIdentifier, location: location(matchNode))
     }
 
     /// `network`, `payTo` and `maxTimeoutSeconds` given on a route or an accepts entry win over `defaults`.

@@ -8,6 +8,8 @@ struct Ledger {
     let store: any PaymentStore
     let logger: Logger
     private(set) var ticket: ClaimTicket?
+    /// The payment identifier this request holds, when it presented one and claimed it.
+    private(set) var identifierTicket: IdentifierTicket?
     /// The facilitator's reason when it refused the payment (the claim then ends as `refused`).
     var refusal: String?
 
@@ -40,6 +42,50 @@ struct Ledger {
         } catch {
             logger.error("payment store failed", metadata: ["x402.stage": "\(transition.target.rawValue)", "error": "\(error)"])
             return false
+        }
+    }
+
+    /// Claims the payment's identifier; nil when the store failed.
+    mutating func claimIdentifier(_ request: IdentifierClaimRequest) async -> IdentifierClaim? {
+        do {
+            let result = try await store.claimIdentifier(request)
+            if case .claimed(let ticket) = result { identifierTicket = ticket }
+            return result
+        } catch {
+            logger.error("payment store failed; failing closed", metadata: ["x402.stage": "identifier", "error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// The live record of an identifier, without claiming it; `.failure` when the store failed.
+    func lookUpIdentifier(routeID: String, id: String) async -> Result<IdentifierRecord?, StorageError> {
+        do {
+            return .success(try await store.identifier(routeID: routeID, id: id))
+        } catch {
+            logger.error("payment store failed; failing closed", metadata: ["x402.stage": "identifier", "error": "\(error)"])
+            return .failure(error as? StorageError ?? StorageError(.unavailable, "\(error)"))
+        }
+    }
+
+    /// Stores the answer for the identifier held. A failure is logged: the record stays in flight
+    /// until its lease ends (retries get 409 meanwhile), and the answer is delivered anyway.
+    func completeIdentifier(_ response: StoredResponse) async {
+        guard let identifierTicket else { return }
+        do {
+            try await store.completeIdentifier(identifierTicket, response)
+        } catch {
+            logger.error("payment store failed; the answer is not stored for its payment identifier",
+                         metadata: ["x402.stage": "identifier", "error": "\(error)"])
+        }
+    }
+
+    /// Lets the identifier held go (nothing stored: the client may use it again).
+    func releaseIdentifier() async {
+        guard let identifierTicket else { return }
+        do {
+            try await store.releaseIdentifier(identifierTicket)
+        } catch {
+            logger.error("payment store failed", metadata: ["x402.stage": "identifier", "error": "\(error)"])
         }
     }
 

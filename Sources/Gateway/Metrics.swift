@@ -21,6 +21,10 @@ public enum RequestOutcome: String, Sendable, CaseIterable {
     case failedClosed = "failed_closed"
     /// The client went away before its payment was settled: nothing charged, nothing answered.
     case clientGone = "client_gone"
+    /// A retry carrying a payment identifier got the answer stored for it (nothing verified, forwarded or settled).
+    case replayed
+    /// A payment identifier in use by another payment or request, or still in flight: 409.
+    case identifierConflict = "identifier_conflict"
     /// Upstream unreachable or slow on a free route.
     case upstreamError = "upstream_error"
     /// Malformed request (path, host, body too large).

@@ -77,7 +77,7 @@ struct PaidRequestHandler: Sendable {
             return (.answer(responses.error(.badGateway, code: "facilitator_unavailable", message: "payments cannot be verified", head: isHead)),
                     .failedClosed)
         }
-        var flow = PaymentFlow(policy: ctx.route.config.settlement)
+        var flow = PaymentFlow(policy: ctx.route.config.settlement, identifierMode: ctx.route.config.paymentIdentifier)
         var ledger = Ledger(store: store, logger: logger)
         let answer = await drive(&flow, ledger: &ledger, payment: payment, facilitator: facilitator, ctx: ctx, logger: logger)
         // Record how the claim ended before answering, so a client's next request sees the final state.
@@ -88,7 +88,62 @@ struct PaidRequestHandler: Sendable {
             case .spend, .none: break
             }
         }
+        if ledger.identifierTicket != nil {
+            if flow.identifierDisposition == .complete, case .upstream(let status, let headers, let extra, let body) = answer.0 {
+                await ledger.completeIdentifier(storedResponse(status: status, headers: headers, extra: extra, body: body, ctx: ctx))
+            } else {
+                await ledger.releaseIdentifier()
+            }
+        }
         return answer
+    }
+
+    /// The paid answer as stored for its payment identifier: the status, the fields the client got
+    /// (the upstream's minus hop-by-hop ones and `X-Request-Id`, then `PAYMENT-RESPONSE`), and the
+    /// body when it was held back and is within `limits.maxStoredResponse` (else none: not replayable).
+    private func storedResponse(status: HTTPResponseStatus, headers: HTTPHeaders, extra: [(String, String)], body: PaidResult.Body,
+                                ctx: Context) -> StoredResponse {
+        let listed = HTTPWire.connectionListed(headers)
+        var fields: [HeaderField] = []
+        for (name, value) in headers {
+            if HTTPWire.unrelayedResponseHeaders.contains(where: { HTTPWire.nameEquals(name, $0) }) { continue }
+            if listed.contains(where: { HTTPWire.nameEquals(name, $0) }) { continue }
+            if HTTPWire.nameEquals(name, "x-request-id") { continue }
+            if extra.contains(where: { $0.0.lowercased() == name.lowercased() }) { continue }
+            fields.append(HeaderField(name, value))
+        }
+        for (name, value) in extra { fields.append(HeaderField(name, value)) }
+        fields.removeAll { $0.name.utf8.contains(where: { $0 == 13 || $0 == 10 }) || $0.value.utf8.contains(where: { $0 == 13 || $0 == 10 }) }
+        var stored: [UInt8]?
+        if case .buffered(let buffer) = body, buffer.readableBytes <= ctx.snapshot.config.limits.maxStoredResponseBytes {
+            stored = Array(buffer.readableBytesView)
+        } else {
+            ctx.logger.notice("paid answer too large to store for its payment identifier; a retry gets 409 with the receipt")
+        }
+        return StoredResponse(status: Int(status.code), headers: fields, body: stored)
+    }
+
+    /// The stored answer, as the client first got it (a fresh `X-Request-Id` is added on the way out).
+    private func replay(_ response: StoredResponse, isHead: Bool) -> PaidResult {
+        var headers = HTTPHeaders()
+        for field in response.headers { headers.add(name: field.name, value: field.value) }
+        let body = response.body ?? []
+        let status = HTTPResponseStatus(statusCode: response.status)
+        if !headers.contains(name: "content-length"), HTTPWire.allowsBody(status: status, isHead: isHead) {
+            headers.add(name: "Content-Length", value: String(body.count))
+        }
+        return .upstream(status: status, headers: headers, extra: [], body: .buffered(ByteBuffer(bytes: isHead ? [] : body)))
+    }
+
+    /// How the identifier's record compares with this request.
+    private func lookup(_ record: IdentifierRecord, paymentHash: String, bindingHash: String) -> PaymentFlow.IdentifierLookup {
+        let samePayment = record.paymentHash == paymentHash, sameRequest = record.bindingHash == bindingHash
+        switch record.state {
+        case .completed:
+            return .completed(samePayment: samePayment, sameRequest: sameRequest, replayable: record.response?.body != nil)
+        case .inFlight, .released:
+            return .inFlight(samePayment: samePayment, sameRequest: sameRequest)
+        }
     }
 
     /// Performs the flow's actions until it produces the answer.
@@ -101,8 +156,76 @@ struct PaidRequestHandler: Sendable {
         var action = flow.start(payment, offers: ctx.route.offers, now: clock())
         var upstream: HTTPResponseHead?
         var buffered: ByteBuffer?
+        /// The identifier's record as found (to replay, or to quote in a conflict).
+        var identifierRecord: IdentifierRecord?
         while true {
             switch action {
+            case .claimIdentifier, .lookUpIdentifier:
+                let id = flow.identifier!
+                let offer = ctx.route.offers[flow.offerIndex!].offer
+                let paymentHash = PaymentIdentifier.paymentHash(payment)
+                let method = ctx.head.method.rawValue, path = ctx.path.pathAndQuery, routeID = ctx.route.config.id
+                let bindingHash = if let body = ctx.body {
+                    PaymentIdentifier.bindingHash(method: method, pathAndQuery: path, routeID: routeID, offer: offer, body: body.readableBytesView)
+                } else {
+                    PaymentIdentifier.bindingHash(method: method, pathAndQuery: path, routeID: routeID, offer: offer, body: EmptyCollection<UInt8>())
+                }
+                if action == .lookUpIdentifier {
+                    switch await ledger.lookUpIdentifier(routeID: routeID, id: id) {
+                    case .success(let record?):
+                        identifierRecord = record
+                        action = flow.identifierChecked(lookup(record, paymentHash: paymentHash, bindingHash: bindingHash))
+                    case .success(nil): action = flow.identifierChecked(.notFound)
+                    case .failure: action = flow.storageFailed()
+                    }
+                    continue
+                }
+                let authorization = payment.payload.authorization
+                let retention = ctx.snapshot.config.limits.storedResponseRetention
+                let request = IdentifierClaimRequest(
+                    routeID: routeID, id: id, paymentHash: paymentHash, bindingHash: bindingHash,
+                    key: PaymentKey(network: offer.network.caip2, asset: offer.asset, payer: authorization.from, nonce: authorization.nonce),
+                    requestID: ctx.requestID,
+                    expiresAt: Int64(clamping: clock()) * 1000 + Int64(retention.components.seconds) * 1000)
+                switch await ledger.claimIdentifier(request) {
+                case .claimed?: action = flow.identifierChecked(.claimed)
+                case .existing(let record)?:
+                    identifierRecord = record
+                    action = flow.identifierChecked(lookup(record, paymentHash: paymentHash, bindingHash: bindingHash))
+                case nil: action = flow.storageFailed()
+                }
+
+            case .replay:
+                logger.info("payment identifier replayed", metadata: ["x402.payment_identifier.request": "\(identifierRecord!.requestID)"])
+                return (replay(identifierRecord!.response!, isHead: isHead), .replayed)
+
+            case .rejectIdentifier(let problem):
+                let (code, message) = switch problem {
+                case .missing: ("payment_identifier_required",
+                                "this route requires the payment-identifier extension: put an id in the payment's extensions[\"payment-identifier\"].info.id")
+                case .invalid(let why): ("invalid_payment_identifier", why)
+                }
+                logger.info("payment identifier refused", metadata: ["x402.reason": "\(code)"])
+                return (.answer(responses.error(.badRequest, code: code, message: message, head: isHead)), .badRequest)
+
+            case .identifierConflict(let conflict):
+                logger.info("payment identifier conflict", metadata: ["x402.reason": "\(conflict.rawValue)"])
+                let message = switch conflict {
+                case .differentPayment: "this payment identifier was used with a different payment"
+                case .differentRequest: "this payment identifier was used with this payment for a different request"
+                case .inFlight: "the first request with this payment identifier is still being processed; retry later"
+                case .notReplayable: "the request was paid and answered, but its answer was too large to store; PAYMENT-RESPONSE is the receipt, do not pay again"
+                }
+                var answer = responses.error(.conflict, code: conflict.rawValue, message: message, head: isHead)
+                if conflict == .inFlight { answer.headers.add(name: "Retry-After", value: "2") }
+                if conflict == .notReplayable {
+                    for field in identifierRecord?.response?.headers ?? [] where HTTPWire.nameEquals(field.name, "payment-response")
+                        || HTTPWire.nameEquals(field.name, "x-payment-response") {
+                        answer.headers.add(name: field.name, value: field.value)
+                    }
+                }
+                return (.answer(answer), .identifierConflict)
+
             case .refuse(let reason, let detail):
                 logger.info("payment refused", metadata: ["x402.reason": "\(reason.rawValue)", "x402.detail": "\(detail ?? "")"])
                 metrics.paymentRefused(reason: reason.rawValue)

@@ -73,7 +73,7 @@ public enum TestHarness {
     /// Starts a fake facilitator, then a gateway whose YAML may use `{{FACILITATOR}}` for its URL.
     public static func withPaidGateway<T: Sendable>(
         yaml: String, facilitator: FakeFacilitator = FakeFacilitator(), upstream: RecordingUpstream = RecordingUpstream(),
-        facilitatorPort: Int = 0, _ body: @Sendable (LiveGateway, FakeFacilitator) async throws -> T
+        facilitatorPort: Int = 0, clock: (@Sendable () -> UInt64)? = nil, _ body: @Sendable (LiveGateway, FakeFacilitator) async throws -> T
     ) async throws -> T {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
@@ -82,7 +82,7 @@ public enum TestHarness {
             var iterator = ports.makeAsyncIterator()
             guard let p = await iterator.next() else { throw TestHarnessError.noPort }
             let text = yaml.replacingOccurrences(of: "{{FACILITATOR}}", with: "http://127.0.0.1:\(p)")
-            return try await withGateway(yaml: text, upstream: upstream) { try await body($0, facilitator) }
+            return try await withGateway(yaml: text, upstream: upstream, clock: clock) { try await body($0, facilitator) }
         }
     }
 

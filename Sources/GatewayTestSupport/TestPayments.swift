@@ -33,8 +33,13 @@ public struct TestPayer: Sendable {
     }
 
     /// A `PAYMENT-SIGNATURE` value (v2).
-    public func header(accepted: PaymentRequirements, payload: ExactEVMPayload) -> String {
-        try! HeaderCodec.encode(PaymentPayload(resource: nil, accepted: accepted, payload: payload))
+    public func header(accepted: PaymentRequirements, payload: ExactEVMPayload, extensions: [String: JSONValue]? = nil) -> String {
+        try! HeaderCodec.encode(PaymentPayload(resource: nil, accepted: accepted, payload: payload, extensions: extensions))
+    }
+
+    /// `extensions` carrying a payment identifier the way the official SDK's client adds it.
+    public static func identifier(_ id: String, required: Bool = false) -> [String: JSONValue] {
+        ["payment-identifier": .object(["info": .object(["required": .bool(required), "id": .string(id)])])]
     }
 
     /// An `X-PAYMENT` value (v1).
