@@ -5,6 +5,7 @@
 Routes (any method, any query string):
   /boom...      500 with a JSON error body
   /article...   200 text/html: a small page naming the payer (the browser paywall test shows it)
+  /unique...    200 JSON {"path", "serial", "produced"}: a body no two requests share (replay tests)
   /events...    text/event-stream: ?n= events (default 5), one every ?interval= seconds (0.4),
                 each written and flushed as it is produced, carrying its production time
   /__requests   the recorded requests as JSON (not itself recorded); DELETE clears them
@@ -25,6 +26,7 @@ from .httpserver import Handler as BaseHandler, Server, arguments, serve
 def make_server(host: str, port: int) -> Server:
     recorded: list[dict] = []
     lock = threading.Lock()
+    serial = [0]
 
     class Handler(BaseHandler):
         def handle_any(self) -> None:
@@ -49,6 +51,11 @@ def make_server(host: str, port: int) -> Server:
                 })
             if url.path.startswith("/boom"):
                 self.send_json(500, {"error": "upstream exploded"})
+            elif url.path.startswith("/unique"):
+                with lock:
+                    serial[0] += 1
+                    number = serial[0]
+                self.send_json(200, {"path": url.path, "serial": number, "produced": time.time()})
             elif url.path.startswith("/events"):
                 self.stream_events(parse_qs(url.query))
             elif url.path.startswith("/article"):
