@@ -9,6 +9,8 @@ Routes (gateway-payid): /unique (a body no two upstream answers share) offers th
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import requests
 from x402.extensions.payment_identifier import (
@@ -21,6 +23,7 @@ from x402.http import x402HTTPClientSync
 
 from rig.clients import decode_challenge, decode_settlement, signed_payment, sync_client
 from rig.constants import NETWORK
+from test_instances import fresh_database, postgres_server  # noqa: F401 (a fixture)
 from test_ledger import restart
 from test_payments import Ledger, assert_settled_on_chain, payment_nonce
 
@@ -157,3 +160,45 @@ def test_the_stored_answer_survives_a_gateway_restart(gateway_factory, chain, up
     assert len(upstream.requests("/unique", tag)) == 1
     assert_settled_on_chain(chain, decode_settlement(first), ledger, buyer.address, payee, 1000, NETWORK)
     gw.stop()
+
+
+def test_two_instances_on_postgresql_share_the_id_in_flight_409_then_the_replay(postgres_server, gateway_factory, chain, upstream, facilitator, buyer, payee, tag):
+    database = fresh_database(postgres_server)
+    a = gateway_factory(PAYID_YAML + f'storage: {{ postgres: "{database}", instance: payid-a }}\n', name="gateway-payid-pg-a")
+    b = gateway_factory(PAYID_YAML + f'storage: {{ postgres: "{database}", instance: payid-b }}\n', name="gateway-payid-pg-b")
+    headers = identified_payment(buyer, f"{a.url}/unique?{tag}", generate_payment_id())
+    ledger = Ledger(chain, buyer.address, payee)
+    settle_started = len(facilitator.stats()["settle_started"])
+    facilitator.set_settle_delay(2)
+    result: dict = {}
+
+    def send():
+        result["first"] = requests.get(f"{a.url}/unique?{tag}", headers=headers, timeout=60)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(facilitator.stats()["settle_started"]) == settle_started:
+            assert time.monotonic() < deadline, "the first request never reached /settle"
+            time.sleep(0.05)
+        busy = requests.get(f"{b.url}/unique?{tag}", headers=headers, timeout=60)
+        assert busy.status_code == 409, busy.text
+        assert busy.json()["error"] == "payment_identifier_in_flight"
+        assert int(busy.headers["Retry-After"]) > 0
+    finally:
+        sender.join(timeout=60)
+        facilitator.set_settle_delay(0)
+    first = result["first"]
+    assert first.status_code == 200, first.text
+    counts = (verifies(facilitator), settles(facilitator))
+
+    again = requests.get(f"{b.url}/unique?{tag}", headers=headers, timeout=60)
+    assert again.status_code == 200, again.text
+    assert again.content == first.content
+    assert again.headers["PAYMENT-RESPONSE"] == first.headers["PAYMENT-RESPONSE"]
+    assert (verifies(facilitator), settles(facilitator)) == counts
+    assert len(upstream.requests("/unique", tag)) == 1
+    assert_settled_on_chain(chain, decode_settlement(first), ledger, buyer.address, payee, 1000, NETWORK)
+    a.stop()
+    b.stop()
