@@ -18,10 +18,14 @@ from rig.clients import decode_challenge, decode_settlement, signed_payment
 
 
 def admin_port(gateway) -> int:
-    """The admin listener's port, from the gateway's JSON log."""
+    """The admin listener's port, from the gateway's JSON log (its current run only: after a
+    restart the admin line comes a few ms after the one `restart` waits for)."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        for line in gateway.proc.log_path.read_text(errors="replace").splitlines()[::-1]:
+        lines = gateway.proc.log_path.read_text(errors="replace").splitlines()
+        for line in lines[::-1]:
+            if line.startswith("=== "):
+                break  # the start marker of the current run: the line is not there yet
             if line.startswith("{") and '"admin listening"' in line:
                 return int(json.loads(line)["port"])
         time.sleep(0.05)
