@@ -24,6 +24,7 @@ public final class GatewayProcess: Sendable {
     public init(executable: String, arguments: [String]) throws {
         let process = Process()
         if getuid() == 0 {
+            let executable = try Self.reachableCopy(of: executable)
             process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
             let user = Self.unprivilegedUser
             guard let account = getpwnam(user) else { throw GatewayProcessError(message: "no user account \(user) to run the gateway as") }
@@ -56,6 +57,29 @@ public final class GatewayProcess: Sendable {
         while process.isRunning && Date() < deadline { usleep(10_000) }
         if process.isRunning { kill(pid, SIGKILL) }
         process.waitUntilExit()
+    }
+
+    /// The build folder may sit where the unprivileged user cannot reach it (a checkout under
+    /// /root): the executable is copied once per test process into a folder anyone may read.
+    private static let copies = Mutex<[String: String]>([:])
+
+    static func reachableCopy(of executable: String) throws -> String {
+        try copies.withLock { copies in
+            if let copy = copies[executable] { return copy }
+            // One file per build folder, replaced by each test run (a rename: a copy still running keeps its file).
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("x402-gateway-test-bin").path
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+            chmod(folder, 0o755)
+            let name = "x402-gateway-" + String(executable.utf8.reduce(UInt64(14_695_981_039_346_656_037)) { ($0 ^ UInt64($1)) &* 1_099_511_628_211 }, radix: 16)
+            let copy = folder + "/" + name
+            let staging = copy + ".\(getpid()).tmp"
+            try? FileManager.default.removeItem(atPath: staging)
+            try FileManager.default.copyItem(atPath: executable, toPath: staging)
+            chmod(staging, 0o755)
+            guard rename(staging, copy) == 0 else { throw GatewayProcessError(message: "cannot place \(copy): errno \(errno)") }
+            copies[executable] = copy
+            return copy
+        }
     }
 
     /// A folder inside `parent` that the gateway's user may write (its SQLite ledger goes there).

@@ -218,13 +218,31 @@ def upstream(run_dir) -> Upstream:
     proc.stop()
 
 
+_binary_copy: list[str] = []
+
+
 def gateway_binary() -> str:
     path = os.environ.get("X402_GATEWAY_BIN")
     if not path:
         pytest.exit("X402_GATEWAY_BIN is not set: run the suite through scripts/e2e.sh", returncode=4)
     if not os.access(path, os.X_OK):
         pytest.exit(f"X402_GATEWAY_BIN={path} is not an executable", returncode=4)
-    return path
+    if GATEWAY_USER is None:
+        return path
+    # The checkout may sit where the gateway's user cannot reach it (under /root): run a copy in a
+    # folder anyone may read.
+    if not _binary_copy:
+        import shutil
+        import tempfile
+        folder = Path(os.environ.get("E2E_RUN_DIR") or tempfile.mkdtemp(prefix="x402-e2e.")) / "bin"
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.parent.chmod(0o755)
+        folder.chmod(0o755)
+        copy = folder / "x402-gateway"
+        shutil.copy2(path, copy)
+        copy.chmod(0o755)
+        _binary_copy.append(str(copy))
+    return _binary_copy[0]
 
 
 def gateway_port(log_text: str) -> int | None:
