@@ -84,8 +84,15 @@ extension YAMLReader {
             }
         }
 
-        let storage = top["storage"].map { storageConfig($0.value, facilitator: facilitator, upstreams: upstreams) } ?? StorageConfig(
+        var storage = top["storage"].map { storageConfig($0.value, facilitator: facilitator, upstreams: upstreams) } ?? StorageConfig(
             backend: .sqlite(path: resolvePath(StorageConfig.defaultSQLitePath)))
+        if top["storage"].flatMap({ node -> Node? in
+            if case .mapping(let m) = node.value { return m["lease"] }
+            return nil
+        }) == nil {
+            // The default lease outlives the slowest paid request, whatever the timeouts.
+            storage.lease = max(storage.lease, Self.slowestPaidRequest(facilitator: facilitator, upstreams: upstreams) + .seconds(60))
+        }
 
         var reload = ReloadConfig()
         if let node = top["reload"]?.value, let m = mapping(node, "reload", allowed: ["watch", "interval"]) {
@@ -223,7 +230,7 @@ extension YAMLReader {
         if let n = m["poolSize"]?.value, let size = int(n, "storage.poolSize", range: 1...256) { config.poolSize = size }
         if let n = m["lease"]?.value, let lease = duration(n, "storage.lease") {
             // A claim must outlive the slowest paid request, or another instance could take it over mid-flight.
-            let slowest = (upstreams.values.map(\.timeout).max() ?? .zero) + (facilitator?.timeout ?? .zero) * 2
+            let slowest = Self.slowestPaidRequest(facilitator: facilitator, upstreams: upstreams)
             if lease <= slowest {
                 error(n, "storage.lease must be longer than the slowest paid request (\(slowest): the longest upstream timeout plus two facilitator timeouts)")
             } else {
@@ -292,6 +299,12 @@ extension YAMLReader {
         if let n = m["grace"]?.value, let v = duration(n, "reconcile.grace") { config.grace = v }
         if let n = m["batch"]?.value, let v = int(n, "reconcile.batch", range: 1...10_000) { config.batch = v }
         return config
+    }
+
+    /// The longest a paid request can hold its claim before settling: the longest upstream timeout
+    /// plus two facilitator calls.
+    static func slowestPaidRequest(facilitator: FacilitatorConfig?, upstreams: [String: UpstreamConfig]) -> Duration {
+        (upstreams.values.map(\.timeout).max() ?? .zero) + (facilitator?.timeout ?? .zero) * 2
     }
 
     /// Why a PostgreSQL URL is unusable, or nil.

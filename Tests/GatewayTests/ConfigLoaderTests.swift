@@ -47,6 +47,19 @@ struct ConfigLoaderTests {
         #expect(c.routes[1].access == .free)
     }
 
+    @Test("the default ledger is SQLite beside the file, and the default lease outlives the slowest paid request")
+    func storageDefaults() throws {
+        let c = try ConfigLoader.parse(yaml: Self.valid, file: "/etc/gw/g.yaml", environment: Self.env)
+        #expect(c.storage.backend == .sqlite(path: "/etc/gw/x402-gateway.db"))
+        #expect(c.storage.lease == .seconds(300))
+        let slow = Self.valid.replacingOccurrences(of: "timeout: 30s", with: "timeout: 10m")
+        #expect(slow != Self.valid)
+        let long = try ConfigLoader.parse(yaml: slow, file: "g.yaml", environment: Self.env)
+        #expect(long.storage.lease == .seconds(600 + 2 * 10 + 60))
+        let set = try ConfigLoader.parse(yaml: slow + "\nstorage: { memory: true, lease: 20m }\n", file: "g.yaml", environment: Self.env)
+        #expect(set.storage.backend == .memory && set.storage.lease == .seconds(1200))
+    }
+
     /// Replaces `old` with `new` in the valid file and returns the single diagnostic text.
     static func diagnostics(_ old: String, _ new: String, env: [String: String] = env) -> [String] {
         let yaml = valid.replacingOccurrences(of: old, with: new)
