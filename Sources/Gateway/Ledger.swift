@@ -33,7 +33,10 @@ struct Ledger {
         }
     }
 
-    /// Records a step of the claim held; false when the store failed.
+    /// Records a step of the claim held; false when the store failed (logged here). Before
+    /// `settling` the caller fails closed on it; after it, a row left in `settling` is an unknown
+    /// outcome for reconciliation and any other in-flight row is free again once its lease ends.
+    @discardableResult
     func step(_ transition: PaymentTransition) async -> Bool {
         guard let ticket else { return false }
         do {
@@ -87,12 +90,5 @@ struct Ledger {
         } catch {
             logger.error("payment store failed", metadata: ["x402.stage": "identifier", "error": "\(error)"])
         }
-    }
-
-    /// Records how the claim ended (settled, refused, released, unknown). A failure is logged: a row
-    /// left in `settling` is an unknown outcome for reconciliation, and any other in-flight row is
-    /// free again once its lease ends.
-    func end(_ transition: PaymentTransition) async {
-        _ = await step(transition)
     }
 }

@@ -83,8 +83,8 @@ struct PaidRequestHandler: Sendable {
         // Record how the claim ended before answering, so a client's next request sees the final state.
         if ledger.ticket != nil {
             switch flow.claim {
-            case .release: await ledger.end(ledger.refusal.map { .refused(reason: $0) } ?? .released(reason: answer.1.rawValue))
-            case .unknown: await ledger.end(.unknown(reason: answer.1.rawValue))
+            case .release: await ledger.step(ledger.refusal.map { .refused(reason: $0) } ?? .released(reason: answer.1.rawValue))
+            case .unknown: await ledger.step(.unknown(reason: answer.1.rawValue))
             case .spend, .none: break
             }
         }
@@ -314,7 +314,7 @@ struct PaidRequestHandler: Sendable {
                     metrics.settlement(outcome: "settled")
                     let offer = ctx.route.offers[flow.offerIndex!].offer
                     metrics.settled(network: offer.network.caip2, asset: offer.asset, amount: offer.amount)
-                    await ledger.end(.settled(transaction: settlement.transaction))
+                    await ledger.step(.settled(transaction: settlement.transaction))
                 case .success(let settlement):
                     metrics.settlement(outcome: "failed")
                     ledger.refusal = settlement.errorReason ?? "settlement_failed"

@@ -22,9 +22,8 @@ public enum PaymentStoreOpener {
             logger.warning("payment state is kept in memory: it is neither durable nor shared; a restart forgets every claim and the ledger")
             return OpenPaymentStore(store: InMemoryPaymentStore(settings: StoreSettings(instanceID: config.instance ?? "memory", leaseMilliseconds: lease)))
         case .sqlite(let path):
-            let lock = try SQLiteFileLock(path: path + ".lock")
             let store = try await SQLPaymentStore(
-                database: try SQLiteDatabase(path: path),
+                database: try SQLiteDatabase(path: path, exclusive: true),
                 settings: StoreSettings(instanceID: config.instance ?? "gw-" + randomHex(4), leaseMilliseconds: lease),
                 keepInstanceID: config.instance == nil)
             // This process alone holds the file (the lock): claims its earlier run left in flight died with it.
@@ -34,7 +33,7 @@ public enum PaymentStoreOpener {
                                metadata: ["x402.unknown": "\(recovered.unknown)", "x402.released": "\(recovered.released)"])
             }
             logger.info("payment ledger open", metadata: ["storage": "sqlite", "path": "\(path)", "x402.instance": "\(store.instanceID)"])
-            return OpenPaymentStore(store: LockedStore(inner: store, lock: lock))
+            return OpenPaymentStore(store: store)
         case .postgres(let url):
             let database = try PostgresDatabase(url: url, poolSize: config.poolSize)
             // Several instances share the database: without a configured id, one per process
@@ -66,31 +65,4 @@ public enum PaymentStoreOpener {
     static func randomHex(_ bytes: Int) -> String {
         (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
     }
-}
-
-/// A store that keeps its database's lock file held for as long as it lives.
-final class LockedStore: PaymentStore {
-    let inner: any PaymentStore
-    let lock: SQLiteFileLock
-
-    init(inner: any PaymentStore, lock: SQLiteFileLock) {
-        self.inner = inner
-        self.lock = lock
-    }
-
-    var instanceID: String { inner.instanceID }
-    var kind: String { inner.kind }
-    func claim(_ request: ClaimRequest) async throws -> ClaimResult { try await inner.claim(request) }
-    func record(_ ticket: ClaimTicket, _ transition: PaymentTransition) async throws { try await inner.record(ticket, transition) }
-    func reconcile(_ key: PaymentKey, attempt: Int, _ outcome: ReconciledOutcome) async throws -> Bool {
-        try await inner.reconcile(key, attempt: attempt, outcome)
-    }
-    func payments(_ query: PaymentQuery) async throws -> [PaymentRecord] { try await inner.payments(query) }
-    func claimIdentifier(_ request: IdentifierClaimRequest) async throws -> IdentifierClaim { try await inner.claimIdentifier(request) }
-    func completeIdentifier(_ ticket: IdentifierTicket, _ response: StoredResponse) async throws {
-        try await inner.completeIdentifier(ticket, response)
-    }
-    func releaseIdentifier(_ ticket: IdentifierTicket) async throws { try await inner.releaseIdentifier(ticket) }
-    func identifier(routeID: String, id: String) async throws -> IdentifierRecord? { try await inner.identifier(routeID: routeID, id: id) }
-    func ping() async throws { try await inner.ping() }
 }

@@ -12,8 +12,14 @@ public final class SQLiteDatabase: SQLDatabase {
 
     /// Opens (creating when missing) the file at `path`. Fails with a ``StorageError`` when the
     /// file cannot be opened or is not a SQLite database.
-    public init(path: String) throws {
+    /// Held for the database's lifetime when it was opened `exclusive`.
+    private let lock: SQLiteFileLock?
+
+    /// - Parameter exclusive: take the lock file `PATH.lock` first, so that no other gateway
+    ///   process uses this ledger while this one runs (readers beside it open it without).
+    public init(path: String, exclusive: Bool = false) throws {
         self.path = path
+        lock = exclusive ? try SQLiteFileLock(path: path + ".lock") : nil
         var configuration = Configuration()
         configuration.label = "x402-ledger"
         configuration.busyMode = .timeout(5)

@@ -8,10 +8,10 @@ import GatewayStorage
 /// An exclusive lock on a file beside the database, held while the gateway runs: one SQLite ledger
 /// belongs to one gateway process (several instances share PostgreSQL instead). A second process on
 /// the same file is refused at start rather than sharing claims it cannot see in flight.
-public final class SQLiteFileLock: Sendable {
+final class SQLiteFileLock: Sendable {
     private let descriptor: Int32
 
-    public init(path: String) throws {
+    init(path: String) throws {
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             throw StorageError(.unavailable, "\(path): cannot open the lock file: \(String(cString: strerror(errno)))")

@@ -120,9 +120,11 @@ struct SQLiteLedgerTests {
     func oneProcessPerFile() throws {
         let dir = try Self.folder()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let lock = try SQLiteFileLock(path: dir + "/ledger.db.lock")
+        let first = try SQLiteDatabase(path: dir + "/ledger.db", exclusive: true)
         // flock locks belong to open file descriptions: a second open in this process conflicts like another process.
-        #expect(throws: StorageError.self) { _ = try SQLiteFileLock(path: dir + "/ledger.db.lock") }
-        _ = lock
+        #expect(throws: StorageError.self) { _ = try SQLiteDatabase(path: dir + "/ledger.db", exclusive: true) }
+        // A reader (the payments and revenue commands) opens it beside the running gateway.
+        _ = try SQLiteDatabase(path: dir + "/ledger.db")
+        withExtendedLifetime(first) {}
     }
 }

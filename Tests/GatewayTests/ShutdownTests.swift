@@ -12,19 +12,25 @@ func gatewayExecutable() throws -> String {
                         "build the x402-gateway product first (scripts/check.sh does)")
 }
 
+/// Runs `body` with a recording upstream listening on a port of its own, shut down afterwards.
+func withRecordingUpstream(_ body: (RecordingUpstream, Int) async throws -> Void) async throws {
+    let upstream = RecordingUpstream()
+    var logger = Logger(label: "test")
+    logger.logLevel = .critical
+    let (ports, portSink) = AsyncStream<Int>.makeStream()
+    try await TestHarness.withRunning(upstream.application { portSink.yield($0) }, logger: logger) {
+        var iterator = ports.makeAsyncIterator()
+        try await body(upstream, try #require(await iterator.next()))
+    }
+}
+
 @Suite("Graceful shutdown of the real process")
 struct ShutdownTests {
     @Test("SIGTERM drains a slow request in flight to completion, refuses new connections, and exits 0")
     func sigtermDrains() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let upstream = RecordingUpstream()
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        let (ports, portSink) = AsyncStream<Int>.makeStream()
-        try await TestHarness.withRunning(upstream.application { portSink.yield($0) }, logger: logger) {
-            var iterator = ports.makeAsyncIterator()
-            let upstreamPort = try #require(await iterator.next())
+        try await withRecordingUpstream { upstream, upstreamPort in
             let file = dir + "/gateway.yaml"
             let state = try GatewayProcess.stateDirectory(in: dir)
             try """
@@ -95,13 +101,7 @@ struct ShutdownTests {
     func unbindableListenerExits() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let upstream = RecordingUpstream()
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        let (ports, portSink) = AsyncStream<Int>.makeStream()
-        try await TestHarness.withRunning(upstream.application { portSink.yield($0) }, logger: logger) {
-            var iterator = ports.makeAsyncIterator()
-            let taken = try #require(await iterator.next())
+        try await withRecordingUpstream { upstream, taken in
             let file = dir + "/gateway.yaml"
             // The upstream's own port: in use. (Formerly the process went on with only the admin
             // listener, /healthz answering 200, and reported the bind error at SIGTERM.)

@@ -9,13 +9,7 @@ struct UnprivilegedProcessTests {
     func answersWithoutPrivileges() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let upstream = RecordingUpstream()
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        let (ports, portSink) = AsyncStream<Int>.makeStream()
-        try await TestHarness.withRunning(upstream.application { portSink.yield($0) }, logger: logger) {
-            var iterator = ports.makeAsyncIterator()
-            let upstreamPort = try #require(await iterator.next())
+        try await withRecordingUpstream { upstream, upstreamPort in
             let file = dir + "/gateway.yaml"
             let state = try GatewayProcess.stateDirectory(in: dir)
             try """

@@ -59,6 +59,27 @@ def restart(gateway):
 LEDGER_YAML = GATEWAY_YAML + "admin: { listen: 127.0.0.1:0 }\n"
 
 
+def send_in_background(url: str, headers: dict) -> tuple[threading.Thread, dict]:
+    result: dict = {}
+
+    def send():
+        try:
+            result["response"] = requests.get(url, headers=headers, timeout=60)
+        except requests.RequestException as error:
+            result["error"] = error
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    return thread, result
+
+
+def wait_for_settle_start(facilitator, before: int) -> None:
+    deadline = time.monotonic() + 30
+    while len(facilitator.stats()["settle_started"]) == before:
+        assert time.monotonic() < deadline, "the gateway never asked the facilitator to settle"
+        time.sleep(0.02)
+
+
 def test_ledger_row_for_a_paid_request_survives_restart_and_so_does_replay_protection(gateway_factory, chain, upstream, buyer, payee, tag):
     gw = gateway_factory(LEDGER_YAML, name="gateway-ledger")
     url = f"{gw.url}/weather?{tag}"
@@ -114,21 +135,10 @@ def test_kill_9_during_a_slow_settle_leaves_an_unknown_outcome_never_nothing(gat
     facilitator.set_settle_delay(3)
     stats = facilitator.stats()
     started_before, finished_before = len(stats["settle_started"]), len(stats["settle_finished"])
-    result: dict = {}
-
-    def send():
-        try:
-            result["response"] = requests.get(url, headers=headers, timeout=60)
-        except requests.RequestException as error:
-            result["error"] = error
-
-    sender = threading.Thread(target=send)
-    sender.start()
+    sender, result = send_in_background(url, headers)
     try:
+        wait_for_settle_start(facilitator, started_before)
         deadline = time.monotonic() + 30
-        while len(facilitator.stats()["settle_started"]) == started_before:
-            assert time.monotonic() < deadline, "the gateway never asked the facilitator to settle"
-            time.sleep(0.02)
         os.killpg(gw.proc.popen.pid, signal.SIGKILL)  # mid-settlement
         gw.proc.popen.wait(10)
         sender.join(60)

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,7 +14,7 @@ from pathlib import Path
 import requests
 
 from rig.clients import decode_challenge, decode_settlement, signed_payment
-from test_ledger import LEDGER_YAML, admin_port, nonce_of, restart, row_for
+from test_ledger import LEDGER_YAML, admin_port, nonce_of, restart, row_for, send_in_background, wait_for_settle_start
 
 # Stands for an API key in the RPC URL: the rig's chain ignores the path, the gateway must never log it.
 SECRET = "e2e-secret-key"
@@ -70,27 +68,6 @@ def decisions(gateway) -> list[dict]:
         if line.startswith("{") and '"reconciliation decision"' in line:
             found.append(json.loads(line))
     return found
-
-
-def send_in_background(url: str, headers: dict) -> tuple[threading.Thread, dict]:
-    result: dict = {}
-
-    def send():
-        try:
-            result["response"] = requests.get(url, headers=headers, timeout=60)
-        except requests.RequestException as error:
-            result["error"] = error
-
-    thread = threading.Thread(target=send)
-    thread.start()
-    return thread, result
-
-
-def wait_for_settle_start(facilitator, before: int) -> None:
-    deadline = time.monotonic() + 30
-    while len(facilitator.stats()["settle_started"]) == before:
-        assert time.monotonic() < deadline, "the gateway never asked the facilitator to settle"
-        time.sleep(0.02)
 
 
 def test_kill_9_mid_settle_then_restart_with_an_rpc_reconciles_settled_with_the_chains_transaction(
