@@ -56,6 +56,8 @@ final class GatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var context: ChannelHandlerContext?
     /// The client's IP address as text, read once per connection.
     private var peer: String??
+    /// Where the paid path's tasks of this connection run (made at the first paid request).
+    private var paidExecutor: EventLoopTaskExecutor?
 
     init(box: SnapshotBox, logger: Logger, metrics: GatewayMetrics, paid: PaidRequestHandler, idleTimeout: Duration) {
         self.box = box
@@ -439,7 +441,9 @@ extension GatewayHandler {
             requestID: payment.requestID, clientGone: { [gone = payment.gone] in gone.isSet }, hop: ConnectionHop(handler: bound, payment: current))
         payment.body = nil
         let handler = self.paid
-        Task {
+        let executor = paidExecutor ?? EventLoopTaskExecutor(loop)
+        paidExecutor = executor
+        Task(executorPreference: executor) {
             let (result, outcome) = await handler.respond(paidContext, header: p.header, headerVersion: p.version)
             counters.record(outcome)
             switch result {

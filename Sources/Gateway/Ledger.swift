@@ -12,6 +12,8 @@ struct Ledger {
     private(set) var identifierTicket: IdentifierTicket?
     /// The facilitator's reason when it refused the payment (the claim then ends as `refused`).
     var refusal: String?
+    /// Steps noted, not written yet: they go with the next ``step(_:)``.
+    private var noted: [PaymentStep] = []
 
     init(store: any PaymentStore, logger: Logger) {
         self.store = store
@@ -33,14 +35,25 @@ struct Ledger {
         }
     }
 
-    /// Records a step of the claim held; false when the store failed (logged here). Before
-    /// `settling` the caller fails closed on it; after it, a row left in `settling` is an unknown
-    /// outcome for reconciliation and any other in-flight row is free again once its lease ends.
+    /// Notes a step that needs no durability of its own (`verified`, `forwarded` before any
+    /// settlement: a crash there ends the claim as released either way) with its time; it is
+    /// written with the next ``step(_:)``, which saves the paid path a write per step.
+    mutating func note(_ transition: PaymentTransition) {
+        guard ticket != nil else { return }
+        noted.append(PaymentStep(transition, at: store.now()))
+    }
+
+    /// Records a step of the claim held, after the steps noted before it, in one change; false
+    /// when the store failed (logged here). Before `settling` the caller fails closed on it; after
+    /// it, a row left in `settling` is an unknown outcome for reconciliation and any other
+    /// in-flight row is free again once its lease ends.
     @discardableResult
-    func step(_ transition: PaymentTransition) async -> Bool {
+    mutating func step(_ transition: PaymentTransition) async -> Bool {
         guard let ticket else { return false }
+        let steps = noted + [PaymentStep(transition, at: store.now())]
+        noted = []
         do {
-            try await store.record(ticket, transition)
+            try await store.record(ticket, steps)
             return true
         } catch {
             logger.error("payment store failed", metadata: ["x402.stage": "\(transition.target.rawValue)", "error": "\(error)"])

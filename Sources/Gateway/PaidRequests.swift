@@ -265,7 +265,7 @@ struct PaidRequestHandler: Sendable {
                 switch action {
                 case .forward, .settle:
                     ctx.counters.verified()
-                    if await !ledger.step(.verified(payer: flow.payer ?? payment.payload.authorization.from)) { action = flow.storageFailed() }
+                    ledger.note(.verified(payer: flow.payer ?? payment.payload.authorization.from))
                 default: break
                 }
 
@@ -285,10 +285,11 @@ struct PaidRequestHandler: Sendable {
                             continue
                         }
                     }
-                    // Under `before` the payment is settled already: a failed write cannot undo that, so it is only logged.
-                    if await !ledger.step(.forwarded(upstreamStatus: Int(response.status.code))), flow.settlement == nil {
-                        action = flow.storageFailed()
-                        continue
+                    if flow.settlement == nil {
+                        ledger.note(.forwarded(upstreamStatus: Int(response.status.code)))
+                    } else {
+                        // Under `before` the payment is settled already: a failed write cannot undo that, so it is only logged.
+                        await ledger.step(.forwarded(upstreamStatus: Int(response.status.code)))
                     }
                     action = flow.upstreamResponded(status: Int(response.status.code))
                 } catch {

@@ -59,20 +59,26 @@ public final class InMemoryPaymentStore: PaymentStore {
         }
     }
 
-    public func record(_ ticket: ClaimTicket, _ transition: PaymentTransition) async throws {
+    public func record(_ ticket: ClaimTicket, _ steps: [PaymentStep]) async throws {
+        guard PaymentStep.isChain(steps) else { throw StorageError(.outOfOrder, "steps out of order: \(steps.map(\.transition.target))") }
         let now = settings.clock()
         try state.withLock { state in
             guard var row = state.rows[ticket.key], row.attempt == ticket.attempt else {
                 throw StorageError(.leaseLost, "\(ticket.key) attempt \(ticket.attempt) is no longer held")
             }
-            if row.state == transition.state(after: row.state), !transition.predecessors.contains(row.state) { return }
-            guard transition.predecessors.contains(row.state) else {
-                throw StorageError(.outOfOrder, "\(transition.target.rawValue) cannot follow \(row.state.rawValue)")
+            let first = steps[0].transition, last = steps[steps.count - 1].transition
+            if row.state == last.state(after: row.state), !first.predecessors.contains(row.state) { return }
+            guard first.predecessors.contains(row.state) else {
+                throw StorageError(.outOfOrder, "\(first.target.rawValue) cannot follow \(row.state.rawValue)")
             }
-            row.apply(transition, now: now, lease: now + settings.leaseMilliseconds)
+            for step in steps { row.apply(step.transition, at: step.at) }
+            row.leaseUntil = now + settings.leaseMilliseconds
+            row.updatedAt = now
             state.rows[ticket.key] = row
         }
     }
+
+    public func now() -> Int64 { settings.clock() }
 
     public func reconcile(_ key: PaymentKey, attempt: Int, _ outcome: ReconciledOutcome) async throws -> Bool {
         let now = settings.clock()
@@ -156,11 +162,9 @@ public final class InMemoryPaymentStore: PaymentStore {
 }
 
 extension PaymentRecord {
-    /// The row after `transition` (already checked against the order), as every backend writes it.
-    mutating func apply(_ transition: PaymentTransition, now: Int64, lease: Int64) {
+    /// The row after `transition` at time `now` (already checked against the order), as every backend writes it.
+    mutating func apply(_ transition: PaymentTransition, at now: Int64) {
         state = transition.state(after: state)
-        leaseUntil = lease
-        updatedAt = now
         switch transition {
         case .verified(let payer):
             verifiedPayer = payer.lowercased()

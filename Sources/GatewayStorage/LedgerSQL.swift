@@ -1,3 +1,5 @@
+import Synchronization
+
 /// The ledger's schema and statements, shared by the SQL backends (SQLite and PostgreSQL speak the
 /// same dialect for everything here: upserts with a condition, `RETURNING`, `TEXT` and `BIGINT`).
 /// Amounts are decimal strings (a uint256 fits no SQL integer); times are unix milliseconds.
@@ -133,57 +135,72 @@ public enum LedgerSQL {
         [.text(key.network), .text(key.asset), .text(key.payer), .text(key.nonce)]
     }
 
-    /// Applies a step when the ticket still holds the claim and the row is in a predecessor state;
-    /// returns `attempt` when applied, no row otherwise (then ``explain(_:ticket:transition:)``).
-    public static func record(_ ticket: ClaimTicket, _ transition: PaymentTransition, now: Int64, leaseUntil: Int64) -> SQLStatement {
+    /// Applies a chain of steps (see ``PaymentStep/isChain(_:)``) as one change when the ticket
+    /// still holds the claim and the row is in a predecessor state of the first; returns `attempt`
+    /// when applied, no row otherwise (then ``explain(_:ticket:steps:)``).
+    public static func record(_ ticket: ClaimTicket, _ steps: [PaymentStep], now: Int64, leaseUntil: Int64) -> SQLStatement {
         var binds = keyBinds(ticket.key) + [.integer(Int64(ticket.attempt)), .integer(now), .integer(leaseUntil)]
-        switch transition {
-        case .verified(let payer): binds.append(.text(payer.lowercased()))
-        case .forwarded(let status): binds.append(.integer(Int64(status)))
-        case .settling: break
-        case .settled(let hash): binds.append(.text(hash))
-        case .refused(let why), .released(let why), .unknown(let why): binds.append(.text(why))
+        for step in steps {
+            binds.append(.integer(step.at))
+            switch step.transition {
+            case .verified(let payer): binds.append(.text(payer.lowercased()))
+            case .forwarded(let status): binds.append(.integer(Int64(status)))
+            case .settling: break
+            case .settled(let hash): binds.append(.text(hash))
+            case .refused(let why), .released(let why), .unknown(let why): binds.append(.text(why))
+            }
         }
-        return SQLStatement(recordSQL[transition.target]!, binds)
+        return SQLStatement(recordSQL(steps.map(\.transition.target)), binds)
     }
 
-    /// The statement of each step, made once: `$8` is the step's own value.
-    private static let recordSQL: [PaymentState: String] = Dictionary(uniqueKeysWithValues: [
-        PaymentTransition.verified(payer: ""), .forwarded(upstreamStatus: 0), .settling, .settled(transaction: ""),
-        .refused(reason: ""), .released(reason: ""), .unknown(reason: ""),
-    ].map { transition in
-        var state = "'\(transition.target.rawValue)'"
-        let set: String
-        switch transition {
-        case .verified: set = "verified_payer = $8, verified_at = $6"
-        case .forwarded:
-            state = "CASE WHEN state = 'settled' THEN 'settled' ELSE 'forwarded' END"
-            set = "upstream_status = $8, forwarded_at = $6"
-        case .settling: set = "settling_at = $6"
-        case .settled: set = "transaction_hash = $8, charged_amount = amount, finished_at = $6"
-        case .refused, .released, .unknown: set = "reason = $8, finished_at = $6"
+    /// The statement for a chain of step kinds: `$5` attempt, `$6` now, `$7` lease, then each
+    /// step's time and value (`settling` has no value). Made once per chain.
+    private static func recordSQL(_ targets: [PaymentState]) -> String {
+        if let made = madeRecordSQL.withLock({ $0[targets] }) { return made }
+        var next = 8
+        func bind() -> String {
+            defer { next += 1 }
+            return "$\(next)"
         }
-        return (transition.target, """
-            UPDATE x402_payments SET state = \(state), \(set), lease_until = $7, updated_at = $6
-            WHERE \(keyMatch) AND attempt = $5 AND state IN (\(list(transition.predecessors)))
+        var sets: [String] = []
+        for target in targets {
+            let at = bind()
+            switch target {
+            case .verified: sets.append("verified_payer = \(bind()), verified_at = \(at)")
+            case .forwarded: sets.append("upstream_status = \(bind()), forwarded_at = \(at)")
+            case .settling: sets.append("settling_at = \(at)")
+            case .settled: sets.append("transaction_hash = \(bind()), charged_amount = amount, finished_at = \(at)")
+            default: sets.append("reason = \(bind()), finished_at = \(at)")  // refused, released, unknown
+            }
+        }
+        // `forwarded` alone after `settled` (under `before`) leaves the row settled; in a longer chain the last step's state wins.
+        let state = targets == [.forwarded] ? "CASE WHEN state = 'settled' THEN 'settled' ELSE 'forwarded' END" : "'\(targets.last!.rawValue)'"
+        let sql = """
+            UPDATE x402_payments SET state = \(state), \(sets.joined(separator: ", ")), lease_until = $7, updated_at = $6
+            WHERE \(keyMatch) AND attempt = $5 AND state IN (\(list(PaymentTransition.predecessors(of: targets[0]))))
             RETURNING attempt
-            """)
-    })
+            """
+        madeRecordSQL.withLock { $0[targets] = sql }
+        return sql
+    }
+
+    private static let madeRecordSQL = Mutex<[[PaymentState]: String]>([:])
 
     /// The row's state and attempt, to explain a step that changed nothing.
     public static func stateOf(_ key: PaymentKey) -> SQLStatement {
         SQLStatement("SELECT state, attempt FROM x402_payments WHERE \(keyMatch)", keyBinds(key))
     }
 
-    /// A step that changed nothing: a repeat (fine), a lost claim, or a step out of order.
-    public static func explain(_ row: [SQLValue]?, ticket: ClaimTicket, transition: PaymentTransition) throws(StorageError) {
+    /// A chain of steps that changed nothing: a repeat (fine: the row is in the state the chain
+    /// ends in), a lost claim, or steps out of order.
+    public static func explain(_ row: [SQLValue]?, ticket: ClaimTicket, steps: [PaymentStep]) throws(StorageError) {
         guard let row, row.count == 2, let state = row[0].text.flatMap(PaymentState.init(rawValue:)), let attempt = row[1].integer,
               attempt == Int64(ticket.attempt)
         else {
             throw StorageError(.leaseLost, "\(ticket.key) attempt \(ticket.attempt) is no longer held")
         }
-        if state == transition.state(after: state) { return }
-        throw StorageError(.outOfOrder, "\(transition.target.rawValue) cannot follow \(state.rawValue)")
+        if let last = steps.last?.transition, state == last.state(after: state) { return }
+        throw StorageError(.outOfOrder, "\(steps.first?.transition.target.rawValue ?? "no step") cannot follow \(state.rawValue)")
     }
 
     /// At the start of an instance that alone uses its id: the claims its previous run left in

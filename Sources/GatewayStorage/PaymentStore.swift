@@ -11,6 +11,7 @@
 ///   is taken over as a retry after an unknown outcome, never as fresh.
 /// - `record` is ordered and idempotent: a step is applied only from its predecessors, repeating
 ///   the step the row is already in is a no-op, and a ticket whose claim was taken over is refused.
+///   A chain of steps is applied as one change (all or none), each with its own time.
 /// - Every call has reached durable storage when it returns.
 /// - Payment identifiers (the payment-identifier extension) follow the same rules: of concurrent
 ///   `claimIdentifier` calls on one (route, id), exactly one gets `.claimed` until that claim is
@@ -21,7 +22,11 @@ public protocol PaymentStore: Sendable {
     var instanceID: String { get }
 
     func claim(_ request: ClaimRequest) async throws -> ClaimResult
-    func record(_ ticket: ClaimTicket, _ transition: PaymentTransition) async throws
+    /// Applies `steps` (a chain: see ``PaymentStep/isChain(_:)``) in order, as one change: the first
+    /// must follow the row's state; a chain ending in the state the row is in already is a no-op.
+    func record(_ ticket: ClaimTicket, _ steps: [PaymentStep]) async throws
+    /// The store's clock (unix ms), for the time of a step written later.
+    func now() -> Int64
     /// Settles an `unknown` row (or a `settling` row whose lease ended) with what the chain says,
     /// provided it is still the `attempt` the decision was made for. Returns false when the row is
     /// in no such state (already reconciled, retried since, or never seen).
@@ -42,6 +47,13 @@ public protocol PaymentStore: Sendable {
     func ping() async throws
     /// What this backend is, for logs and `/readyz` ("sqlite", "postgres", "memory").
     var kind: String { get }
+}
+
+extension PaymentStore {
+    /// Records one step, timed now.
+    public func record(_ ticket: ClaimTicket, _ transition: PaymentTransition) async throws {
+        try await record(ticket, [PaymentStep(transition, at: now())])
+    }
 }
 
 /// What the request claiming a payment knows about it.

@@ -27,8 +27,11 @@ public enum PaymentTransition: Sendable, Equatable {
     }
 
     /// The states this step may follow (the order the ledger enforces).
-    public var predecessors: [PaymentState] {
-        switch self {
+    public var predecessors: [PaymentState] { Self.predecessors(of: target) }
+
+    /// The states a step into `target` may follow; none for the states no step leads to.
+    public static func predecessors(of target: PaymentState) -> [PaymentState] {
+        switch target {
         case .verified: [.claimed]
         case .forwarded: [.verified, .settled]
         case .settling: [.verified, .forwarded]
@@ -36,6 +39,7 @@ public enum PaymentTransition: Sendable, Equatable {
         case .refused: [.claimed, .verified, .settling]
         case .released: [.claimed, .verified, .forwarded]
         case .unknown: [.claimed, .verified, .forwarded, .settling]
+        case .claimed, .reconciledSettled, .reconciledUnsettled: []
         }
     }
 

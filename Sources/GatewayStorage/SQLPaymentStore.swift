@@ -44,13 +44,16 @@ public final class SQLPaymentStore<Database: SQLDatabase>: PaymentStore {
         return LedgerSQL.claimResult(rows.first, key: request.key)
     }
 
-    public func record(_ ticket: ClaimTicket, _ transition: PaymentTransition) async throws {
+    public func record(_ ticket: ClaimTicket, _ steps: [PaymentStep]) async throws {
+        guard PaymentStep.isChain(steps) else { throw StorageError(.outOfOrder, "steps out of order: \(steps.map(\.transition.target))") }
         let now = settings.clock()
-        let applied = try await database.query(LedgerSQL.record(ticket, transition, now: now, leaseUntil: now + settings.leaseMilliseconds))
+        let applied = try await database.query(LedgerSQL.record(ticket, steps, now: now, leaseUntil: now + settings.leaseMilliseconds))
         guard applied.isEmpty else { return }
         let row = try await database.query(LedgerSQL.stateOf(ticket.key)).first
-        try LedgerSQL.explain(row, ticket: ticket, transition: transition)
+        try LedgerSQL.explain(row, ticket: ticket, steps: steps)
     }
+
+    public func now() -> Int64 { settings.clock() }
 
     public func reconcile(_ key: PaymentKey, attempt: Int, _ outcome: ReconciledOutcome) async throws -> Bool {
         !(try await database.query(LedgerSQL.reconcile(key, attempt: attempt, outcome, now: settings.clock()))).isEmpty

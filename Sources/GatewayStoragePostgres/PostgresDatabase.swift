@@ -6,6 +6,7 @@ import Darwin
 import GatewayStorage
 import Logging
 import NIOCore
+import NIOPosix
 import NIOSSL
 import PostgresNIO
 import Synchronization
@@ -32,6 +33,8 @@ public final class PostgresDatabase: SQLDatabase {
     private let connectionConfiguration: PostgresConnection.Configuration
     private let logger: Logger
     private let running = Atomic<Bool>(false)
+    /// The pool's connections and the timers of waits for them.
+    private let eventLoops: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
 
     /// The advisory lock (`pg_advisory_xact_lock`) that makes concurrent migrations of one database
     /// wait for each other: "x402-ledger" in ASCII, so that it names itself in `pg_locks`.
@@ -53,13 +56,12 @@ public final class PostgresDatabase: SQLDatabase {
             host: configuration.host, port: configuration.port, username: configuration.username,
             password: configuration.password, database: configuration.database, tls: tls.client)
         clientConfiguration.options = options
-        client = PostgresClient(configuration: clientConfiguration, backgroundLogger: logger)
+        client = PostgresClient(configuration: clientConfiguration, eventLoopGroup: eventLoops, backgroundLogger: logger)
 
         var connectionConfiguration = PostgresConnection.Configuration(
             host: configuration.host, port: configuration.port, username: configuration.username,
             password: configuration.password, database: configuration.database, tls: tls.connection)
-        let (seconds, attoseconds) = configuration.connectTimeout.components
-        connectionConfiguration.options.connectTimeout = .nanoseconds(seconds &* 1_000_000_000 &+ attoseconds / 1_000_000_000)
+        connectionConfiguration.options.connectTimeout = configuration.connectTimeout.timeAmount
         connectionConfiguration.options.additionalStartupParameters = Self.startupParameters(configuration)
         self.connectionConfiguration = connectionConfiguration
     }
@@ -172,26 +174,23 @@ public final class PostgresDatabase: SQLDatabase {
     ) async throws -> Result {
         let gate = LeaseGate()
         let client = client
-        let timeout = configuration.acquireTimeout
-        return try await withThrowingTaskGroup(of: Result?.self, returning: Result.self) { group in
-            group.addTask {
-                try await client.withConnection { connection in
-                    guard gate.lease() else { throw LeaseTimeout() }
-                    return try await body(connection)
-                }
+        // One task and one event-loop timer per statement: this runs for every step of every paid
+        // request, where a task group with a sleeping child cost a Dispatch timer and two tasks.
+        let leased = Task {
+            try await client.withConnection { connection in
+                guard gate.lease() else { throw LeaseTimeout() }
+                return try await body(connection)
             }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                if gate.expire() { throw LeaseTimeout() }
-                return nil  // leased in time (or the statement is done and this task was cancelled)
-            }
-            while let result = try await group.next() {
-                if let result {
-                    group.cancelAll()
-                    return result
-                }
-            }
-            throw LeaseTimeout()
+        }
+        let timeout = eventLoops.any().scheduleTask(in: configuration.acquireTimeout.timeAmount) {
+            if gate.expire() { leased.cancel() }  // still waiting for a connection: give up the wait
+        }
+        defer { timeout.cancel() }
+        do {
+            return try await withTaskCancellationHandler { try await leased.value } onCancel: { leased.cancel() }
+        } catch {
+            if gate.expired { throw LeaseTimeout() }
+            throw error
         }
     }
 
@@ -342,6 +341,13 @@ func connectFailure(_ error: any Error) -> String {
 struct LeaseTimeout: Error {}
 
 /// Decides, once, between "the connection came in time" and "the wait timed out".
+extension Duration {
+    var timeAmount: TimeAmount {
+        let (seconds, attoseconds) = components
+        return .nanoseconds(seconds &* 1_000_000_000 &+ attoseconds / 1_000_000_000)
+    }
+}
+
 final class LeaseGate: Sendable {
     private let state = Atomic<Int>(0)  // 0 waiting, 1 leased, 2 expired
 
@@ -350,6 +356,8 @@ final class LeaseGate: Sendable {
 
     /// True when the wait timed out first: no statement will run.
     func expire() -> Bool { state.compareExchange(expected: 0, desired: 2, ordering: .acquiringAndReleasing).exchanged }
+
+    var expired: Bool { state.load(ordering: .acquiring) == 2 }
 }
 
 extension SQLValue {

@@ -159,6 +159,44 @@ struct PaymentStoreConformanceTests {
         }
     }
 
+    @Test("a chain of steps is one change, each step with its own time; a repeat is a no-op, a broken chain is refused",
+          arguments: Backend.all)
+    func chainedSteps(_ backend: Backend) async throws {
+        try await Self.withInstances(backend) { a, _, clock in
+            let request = Self.request()
+            let ticket = try Self.ticket(try await a.claim(request))
+            let start = a.now()
+            let chain = [PaymentStep(.verified(payer: "0xABC0000000000000000000000000000000000001"), at: start + 1),
+                         PaymentStep(.forwarded(upstreamStatus: 201), at: start + 2),
+                         PaymentStep(.settling, at: start + 3)]
+            await #expect(throws: StorageError.self) { try await a.record(ticket, [chain[0], chain[2], chain[1]]) }
+            await #expect(throws: StorageError.self) { try await a.record(ticket, [PaymentStep]()) }
+            await #expect(throws: StorageError(.outOfOrder, "forwarded cannot follow claimed")) { try await a.record(ticket, Array(chain[1...])) }
+            #expect(try await Self.row(a, request.key).state == .claimed)  // nothing of a refused chain was applied
+            clock.advance(milliseconds: 10)
+            try await a.record(ticket, chain)
+            try await a.record(ticket, chain)  // a repeat
+            let row = try await Self.row(a, request.key)
+            #expect(row.state == .settling)
+            #expect(row.verifiedPayer == "0xabc0000000000000000000000000000000000001" && row.upstreamStatus == 201)
+            #expect(row.verifiedAt == start + 1 && row.forwardedAt == start + 2 && row.settlingAt == start + 3)
+            #expect(row.updatedAt == start + 10)
+            #expect(row.leaseUntil == start + 10 + Self.lease)
+            try await a.record(ticket, .settled(transaction: "0x03"))
+            #expect(try await Self.row(a, request.key).state == .settled)
+
+            // A chain that ends the claim without settling: released, with the upstream's status kept.
+            let other = Self.request()
+            let second = try Self.ticket(try await a.claim(other))
+            try await a.record(second, [PaymentStep(.verified(payer: other.key.payer), at: a.now()),
+                                        PaymentStep(.forwarded(upstreamStatus: 503), at: a.now()),
+                                        PaymentStep(.released(reason: "upstream_error"), at: a.now())])
+            let released = try await Self.row(a, other.key)
+            #expect(released.state == .released && released.upstreamStatus == 503 && released.reason == "upstream_error")
+            #expect(try await a.claim(other) != .taken)
+        }
+    }
+
     @Test("a retry of an unknown outcome whose holder died is taken over as a retry again, never as fresh", arguments: Backend.all)
     func retryStaysRetry(_ backend: Backend) async throws {
         try await Self.withInstances(backend) { a, b, clock in
