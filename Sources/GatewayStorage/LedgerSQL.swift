@@ -89,7 +89,7 @@ public enum LedgerSQL {
 
     private static let inFlight = PaymentState.allCases.filter(\.isInFlight)
 
-    private static let claimSQL = """
+    static let claimSQL = """
             INSERT INTO x402_payments (network, asset, payer, nonce, scheme, pay_to, amount, route_id, method, path, request_id,
               state, prior_state, attempt, instance_id, lease_until, valid_before, claimed_at, updated_at)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'claimed', NULL, 1, $12, $13, $14, $15, $15)
@@ -115,7 +115,8 @@ public enum LedgerSQL {
             [.text(r.key.network), .text(r.key.asset), .text(r.key.payer), .text(r.key.nonce),
              .text(r.offer.scheme), .text(r.offer.payTo), .text(r.offer.amount),
              .text(r.routeID), .text(r.method), .text(r.path), .text(r.requestID),
-             .text(instance), .integer(leaseUntil), .integer(Int64(clamping: r.validBefore)), .integer(now)])
+             .text(instance), .integer(leaseUntil), .integer(Int64(clamping: r.validBefore)), .integer(now)],
+            hot: .claim)
     }
 
     /// What a claim's returned row means.
@@ -150,12 +151,13 @@ public enum LedgerSQL {
             case .refused(let why), .released(let why), .unknown(let why): binds.append(.text(why))
             }
         }
-        return SQLStatement(recordSQL(steps.map(\.transition.target)), binds)
+        let targets = steps.map(\.transition.target)
+        return SQLStatement(recordSQL(targets), binds, hot: HotStatement.record(targets))
     }
 
     /// The statement for a chain of step kinds: `$5` attempt, `$6` now, `$7` lease, then each
     /// step's time and value (`settling` has no value). Made once per chain.
-    private static func recordSQL(_ targets: [PaymentState]) -> String {
+    static func recordSQL(_ targets: [PaymentState]) -> String {
         if let made = madeRecordSQL.withLock({ $0[targets] }) { return made }
         var next = 8
         func bind() -> String {

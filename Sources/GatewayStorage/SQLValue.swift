@@ -23,9 +23,12 @@ public enum SQLValue: Sendable, Equatable {
 public struct SQLStatement: Sendable, Equatable {
     public var sql: String
     public var binds: [SQLValue]
+    /// Set on the statements every paid request runs: a backend may keep them prepared.
+    public var hot: HotStatement?
 
-    public init(_ sql: String, _ binds: [SQLValue] = []) {
+    public init(_ sql: String, _ binds: [SQLValue] = [], hot: HotStatement? = nil) {
         self.sql = sql
         self.binds = binds
+        self.hot = hot
     }
 }

@@ -101,11 +101,27 @@ public final class PostgresDatabase: SQLDatabase {
     }
 
     public func query(_ statement: SQLStatement) async throws -> [[SQLValue]] {
-        let query = PostgresQuery(unsafeSQL: statement.sql, binds: Self.bindings(statement.binds))
         let logger = logger
+        let binds = statement.binds
         do {
             return try await withPooledConnection { connection in
-                try await Self.rows(try await connection.query(query, logger: logger))
+                func prepared<Kind: HotStatementKind>(_: Kind.Type) async throws -> [[SQLValue]] {
+                    var rows: [[SQLValue]] = []
+                    for try await row in try await connection.execute(PreparedLedgerStatement<Kind>(binds: binds), logger: logger) {
+                        rows.append(row)
+                    }
+                    return rows
+                }
+                switch statement.hot {
+                case .claim?: return try await prepared(ClaimKind.self)
+                case .settlingAfterForward?: return try await prepared(SettlingAfterForwardKind.self)
+                case .settlingBeforeForward?: return try await prepared(SettlingBeforeForwardKind.self)
+                case .settled?: return try await prepared(SettledKind.self)
+                case .forwardedAfterSettlement?: return try await prepared(ForwardedAfterSettlementKind.self)
+                case nil:
+                    let query = PostgresQuery(unsafeSQL: statement.sql, binds: Self.bindings(binds))
+                    return try await Self.rows(try await connection.query(query, logger: logger))
+                }
             }
         } catch {
             throw storageError(error)

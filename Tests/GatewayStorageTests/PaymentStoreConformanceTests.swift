@@ -271,3 +271,27 @@ struct PaymentStoreConformanceTests {
         }
     }
 }
+
+@Suite("Hot ledger statements")
+struct HotStatementTests {
+    @Test("the paid path's statements are marked hot, and each hot statement's text is the one the ledger runs")
+    func hotStatementsMatch() {
+        let request = PaymentStoreConformanceTests.request()
+        let claim = LedgerSQL.claim(request, instance: "a", now: 1, leaseUntil: 2)
+        #expect(claim.hot == .claim && claim.sql == HotStatement.claim.sql)
+        let ticket = ClaimTicket(key: request.key, attempt: 1)
+        let chains: [([PaymentTransition], HotStatement?)] = [
+            ([.verified(payer: "0x1"), .forwarded(upstreamStatus: 200), .settling], .settlingAfterForward),
+            ([.verified(payer: "0x1"), .settling], .settlingBeforeForward),
+            ([.settled(transaction: "0x2")], .settled),
+            ([.forwarded(upstreamStatus: 200)], .forwardedAfterSettlement),
+            ([.verified(payer: "0x1"), .released(reason: "upstream_error")], nil),
+        ]
+        for (chain, hot) in chains {
+            let statement = LedgerSQL.record(ticket, chain.map { PaymentStep($0, at: 1) }, now: 1, leaseUntil: 2)
+            #expect(statement.hot == hot)
+            if let hot { #expect(statement.sql == hot.sql) }
+        }
+        #expect(Set(chains.compactMap(\.1)).union([.claim]) == Set(HotStatement.allCases))
+    }
+}
