@@ -47,6 +47,8 @@ public final class SQLiteDatabase: SQLDatabase {
     }
 
     private let queue = Mutex(Queue())
+    /// The hot statements, compiled once on the writer connection.
+    private let hotStatements = WriterConfined<[HotStatement: Statement]>([:])
 
     /// Group commit: statements from concurrent requests that wait while the writer is busy are
     /// run together in one transaction, so one `fsync` makes a whole batch durable. Every caller
@@ -88,7 +90,7 @@ public final class SQLiteDatabase: SQLDatabase {
             do {
                 try db.inTransaction(.immediate) {
                     for job in batch {
-                        results.append(Result { try Self.run(job.statement, db) }.mapError { Self.storageError($0, path: path) })
+                        results.append(Result { try self.write(job.statement, db) }.mapError { Self.storageError($0, path: path) })
                     }
                     return .commit
                 }
@@ -100,9 +102,22 @@ public final class SQLiteDatabase: SQLDatabase {
         }
     }
 
+    /// Runs a statement on the writer: a hot one from its compiled statement, without rewriting
+    /// and hashing its text again.
+    private func write(_ statement: SQLStatement, _ db: Database) throws -> [[SQLValue]] {
+        guard let hot = statement.hot else { return try Self.run(statement, db) }
+        if let prepared = hotStatements.value[hot] { return try Self.rows(prepared, statement.binds) }
+        let prepared = try db.makeStatement(sql: Self.sqliteSQL(statement.sql))
+        hotStatements.value[hot] = prepared
+        return try Self.rows(prepared, statement.binds)
+    }
+
     private static func run(_ statement: SQLStatement, _ db: Database) throws -> [[SQLValue]] {
-        let prepared = try db.cachedStatement(sql: sqliteSQL(statement.sql))
-        return try Row.fetchAll(prepared, arguments: StatementArguments(statement.binds.map(\.databaseValue)))
+        try rows(try db.cachedStatement(sql: sqliteSQL(statement.sql)), statement.binds)
+    }
+
+    private static func rows(_ prepared: Statement, _ binds: [SQLValue]) throws -> [[SQLValue]] {
+        try Row.fetchAll(prepared, arguments: StatementArguments(binds.map(\.databaseValue)))
             .map { row in row.databaseValues.map(SQLValue.init) }
     }
 
@@ -161,5 +176,14 @@ extension SQLValue {
         case .string(let text): self = .text(text)
         case .blob(let data): self = .text(String(decoding: data, as: UTF8.self))
         }
+    }
+}
+
+/// State only GRDB's writer touches (its serial queue orders every access).
+private final class WriterConfined<Value>: @unchecked Sendable {
+    var value: Value
+
+    init(_ value: Value) {
+        self.value = value
     }
 }
