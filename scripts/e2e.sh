@@ -10,7 +10,7 @@
 #   E2E_PYTHON         interpreter for the venv (default python3; needs 3.10+ with venv/ensurepip)
 #   E2E_VENV           venv location (default .venv-e2e in the repository)
 #   E2E_KEEP_LOGS=1    keep the run directory (logs, configs) even when everything passed
-#   E2E_CHROMIUM       browser binary for the paywall test (default: chromium, installed if missing)
+#   E2E_CHROMIUM       browser binary for the browser tests (default: chromium, installed if missing)
 #   E2E_SCREENSHOT_DIR also write the paywall test's screenshots there (e.g. docs/images)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,13 +46,17 @@ fi
 [ -x "$X402_GATEWAY_BIN" ] || { echo "error: no gateway binary at $X402_GATEWAY_BIN" >&2; exit 1; }
 export X402_GATEWAY_BIN
 
-# --- a browser for the paywall test (Debian's chromium, driven over the DevTools protocol) -----------
-if [ -z "${E2E_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
-  echo "== e2e: installing chromium"
+# --- a browser for the browser tests (Debian's chromium, driven over the DevTools protocol), and a
+# shared cache in front of the gateway for the caching test (Debian's nginx, run unprivileged) -------
+need=()
+if [ -z "${E2E_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then need+=(chromium); fi
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then need+=(nginx); fi
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== e2e: installing ${need[*]}"
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
 # --- run; afterwards stop whatever process group the rig started and left behind ---------------------

@@ -401,7 +401,7 @@ extension YAMLReader {
 
     static let routeKeys = [
         "id", "match", "host", "upstream", "price", "network", "payTo", "free", "accepts", "description", "mimeType",
-        "maxTimeoutSeconds", "settlement", "paymentIdentifier",
+        "maxTimeoutSeconds", "settlement", "paymentIdentifier", "cache",
     ]
 
     /// `optional`, `required` or `off`: `.some(nil)` for `off`, nil when the value is invalid (reported).
@@ -497,12 +497,26 @@ extension YAMLReader {
         } else if !isFree, settlement == .afterSuccess {
             paymentIdentifier = defaults.paymentIdentifier
         }
+        // cache: paid answers are private unless the route says its content may be shared.
+        var cache = PaidResponseCaching.private
+        if let entry = m["cache"], let s = string(entry.value, "cache") {
+            if let mode = PaidResponseCaching(rawValue: s) {
+                if isFree {
+                    error(entry.key, "a free route cannot have cache (its answers are relayed as the upstream sent them)")
+                } else {
+                    cache = mode
+                }
+            } else {
+                error(entry.value, "cache must be \"private\" or \"upstream\", not \"\(s)\"")
+            }
+        }
         let explicitId = m["id"].flatMap { string($0.value, "id") }
         let id = explicitId ?? (host.map { "\($0) " } ?? "") + pattern.description
         if explicitId != nil { explicitIds.insert(id) }
         return RouteConfig(
             id: id, pattern: pattern, host: host, upstream: upstream, access: access, description: description,
-            mimeType: mimeType, settlement: settlement, paymentIdentifier: paymentIdentifier, location: location(matchNode))
+            mimeType: mimeType, settlement: settlement, paymentIdentifier: paymentIdentifier, cache: cache,
+            location: location(matchNode))
     }
 
     /// `network`, `payTo` and `maxTimeoutSeconds` given on a route or an accepts entry win over `defaults`.

@@ -95,6 +95,14 @@ struct PaidRequestHandler: Sendable {
                 await ledger.releaseIdentifier()
             }
         }
+        // Every upstream answer on a priced route (paid, replayed, or an unsettled upstream error)
+        // leaves private to its buyer, with its receipt readable cross-origin. Stored answers keep
+        // the upstream's fields: a replay goes through here again.
+        if case .upstream(let status, let headers, let extra, let body) = answer.0 {
+            let rewritten = PaidResponseHeaders.rewrite(
+                headers, extra: extra, caching: ctx.route.config.cache, allowOrigin: ctx.snapshot.config.cors.allowOrigin)
+            return (.upstream(status: status, headers: rewritten, extra: [], body: body), answer.1)
+        }
         return answer
     }
 

@@ -149,6 +149,16 @@ public enum SettlementPolicy: String, Sendable, Hashable, CaseIterable {
     case before
 }
 
+/// How shared caches may treat a priced route's paid answers (`cache:` on a route).
+public enum PaidResponseCaching: String, Sendable, Hashable, CaseIterable {
+    /// `Cache-Control: private, no-store` replaces the upstream's caching fields, and `Vary` names
+    /// the payment headers: no CDN or shared cache stores one buyer's answer for the next client.
+    case `private`
+    /// The upstream's caching fields are relayed as they are: for content that may be shared, once
+    /// anyone has paid for it.
+    case upstream
+}
+
 public enum RouteAccess: Sendable, Hashable {
     case free
     case priced([Offer])
@@ -166,11 +176,14 @@ public struct RouteConfig: Sendable, Hashable {
     public var settlement: SettlementPolicy
     /// Whether the route offers the payment-identifier extension (nil: it does not).
     public var paymentIdentifier: PaymentIdentifierMode?
+    /// Whether paid answers are marked private (the default) or keep the upstream's caching fields.
+    public var cache: PaidResponseCaching
     public var location: SourceLocation?
 
     public init(id: String, pattern: RoutePattern, host: HostPattern? = nil, upstream: String, access: RouteAccess,
                 description: String = "", mimeType: String = "", settlement: SettlementPolicy = .afterSuccess,
-                paymentIdentifier: PaymentIdentifierMode? = nil, location: SourceLocation? = nil) {
+                paymentIdentifier: PaymentIdentifierMode? = nil, cache: PaidResponseCaching = .private,
+                location: SourceLocation? = nil) {
         self.id = id
         self.pattern = pattern
         self.host = host
@@ -180,6 +193,7 @@ public struct RouteConfig: Sendable, Hashable {
         self.mimeType = mimeType
         self.settlement = settlement
         self.paymentIdentifier = paymentIdentifier
+        self.cache = cache
         self.location = location
     }
 }

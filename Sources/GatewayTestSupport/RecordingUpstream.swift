@@ -34,7 +34,8 @@ public struct RecordingUpstreamContext: RequestContext {
 /// `/slow/<ms>` answers after a delay; `/echo` echoes the request body; `/chunked/<n>` streams n
 /// bytes without a Content-Length; `/abort/<n>` announces 2n bytes, sends n and drops the
 /// connection; everything else answers
-/// 200 with a small JSON body naming the path.
+/// 200 with a small JSON body naming the path, plus one response field per `h=Name:%20value` in the
+/// query (percent-decoded; e.g. `?h=Cache-Control:%20public,%20max-age%3D3600`).
 public final class RecordingUpstream: Sendable {
     private let recorded = Mutex<[RecordedRequest]>([])
 
@@ -99,6 +100,10 @@ public final class RecordingUpstream: Sendable {
         var headers: HTTPFields = [.contentType: "application/json"]
         headers[HTTPField.Name("X-Upstream-Hop")!] = "upstream-value"
         headers[.connection] = "X-Upstream-Hop"
+        for field in request.uri.queryParameters.getAll("h") {
+            guard let colon = field.firstIndex(of: ":"), let name = HTTPField.Name(String(field[..<colon])) else { continue }
+            headers.append(HTTPField(name: name, value: field[field.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
+        }
         return Response(status: .ok, headers: headers,
                         body: .init(byteBuffer: ByteBuffer(string: "{\"path\":\(jsonQuote(path))}")))
     }

@@ -18,13 +18,15 @@ class Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
 
-    def send_json(self, status: int, body) -> None:
-        self.send_bytes(status, "application/json", json.dumps(body).encode())
+    def send_json(self, status: int, body, headers: list[tuple[str, str]] = ()) -> None:
+        self.send_bytes(status, "application/json", json.dumps(body).encode(), headers)
 
-    def send_bytes(self, status: int, content_type: str, data: bytes) -> None:
+    def send_bytes(self, status: int, content_type: str, data: bytes, headers: list[tuple[str, str]] = ()) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
+        for name, value in headers:
+            self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)

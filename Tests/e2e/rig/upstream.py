@@ -10,6 +10,9 @@ Routes (any method, any query string):
                 each written and flushed as it is produced, carrying its production time
   /__requests   the recorded requests as JSON (not itself recorded); DELETE clears them
   anything else 200 JSON {"path", "message", "payer"}
+The JSON and HTML answers carry one extra response field per `h=Name: value` in the query string
+(e.g. `?h=Cache-Control:+public,+max-age%3D3600`), so a test can choose the upstream's caching and
+CORS fields.
 """
 
 from __future__ import annotations
@@ -49,13 +52,14 @@ def make_server(host: str, port: int) -> Server:
                     "body": body.decode("utf-8", "replace"),
                     "time": time.time(),
                 })
+            extra = [tuple(part.strip() for part in h.split(":", 1)) for h in parse_qs(url.query).get("h", []) if ":" in h]
             if url.path.startswith("/boom"):
                 self.send_json(500, {"error": "upstream exploded"})
             elif url.path.startswith("/unique"):
                 with lock:
                     serial[0] += 1
                     number = serial[0]
-                self.send_json(200, {"path": url.path, "serial": number, "produced": time.time()})
+                self.send_json(200, {"path": url.path, "serial": number, "produced": time.time()}, extra)
             elif url.path.startswith("/events"):
                 self.stream_events(parse_qs(url.query))
             elif url.path.startswith("/article"):
@@ -64,13 +68,13 @@ def make_server(host: str, port: int) -> Server:
                     "<!doctype html><html lang=en><head><meta charset=utf-8><title>Premium article</title></head>"
                     "<body><h1 id=article-title>Premium article</h1>"
                     f"<p id=article-body>Paid content from the upstream, bought by <code>{payer}</code>.</p>"
-                    "</body></html>").encode())
+                    "</body></html>").encode(), extra)
             else:
                 self.send_json(200, {
                     "path": url.path,
                     "message": "hello from upstream",
                     "payer": self.headers.get("X-Payment-Payer"),
-                })
+                }, extra)
 
         def stream_events(self, query: dict) -> None:
             count = int(query.get("n", ["5"])[0])
