@@ -927,10 +927,11 @@ extension GatewayHandler: UpstreamExchangeDelegate {
         if exchange.requestEnded { finishExchange(exchange) }
     }
 
-    /// Response timeout: no head within `upstream.timeout` answers 504; once streaming, no upstream
-    /// data for that long (while the client is keeping up) closes both connections. One timer per
-    /// client connection, not per exchange: when it fires it checks the exchange in flight and
-    /// re-arms for that exchange's deadline, so back-to-back requests schedule nothing.
+    /// Response timeout: no head within `upstream.timeout` of the request's end answers 504 (an upload
+    /// in progress is not timed here); once streaming, no upstream data for that long (while the
+    /// client is keeping up) closes both connections. One timer per client connection, not per
+    /// exchange: when it fires it checks the exchange in flight and re-arms for that exchange's
+    /// deadline, so back-to-back requests schedule nothing.
     private func scheduleExchangeTimer(context: ChannelHandlerContext, at deadline: NIODeadline) {
         exchangeTimerDeadline = deadline
         exchangeTimer = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(deadline: deadline) {
@@ -938,6 +939,12 @@ extension GatewayHandler: UpstreamExchangeDelegate {
             guard let exchange = self.exchange, !exchange.responseDone else { return }
             let now = NIODeadline.now()
             if !exchange.responseStarted {
+                if !exchange.requestEnded {
+                    // Still uploading (paced by the upstream's reading, or by a slow client, whom the
+                    // idle timeout ends): the head is due `timeout` after the request's end.
+                    self.scheduleExchangeTimer(context: context, at: now + min(exchange.timeout, .seconds(1)))
+                    return
+                }
                 if exchange.headDeadline <= now {
                     self.failBeforeHead(exchange, timedOut: true, why: "timeout", context: context)
                 } else {

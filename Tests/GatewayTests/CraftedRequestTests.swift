@@ -263,6 +263,19 @@ struct CraftedRequestTests {
         }
     }
 
+    @Test("an upload slower than the upstream timeout is not a 504: the head is due a timeout after the request's end")
+    func slowUpload() async throws {
+        try await TestHarness.withPaidGateway(yaml: craftedYAML) { gw, _ in
+            let socket = try RawSocket(port: gw.port)
+            try await socket.send("POST /free/upload HTTP/1.1\r\nHost: gateway.test\r\nContent-Length: 10\r\nConnection: close\r\n\r\nhello")
+            try await Task.sleep(for: .milliseconds(2500))  // the upstream's timeout is 2 s
+            try await socket.send("world")
+            let (bytes, _) = try await socket.read()
+            #expect(bytes.statusCode == 200, "\(bytes.text)")
+            #expect(gw.upstream.requests.first?.bodyBytes == 10)
+        }
+    }
+
     // MARK: Item 1: upgrades
 
     static func upgradeHead(_ path: String, upgrade: String = "websocket", extra: String = "") -> String {
