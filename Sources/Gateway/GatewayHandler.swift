@@ -19,8 +19,18 @@ import X402
 /// been written, so answers keep their order. The handler owns the idle timeout, graceful
 /// shutdown (`ChannelShouldQuiesceEvent`: close once the request in flight is answered) and
 /// half-closure (a client that closed its sending side still gets its answer).
-final class GatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
+///
+/// It is a duplex handler only to see `read` (outbound) events: holding them is how reading stops.
+///
+/// A request asking for a protocol upgrade (or `CONNECT`) is the last one on its connection: NIO's
+/// decoder stops parsing after it and would keep every byte that follows. WebSocket and other
+/// upgrades are not proxied: a priced route answers its 402 (or 400, 404) and a free one 501, and
+/// the connection closes at once, nothing more read. An `Upgrade: h2c` offer alone is ignored, as
+/// RFC 9110 §7.8 allows: the request is served over HTTP/1.1, then the connection closes; nothing
+/// is read after the request's end.
+final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let box: SnapshotBox
@@ -58,6 +68,9 @@ final class GatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var peer: String??
     /// Where the paid path's tasks of this connection run (made at the first paid request).
     private var paidExecutor: EventLoopTaskExecutor?
+    /// The request in flight asked for an upgrade NIO's decoder honours (it parses nothing after
+    /// it): nothing is read once that request has been read to its end.
+    private var lastRequestOnConnection = false
 
     init(box: SnapshotBox, logger: Logger, metrics: GatewayMetrics, paid: PaidRequestHandler, idleTimeout: Duration) {
         self.box = box
@@ -161,6 +174,8 @@ final class GatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Reads stop while requests are queued, while the upstream cannot take more request body, and
     /// (between request bodies) while the client is not reading its answers.
     private var mustHoldReads: Bool {
+        if closing { return true }
+        if lastRequestOnConnection, !readingRequest { return true }
         if !queued.isEmpty { return true }
         guard let exchange, !exchange.requestEnded, !exchange.responseDone else {
             let readingBody = pending != nil || payment.map { !$0.requestEnded } ?? false
@@ -168,6 +183,13 @@ final class GatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         guard let connection = exchange.connection else { return true }
         return !connection.isWritable
+    }
+
+    /// The request in flight is still being read from the client.
+    private var readingRequest: Bool {
+        if let exchange { return !exchange.requestEnded }
+        if let payment { return !payment.requestEnded }
+        return pending != nil
     }
 
     private func resumeReadsIfHeld() {
@@ -202,6 +224,7 @@ final class GatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is HTTPParserError, !closing, queued.isEmpty { abandonRequestBeingRead() }
         if let error = error as? HTTPParserError, !busy, !closing {
             // A request the decoder cannot read: answer it, then close (the decoder stops here).
             let tooLarge = error == .headerOverflow
@@ -215,15 +238,44 @@ final class GatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.close(promise: nil)
     }
 
+    /// The decoder failed in the middle of a request body (a malformed chunk, say): the request
+    /// being read is dropped, unless its answer has begun, so that it can be answered 400 instead.
+    private func abandonRequestBeingRead() {
+        if pending != nil {
+            pending = nil
+        } else if let payment, !payment.requestEnded, !payment.answeredEarly {
+            self.payment = nil
+            payment.gone.set()
+            metrics.requestEnded()
+        } else if let exchange, exchange.hop == nil, !exchange.requestEnded, !exchange.responseStarted {
+            exchange.counters.record(.badRequest)
+            abortExchange()  // the upstream got part of a body: its connection is closed
+        }
+    }
+
     /// Answers the request, or starts proxying it, or starts its payment.
     private func start(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         let requestID = head.headers.first(name: "x-request-id").flatMap(RequestID.accept) ?? RequestID.next()
         let snapshot = box.snapshot
         if peer == nil { peer = .some(context.channel.remoteAddress?.ipAddress) }
         let remoteAddress = peer!
+        var head = head
+        let upgrade = RequestRules.upgrade(head)
+        if upgrade == .h2cOnly {
+            // Served over HTTP/1.1, the last request on this connection.
+            head.headers.remove(name: "http2-settings")
+            head.headers.replaceOrAdd(name: "connection", value: "close")
+            lastRequestOnConnection = true
+        }
         let close = !head.isKeepAlive
         let http10 = head.version.major == 1 && head.version.minor == 0
-        switch Routing.decide(head, peer: remoteAddress, snapshot: snapshot, logger: logger, requestID: requestID) {
+        let decision = Routing.decide(head, peer: remoteAddress, snapshot: snapshot, logger: logger, requestID: requestID)
+        if upgrade == .refused {
+            refuseUpgrade(head, decision, snapshot: snapshot, requestID: requestID, context: context)
+            return
+        }
+        let expectsContinue = RequestRules.expectsContinue(head)
+        switch decision {
         case .answer(let answer, let counters, let outcome):
             counters.record(outcome)
             pending = (answer, requestID, close, http10)
@@ -232,13 +284,54 @@ final class GatewayHandler: ChannelInboundHandler, RemovableChannelHandler {
                 counters.record(.upstreamError)
                 pending = (snapshot.responses.error(.badGateway, code: "upstream_unavailable", message: "upstream is not configured",
                                                     head: head.method == .HEAD).encoded(), requestID, close, http10)
-                return
+                break
             }
+            if expectsContinue { writeContinue(context: context) }
             startExchange(head, path: path, upstream: upstream.config, connections: upstream.connections, counters: counters,
                           snapshot: snapshot, requestID: requestID, remoteAddress: remoteAddress, context: context)
         case .pay(let p):
             startPayment(head, p, snapshot: snapshot, requestID: requestID, remoteAddress: remoteAddress, context: context)
+            if expectsContinue, let payment, !payment.answeredEarly { writeContinue(context: context) }
         }
+        // The client waits for `100 Continue` before sending its body; the gateway's own answer
+        // needs no body: it goes out now, and the connection closes since the body is never read
+        // (RFC 9110 §10.1.1).
+        if expectsContinue, let (answer, requestID, _, http10) = pending {
+            pending = nil
+            write(answer, requestID: requestID, close: true, http10: http10, context: context)
+        }
+    }
+
+    private static let continueBytes = ByteBuffer(string: "HTTP/1.1 100 Continue\r\n\r\n")
+
+    /// The interim answer to `Expect: 100-continue` when the gateway will read the body.
+    private func writeContinue(context: ChannelHandlerContext) {
+        context.writeAndFlush(wrapOutboundOut(Self.continueBytes), promise: nil)
+    }
+
+    /// A request asking for an upgrade that is not proxied: the answer the route would give (402,
+    /// 400, 404), or 501 where it would be forwarded or paid for, then the connection closes.
+    private func refuseUpgrade(
+        _ head: HTTPRequestHead, _ decision: Decision, snapshot: GatewaySnapshot, requestID: String, context: ChannelHandlerContext
+    ) {
+        let answer: EncodedAnswer
+        switch decision {
+        case .answer(let own, let counters, let outcome):
+            counters.record(outcome)
+            answer = own
+        case .forward(_, _, let counters):
+            counters.record(.badRequest)
+            answer = snapshot.responses.error(
+                .notImplemented, code: "upgrade_not_supported",
+                message: "protocol upgrades (WebSocket, CONNECT) are not proxied by this gateway", head: head.method == .HEAD).encoded()
+        case .pay(let p):
+            // Refused before the payment is even decoded: nothing is verified or charged.
+            snapshot.routeMetrics[p.routeIndex].record(.badRequest)
+            answer = snapshot.responses.error(
+                .notImplemented, code: "upgrade_not_supported",
+                message: "protocol upgrades (WebSocket, CONNECT) are not proxied by this gateway", head: head.method == .HEAD).encoded()
+        }
+        write(answer, requestID: requestID, close: true, http10: head.version.minor == 0, context: context)
     }
 
     // MARK: Writing
@@ -681,6 +774,15 @@ extension GatewayHandler: UpstreamExchangeDelegate {
 
     func upstreamResponseHead(_ head: HTTPResponseHead) {
         guard let exchange, let context, !exchange.responseDone else { return }
+        if head.status == .switchingProtocols {
+            // Never asked for (`Upgrade` is not forwarded). The connection's decoder has stopped: it
+            // is closed, never pooled, and the client gets a 502.
+            failBeforeHead(exchange, timedOut: false, why: "the upstream switched protocols (101) unasked", context: context)
+            return
+        }
+        // The receipt and the challenge are the gateway's: an upstream's copies never reach the client.
+        var head = head
+        head.headers = ReverseProxy.withoutGatewayOwnedResponseFields(head.headers)
         exchange.lastUpstreamActivity = .now()
         exchange.responseStarted = true
         exchange.upstreamKeepAlive = head.isKeepAlive
@@ -829,10 +931,11 @@ extension GatewayHandler: UpstreamExchangeDelegate {
         if exchange.requestEnded { finishExchange(exchange) }
     }
 
-    /// Response timeout: no head within `upstream.timeout` answers 504; once streaming, no upstream
-    /// data for that long (while the client is keeping up) closes both connections. One timer per
-    /// client connection, not per exchange: when it fires it checks the exchange in flight and
-    /// re-arms for that exchange's deadline, so back-to-back requests schedule nothing.
+    /// Response timeout: no head within `upstream.timeout` of the request's end answers 504 (an upload
+    /// in progress is not timed here); once streaming, no upstream data for that long (while the
+    /// client is keeping up) closes both connections. One timer per client connection, not per
+    /// exchange: when it fires it checks the exchange in flight and re-arms for that exchange's
+    /// deadline, so back-to-back requests schedule nothing.
     private func scheduleExchangeTimer(context: ChannelHandlerContext, at deadline: NIODeadline) {
         exchangeTimerDeadline = deadline
         exchangeTimer = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(deadline: deadline) {
@@ -840,6 +943,12 @@ extension GatewayHandler: UpstreamExchangeDelegate {
             guard let exchange = self.exchange, !exchange.responseDone else { return }
             let now = NIODeadline.now()
             if !exchange.responseStarted {
+                if !exchange.requestEnded {
+                    // Still uploading (paced by the upstream's reading, or by a slow client, whom the
+                    // idle timeout ends): the head is due `timeout` after the request's end.
+                    self.scheduleExchangeTimer(context: context, at: now + min(exchange.timeout, .seconds(1)))
+                    return
+                }
                 if exchange.headDeadline <= now {
                     self.failBeforeHead(exchange, timedOut: true, why: "timeout", context: context)
                 } else {

@@ -1,19 +1,56 @@
 import GatewayCore
 import NIOHTTP1
 
-/// The request-header rules of the proxy (free requests and the paid path's upstream hop, both
-/// over ``UpstreamConnections`` in ``GatewayHandler``).
-enum ReverseProxy {
+/// The header rules of the proxy (free requests and the paid path's upstream hop, both over
+/// ``UpstreamConnections`` in ``GatewayHandler``): which request fields go upstream, and which
+/// upstream response fields the gateway owns and never relays.
+package enum ReverseProxy {
     /// Headers that describe one hop and are never forwarded (RFC 9110 §7.6.1), plus ones the
     /// gateway owns: the payment headers and the verified-payer header are never passed through.
     static let hopByHop = [
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
         "proxy-authenticate", "proxy-authorization",
     ]
+    /// `X-Original-URL` and `X-Rewrite-URL` name another path than the one routed and priced (IIS URL
+    /// Rewrite, old Symfony and Zend read them): never forwarded.
     static let gatewayOwnedRequestHeaders = [
         "host", "content-length", "expect", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded",
-        "payment-signature", "x-payment",
+        "payment-signature", "x-payment", "x-original-url", "x-rewrite-url",
     ]
+    /// Upstream response fields the gateway owns: its receipt (v2 and v1) and its challenge. An
+    /// upstream's copies are dropped as its head arrives, so the gateway's receipt is the only one.
+    static let gatewayOwnedResponseHeaders = ["payment-response", "x-payment-response", "payment-required"]
+
+    /// Whether a client's request field is forwarded upstream. Not forwarded: hop-by-hop fields,
+    /// fields listed in `Connection` (`listed`, lower case), the gateway's own (payment, forwarding,
+    /// framing, URL-override fields), the payer field (`payerHeader`, lower case), and every name
+    /// containing `_`: CGI-style upstreams (WSGI, PHP, Rack) read `X_Payment_Payer` as
+    /// `X-Payment-Payer`, so such a name could spoof any field the gateway sets (nginx drops them by
+    /// default too). No allocation: the names are compared in place.
+    @inline(__always)
+    package static func forwardsRequestField(_ name: String, listed: [String], payerHeader: String) -> Bool {
+        if name.utf8.contains(UInt8(ascii: "_")) { return false }
+        if hopByHop.contains(where: { HTTPWire.nameEquals(name, $0) }) { return false }
+        if gatewayOwnedRequestHeaders.contains(where: { HTTPWire.nameEquals(name, $0) }) { return false }
+        if !listed.isEmpty, listed.contains(where: { HTTPWire.nameEquals(name, $0) }) { return false }
+        return !HTTPWire.nameEquals(name, payerHeader)
+    }
+
+    /// Whether an upstream response field is the gateway's own (see ``gatewayOwnedResponseHeaders``).
+    @inline(__always)
+    package static func isGatewayOwnedResponseField(_ name: String) -> Bool {
+        gatewayOwnedResponseHeaders.contains { HTTPWire.nameEquals(name, $0) }
+    }
+
+    /// The upstream's response fields without the gateway-owned ones; the same list (no copy) when
+    /// there are none, which is the usual case.
+    package static func withoutGatewayOwnedResponseFields(_ headers: HTTPHeaders) -> HTTPHeaders {
+        guard headers.contains(where: { isGatewayOwnedResponseField($0.name) }) else { return headers }
+        var kept = HTTPHeaders()
+        kept.reserveCapacity(headers.count)
+        for (name, value) in headers where !isGatewayOwnedResponseField(name) { kept.add(name: name, value: value) }
+        return kept
+    }
 
     struct Forwarding: Sendable {
         var clientAddress: String?
@@ -29,9 +66,9 @@ enum ReverseProxy {
         case timeout
     }
 
-    /// The request header fields sent upstream, on both proxy paths (AsyncHTTPClient and the
-    /// NIO-level ``UpstreamConnections``): hop-by-hop, Connection-listed, gateway-owned and payer
-    /// headers dropped; `Host` rewritten; `X-Forwarded-*` rebuilt (incoming values kept only from a
+    /// The request header fields sent upstream, on both proxy paths (free requests and the paid
+    /// hop): fields ``forwardsRequestField(_:listed:payerHeader:)`` refuses dropped; `Host`
+    /// rewritten; `X-Forwarded-*` rebuilt (incoming values kept only from a
     /// trusted proxy); the gateway's extra headers and the upstream's configured headers set last.
     /// Body framing (`Content-Length`, `Transfer-Encoding`) is left to the caller.
     static func upstreamHeaders(_ fields: HTTPHeaders, upstream: UpstreamConfig, forwarding: Forwarding) -> HTTPHeaders {
@@ -39,14 +76,7 @@ enum ReverseProxy {
         let payerHeader = forwarding.payerHeader.lowercased()
         var headers = HTTPHeaders()
         headers.reserveCapacity(fields.count + 4)
-        for (name, value) in fields {
-            if Self.hopByHop.contains(where: { HTTPWire.nameEquals(name, $0) })
-                || Self.gatewayOwnedRequestHeaders.contains(where: { HTTPWire.nameEquals(name, $0) })
-                || (!listed.isEmpty && listed.contains(where: { HTTPWire.nameEquals(name, $0) }))
-                || HTTPWire.nameEquals(name, payerHeader)
-            {
-                continue
-            }
+        for (name, value) in fields where forwardsRequestField(name, listed: listed, payerHeader: payerHeader) {
             headers.add(name: name, value: value)
         }
         headers.add(name: "Host", value: upstream.hostHeader)

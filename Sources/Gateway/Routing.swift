@@ -124,6 +124,11 @@ enum Routing {
             }
             hostField = value
         }
+        // HTTP/1.1 requires Host (RFC 9112 §3.2: 400 without it), whatever the target's form.
+        if hostField == nil, head.version.major == 1, head.version.minor >= 1 {
+            return .answer(responses.error(.badRequest, code: "bad_host", message: "HTTP/1.1 request without a Host header", head: isHead).encoded(),
+                           snapshot.unmatchedMetrics, .badRequest)
+        }
         // An absolute-form target's authority replaces Host (RFC 9112 §3.2.2).
         let hostHeader = targetAuthority ?? hostField ?? ""
         guard hostHeader.isEmpty || isValidHost(hostHeader) else {

@@ -6,8 +6,11 @@
 /// - `%XX` escapes of unreserved characters (`A–Z a–z 0–9 - . _ ~`) are decoded; every other escape
 ///   is kept, with upper-case hex;
 /// - escapes that would change the path's structure or meaning are refused: `%2F` (`/`), `%5C` (`\`),
-///   `%00` and other control bytes, malformed escapes, and escapes that do not decode to valid UTF-8
-///   (overlong forms included);
+///   `%3B` (`;`), `%00` and other control bytes, malformed escapes, and escapes that do not decode to
+///   valid UTF-8 (overlong forms included);
+/// - a double-encoded `.`, `/`, `\` or `;` (`%25` followed by `2E`, `2F`, `5C` or `3B`, any case, also
+///   when spelled with escaped digits such as `%25%32%65`) is refused: an upstream that decodes
+///   twice would read a dot segment, a slash or a parameter the route table never saw;
 /// - empty segments (`//`) are collapsed and `.`/`..` segments resolved (never above the root).
 public struct CanonicalPath: Sendable, Hashable {
     /// Canonical path, always starting with `/`.
@@ -27,6 +30,8 @@ public struct CanonicalPath: Sendable, Hashable {
         case encodedBackslash
         case encodedControl
         case invalidUTF8
+        case encodedSemicolon
+        case doubleEncoded
 
         public var description: String {
             switch self {
@@ -39,6 +44,8 @@ public struct CanonicalPath: Sendable, Hashable {
             case .encodedBackslash: return "request path contains an encoded backslash (%5C)"
             case .encodedControl: return "request path contains an encoded control character"
             case .invalidUTF8: return "request path does not decode to valid UTF-8"
+            case .encodedSemicolon: return "request path contains an encoded semicolon (%3B)"
+            case .doubleEncoded: return "request path contains a double-encoded '.', '/', '\\' or ';' (%25 followed by 2E, 2F, 5C or 3B)"
             }
         }
     }
@@ -111,6 +118,7 @@ public struct CanonicalPath: Sendable, Hashable {
                 switch v {
                 case UInt8(ascii: "/"): throw .encodedSlash
                 case UInt8(ascii: "\\"): throw .encodedBackslash
+                case UInt8(ascii: ";"): throw .encodedSemicolon
                 case 0x00...0x1F, 0x7F: throw .encodedControl
                 default: break
                 }
@@ -134,6 +142,7 @@ public struct CanonicalPath: Sendable, Hashable {
             i += 1
         }
         endSegment()
+        for segment in segments where hasDoubleEncodedDelimiter(segment) { throw .doubleEncoded }
         if hasEscapedNonASCII {
             // Swift's validating decoder refuses overlong forms, surrogates and truncated sequences.
             guard String(validating: decodedForUTF8Check, as: UTF8.self) != nil else { throw .invalidUTF8 }
@@ -156,6 +165,22 @@ public struct CanonicalPath: Sendable, Hashable {
         }
         if trailingSlash && !output.isEmpty { result.append(UInt8(ascii: "/")) }
         return String(decoding: result, as: UTF8.self)
+    }
+
+    /// Whether a segment (unreserved escapes already decoded, others kept as `%XX`) holds `%25`
+    /// followed by the hex digits of `.`, `/`, `\` or `;`: what a second decoding turns into one.
+    static func hasDoubleEncodedDelimiter(_ segment: [UInt8]) -> Bool {
+        guard segment.count >= 5 else { return false }
+        for i in 0...(segment.count - 5) where segment[i] == UInt8(ascii: "%") && segment[i + 1] == UInt8(ascii: "2")
+            && segment[i + 2] == UInt8(ascii: "5")
+        {
+            guard let h = hexValue(segment[i + 3]), let l = hexValue(segment[i + 4]) else { continue }
+            switch h << 4 | l {
+            case UInt8(ascii: "."), UInt8(ascii: "/"), UInt8(ascii: "\\"), UInt8(ascii: ";"): return true
+            default: continue
+            }
+        }
+        return false
     }
 
     private static func isDotSegment(_ s: [UInt8]) -> Bool {

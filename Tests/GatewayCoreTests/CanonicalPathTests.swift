@@ -50,9 +50,32 @@ struct CanonicalPathTests {
         ("", .notOriginForm),
         ("/paid/\u{7F}", .invalidCharacter),
         ("/paid/é", .invalidCharacter),  // raw non-ASCII
+        // An encoded ';' and double-encoded delimiters: an upstream that decodes twice would see a
+        // parameter, a dot segment or a slash the route table never saw.
+        ("/free/..%3B/weather", .encodedSemicolon),
+        ("/free/x%3bjsessionid=1", .encodedSemicolon),
+        ("/free/%252e%252e/paid/x", .doubleEncoded),
+        ("/free/%252E%252E/paid/x", .doubleEncoded),
+        ("/free/a%252fpaid", .doubleEncoded),
+        ("/free/a%252Fpaid", .doubleEncoded),
+        ("/free/a%255cpaid", .doubleEncoded),
+        ("/free/a%255Cpaid", .doubleEncoded),
+        ("/free/..%253B/weather", .doubleEncoded),
+        ("/free/%25%32%65%25%32%65/paid/x", .doubleEncoded),  // the digits escaped too: decoded to %252e first
+        ("/free/%25%32%66paid", .doubleEncoded),
     ])
     func refuses(raw: String, reason: CanonicalPath.Rejection) {
         #expect(throws: reason) { try CanonicalPath.parse(target: raw) }
+    }
+
+    @Test("a literal percent sign followed by anything but a delimiter's hex digits is kept", arguments: [
+        ("/free/100%25", "/free/100%25"),
+        ("/free/100%25off", "/free/100%25off"),
+        ("/free/%2541", "/free/%2541"),  // "%41" once decoded: not a delimiter
+        ("/free/%252", "/free/%252"),
+    ])
+    func percentKept(raw: String, expected: String) throws {
+        #expect(try CanonicalPath.parse(target: raw).path == expected)
     }
 
     @Test("the query string is kept apart and untouched")
