@@ -111,7 +111,7 @@ struct PostgresConnectionFailureTests {
         #expect(error?.message.contains("connect timeout") == true)
 
         var configuration = try PostgresConfiguration(url: url)
-        configuration.acquireTimeout = .milliseconds(1500)
+        configuration.acquireTimeout = .milliseconds(1000)
         try await PostgresDatabase.withDatabase(configuration) { pooled in
             let error = await Self.expectFailure(.unavailable, within: 4) { _ = try await pooled.query(SQLStatement("SELECT 1")) }
             #expect(error?.message.contains("no connection within") == true)
