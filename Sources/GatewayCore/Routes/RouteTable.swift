@@ -1,11 +1,14 @@
-/// The ordered route table. The first route whose host, method and path match wins.
+/// The ordered route table. The first route (in file order) whose host, method and path match
+/// wins; a ``RouteIndex`` finds it without scanning the table.
 public struct RouteTable: Sendable {
     public let routes: [CompiledRoute]
     public let unmatched: UnmatchedPolicy
+    private let index: RouteIndex
 
     public init(config: GatewayConfig) {
         self.routes = config.routes.map { CompiledRoute(config: $0) }
         self.unmatched = config.unmatched
+        self.index = RouteIndex(config.routes.map { ($0.pattern, $0.host) })
     }
 
     /// `host` is normalised (see ``HostPattern/normalize(hostHeader:)``); `path` is canonical.
@@ -15,30 +18,13 @@ public struct RouteTable: Sendable {
 
     /// Position in ``routes`` of the route ``match(method:path:host:)`` returns (for per-route data kept alongside).
     public func matchIndex(method: String, path: String, host: String) -> Int? {
-        for (index, route) in routes.enumerated() {
-            let config = route.config
-            if let h = config.host, !h.matches(host) { continue }
-            if config.pattern.admits(method: method) && config.pattern.matches(path: path) { return index }
-        }
-        return nil
+        index.firstMatch(method: method, path: path, host: host)
     }
 
-    /// Pairs (later, earlier) where every request the later route could match is taken by the earlier one.
+    /// Pairs (later, earlier) where every request the later route could match is taken by the
+    /// earlier one (the earliest such route); see ``RouteShadowing``.
     public static func shadowedRoutes(_ routes: [RouteConfig]) -> [(shadowed: Int, by: Int)] {
-        var result: [(Int, Int)] = []
-        for (j, later) in routes.enumerated() {
-            for i in 0..<j {
-                let earlier = routes[i]
-                guard earlier.host == nil || earlier.host == later.host else { continue }
-                let methodCovered = earlier.pattern.method == nil || earlier.pattern.method == later.pattern.method
-                guard methodCovered else { continue }
-                if later.pattern.samplePaths().allSatisfy({ earlier.pattern.matches(path: $0) }) {
-                    result.append((j, i))
-                    break
-                }
-            }
-        }
-        return result
+        RouteShadowing.shadowedRoutes(routes)
     }
 }
 
