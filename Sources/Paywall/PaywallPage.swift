@@ -9,9 +9,15 @@ import X402
 public struct PaywallPage: Sendable {
     enum Hole: Sendable { case nonce, method, resourceURL, paymentRequired }
 
-    /// The page with the holes cut out: `fragments.count == holes.count + 1`.
-    private let fragments: [[UInt8]]
-    private let holes: [Hole]
+    /// The page in order: bytes, and holes filled per request.
+    private enum Piece: Sendable {
+        case bytes([UInt8])
+        case hole(Hole)
+    }
+
+    /// The style sheet and the script, the bulk of every page, are the same arrays for all routes
+    /// (shared, not copied: ten thousand priced routes cost ten thousand small pages).
+    private let pieces: [Piece]
     private let staticByteCount: Int
     /// The `Content-Security-Policy` value around its two nonces.
     private let cspParts: (String, String, String)
@@ -42,7 +48,7 @@ public struct PaywallPage: Sendable {
             <meta name="robots" content="noindex">
             <title>\(e(title)) · Payment required</title>
             <style nonce="\(Self.token(.nonce))">
-            \(Self.styleSheet(config.colors))\(PaywallAssets.style)</style>
+            \(Self.styleSheet(config.colors))\(Self.token(.style))</style>
             </head>
             <body data-method="\(Self.token(.method))">
             <main>
@@ -92,13 +98,16 @@ public struct PaywallPage: Sendable {
             <script type="application/json" id="x402-payment-required" nonce="\(Self.token(.nonce))">\(Self.token(.paymentRequired))</script>
             <script type="application/json" id="x402-paywall" nonce="\(Self.token(.nonce))">\(Self.settingsJSON(views))</script>
             <script nonce="\(Self.token(.nonce))">
-            \(PaywallAssets.script)</script>
+            \(Self.token(.script))</script>
             </body>
             </html>
 
             """
-        (fragments, holes) = Self.cut(html)
-        staticByteCount = fragments.reduce(0) { $0 + $1.count }
+        pieces = Self.cut(html)
+        staticByteCount = pieces.reduce(0) { total, piece in
+            if case .bytes(let bytes) = piece { return total + bytes.count }
+            return total
+        }
 
         let imageSource = logo == nil ? "" : " img-src https: data:;"
         cspParts = (
@@ -116,14 +125,13 @@ public struct PaywallPage: Sendable {
         let nonceBytes = Array(nonce.utf8)
         var out: [UInt8] = []
         out.reserveCapacity(staticByteCount + url.count + paymentRequiredJSON.count + 128)
-        for (n, fragment) in fragments.enumerated() {
-            out.append(contentsOf: fragment)
-            guard n < holes.count else { break }
-            switch holes[n] {
-            case .nonce: out.append(contentsOf: nonceBytes)
-            case .method: out.append(contentsOf: methodBytes)
-            case .resourceURL: out.append(contentsOf: url)
-            case .paymentRequired: PaywallEscape.appendScriptJSON(paymentRequiredJSON, to: &out)
+        for piece in pieces {
+            switch piece {
+            case .bytes(let bytes): out.append(contentsOf: bytes)
+            case .hole(.nonce): out.append(contentsOf: nonceBytes)
+            case .hole(.method): out.append(contentsOf: methodBytes)
+            case .hole(.resourceURL): out.append(contentsOf: url)
+            case .hole(.paymentRequired): PaywallEscape.appendScriptJSON(paymentRequiredJSON, to: &out)
             }
         }
         let csp = cspParts.0 + nonce + cspParts.1 + nonce + cspParts.2
@@ -144,23 +152,31 @@ public struct PaywallPage: Sendable {
 
     // MARK: Compile-time pieces
 
-    /// Markers for the holes. They contain `<`, which escaping always turns into `&lt;` or `\u003c`,
-    /// so no configured or requested value can forge one.
-    private static func token(_ hole: Hole) -> String { "<x402-hole:\(hole)>" }
+    /// The parts every page shares, inserted where their markers are.
+    private enum Shared: CaseIterable { case style, script }
 
-    private static func cut(_ html: String) -> ([[UInt8]], [Hole]) {
+    private static let sharedBytes: [Shared: [UInt8]] = [
+        .style: Array(PaywallAssets.style.utf8), .script: Array(PaywallAssets.script.utf8),
+    ]
+
+    /// Markers for the holes and the shared parts. They contain `<`, which escaping always turns
+    /// into `&lt;` or `\u003c`, so no configured or requested value can forge one.
+    private static func token(_ hole: Hole) -> String { "<x402-hole:\(hole)>" }
+    private static func token(_ shared: Shared) -> String { "<x402-shared:\(shared)>" }
+
+    private static func cut(_ html: String) -> [Piece] {
         let bytes = Array(html.utf8)
-        let markers: [(Hole, [UInt8])] = [Hole.nonce, .method, .resourceURL, .paymentRequired].map { ($0, Array(token($0).utf8)) }
-        var fragments: [[UInt8]] = []
-        var holes: [Hole] = []
+        let markers: [(Piece, [UInt8])] = [Hole.nonce, .method, .resourceURL, .paymentRequired].map { (.hole($0), Array(token($0).utf8)) }
+            + Shared.allCases.map { (.bytes(sharedBytes[$0]!), Array(token($0).utf8)) }
+        var pieces: [Piece] = []
         var current: [UInt8] = []
         var i = 0
         outer: while i < bytes.count {
             if bytes[i] == UInt8(ascii: "<") {
-                for (hole, marker) in markers where bytes[i...].starts(with: marker) {
-                    fragments.append(current)
+                for (piece, marker) in markers where bytes[i...].starts(with: marker) {
+                    pieces.append(.bytes(current))
                     current = []
-                    holes.append(hole)
+                    pieces.append(piece)
                     i += marker.count
                     continue outer
                 }
@@ -168,8 +184,8 @@ public struct PaywallPage: Sendable {
             current.append(bytes[i])
             i += 1
         }
-        fragments.append(current)
-        return (fragments, holes)
+        pieces.append(.bytes(current))
+        return pieces
     }
 
     /// Theme variables: a light and a dark palette, then the configured colours (hex only).
