@@ -21,7 +21,7 @@ struct RouteIndex: Sendable {
     init(_ routes: [(pattern: RoutePattern, host: HostPattern?)]) {
         var methodCodes: [String: UInt16] = [:]
         var methodNames: [String] = []
-        var builders: [Bool: (anyHost: PathTrie.Builder?, exact: [String: PathTrie.Builder], wildcard: [Substring: PathTrie.Builder])] = [:]
+        var builders: [Bool: LaneBuilder] = [:]
         for (position, route) in routes.enumerated() {
             var code: UInt16 = 0
             if let method = route.pattern.method {
@@ -34,27 +34,39 @@ struct RouteIndex: Sendable {
                 }
             }
             let mode = route.pattern.caseSensitive
-            let entry = PathTrie.Entry(route: Int32(position), method: code)
-            var lane = builders[mode] ?? (nil, [:], [:])
-            if let host = route.host {
-                if let suffix = host.wildcardSuffix {
-                    lane.wildcard[suffix, default: PathTrie.Builder(caseSensitive: mode)].insert(route.pattern, entry)
-                } else {
-                    lane.exact[host.pattern, default: PathTrie.Builder(caseSensitive: mode)].insert(route.pattern, entry)
-                }
-            } else {
-                if lane.anyHost == nil { lane.anyHost = PathTrie.Builder(caseSensitive: mode) }
-                lane.anyHost!.insert(route.pattern, entry)
-            }
-            builders[mode] = lane
+            // In place: a copy of a builder taken out and put back would copy its trees per route.
+            builders[mode, default: LaneBuilder(caseSensitive: mode)]
+                .insert(route.pattern, host: route.host, PathTrie.Entry(route: Int32(position), method: code))
         }
-        self.lanes = builders.values.map { built in
-            Lane(anyHost: built.anyHost.map(PathTrie.init(builder:)),
-                 exactHosts: built.exact.mapValues(PathTrie.init(builder:)),
-                 wildcardHosts: built.wildcard.mapValues(PathTrie.init(builder:)))
-        }
+        self.lanes = builders.values.map { $0.build() }
         self.methodNames = methodNames
         self.getCode = methodCodes["GET"] ?? 0
+    }
+
+    private struct LaneBuilder {
+        let caseSensitive: Bool
+        var anyHost: PathTrie.Builder?
+        var exactHosts: [String: PathTrie.Builder] = [:]
+        var wildcardHosts: [Substring: PathTrie.Builder] = [:]
+
+        init(caseSensitive: Bool) { self.caseSensitive = caseSensitive }
+
+        mutating func insert(_ pattern: RoutePattern, host: HostPattern?, _ entry: PathTrie.Entry) {
+            let empty = PathTrie.Builder(caseSensitive: caseSensitive)
+            if let host, let suffix = host.wildcardSuffix {
+                wildcardHosts[suffix, default: empty].insert(pattern, entry)
+            } else if let host {
+                exactHosts[host.pattern, default: empty].insert(pattern, entry)
+            } else {
+                if anyHost == nil { anyHost = empty }
+                anyHost!.insert(pattern, entry)
+            }
+        }
+
+        func build() -> Lane {
+            Lane(anyHost: anyHost.map(PathTrie.init(builder:)), exactHosts: exactHosts.mapValues(PathTrie.init(builder:)),
+                 wildcardHosts: wildcardHosts.mapValues(PathTrie.init(builder:)))
+        }
     }
 
     /// Position of the first route (in file order) whose host, method and path match. `host` is

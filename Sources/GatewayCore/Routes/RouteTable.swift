@@ -6,7 +6,8 @@ public struct RouteTable: Sendable {
     private let index: RouteIndex
 
     public init(config: GatewayConfig) {
-        self.routes = config.routes.map { CompiledRoute(config: $0) }
+        var compiler = RouteCompiler()
+        self.routes = config.routes.map { compiler.compile($0) }
         self.unmatched = config.unmatched
         self.index = RouteIndex(config.routes.map { ($0.pattern, $0.host) })
     }
@@ -26,26 +27,4 @@ public struct RouteTable: Sendable {
     public static func shadowedRoutes(_ routes: [RouteConfig]) -> [(shadowed: Int, by: Int)] {
         RouteShadowing.shadowedRoutes(routes)
     }
-}
-
-/// A route with everything that can be computed ahead of requests already computed.
-public struct CompiledRoute: Sendable {
-    public let config: RouteConfig
-    /// Present for priced routes.
-    public let challenge: Challenge?
-    /// The route's offers with their EIP-712 domains and requirement JSON, for paid requests.
-    public let offers: [PreparedOffer]
-
-    public init(config: RouteConfig) {
-        self.config = config
-        if case .priced(let offers) = config.access {
-            self.challenge = Challenge(route: config, offers: offers)
-            self.offers = offers.map { PreparedOffer(offer: $0, route: config) }
-        } else {
-            self.challenge = nil
-            self.offers = []
-        }
-    }
-
-    public var isFree: Bool { challenge == nil }
 }
