@@ -22,7 +22,7 @@ package enum RouteShadowing {
     /// Whether every request `later` matches is matched by `earlier`.
     package static func covers(_ earlier: RouteConfig, _ later: RouteConfig) -> Bool {
         covers(method: earlier.pattern.method, later.pattern.method)
-            && (earlier.host == nil || earlier.host!.covers(later.host))
+            && (earlier.host.map { $0.covers(later.host) } ?? true)
             && PatternInclusion.includes(earlier.pattern, later.pattern)
     }
 
