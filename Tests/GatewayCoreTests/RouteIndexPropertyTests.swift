@@ -16,6 +16,8 @@ struct RouteIndexPropertyTests {
     @Test("the index picks the same route as the first-match scan for random tables and requests")
     func sameDecisions() async {
         await propertyCheck(count: 400, input: Self.tables) { table in
+            // Let other tests run: these are CPU-bound and the cooperative pool is as small as the machine.
+            await Task.yield()
             let index = RouteTable(routes: table.routes)
             let scan = FirstMatchScan(routes: table.routes)
             for request in table.requests {
@@ -31,6 +33,8 @@ struct RouteIndexPropertyTests {
     func coverage() async {
         var matched = 0, total = 0, laterThanFirst = 0
         await propertyCheck(count: 200, input: Self.tables) { table in
+            // Let other tests run: these are CPU-bound and the cooperative pool is as small as the machine.
+            await Task.yield()
             let scan = FirstMatchScan(routes: table.routes)
             for request in table.requests {
                 total += 1
@@ -47,6 +51,8 @@ struct RouteIndexPropertyTests {
     @Test("the shadowing check reports the same pairs as comparing every pair")
     func shadowingAgainstPairwise() async {
         await propertyCheck(count: 400, input: Self.tables) { table in
+            // Let other tests run: these are CPU-bound and the cooperative pool is as small as the machine.
+            await Task.yield()
             let pairs = RouteTable.shadowedRoutes(table.routes).map { [$0.shadowed, $0.by] }
             #expect(pairs == FirstMatchScan(routes: table.routes).shadowedRoutes(), "in\n\(table)")
         }
@@ -55,6 +61,8 @@ struct RouteIndexPropertyTests {
     @Test("a route reported as shadowed is never chosen for any request; its shadowing route takes them")
     func shadowedRoutesNeverWin() async {
         await propertyCheck(count: 300, input: Self.tables) { table in
+            // Let other tests run: these are CPU-bound and the cooperative pool is as small as the machine.
+            await Task.yield()
             let shadowed = RouteTable.shadowedRoutes(table.routes)
             guard !shadowed.isEmpty else { return }
             let scan = FirstMatchScan(routes: table.routes)
