@@ -9,6 +9,7 @@ Environment knobs (defaults in brackets): BENCH_DURATION [10] seconds per measur
 BENCH_CONNECTIONS [64], BENCH_THREADS [2] wrk threads, BENCH_WARMUP [3] seconds, BENCH_WRK_CPUS
 [unset] e.g. "1" to pin wrk with taskset, BENCH_LOG_LEVEL [info] gateway log level,
 BENCH_ONLY [all] comma list of scenario numbers, BENCH_KEEP=1 keeps the work directory,
+BENCH_ROUTE_COUNTS [1,1000,10000] route table sizes for scenario 7 (the last is compared with the first),
 BENCH_GATEWAY_BIN [.build-release/release/x402-gateway] another gateway binary to measure.
 """
 
@@ -122,7 +123,7 @@ def http_get(url: str, headers: dict | None = None, timeout: float = 5.0) -> tup
         return e.code, dict(e.headers.items()), e.read()
 
 
-def wait_http(url: str, proc: subprocess.Popen, what: str, timeout: float = 60.0) -> None:
+def wait_http(url: str, proc: subprocess.Popen, what: str, timeout: float = 60.0, poll: float = 0.1) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -131,7 +132,7 @@ def wait_http(url: str, proc: subprocess.Popen, what: str, timeout: float = 60.0
             http_get(url, timeout=1.0)
             return
         except (OSError, urllib.error.URLError):
-            time.sleep(0.1)
+            time.sleep(poll)
     raise SystemExit(f"{what} did not answer on {url} within {timeout:.0f}s")
 
 
@@ -284,6 +285,7 @@ class Bench:
         self.nginx_proxy_port = free_port()
         self.gateway_port = free_port()
         self.python_port = free_port()
+        self.admin_port = free_port()
         self.results: dict = {"machine": machine(), "settings": {
             "duration_s": DURATION, "connections": CONNECTIONS, "wrk_threads": THREADS, "warmup_s": WARMUP,
             "wrk_cpus": WRK_CPUS or "unpinned", "gateway_log_level": LOG_LEVEL}}
@@ -392,8 +394,12 @@ http {{
 
     # --- gateway and the Python reference ------------------------------------------------------
 
-    def start_gateway(self, storage: str = "memory") -> subprocess.Popen:
-        """storage: "memory", or "sqlite" (a fresh ledger file in a folder of the gateway's user)."""
+    def start_gateway(self, storage: str = "memory", routes_before: int | None = None) -> subprocess.Popen:
+        """storage: "memory", or "sqlite" (a fresh ledger file in a folder of the gateway's user).
+        routes_before: when given, that many priced routes `GET /svcN/items/:id` come before
+        `GET /paid`, which is then matched last, and the admin listener is on for POST /reload
+        (scenario 7).
+        Sets self.check_seconds and self.start_seconds (process start to the first answer)."""
         if self.gateway is not None:
             self.procs.stop(self.gateway)
         conf = os.path.join(self.work, "gateway.yaml")
@@ -416,8 +422,9 @@ facilitator:
   timeout: 10s
 upstreams:
   api: {{ url: "http://127.0.0.1:{self.upstream_port}", timeout: 30s }}
+{f"admin: {{ listen: 127.0.0.1:{self.admin_port} }}" if routes_before is not None else ""}
 routes:
-  - match: "GET /paid"
+{"".join(f'  - match: "GET /svc{n}/items/:id"{chr(10)}    price: "{PRICE}"{chr(10)}' for n in range(routes_before or 0))}  - match: "GET /paid"
     upstream: api
     price: "{PRICE}"
     description: benchmark
@@ -428,16 +435,20 @@ routes:
 unmatched: deny
 {storage_yaml}
 """)
+        started = time.perf_counter()
         check = subprocess.run([GATEWAY_BIN, "check", "--config", conf], capture_output=True, text=True)
+        self.check_seconds = time.perf_counter() - started
         if check.returncode != 0:
             raise SystemExit(f"gateway config invalid:\n{check.stdout}{check.stderr}")
         identity = {}
         if GATEWAY_USER:  # run it the way it is deployed: never as root
             account = pwd.getpwnam(GATEWAY_USER)
             identity = dict(user=account.pw_uid, group=account.pw_gid, extra_groups=[])
+        started = time.perf_counter()
         self.gateway = self.procs.start("gateway", [GATEWAY_BIN, "run", "--config", conf, "--log-level", LOG_LEVEL],
                                         os.path.join(self.work, "gateway.log"), **identity)
-        wait_http(f"http://127.0.0.1:{self.gateway_port}/free/small.json", self.gateway, "gateway")
+        wait_http(f"http://127.0.0.1:{self.gateway_port}/free/small.json", self.gateway, "gateway", poll=0.01)
+        self.start_seconds = time.perf_counter() - started
         return self.gateway
 
     def postgres_url(self) -> str:
@@ -616,6 +627,34 @@ def scenario_paid(b: Bench) -> dict:
         out["python_rss_mb"] = group_rss_kb(py.pid) / 1024
     finally:
         b.procs.stop(py)
+    return out
+
+
+ROUTE_COUNTS = tuple(int(n) for n in os.environ.get("BENCH_ROUTE_COUNTS", "1,1000,10000").split(","))
+
+
+def scenario_routes(b: Bench) -> dict:
+    log(f"scenario 7: unpaid 402 with {', '.join(f'{n:,}' for n in ROUTE_COUNTS)} routes, the matched route last")
+    out = {}
+    try:
+        for count in ROUTE_COUNTS:
+            b.start_gateway(routes_before=count - 1)
+            loaded = {"check_s": b.check_seconds, "start_s": b.start_seconds}
+            # A reload of the same file through the admin listener (answers once it is applied).
+            started = time.perf_counter()
+            request = urllib.request.Request(f"http://127.0.0.1:{b.admin_port}/reload", method="POST", data=b"")
+            with urllib.request.urlopen(request, timeout=120) as r:
+                if r.status != 200:
+                    raise SystemExit(f"reload with {count} routes answered {r.status}")
+            loaded["reload_s"] = time.perf_counter() - started
+            status, _, _ = http_get(f"http://127.0.0.1:{b.gateway_port}/paid")
+            if status != 402:
+                raise SystemExit(f"GET /paid with {count} routes answered {status}, expected 402")
+            log(f"  {count:,} routes: check {loaded['check_s']:.2f} s, first answer {loaded['start_s']:.2f} s after start, "
+                f"reload {loaded['reload_s']:.2f} s; measuring")
+            out[str(count)] = plain(f"http://127.0.0.1:{b.gateway_port}/paid", b.gateway.pid) | loaded
+    finally:
+        b.start_gateway()
     return out
 
 
@@ -804,11 +843,25 @@ def render(r: dict) -> str:
                      f"RSS {x['nginx_rss_before_mb']:.1f} MB → {x['nginx_rss_held_mb']:.1f} MB |")
         targets.append((f"RSS ≤ 64 MB at {IDLE_CONNECTIONS} connections", f"{x['rss_held_mb']:.1f} MB",
                         x["rss_held_mb"] <= 64))
+    if "s7" in r:
+        x = r["s7"]
+        for count in ROUTE_COUNTS:
+            res = x[str(count)]
+            row(7, f"unpaid 402, {count:,} route{'s' if count != 1 else ''}, matched last", "gateway", res,
+                f"check {res['check_s']:.2f} s, first answer {res['start_s']:.2f} s after start, reload {res['reload_s']:.2f} s")
+        one, most = x[str(ROUTE_COUNTS[0])], x[str(ROUTE_COUNTS[-1])]
+        ratio = most["rps"] / one["rps"]
+        targets.append((f"402 with {ROUTE_COUNTS[-1]:,} routes ≥ 0.9 × with 1 route", f"{ratio:.2f} × "
+                        f"({one['cpu_us_per_req']:.0f} → {most['cpu_us_per_req']:.0f} µs CPU/req)", ratio >= 0.9))
+        slowest = max(most["check_s"], most["start_s"], most["reload_s"])
+        targets.append((f"load, check and reload of {ROUTE_COUNTS[-1]:,} routes < 1 s",
+                        f"check {most['check_s']:.2f} s, start {most['start_s']:.2f} s, reload {most['reload_s']:.2f} s",
+                        slowest < 1.0))
     lines.append("")
     lines.append("CPU µs/req: user + system CPU of the contender's processes (for nginx, master and workers; for the "
                  "Python middleware, uvicorn and its workers) during the measured run, divided by the requests answered. "
                  "The upstream and facilitator stub (one separate nginx) are not included.")
-    runs = [v for k in ("s1", "s2", "s4") for v in (r.get(k) or {}).values() if isinstance(v, dict) and "foreign_cores" in v]
+    runs = [v for k in ("s1", "s2", "s4", "s7") for v in (r.get(k) or {}).values() if isinstance(v, dict) and "foreign_cores" in v]
     if runs:
         foreign = [v["foreign_cores"] for v in runs]
         lines.append(f"Other load: processes this harness did not start used {min(foreign):.2f} – {max(foreign):.2f} "
@@ -855,6 +908,8 @@ def main() -> None:
             r["s4"] = scenario_paid(b)
         if want("6"):
             r["s6"] = scenario_idle(b)
+        if want("7"):
+            r["s7"] = scenario_routes(b)
         b.procs.stop_all()
         if want("5"):
             r["s5"] = scenario_preverify()

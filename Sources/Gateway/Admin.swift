@@ -49,7 +49,7 @@ extension GatewayServer {
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: self.metrics.exposition())))
         }
         router.post("reload") { _, _ in
-            switch self.reload(trigger: "admin endpoint") {
+            switch await self.reload(trigger: "admin endpoint") {
             case .applied(let restart):
                 let list = restart.map { JSONString.quoted($0) }.joined(separator: ",")
                 return Self.json(.ok, "{\"result\":\"applied\",\"restartRequired\":[\(list)]}")

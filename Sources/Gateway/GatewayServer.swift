@@ -39,7 +39,10 @@ public final class GatewayServer: Service {
     let onListening: @Sendable (Int) async -> Void
     let onAdminListening: @Sendable (Int) async -> Void
     /// The file text last read by a reload (changed text triggers the watcher) and the last failure.
+    /// Held only for a moment: the watcher reads it on an event loop.
     private let reloadState = Mutex(ReloadState())
+    /// Held by the reload in progress, on the thread pool.
+    private let reloading = Mutex(())
 
     private struct ReloadState {
         var text: String?
@@ -237,24 +240,37 @@ public final class GatewayServer: Service {
     }
 
     /// Re-reads the file and, when valid, swaps the whole snapshot; requests in flight finish with the
-    /// snapshot they started with. Reloads are serialised.
+    /// snapshot they started with. Reloads are serialised. The work (reading, parsing, checking,
+    /// indexing, compiling) runs on NIO's thread pool for blocking work, never on an event loop:
+    /// in the executable Swift concurrency runs on the event loops, and a large route table takes
+    /// a noticeable time to load.
     @discardableResult
-    public func reload(trigger: String) -> ReloadResult {
+    public func reload(trigger: String) async -> ReloadResult {
+        guard source != nil else { return .noSource }
+        do {
+            return try await NIOThreadPool.singleton.runIfActive { self.reloadNow(trigger: trigger) }
+        } catch {
+            return reject("reload could not run: \(error)", trigger: trigger)
+        }
+    }
+
+    /// The reload itself, blocking; one at a time.
+    private func reloadNow(trigger: String) -> ReloadResult {
         guard let source else { return .noSource }
-        return reloadState.withLock { (state: inout ReloadState) -> ReloadResult in
+        return reloading.withLock { _ -> ReloadResult in
             let text: String
             do {
                 text = try String(contentsOfFile: source.path, encoding: .utf8)
             } catch {
-                state.text = nil
-                return reject("\(source.path): cannot read file: \(error.localizedDescription)", trigger: trigger, state: &state)
+                reloadState.withLock { $0.text = nil }
+                return reject("\(source.path): cannot read file: \(error.localizedDescription)", trigger: trigger)
             }
-            state.text = text
+            reloadState.withLock { $0.text = text }
             let loaded: GatewayConfig
             do throws(ConfigErrors) {
                 loaded = try ConfigLoader.parse(yaml: text, file: source.path, environment: source.environment)
             } catch {
-                return reject(error.description, trigger: trigger, state: &state)
+                return reject(error.description, trigger: trigger)
             }
             let old = box.snapshot.config
             var config = loaded
@@ -273,7 +289,7 @@ public final class GatewayServer: Service {
             keep(\.limits.shutdownGrace, "limits.shutdownGrace")
             keep(\.storage, "storage")
             box.replace(Self.snapshot(config, clients: clients, facilitator: facilitatorOverride, metrics: metrics))
-            state.lastError = nil
+            reloadState.withLock { $0.lastError = nil }
             metrics.configReload(result: "applied")
             if restart.isEmpty {
                 logger.notice("configuration reloaded", metadata: ["trigger": "\(trigger)", "routes": "\(config.routes.count)"])
@@ -285,8 +301,8 @@ public final class GatewayServer: Service {
         }
     }
 
-    private func reject(_ message: String, trigger: String, state: inout ReloadState) -> ReloadResult {
-        state.lastError = message
+    private func reject(_ message: String, trigger: String) -> ReloadResult {
+        reloadState.withLock { $0.lastError = message }
         metrics.configReload(result: "rejected")
         logger.error("configuration reload rejected; the previous configuration keeps serving",
                      metadata: ["trigger": "\(trigger)", "errors": "\(message)"])
@@ -302,9 +318,11 @@ public final class GatewayServer: Service {
         while true {
             guard let interval = box.snapshot.config.reload.watchInterval else { return }
             try await Task.sleep(for: interval)
-            let text = try? String(contentsOfFile: source.path, encoding: .utf8)
+            // Read off the event loops too: a large file takes a while.
+            let path = source.path
+            let text = try? await NIOThreadPool.singleton.runIfActive { try String(contentsOfFile: path, encoding: .utf8) }
             let changed = reloadState.withLock { $0.text != text }
-            if changed { reload(trigger: "file change") }
+            if changed { await reload(trigger: "file change") }
         }
     }
 }

@@ -47,6 +47,8 @@ public final class GatewayMetrics: Sendable {
     private let counters = Mutex<[CounterKey: CoreMetrics.Counter]>([:])
     private let timers = Mutex<[CounterKey: CoreMetrics.Timer]>([:])
     private let meters = Mutex<[CounterKey: CoreMetrics.Meter]>([:])
+    /// By route id; exposed beside the registry (see ``RouteMetrics``).
+    private let routeCounters = Mutex<[String: RouteMetrics]>([:])
     private let inFlight: CoreMetrics.Meter
 
     struct CounterKey: Hashable {
@@ -93,17 +95,14 @@ public final class GatewayMetrics: Sendable {
     func requestEnded() { inFlight.decrement() }
 
     /// The per-route counters, resolved once per configuration snapshot so that a request only
-    /// increments (no lock, no label hashing on the hot path).
-    func route(_ route: String) -> RouteMetrics {
-        var outcomes: [RequestOutcome: CoreMetrics.Counter] = [:]
-        for outcome in RequestOutcome.allCases {
-            outcomes[outcome] = counter(CounterKey(name: "x402_requests_total", a: route, b: outcome.rawValue),
-                                        [("route", route), ("outcome", outcome.rawValue)])
+    /// increments (no lock, no label hashing on the hot path). Kept by route id across reloads.
+    package func route(_ route: String) -> RouteMetrics {
+        routeCounters.withLock { routes in
+            if let known = routes[route] { return known }
+            let counters = RouteMetrics(route: route)
+            routes[route] = counters
+            return counters
         }
-        return RouteMetrics(
-            outcomes: outcomes,
-            paymentRequired: counter(CounterKey(name: "x402_payments_required_total", a: route), [("route", route)]),
-            paymentVerified: counter(CounterKey(name: "x402_payments_verified_total", a: route), [("route", route)]))
     }
 
     /// `reason` must come from a bounded set (``RefusalReason`` raw values or `facilitator_refused`).
@@ -163,19 +162,14 @@ public final class GatewayMetrics: Sendable {
         counter(CounterKey(name: "x402_config_reloads_total", a: result), [("result", result)]).increment()
     }
 
-    /// The Prometheus text exposition format.
-    public func exposition() -> [UInt8] { registry.emitToBuffer() }
-}
-
-/// One route's request counters.
-struct RouteMetrics: Sendable {
-    let outcomes: [RequestOutcome: CoreMetrics.Counter]
-    let paymentRequired: CoreMetrics.Counter
-    let paymentVerified: CoreMetrics.Counter
-
-    func record(_ outcome: RequestOutcome) { outcomes[outcome]?.increment() }
-    func challenged() { paymentRequired.increment() }
-    func verified() { paymentVerified.increment() }
+    /// The Prometheus text exposition format: the registry's series, then the routes' (those that
+    /// counted something, by route id).
+    public func exposition() -> [UInt8] {
+        var out = registry.emitToBuffer()
+        let used = routeCounters.withLock { Array($0.values) }.filter(\.isUsed).sorted { $0.route < $1.route }
+        RouteMetrics.exposition(of: used, into: &out)
+        return out
+    }
 }
 
 extension Duration {

@@ -36,9 +36,10 @@ final class GatewaySnapshot: Sendable {
         self.unmatchedMetrics = metrics.route("-")
         self.lastChallenges = table.routes.map { _ in LastChallenge() }
         self.responses = GatewayResponses(cors: config.cors)
+        var compiler = PaywallCompiler(config: config.paywall)
         self.paywalls = table.routes.map { route in
             guard config.paywall.enabled, let challenge = route.challenge else { return nil }
-            return PaywallPage(route: route.config, challenge: challenge, config: config.paywall)
+            return compiler.page(route: route.config, challenge: challenge)
         }
         self.upstreams = upstreams
         self.facilitator = facilitator

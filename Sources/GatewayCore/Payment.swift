@@ -92,7 +92,7 @@ public struct PreparedOffer: Sendable {
     public let requirementsJSON: [UInt8]
     let domainSeparator: [UInt8]?
 
-    init(offer: Offer, route: RouteConfig) {
+    init(offer: Offer) {
         self.offer = offer
         self.requirementsJSON = (try? HeaderCodec.compactJSON(offer.requirements)) ?? []
         if let name = offer.extra["name"]?.stringValue, let version = offer.extra["version"]?.stringValue,

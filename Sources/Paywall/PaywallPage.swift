@@ -9,9 +9,19 @@ import X402
 public struct PaywallPage: Sendable {
     enum Hole: Sendable { case nonce, method, resourceURL, paymentRequired }
 
-    /// The page with the holes cut out: `fragments.count == holes.count + 1`.
-    private let fragments: [[UInt8]]
-    private let holes: [Hole]
+    /// What differs between routes with the same offers: filled when the route's page is made.
+    enum RouteText: Sendable { case title, description }
+
+    /// The page in order: bytes, and holes.
+    enum Piece: Sendable {
+        case bytes([UInt8])
+        case hole(Hole)
+        case route(RouteText)
+    }
+
+    /// The style sheet and the script, the bulk of every page, are the same arrays for all routes
+    /// (shared, not copied: ten thousand priced routes cost ten thousand small pages).
+    private let pieces: [Piece]
     private let staticByteCount: Int
     /// The `Content-Security-Policy` value around its two nonces.
     private let cspParts: (String, String, String)
@@ -26,85 +36,130 @@ public struct PaywallPage: Sendable {
 
     /// Nil when the challenge has no offers (nothing to pay with).
     public init?(route: RouteConfig, challenge: Challenge, config: PaywallConfig) {
-        let views = challenge.offers.map(OfferView.init)
-        guard let first = views.first else { return nil }
-        let logo = config.appLogo.flatMap(PaywallEscape.logoURL)
-        let appName = config.appName.flatMap { $0.isEmpty ? nil : String($0.prefix(80)) }
-        let title = appName ?? (route.description.isEmpty ? "Payment required" : String(route.description.prefix(80)))
+        var compiler = PaywallCompiler(config: config)
+        guard let page = compiler.page(route: route, challenge: challenge) else { return nil }
+        self = page
+    }
+
+    /// The page of `route`: `shape` with the route's title and description filled in.
+    init(route: RouteConfig, shape: Shape) {
         let e = PaywallEscape.html
-
-        var html = """
-            <!doctype html>
-            <html lang="en">
-            <head>
-            <meta charset="utf-8">
-            <meta name="viewport" content="width=device-width,initial-scale=1">
-            <meta name="robots" content="noindex">
-            <title>\(e(title)) · Payment required</title>
-            <style nonce="\(Self.token(.nonce))">
-            \(Self.styleSheet(config.colors))\(PaywallAssets.style)</style>
-            </head>
-            <body data-method="\(Self.token(.method))">
-            <main>
-
-            """
-        if appName != nil || logo != nil {
-            html += "<div class=\"brand\">"
-            if let logo { html += "<img src=\"\(e(logo))\" alt=\"\" referrerpolicy=\"no-referrer\">" }
-            if let appName { html += "<span>\(e(appName))</span>" }
-            html += "</div>\n"
-        }
-        html += "<h1 id=\"heading\">Payment required</h1>\n"
-        if !route.description.isEmpty { html += "<p class=\"desc\">\(e(route.description))</p>\n" }
-        html += """
-            <p class="price"><span id="amount">\(e(first.price))</span> <span id="symbol">\(e(first.symbol))</span></p>
-            <dl>
-            <dt>Network</dt><dd id="network">\(e(first.network))</dd>
-            <dt>Pay to</dt><dd><code id="payto">\(e(challenge.offers[0].payTo))</code></dd>
-            <dt>Resource</dt><dd><code id="resource">\(Self.token(.resourceURL))</code></dd>
-            </dl>
-
-            """
-        if views.count > 1 {
-            html += "<label for=\"offer\">Pay with</label>\n<select id=\"offer\">"
-            for view in views { html += "<option>\(e("\(view.price) \(view.symbol) on \(view.network)"))</option>" }
-            html += "</select>\n"
-        }
-        if let testnetView = views.first(where: \.testnet) {
-            // Shown by the script for test networks only; rendered visible when the first offer is one.
-            let faucet = views.compactMap(\.faucet).first.flatMap(PaywallEscape.linkURL)
-            html += "<p class=\"note\" id=\"testnet\"\(first.testnet ? "" : " hidden")>Test network: these tokens have no real value."
-            if let faucet {
-                html += " <a id=\"faucet\" href=\"\(e(faucet))\" target=\"_blank\" rel=\"noopener noreferrer\""
-                    + "\(first.faucet == nil ? " hidden" : "")>Get free test \(e(testnetView.symbol))</a>"
+        let title = shape.appName ?? (route.description.isEmpty ? "Payment required" : String(route.description.prefix(80)))
+        var pieces: [Piece] = []
+        for piece in shape.pieces {
+            let text: String
+            switch piece {
+            case .route(.title): text = e(title)
+            case .route(.description): text = route.description.isEmpty ? "" : "<p class=\"desc\">\(e(route.description))</p>\n"
+            case .bytes, .hole:
+                pieces.append(piece)
+                continue
             }
-            html += "</p>\n"
+            if case .bytes(let before)? = pieces.last {
+                pieces[pieces.count - 1] = .bytes(before + Array(text.utf8))
+            } else {
+                pieces.append(.bytes(Array(text.utf8)))
+            }
         }
-        html += """
-            <div id="wallets" hidden></div>
-            <button id="pay" type="button" disabled>Connect wallet and pay</button>
-            <p id="status" class="msg" role="status" aria-live="polite"></p>
-            <noscript><p class="note">Paying here needs JavaScript and a browser wallet. Programs can pay with any x402 client: the offer is in the PAYMENT-REQUIRED header.</p></noscript>
-            <pre id="result" hidden></pre>
-            <a id="download" hidden></a>
-            </main>
-            <footer>HTTP 402 · paid with <a href="https://x402.org" rel="noopener noreferrer">x402</a></footer>
-            <script type="application/json" id="x402-payment-required" nonce="\(Self.token(.nonce))">\(Self.token(.paymentRequired))</script>
-            <script type="application/json" id="x402-paywall" nonce="\(Self.token(.nonce))">\(Self.settingsJSON(views))</script>
-            <script nonce="\(Self.token(.nonce))">
-            \(PaywallAssets.script)</script>
-            </body>
-            </html>
+        self.pieces = pieces
+        self.staticByteCount = pieces.reduce(0) { total, piece in
+            if case .bytes(let bytes) = piece { return total + bytes.count }
+            return total
+        }
+        self.cspParts = shape.cspParts
+    }
 
-            """
-        (fragments, holes) = Self.cut(html)
-        staticByteCount = fragments.reduce(0) { $0 + $1.count }
+    /// The page of every route with the same offers, title and description left open. `settingsJSON`:
+    /// ``settingsJSON(_:)`` of the offers' views.
+    struct Shape: Sendable {
+        let pieces: [Piece]
+        /// The configured application name, which is then every page's title.
+        let appName: String?
+        let cspParts: (String, String, String)
 
-        let imageSource = logo == nil ? "" : " img-src https: data:;"
-        cspParts = (
-            "default-src 'none'; script-src 'nonce-",
-            "'; style-src 'nonce-",
-            "';\(imageSource) connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+        /// Nil when there are no offers (nothing to pay with).
+        init?(offers: [Offer], config: PaywallConfig, settingsJSON: String) {
+            let views = offers.map(OfferView.init)
+            guard let first = views.first else { return nil }
+            let logo = config.appLogo.flatMap(PaywallEscape.logoURL)
+            let appName = config.appName.flatMap { $0.isEmpty ? nil : String($0.prefix(80)) }
+            let e = PaywallEscape.html
+            func token(_ hole: Hole) -> String { PaywallPage.token(hole) }
+            func token(_ text: RouteText) -> String { PaywallPage.token(text) }
+            func token(_ shared: Shared) -> String { PaywallPage.token(shared) }
+
+            var html = """
+                <!doctype html>
+                <html lang="en">
+                <head>
+                <meta charset="utf-8">
+                <meta name="viewport" content="width=device-width,initial-scale=1">
+                <meta name="robots" content="noindex">
+                <title>\(token(.title)) · Payment required</title>
+                <style nonce="\(token(.nonce))">
+                \(PaywallPage.styleSheet(config.colors))\(token(.style))</style>
+                </head>
+                <body data-method="\(token(.method))">
+                <main>
+
+                """
+            if appName != nil || logo != nil {
+                html += "<div class=\"brand\">"
+                if let logo { html += "<img src=\"\(e(logo))\" alt=\"\" referrerpolicy=\"no-referrer\">" }
+                if let appName { html += "<span>\(e(appName))</span>" }
+                html += "</div>\n"
+            }
+            html += "<h1 id=\"heading\">Payment required</h1>\n"
+            html += token(.description)
+            html += """
+                <p class="price"><span id="amount">\(e(first.price))</span> <span id="symbol">\(e(first.symbol))</span></p>
+                <dl>
+                <dt>Network</dt><dd id="network">\(e(first.network))</dd>
+                <dt>Pay to</dt><dd><code id="payto">\(e(offers[0].payTo))</code></dd>
+                <dt>Resource</dt><dd><code id="resource">\(token(.resourceURL))</code></dd>
+                </dl>
+
+                """
+            if views.count > 1 {
+                html += "<label for=\"offer\">Pay with</label>\n<select id=\"offer\">"
+                for view in views { html += "<option>\(e("\(view.price) \(view.symbol) on \(view.network)"))</option>" }
+                html += "</select>\n"
+            }
+            if let testnetView = views.first(where: \.testnet) {
+                // Shown by the script for test networks only; rendered visible when the first offer is one.
+                let faucet = views.compactMap(\.faucet).first.flatMap(PaywallEscape.linkURL)
+                html += "<p class=\"note\" id=\"testnet\"\(first.testnet ? "" : " hidden")>Test network: these tokens have no real value."
+                if let faucet {
+                    html += " <a id=\"faucet\" href=\"\(e(faucet))\" target=\"_blank\" rel=\"noopener noreferrer\""
+                        + "\(first.faucet == nil ? " hidden" : "")>Get free test \(e(testnetView.symbol))</a>"
+                }
+                html += "</p>\n"
+            }
+            html += """
+                <div id="wallets" hidden></div>
+                <button id="pay" type="button" disabled>Connect wallet and pay</button>
+                <p id="status" class="msg" role="status" aria-live="polite"></p>
+                <noscript><p class="note">Paying here needs JavaScript and a browser wallet. Programs can pay with any x402 client: the offer is in the PAYMENT-REQUIRED header.</p></noscript>
+                <pre id="result" hidden></pre>
+                <a id="download" hidden></a>
+                </main>
+                <footer>HTTP 402 · paid with <a href="https://x402.org" rel="noopener noreferrer">x402</a></footer>
+                <script type="application/json" id="x402-payment-required" nonce="\(token(.nonce))">\(token(.paymentRequired))</script>
+                <script type="application/json" id="x402-paywall" nonce="\(token(.nonce))">\(settingsJSON)</script>
+                <script nonce="\(token(.nonce))">
+                \(token(.script))</script>
+                </body>
+                </html>
+
+                """
+            self.pieces = PaywallPage.cut(html)
+            self.appName = appName
+            let imageSource = logo == nil ? "" : " img-src https: data:;"
+            self.cspParts = (
+                "default-src 'none'; script-src 'nonce-",
+                "'; style-src 'nonce-",
+                "';\(imageSource) connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+        }
     }
 
     /// Fills the page for one request. `paymentRequiredJSON` is the compact v2 `PaymentRequired`
@@ -116,14 +171,14 @@ public struct PaywallPage: Sendable {
         let nonceBytes = Array(nonce.utf8)
         var out: [UInt8] = []
         out.reserveCapacity(staticByteCount + url.count + paymentRequiredJSON.count + 128)
-        for (n, fragment) in fragments.enumerated() {
-            out.append(contentsOf: fragment)
-            guard n < holes.count else { break }
-            switch holes[n] {
-            case .nonce: out.append(contentsOf: nonceBytes)
-            case .method: out.append(contentsOf: methodBytes)
-            case .resourceURL: out.append(contentsOf: url)
-            case .paymentRequired: PaywallEscape.appendScriptJSON(paymentRequiredJSON, to: &out)
+        for piece in pieces {
+            switch piece {
+            case .bytes(let bytes): out.append(contentsOf: bytes)
+            case .hole(.nonce): out.append(contentsOf: nonceBytes)
+            case .hole(.method): out.append(contentsOf: methodBytes)
+            case .hole(.resourceURL): out.append(contentsOf: url)
+            case .hole(.paymentRequired): PaywallEscape.appendScriptJSON(paymentRequiredJSON, to: &out)
+            case .route: break  // filled when the page was made
             }
         }
         let csp = cspParts.0 + nonce + cspParts.1 + nonce + cspParts.2
@@ -144,37 +199,44 @@ public struct PaywallPage: Sendable {
 
     // MARK: Compile-time pieces
 
-    /// Markers for the holes. They contain `<`, which escaping always turns into `&lt;` or `\u003c`,
-    /// so no configured or requested value can forge one.
-    private static func token(_ hole: Hole) -> String { "<x402-hole:\(hole)>" }
+    /// The parts every page shares, inserted where their markers are.
+    enum Shared: CaseIterable { case style, script }
 
-    private static func cut(_ html: String) -> ([[UInt8]], [Hole]) {
+    private static let sharedBytes: [Shared: [UInt8]] = [
+        .style: Array(PaywallAssets.style.utf8), .script: Array(PaywallAssets.script.utf8),
+    ]
+
+    /// Markers for the holes and the shared parts. They contain `<`, which escaping always turns
+    /// into `&lt;` or `\u003c`, so no configured or requested value can forge one.
+    static func token(_ hole: Hole) -> String { "<x402-hole:\(hole)>" }
+    static func token(_ text: RouteText) -> String { "<x402-route:\(text)>" }
+    static func token(_ shared: Shared) -> String { "<x402-shared:\(shared)>" }
+
+    static func cut(_ html: String) -> [Piece] {
         let bytes = Array(html.utf8)
-        let markers: [(Hole, [UInt8])] = [Hole.nonce, .method, .resourceURL, .paymentRequired].map { ($0, Array(token($0).utf8)) }
-        var fragments: [[UInt8]] = []
-        var holes: [Hole] = []
-        var current: [UInt8] = []
+        let markers: [(Piece, [UInt8])] = [Hole.nonce, .method, .resourceURL, .paymentRequired].map { (.hole($0), Array(token($0).utf8)) }
+            + [RouteText.title, .description].map { (.route($0), Array(token($0).utf8)) }
+            + Shared.allCases.map { (.bytes(sharedBytes[$0]!), Array(token($0).utf8)) }
+        var pieces: [Piece] = []
+        var fragmentStart = 0
         var i = 0
-        outer: while i < bytes.count {
-            if bytes[i] == UInt8(ascii: "<") {
-                for (hole, marker) in markers where bytes[i...].starts(with: marker) {
-                    fragments.append(current)
-                    current = []
-                    holes.append(hole)
-                    i += marker.count
-                    continue outer
-                }
+        while let open = bytes[i...].firstIndex(of: UInt8(ascii: "<")) {
+            guard let (piece, marker) = markers.first(where: { bytes[open...].starts(with: $0.1) }) else {
+                i = open + 1
+                continue
             }
-            current.append(bytes[i])
-            i += 1
+            pieces.append(.bytes(Array(bytes[fragmentStart..<open])))
+            pieces.append(piece)
+            fragmentStart = open + marker.count
+            i = fragmentStart
         }
-        fragments.append(current)
-        return (fragments, holes)
+        pieces.append(.bytes(Array(bytes[fragmentStart...])))
+        return pieces
     }
 
     /// Theme variables: a light and a dark palette, then the configured colours (hex only).
     /// Configuring `background` or `text` turns the automatic dark palette off.
-    private static func styleSheet(_ colors: PaywallColors) -> String {
+    static func styleSheet(_ colors: PaywallColors) -> String {
         let accent = colors.accent.flatMap(PaywallEscape.hexColor)
         let background = colors.background.flatMap(PaywallEscape.hexColor)
         let text = colors.text.flatMap(PaywallEscape.hexColor)
@@ -191,7 +253,7 @@ public struct PaywallPage: Sendable {
 
     /// The page settings the script reads: one entry per offer (same order as `accepts`) and the
     /// human text for refusal codes.
-    private static func settingsJSON(_ views: [OfferView]) -> String {
+    static func settingsJSON(_ views: [OfferView]) -> String {
         struct Settings: Encodable {
             var offers: [OfferView]
             var reasons: [String: String]

@@ -127,7 +127,7 @@ struct ReloadOnHangup: Service {
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
-            for await _ in hangups { server.reload(trigger: "SIGHUP") }
+            for await _ in hangups { await server.reload(trigger: "SIGHUP") }
         }
     }
 }

@@ -54,4 +54,28 @@ struct ChallengeTests {
         #expect(v2.accepts.count == 2)
         #expect(v1.accepts.count == 1)
     }
+
+    @Test("routes sharing offers share one encoded shape, and each still gets byte for byte its own description and MIME type", arguments: [
+        ("Current weather", "application/json"),
+        ("", ""),
+        ("quotes \" and \\ backslash, </script>", "text/plain; charset=\"utf-8\""),
+        ("control \u{01}\t\n and non-ASCII café ☕ \u{2028}", "x/y"),
+    ])
+    func sharedShape(description: String, mimeType: String) throws {
+        var plain = try route("GET /weather")
+        var other = try route("GET /other")
+        plain.description = description
+        plain.mimeType = mimeType
+        other.description = "another route"
+        let table = RouteTable(routes: [other, plain])
+        let challenge = try #require(table.routes[1].challenge)
+        let v2 = try JSONDecoder().decode(PaymentRequired.self, from: Data(challenge.paymentRequired(resourceURL: "https://h/w")))
+        let v1 = try JSONDecoder().decode(PaymentRequiredV1.self, from: Data(challenge.v1Body(resourceURL: "https://h/w")))
+        #expect(v2.resource.description == description && v2.resource.mimeType == mimeType)
+        #expect(v1.accepts.allSatisfy { $0.description == description && $0.mimeType == mimeType })
+        #expect(challenge.paymentRequired(resourceURL: "https://h/w") == (try HeaderCodec.compactJSON(v2)))
+        #expect(challenge.v1Body(resourceURL: "https://h/w") == (try HeaderCodec.compactJSON(v1)))
+        let otherV2 = try JSONDecoder().decode(PaymentRequired.self, from: Data(try #require(table.routes[0].challenge).paymentRequired(resourceURL: "u")))
+        #expect(otherV2.resource.description == "another route")
+    }
 }

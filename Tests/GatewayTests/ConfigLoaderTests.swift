@@ -88,6 +88,10 @@ struct ConfigLoaderTests {
         ("0x209693Bc6afc0C5328bA36FaF03C514EF312287C", "0x209693Bc6afc", "g.yaml:3:8: payTo \"0x209693Bc6afc\" is not an EVM address (0x followed by 40 hex digits)"),
         // duplicate route
         ("  - match: \"/public/*\"", "  - match: \"GET /weather\"", "g.yaml:16:12: route \"GET /weather\" duplicates route \"GET /weather\" at line 12, which matches every request it would: it can never be used"),
+        // the same pattern again, priced then free (a pattern ending in `*` escaped the old sampled check)
+        ("  - match: \"GET /weather\"", "  - match: \"/public/*\"", "g.yaml:16:12: route \"/public/*\" duplicates route \"/public/*\" at line 12, which matches every request it would: it can never be used"),
+        // HEAD after GET (GET takes HEAD)
+        ("  - match: \"/public/*\"", "  - match: \"HEAD /weather\"", "g.yaml:16:12: route \"HEAD /weather\" is shadowed by route \"GET /weather\" at line 12, which matches every request it would: it can never be used"),
         // shadowed route
         ("  - match: \"GET /weather\"", "  - match: \"/*\"", "g.yaml:16:12: route \"/public/*\" is shadowed by route \"/*\" at line 12, which matches every request it would: it can never be used"),
         // unknown upstream

@@ -139,7 +139,7 @@ struct OperationsTests {
                 .replacingOccurrences(of: "listen: 127.0.0.1:0\nadmin", with: "listen: 127.0.0.1:1\nadmin")
                 .replacingOccurrences(of: "$0.001", with: "$0.003")
             try edited.write(toFile: file, atomically: true, encoding: .utf8)
-            #expect(gw.server.reload(trigger: "test") == .applied(restartRequired: ["listen"]))
+            #expect(await gw.server.reload(trigger: "test") == .applied(restartRequired: ["listen"]))
             #expect(try await offeredAmount(gw.get("/weather")) == "3000")
         }
     }

@@ -265,6 +265,24 @@ struct PaywallPageTests {
         #expect(!lower.contains("<img src=x"), sourceLocation: sourceLocation)
         #expect(!lower.contains("<svg"), sourceLocation: sourceLocation)
     }
+    @Test("routes with the same offers share one layout, and each page still shows its own title and escaped description")
+    func sharedLayout() {
+        let hostile = PageFixture(description: "<b>\"x\"</b> & co")
+        let plain = PageFixture(description: "")
+        var compiler = PaywallCompiler(config: PaywallConfig())
+        let url = "https://api.example.com/weather"
+        for fixture in [hostile, plain] {
+            let shared = compiler.page(route: fixture.route, challenge: fixture.challenge)!
+            let json = fixture.challenge.paymentRequired(resourceURL: url)
+            let alone = fixture.page.render(paymentRequiredJSON: json, resourceURL: url, method: "GET", nonce: "n")
+            #expect(shared.render(paymentRequiredJSON: json, resourceURL: url, method: "GET", nonce: "n").body == alone.body)
+        }
+        let html = { (f: PageFixture) in String(decoding: f.page.render(paymentRequiredJSON: [], resourceURL: url, method: "GET").body, as: UTF8.self) }
+        #expect(html(hostile).contains("<title>&lt;b&gt;&quot;x&quot;&lt;/b&gt; &amp; co · Payment required</title>"))
+        #expect(html(hostile).contains("<p class=\"desc\">&lt;b&gt;&quot;x&quot;&lt;/b&gt; &amp; co</p>"))
+        #expect(html(plain).contains("<title>Payment required · Payment required</title>"))
+        #expect(!html(plain).contains("class=\"desc\""))
+    }
 }
 
 @Suite("Paywall escaping")

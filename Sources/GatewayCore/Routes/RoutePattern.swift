@@ -8,7 +8,7 @@ public struct RoutePattern: Sendable, Hashable, CustomStringConvertible {
     /// Canonical pattern text, e.g. `/items/:id`.
     public let path: String
     let pieces: [Piece]
-    let caseSensitive: Bool
+    public let caseSensitive: Bool
 
     enum Piece: Sendable, Hashable {
         case literal([UInt8])
@@ -144,56 +144,17 @@ public struct RoutePattern: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// Concrete paths that this pattern matches, used to detect shadowed routes.
-    func samplePaths() -> [String] {
-        var short = ""
-        var long = ""
+    /// One path this pattern matches, as the matcher sees it (canonical, no trailing slash, case
+    /// folded when the pattern is case-insensitive): every wildcard stands for `q`. The shadowing
+    /// check asks the route index which earlier routes match it.
+    func witnessPath() -> [UInt8] {
+        var path: [UInt8] = []
         for piece in pieces {
             switch piece {
-            case .literal(let l):
-                short += String(decoding: l, as: UTF8.self)
-                long += String(decoding: l, as: UTF8.self)
-            case .segment:
-                short += "q9"
-                long += "q9z"
-            case .any:
-                long += "q9/z8"
+            case .literal(let bytes): path.append(contentsOf: bytes)
+            case .segment, .any: path.append(UInt8(ascii: "q"))
             }
         }
-        return [short, long]
-    }
-}
-
-/// A route's optional `host` (exact, or `*.example.com` for any subdomain). Case-insensitive.
-public struct HostPattern: Sendable, Hashable, CustomStringConvertible {
-    public let pattern: String
-
-    public init?(_ text: String) {
-        let lower = text.lowercased()
-        let name = lower.hasPrefix("*.") ? String(lower.dropFirst(2)) : lower
-        guard !name.isEmpty, name.utf8.allSatisfy({
-            ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".")
-        }) else { return nil }
-        self.pattern = lower
-    }
-
-    public var description: String { pattern }
-
-    /// `host` is the request's host name, lower-cased and without port.
-    public func matches(_ host: String) -> Bool {
-        if pattern.hasPrefix("*.") { return host.hasSuffix(pattern.dropFirst(1)) }
-        return host == pattern
-    }
-
-    /// Normalises a `Host` header value: lower-case, port and trailing dot removed.
-    public static func normalize(hostHeader: String) -> String {
-        var h = Substring(hostHeader.lowercased())
-        if h.hasPrefix("[") {
-            if let end = h.firstIndex(of: "]") { h = h[...end] }
-        } else if let colon = h.lastIndex(of: ":") {
-            h = h[..<colon]
-        }
-        if h.hasSuffix(".") { h = h.dropLast() }
-        return String(h)
+        return path
     }
 }

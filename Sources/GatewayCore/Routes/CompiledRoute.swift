@@ -1,0 +1,21 @@
+/// A route with everything that can be computed ahead of requests already computed.
+public struct CompiledRoute: Sendable {
+    public let config: RouteConfig
+    /// Present for priced routes.
+    public let challenge: Challenge?
+    /// The route's offers with their EIP-712 domains and requirement JSON, for paid requests.
+    public let offers: [PreparedOffer]
+
+    public init(config: RouteConfig) {
+        var compiler = RouteCompiler()
+        self = compiler.compile(config)
+    }
+
+    init(config: RouteConfig, challenge: Challenge?, offers: [PreparedOffer]) {
+        self.config = config
+        self.challenge = challenge
+        self.offers = offers
+    }
+
+    public var isFree: Bool { challenge == nil }
+}
