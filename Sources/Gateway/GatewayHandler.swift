@@ -66,8 +66,6 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var context: ChannelHandlerContext?
     /// The client's IP address as text, read once per connection.
     private var peer: String??
-    /// Where the paid path's tasks of this connection run (made at the first paid request).
-    private var paidExecutor: EventLoopTaskExecutor?
     /// The request in flight asked for an upgrade NIO's decoder honours (it parses nothing after
     /// it): nothing is read once that request has been read to its end.
     private var lastRequestOnConnection = false
@@ -534,9 +532,7 @@ extension GatewayHandler {
             requestID: payment.requestID, clientGone: { [gone = payment.gone] in gone.isSet }, hop: ConnectionHop(handler: bound, payment: current))
         payment.body = nil
         let handler = self.paid
-        let executor = paidExecutor ?? EventLoopTaskExecutor(loop)
-        paidExecutor = executor
-        Task(executorPreference: executor) {
+        Task {
             let (result, outcome) = await handler.respond(paidContext, header: p.header, headerVersion: p.version)
             counters.record(outcome)
             switch result {
