@@ -27,7 +27,7 @@ import requests as http
 from eth_account import Account
 from web3 import Web3
 
-from rig.constants import ADDRESSES, KEYS, TRANSFER_TOPIC, USDC_ADDRESS
+from rig.constants import ADDRESSES, GATEWAY_YAML_HEAD, KEYS, TRANSFER_TOPIC, USDC_ADDRESS
 from rig.procs import Process
 from rig.token import compiled_token
 
@@ -36,15 +36,7 @@ USDC = 10**6
 BUYER_FUNDS = 100 * USDC
 
 # Routes the scenarios use. Prices: $0.001 = 1000 units, $0.01 = 10000, $0.002 = 2000.
-GATEWAY_YAML = """\
-listen: 127.0.0.1:0
-payTo: "${E2E_PAY_TO}"
-network: eip155:84532
-facilitator:
-  url: ${E2E_FACILITATOR_URL}
-  timeout: 20s
-upstreams:
-  api: { url: "${E2E_UPSTREAM_URL}", timeout: 30s }
+GATEWAY_YAML = GATEWAY_YAML_HEAD + """\
 routes:
   - match: "GET /weather"
     price: "$0.001"

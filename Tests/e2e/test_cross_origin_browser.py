@@ -20,18 +20,10 @@ from urllib.parse import quote
 import pytest
 
 from rig.browser import BrowserWallet
-from rig.constants import CHAIN_ID
+from rig.constants import CHAIN_ID, GATEWAY_YAML_HEAD
 from test_paywall_browser import browser  # noqa: F401 (a fixture)
 
-CORS_YAML = """\
-listen: 127.0.0.1:0
-payTo: "${E2E_PAY_TO}"
-network: eip155:84532
-facilitator:
-  url: ${E2E_FACILITATOR_URL}
-  timeout: 20s
-upstreams:
-  api: { url: "${E2E_UPSTREAM_URL}", timeout: 30s }
+CORS_YAML = GATEWAY_YAML_HEAD + """\
 routes:
   - match: "GET /weather"
     price: "$0.001"

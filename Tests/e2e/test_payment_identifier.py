@@ -22,20 +22,12 @@ from x402.extensions.payment_identifier import (
 from x402.http import x402HTTPClientSync
 
 from rig.clients import decode_challenge, decode_settlement, signed_payment, sync_client
-from rig.constants import NETWORK
+from rig.constants import GATEWAY_YAML_HEAD, NETWORK
 from test_instances import fresh_database, postgres_server  # noqa: F401 (a fixture)
 from test_ledger import restart
 from test_payments import Ledger, assert_settled_on_chain, payment_nonce
 
-PAYID_YAML = """\
-listen: 127.0.0.1:0
-payTo: "${E2E_PAY_TO}"
-network: eip155:84532
-facilitator:
-  url: ${E2E_FACILITATOR_URL}
-  timeout: 20s
-upstreams:
-  api: { url: "${E2E_UPSTREAM_URL}", timeout: 30s }
+PAYID_YAML = GATEWAY_YAML_HEAD + """\
 paymentIdentifier: optional
 routes:
   - match: "GET /unique"

@@ -21,17 +21,9 @@ import pytest
 import requests
 
 from rig.browser import Browser, BrowserWallet, chromium_binary
-from rig.constants import CHAIN_ID
+from rig.constants import CHAIN_ID, GATEWAY_YAML_HEAD
 
-PAYWALL_YAML = """\
-listen: 127.0.0.1:0
-payTo: "${E2E_PAY_TO}"
-network: eip155:84532
-facilitator:
-  url: ${E2E_FACILITATOR_URL}
-  timeout: 20s
-upstreams:
-  api: { url: "${E2E_UPSTREAM_URL}", timeout: 30s }
+PAYWALL_YAML = GATEWAY_YAML_HEAD + """\
 paywall:
   appName: Acme Media
 routes:
@@ -136,7 +128,7 @@ def test_pays_in_the_browser_and_lands_on_the_upstream_page(browser, paywall_gat
         assert chain.balance_of(payee) == before[payee] + 10_000
         moved = chain.transfers(block, sender=buyer.address)
         assert [(t["to"], t["value"]) for t in moved] == [(payee, 10_000)]
-        paid = [r for r in page.responses if r["url"] == url and r["status"] == 200]
+        paid = page.responses_matching(lambda r: r["url"] == url and r["status"] == 200)
         assert len(paid) == 1 and "payment-response" in paid[0]["headers"]
         assert [r["headers"].get("x-payment-payer") for r in upstream.requests("/article", tag)] == [buyer.address]
         assert csp_problems(page) == []

@@ -17,16 +17,9 @@ import requests
 from conftest import GATEWAY_USER
 from rig.clients import decode_challenge, decode_settlement, requests_session
 from rig.shared_cache import SharedCache
+from rig.constants import GATEWAY_YAML_HEAD
 
-CACHE_YAML = """\
-listen: 127.0.0.1:0
-payTo: "${E2E_PAY_TO}"
-network: eip155:84532
-facilitator:
-  url: ${E2E_FACILITATOR_URL}
-  timeout: 20s
-upstreams:
-  api: { url: "${E2E_UPSTREAM_URL}", timeout: 30s }
+CACHE_YAML = GATEWAY_YAML_HEAD + """\
 routes:
   - match: "GET /unique/paid/*"
     price: "$0.001"

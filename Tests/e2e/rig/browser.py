@@ -257,6 +257,16 @@ class Page:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"page never satisfied {condition_js!r}; console: {self.console[-10:]}")
 
+    def responses_matching(self, predicate, timeout: float = 10) -> list[dict]:
+        """The responses recorded so far that match, pumping events until there is one (the
+        Network event of a response can arrive after the page has already used it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [r for r in self.responses if predicate(r)]
+            if found or time.monotonic() > deadline:
+                return found
+            self.pump(0.05)
+
     def navigate(self, url: str, ready_js: str = "document.readyState === 'complete'", timeout: float = 30):
         self.send("Page.navigate", {"url": url})
         return self.wait_until(ready_js, timeout)

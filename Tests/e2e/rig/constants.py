@@ -30,3 +30,15 @@ KEYS = {
     for name in ("facilitator", "minter", "buyer", "buyer2", "poor", "payee", "payee-sse")
 }
 ADDRESSES = {name: Account.from_key(key).address for name, key in KEYS.items()}
+
+# The head every test's gateway configuration starts with (the rig fills in the ${E2E_*} values).
+GATEWAY_YAML_HEAD = """\
+listen: 127.0.0.1:0
+payTo: "${E2E_PAY_TO}"
+network: eip155:84532
+facilitator:
+  url: ${E2E_FACILITATOR_URL}
+  timeout: 20s
+upstreams:
+  api: { url: "${E2E_UPSTREAM_URL}", timeout: 30s }
+"""
