@@ -13,7 +13,16 @@ postgres_env=$(bash scripts/postgres-test-server.sh start)
 eval "$postgres_env"
 trap 'bash scripts/postgres-test-server.sh stop "$X402_TEST_POSTGRES_DIR"' EXIT
 export X402_TEST_POSTGRES_URL X402_REQUIRE_POSTGRES=1
-swift test --skip-build "${SWIFT_FLAGS[@]}" 2>&1 | tee .build/test-output.txt | grep -vE '^(◇|↳)'
+# A run that hangs (seen now and then under load: every thread idle, a live-socket test never
+# answered; under investigation, see docs/testing.md) is stopped after 10 minutes and run again
+# once, whole; a second hang or any failing test fails the check.
+for attempt in 1 2; do
+  status=0
+  timeout 600 swift test --skip-build "${SWIFT_FLAGS[@]}" 2>&1 | tee .build/test-output.txt | grep -vE '^(◇|↳)' || status=${PIPESTATUS[0]}
+  [ "$status" -eq 124 ] && [ "$attempt" -eq 1 ] && { echo "== HUNG: the Swift tests made no end in 10 minutes; running them all again once"; cp .build/test-output.txt .build/test-output-hung.txt; pkill -f x402-gatewayPackageTests.xctest || true; continue; }
+  [ "$status" -eq 0 ] || exit "$status"
+  break
+done
 bash scripts/postgres-test-server.sh stop "$X402_TEST_POSTGRES_DIR"
 trap - EXIT
 unset X402_TEST_POSTGRES_URL X402_TEST_POSTGRES_DIR X402_REQUIRE_POSTGRES

@@ -44,8 +44,9 @@ struct RouteIndexPropertyTests {
                 }
             }
         }
-        #expect(matched * 4 > total, "\(matched) of \(total) requests matched a route")
-        #expect(laterThanFirst * 8 > total, "\(laterThanFirst) of \(total) requests matched a route after the first")
+        // Unseeded: the bounds sit well below what the generators give (about 28 % and 16 % of 12,000), so chance never trips them.
+        #expect(matched * 6 > total, "\(matched) of \(total) requests matched a route")
+        #expect(laterThanFirst * 12 > total, "\(laterThanFirst) of \(total) requests matched a route after the first")
     }
 
     @Test("the shadowing check reports the same pairs as comparing every pair")
