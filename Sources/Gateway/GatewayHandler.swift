@@ -312,6 +312,11 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func refuseUpgrade(
         _ head: HTTPRequestHead, _ decision: Decision, snapshot: GatewaySnapshot, requestID: String, context: ChannelHandlerContext
     ) {
+        let notProxied = {
+            snapshot.responses.error(
+                .notImplemented, code: "upgrade_not_supported",
+                message: "protocol upgrades (WebSocket, CONNECT) are not proxied by this gateway", head: head.method == .HEAD).encoded()
+        }
         let answer: EncodedAnswer
         switch decision {
         case .answer(let own, let counters, let outcome):
@@ -319,15 +324,11 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
             answer = own
         case .forward(_, _, let counters):
             counters.record(.badRequest)
-            answer = snapshot.responses.error(
-                .notImplemented, code: "upgrade_not_supported",
-                message: "protocol upgrades (WebSocket, CONNECT) are not proxied by this gateway", head: head.method == .HEAD).encoded()
+            answer = notProxied()
         case .pay(let p):
             // Refused before the payment is even decoded: nothing is verified or charged.
             snapshot.routeMetrics[p.routeIndex].record(.badRequest)
-            answer = snapshot.responses.error(
-                .notImplemented, code: "upgrade_not_supported",
-                message: "protocol upgrades (WebSocket, CONNECT) are not proxied by this gateway", head: head.method == .HEAD).encoded()
+            answer = notProxied()
         }
         write(answer, requestID: requestID, close: true, http10: head.version.minor == 0, context: context)
     }

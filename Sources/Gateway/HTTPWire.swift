@@ -33,6 +33,13 @@ enum HTTPWire {
         return zip(a, b).allSatisfy { $0 | 0x20 == $1 }
     }
 
+    /// Whether two field names or tokens are equal ignoring ASCII case, either side in any case
+    /// (``nameEquals(_:_:)`` is the cheaper form when the second is lower case already).
+    static func equalsIgnoringCase(_ a: String, _ b: String) -> Bool {
+        func lower(_ c: UInt8) -> UInt8 { c >= 0x41 && c <= 0x5A ? c | 0x20 : c }
+        return a.utf8.count == b.utf8.count && zip(a.utf8, b.utf8).allSatisfy { lower($0) == lower($1) }
+    }
+
     /// Whether a response with this status to a request with this method can have a body.
     static func allowsBody(status: HTTPResponseStatus, isHead: Bool) -> Bool {
         !isHead && status.code >= 200 && status.code != 204 && status.code != 304

@@ -117,7 +117,7 @@ struct PaidRequestHandler: Sendable {
             if HTTPWire.unrelayedResponseHeaders.contains(where: { HTTPWire.nameEquals(name, $0) }) { continue }
             if listed.contains(where: { HTTPWire.nameEquals(name, $0) }) { continue }
             if HTTPWire.nameEquals(name, "x-request-id") { continue }
-            if extra.contains(where: { $0.0.lowercased() == name.lowercased() }) { continue }
+            if extra.contains(where: { HTTPWire.equalsIgnoringCase($0.0, name) }) { continue }
             fields.append(HeaderField(name, value))
         }
         for (name, value) in extra { fields.append(HeaderField(name, value)) }

@@ -39,7 +39,7 @@ package enum PaidResponseHeaders {
             if HTTPWire.nameEquals(name, "connection") { continue }
             if !listed.isEmpty, listed.contains(where: { HTTPWire.nameEquals(name, $0) }) { continue }
             // The gateway's fields replace the upstream's of the same name.
-            if extra.contains(where: { equalsIgnoringCase($0.0, name) }) { continue }
+            if extra.contains(where: { HTTPWire.equalsIgnoringCase($0.0, name) }) { continue }
             if HTTPWire.nameEquals(name, "vary") {
                 vary.append(contentsOf: tokens(value))
                 continue
@@ -62,7 +62,7 @@ package enum PaidResponseHeaders {
             out.add(name: "Access-Control-Allow-Origin", value: allowOrigin)
             if allowOrigin != "*" { vary = merged(vary, ["Origin"]) }
         }
-        let receipts = receiptHeaders.filter { receipt in out.contains { equalsIgnoringCase($0.name, receipt) } }
+        let receipts = receiptHeaders.filter { receipt in out.contains { HTTPWire.equalsIgnoringCase($0.name, receipt) } }
         exposed = merged(exposed, receipts)
         if !vary.isEmpty { out.add(name: "Vary", value: vary.joined(separator: ", ")) }
         if !exposed.isEmpty { out.add(name: "Access-Control-Expose-Headers", value: exposed.joined(separator: ", ")) }
@@ -72,18 +72,12 @@ package enum PaidResponseHeaders {
     /// `list` plus the names of `more` it lacks, duplicates dropped (compared ignoring case).
     static func merged(_ list: [String], _ more: [String]) -> [String] {
         var result: [String] = []
-        for name in list + more where !result.contains(where: { equalsIgnoringCase($0, name) }) { result.append(name) }
+        for name in list + more where !result.contains(where: { HTTPWire.equalsIgnoringCase($0, name) }) { result.append(name) }
         return result
     }
 
     /// The comma-separated tokens of a list field, trimmed, empty ones dropped.
     static func tokens(_ value: String) -> [String] {
         value.split(separator: ",").map { String($0.trimmingASCIISpaces()) }.filter { !$0.isEmpty }
-    }
-
-    /// ASCII case-insensitive equality of two field names or tokens.
-    static func equalsIgnoringCase(_ a: String, _ b: String) -> Bool {
-        func lower(_ c: UInt8) -> UInt8 { c >= 0x41 && c <= 0x5A ? c | 0x20 : c }
-        return a.utf8.count == b.utf8.count && zip(a.utf8, b.utf8).allSatisfy { lower($0) == lower($1) }
     }
 }

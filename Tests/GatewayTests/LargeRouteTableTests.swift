@@ -5,7 +5,8 @@ import Testing
 /// The real process with ten thousand routes: loading, and reloading without stalling requests.
 @Suite("A large route table in the real process")
 struct LargeRouteTableTests {
-    /// `count - 1` priced routes `GET /svcN/items/:id`, then `GET /weather` (matched last).
+    /// `count - 1` priced routes `GET /svcN/items/:id`, then `GET /weather` (matched last); with
+    /// `count` 1, the one-route configuration the reload tests use too.
     static func yaml(routes count: Int, price: String, state: String) -> String {
         var text = """
             listen: 127.0.0.1:0

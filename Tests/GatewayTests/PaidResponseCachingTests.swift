@@ -214,21 +214,8 @@ struct PaidResponseCORSTests {
 struct PaidResponseCachingConfigTests {
     @Test("check: cache takes private or upstream, on priced routes only, reported at its position")
     func configChecks() throws {
-        func problems(_ yaml: String) -> String {
-            do {
-                _ = try ConfigLoader.parse(yaml: yaml, file: "g.yaml", environment: [:])
-                return ""
-            } catch {
-                return "\(error)"
-            }
-        }
-        let base = """
-            payTo: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
-            network: eip155:84532
-            upstreams: { api: "http://127.0.0.1:9" }
-            routes:
-
-            """
+        let problems = ConfigProblems.of
+        let base = ConfigProblems.head
         #expect(problems(base + "  - match: /a\n    price: $0.01\n    cache: public\n")
             == "g.yaml:7:12: cache must be \"private\" or \"upstream\", not \"public\"")
         #expect(problems(base + "  - match: /a\n    free: true\n    cache: upstream\n")

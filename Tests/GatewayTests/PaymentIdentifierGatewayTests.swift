@@ -238,21 +238,8 @@ struct PaymentIdentifierGatewayTests {
 
     @Test("check: paymentIdentifier takes optional, required or off, on priced after-success routes only")
     func configChecks() throws {
-        func problems(_ yaml: String) -> String {
-            do {
-                _ = try ConfigLoader.parse(yaml: yaml, file: "g.yaml", environment: [:])
-                return ""
-            } catch {
-                return "\(error)"
-            }
-        }
-        let base = """
-            payTo: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
-            network: eip155:84532
-            upstreams: { api: "http://127.0.0.1:9" }
-            routes:
-
-            """
+        let problems = ConfigProblems.of
+        let base = ConfigProblems.head
         #expect(problems(base + "  - { match: /a, price: $0.01, paymentIdentifier: sometimes }\n").contains("paymentIdentifier must be \"optional\", \"required\" or \"off\""))
         #expect(problems(base + "  - { match: /a, free: true, paymentIdentifier: optional }\n").contains("a free route cannot offer paymentIdentifier"))
         #expect(problems(base + "  - { match: /a, price: $0.01, settlement: before, paymentIdentifier: required }\n")

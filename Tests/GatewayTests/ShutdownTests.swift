@@ -70,20 +70,7 @@ struct ShutdownTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let file = dir + "/gateway.yaml"
         let state = try GatewayProcess.stateDirectory(in: dir)
-        func yaml(_ price: String) -> String {
-            """
-            listen: 127.0.0.1:0
-            storage: { sqlite: "\(state)/ledger.db" }
-            payTo: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
-            network: eip155:84532
-            reload: { watch: false }
-            upstreams:
-              api: { url: "http://127.0.0.1:1" }
-            routes:
-              - match: "GET /weather"
-                price: "\(price)"
-            """
-        }
+        func yaml(_ price: String) -> String { LargeRouteTableTests.yaml(routes: 1, price: price, state: state) }
         try yaml("$0.001").write(toFile: file, atomically: true, encoding: .utf8)
         let gateway = try GatewayProcess(executable: try gatewayExecutable(), arguments: ["run", "--config", file, "--log-format", "json"])
         defer { gateway.stop() }
