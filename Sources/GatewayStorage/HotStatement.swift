@@ -1,6 +1,7 @@
 /// The ledger statements of every paid request, each always the same text with values of the same
 /// types: the PostgreSQL backend keeps them prepared on each connection, so the server parses and
-/// plans them once per connection instead of once per payment.
+/// plans them once per connection instead of once per payment, and runs those of concurrent
+/// payments together, as one statement over many rows (``sql(readingRowsFrom:bind:)``).
 public enum HotStatement: String, Sendable, CaseIterable {
     case claim
     /// `verified`, `forwarded`, `settling` in one change (settlement after the upstream answered).
@@ -13,23 +14,43 @@ public enum HotStatement: String, Sendable, CaseIterable {
 
     /// The statement's text, as ``LedgerSQL`` writes it.
     public var sql: String {
+        if let targets = recordedTargets { return LedgerSQL.recordSQL(targets) }
+        return LedgerSQL.claimSQL
+    }
+
+    /// The statement for many rows at once, reading each row's values from `source` (a `FROM`
+    /// item, such as PostgreSQL's `unnest(…) AS v(…)`) where `bind(n)` names the n-th value. It
+    /// returns, for each row it changed, what ``sql`` returns for one, the key last.
+    public func sql(readingRowsFrom source: String, bind: (Int) -> String) -> String {
+        if let targets = recordedTargets { return LedgerSQL.recordSQL(targets, bind: bind, from: "FROM \(source)") }
+        return LedgerSQL.claimSQL(rows: { "SELECT \($0) FROM \(source)" }, bind: bind)
+    }
+
+    /// The types of the statement's values, in order (every value of a hot statement is non-null).
+    public var bindTypes: [SQLType] {
+        if let targets = recordedTargets { return LedgerSQL.recordBindTypes(targets) }
+        return Array(repeating: .text, count: 12) + [.integer, .integer, .integer]
+    }
+
+    /// The chain of steps this statement records; nil for the claim.
+    var recordedTargets: [PaymentState]? {
         switch self {
-        case .claim: LedgerSQL.claimSQL
-        case .settlingAfterForward: LedgerSQL.recordSQL([.verified, .forwarded, .settling])
-        case .settlingBeforeForward: LedgerSQL.recordSQL([.verified, .settling])
-        case .settled: LedgerSQL.recordSQL([.settled])
-        case .forwardedAfterSettlement: LedgerSQL.recordSQL([.forwarded])
+        case .claim: nil
+        case .settlingAfterForward: [.verified, .forwarded, .settling]
+        case .settlingBeforeForward: [.verified, .settling]
+        case .settled: [.settled]
+        case .forwardedAfterSettlement: [.forwarded]
         }
     }
 
     /// The hot statement recording this chain of steps, if it is one.
     static func record(_ targets: [PaymentState]) -> HotStatement? {
-        switch targets {
-        case [.verified, .forwarded, .settling]: .settlingAfterForward
-        case [.verified, .settling]: .settlingBeforeForward
-        case [.settled]: .settled
-        case [.forwarded]: .forwardedAfterSettlement
-        default: nil
-        }
+        allCases.first { $0.recordedTargets == targets }
     }
+}
+
+/// The type of a value bound to a statement.
+public enum SQLType: Sendable, Equatable {
+    case text
+    case integer
 }

@@ -89,10 +89,18 @@ public enum LedgerSQL {
 
     private static let inFlight = PaymentState.allCases.filter(\.isInFlight)
 
-    static let claimSQL = """
+    static let claimSQL = claimSQL(rows: { "VALUES (\($0))" }, bind: { "$\($0)" })
+
+    /// The claim's text. `bind(n)` names the n-th value and `rows` turns the row's expressions into
+    /// the rows inserted: `VALUES (…)` with `$n` for one claim, or (``HotStatement/batchedSQL(bind:from:)``)
+    /// a `SELECT` over PostgreSQL's `unnest` for many. A take-over is judged against the time of the
+    /// claim being made (`excluded.updated_at`), so each row of a batch carries its own.
+    static func claimSQL(rows: (String) -> String, bind: (Int) -> String) -> String {
+        let values = (1...11).map(bind) + ["'claimed'", "NULL", "1"] + [12, 13, 14, 15, 15].map(bind)
+        return """
             INSERT INTO x402_payments (network, asset, payer, nonce, scheme, pay_to, amount, route_id, method, path, request_id,
               state, prior_state, attempt, instance_id, lease_until, valid_before, claimed_at, updated_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'claimed', NULL, 1, $12, $13, $14, $15, $15)
+            \(rows(values.joined(separator: ", ")))
             ON CONFLICT (network, asset, payer, nonce) DO UPDATE SET
               prior_state = CASE WHEN x402_payments.state IN ('claimed', 'verified', 'forwarded')
                                   AND x402_payments.prior_state IN ('settling', 'unknown')
@@ -105,11 +113,16 @@ public enum LedgerSQL {
               verified_payer = NULL, upstream_status = NULL, reason = NULL, transaction_hash = NULL, charged_amount = NULL,
               verified_at = NULL, forwarded_at = NULL, settling_at = NULL, finished_at = NULL, reconciled_at = NULL
             WHERE x402_payments.state IN (\(list(PaymentState.claimable)))
-               OR (x402_payments.state IN (\(list(inFlight))) AND x402_payments.lease_until <= $15)
-            RETURNING attempt, prior_state
+               OR (x402_payments.state IN (\(list(inFlight))) AND x402_payments.lease_until <= excluded.updated_at)
+            RETURNING attempt, prior_state, \(keyColumns)
             """
+    }
 
-    /// Inserts the row, or takes over a claimable one; returns `attempt, prior_state` when claimed, no row when taken.
+    /// The key's columns, last in what the hot statements return, so that a batch's rows can be
+    /// matched to the statements they answer.
+    static let keyColumns = "network, asset, payer, nonce"
+
+    /// Inserts the row, or takes over a claimable one; returns `attempt, prior_state` (then the key) when claimed, no row when taken.
     public static func claim(_ r: ClaimRequest, instance: String, now: Int64, leaseUntil: Int64) -> SQLStatement {
         SQLStatement(claimSQL,
             [.text(r.key.network), .text(r.key.asset), .text(r.key.payer), .text(r.key.nonce),
@@ -159,31 +172,53 @@ public enum LedgerSQL {
     /// step's time and value (`settling` has no value). Made once per chain.
     static func recordSQL(_ targets: [PaymentState]) -> String {
         if let made = madeRecordSQL.withLock({ $0[targets] }) { return made }
+        let sql = recordSQL(targets, bind: { "$\($0)" }, from: "")
+        madeRecordSQL.withLock { $0[targets] = sql }
+        return sql
+    }
+
+    /// ``recordSQL(_:)`` with the values named by `bind(n)` and read `from` a source of rows
+    /// (empty for one row of `$n` values; PostgreSQL's `unnest` for a batch).
+    static func recordSQL(_ targets: [PaymentState], bind: (Int) -> String, from: String) -> String {
         var next = 8
-        func bind() -> String {
+        func nextBind() -> String {
             defer { next += 1 }
-            return "$\(next)"
+            return bind(next)
         }
         var sets: [String] = []
         for target in targets {
-            let at = bind()
+            let at = nextBind()
             switch target {
-            case .verified: sets.append("verified_payer = \(bind()), verified_at = \(at)")
-            case .forwarded: sets.append("upstream_status = \(bind()), forwarded_at = \(at)")
+            case .verified: sets.append("verified_payer = \(nextBind()), verified_at = \(at)")
+            case .forwarded: sets.append("upstream_status = \(nextBind()), forwarded_at = \(at)")
             case .settling: sets.append("settling_at = \(at)")
-            case .settled: sets.append("transaction_hash = \(bind()), charged_amount = amount, finished_at = \(at)")
-            default: sets.append("reason = \(bind()), finished_at = \(at)")  // refused, released, unknown
+            case .settled: sets.append("transaction_hash = \(nextBind()), charged_amount = amount, finished_at = \(at)")
+            default: sets.append("reason = \(nextBind()), finished_at = \(at)")  // refused, released, unknown
             }
         }
         // `forwarded` alone after `settled` (under `before`) leaves the row settled; in a longer chain the last step's state wins.
         let state = targets == [.forwarded] ? "CASE WHEN state = 'settled' THEN 'settled' ELSE 'forwarded' END" : "'\(targets.last!.rawValue)'"
-        let sql = """
-            UPDATE x402_payments SET state = \(state), \(sets.joined(separator: ", ")), lease_until = $7, updated_at = $6
-            WHERE \(keyMatch) AND attempt = $5 AND state IN (\(list(PaymentTransition.predecessors(of: targets[0]))))
-            RETURNING attempt
+        let key = "network = \(bind(1)) AND asset = \(bind(2)) AND payer = \(bind(3)) AND nonce = \(bind(4))"
+        return """
+            UPDATE x402_payments SET state = \(state), \(sets.joined(separator: ", ")), lease_until = \(bind(7)), updated_at = \(bind(6))
+            \(from)
+            WHERE \(key) AND attempt = \(bind(5)) AND state IN (\(list(PaymentTransition.predecessors(of: targets[0]))))
+            RETURNING attempt, \(keyColumns)
             """
-        madeRecordSQL.withLock { $0[targets] = sql }
-        return sql
+    }
+
+    /// The types of a chain's values, in the order of ``record(_:_:now:leaseUntil:)``'s binds.
+    static func recordBindTypes(_ targets: [PaymentState]) -> [SQLType] {
+        var types: [SQLType] = [.text, .text, .text, .text, .integer, .integer, .integer]
+        for target in targets {
+            types.append(.integer)  // the step's time
+            switch target {
+            case .forwarded: types.append(.integer)
+            case .settling: break
+            default: types.append(.text)  // verified's payer, settled's transaction, a reason
+            }
+        }
+        return types
     }
 
     private static let madeRecordSQL = Mutex<[[PaymentState]: String]>([:])

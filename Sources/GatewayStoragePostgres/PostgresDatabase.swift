@@ -17,7 +17,9 @@ import Synchronization
 /// Every statement runs on its own (autocommit): it is one transaction, durable when it returns
 /// with the server's defaults (`synchronous_commit = on`, `fsync = on`). Claims are atomic across
 /// instances through the ledger's upsert (``LedgerSQL/claim(_:instance:now:leaseUntil:)``), which
-/// PostgreSQL serialises on the row's key.
+/// PostgreSQL serialises on the row's key. The hot statements of concurrent payments are grouped
+/// (``BatchedStatements``): a batch is one statement, so one transaction and one commit, and each
+/// caller is answered after it.
 ///
 /// **The pool needs ``run()``.** The owner runs it in a task for as long as the database is used
 /// (a `ServiceGroup` service, a task group's child, or ``withDatabase(_:logger:_:)``); cancelling
@@ -35,6 +37,8 @@ public final class PostgresDatabase: SQLDatabase {
     private let running = Atomic<Bool>(false)
     /// The pool's connections and the timers of waits for them.
     private let eventLoops: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    /// The hot statements of concurrent payments, waiting to run together.
+    private let batches: BatchedStatements
 
     /// The advisory lock (`pg_advisory_xact_lock`) that makes concurrent migrations of one database
     /// wait for each other: "x402-ledger" in ASCII, so that it names itself in `pg_locks`.
@@ -64,6 +68,7 @@ public final class PostgresDatabase: SQLDatabase {
         connectionConfiguration.options.connectTimeout = configuration.connectTimeout.timeAmount
         connectionConfiguration.options.additionalStartupParameters = Self.startupParameters(configuration)
         self.connectionConfiguration = connectionConfiguration
+        batches = BatchedStatements(runnersPerStatement: max(1, configuration.poolSize / 4))
     }
 
     /// ``init(configuration:logger:)`` from a `postgres://` URL (see ``PostgresConfiguration``).
@@ -101,26 +106,52 @@ public final class PostgresDatabase: SQLDatabase {
     }
 
     public func query(_ statement: SQLStatement) async throws -> [[SQLValue]] {
+        if let hot = statement.hot, BatchedLedgerSQL.fits(statement.binds, hot),
+           let key = BatchedStatements.Job.key(statement.binds.prefix(4)) {
+            return try await withCheckedThrowingContinuation { done in
+                batches.enqueue(BatchedStatements.Job(binds: statement.binds, key: key, done: done), hot, database: self)
+            }
+        }
         let logger = logger
         let binds = statement.binds
         do {
             return try await withPooledConnection { connection in
-                func prepared<Kind: HotStatementKind>(_: Kind.Type) async throws -> [[SQLValue]] {
-                    var rows: [[SQLValue]] = []
-                    for try await row in try await connection.execute(PreparedLedgerStatement<Kind>(binds: binds), logger: logger) {
-                        rows.append(row)
+                let query = PostgresQuery(unsafeSQL: statement.sql, binds: Self.bindings(binds))
+                return try await Self.rows(try await connection.query(query, logger: logger))
+            }
+        } catch {
+            throw storageError(error)
+        }
+    }
+
+    /// How the hot statements ran: in how many batches, the largest.
+    public var batchCounts: BatchedStatements.Counts { batches.counts }
+
+    /// Runs one batch of a hot statement (see ``BatchedStatements``): the prepared statement itself
+    /// for one, its `unnest` form for several. Returns the rows changed, each ending with its key.
+    func run(_ hot: HotStatement, _ rows: [[SQLValue]]) async throws -> [[SQLValue]] {
+        let logger = logger
+        do {
+            return try await withPooledConnection { connection in
+                func execute<Kind: HotStatementKind>(_: Kind.Type) async throws -> [[SQLValue]] {
+                    var result: [[SQLValue]] = []
+                    if rows.count == 1 {
+                        for try await row in try await connection.execute(PreparedLedgerStatement<Kind>(binds: rows[0]), logger: logger) {
+                            result.append(row)
+                        }
+                    } else {
+                        for try await row in try await connection.execute(BatchedLedgerStatement<Kind>(rows: rows), logger: logger) {
+                            result.append(row)
+                        }
                     }
-                    return rows
+                    return result
                 }
-                switch statement.hot {
-                case .claim?: return try await prepared(ClaimKind.self)
-                case .settlingAfterForward?: return try await prepared(SettlingAfterForwardKind.self)
-                case .settlingBeforeForward?: return try await prepared(SettlingBeforeForwardKind.self)
-                case .settled?: return try await prepared(SettledKind.self)
-                case .forwardedAfterSettlement?: return try await prepared(ForwardedAfterSettlementKind.self)
-                case nil:
-                    let query = PostgresQuery(unsafeSQL: statement.sql, binds: Self.bindings(binds))
-                    return try await Self.rows(try await connection.query(query, logger: logger))
+                switch hot {
+                case .claim: return try await execute(ClaimKind.self)
+                case .settlingAfterForward: return try await execute(SettlingAfterForwardKind.self)
+                case .settlingBeforeForward: return try await execute(SettlingBeforeForwardKind.self)
+                case .settled: return try await execute(SettledKind.self)
+                case .forwardedAfterSettlement: return try await execute(ForwardedAfterSettlementKind.self)
                 }
             }
         } catch {

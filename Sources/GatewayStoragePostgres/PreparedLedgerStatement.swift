@@ -25,3 +25,53 @@ struct PreparedLedgerStatement<Kind: HotStatementKind>: PostgresPreparedStatemen
     func makeBindings() throws -> PostgresBindings { PostgresDatabase.bindings(binds) }
     func decodeRow(_ row: PostgresRow) throws -> [SQLValue] { try row.map { cell in try SQLValue(cell) } }
 }
+
+/// The hot statements of several concurrent payments as one prepared statement: the n-th value of
+/// every row goes out as one array, and `unnest` turns the arrays back into rows. One round trip
+/// and one commit for the whole batch.
+struct BatchedLedgerStatement<Kind: HotStatementKind>: PostgresPreparedStatement {
+    typealias Row = [SQLValue]
+    static var name: String { "x402_" + Kind.hot.rawValue + "_batch" }
+    static var sql: String { BatchedLedgerSQL.text[Kind.hot]! }
+
+    /// Each statement's values; every one matches ``HotStatement/bindTypes`` (see ``BatchedLedgerSQL/fits(_:_:)``).
+    let rows: [[SQLValue]]
+
+    func makeBindings() throws -> PostgresBindings {
+        let types = BatchedLedgerSQL.types[Kind.hot]!
+        var bindings = PostgresBindings(capacity: types.count)
+        for (index, type) in types.enumerated() {
+            switch type {
+            case .text: bindings.append(rows.map { row -> String in if case .text(let text) = row[index] { text } else { "" } })
+            case .integer: bindings.append(rows.map { row -> Int64 in if case .integer(let integer) = row[index] { integer } else { 0 } })
+            }
+        }
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> [SQLValue] { try row.map { cell in try SQLValue(cell) } }
+}
+
+/// The batched texts, made once.
+enum BatchedLedgerSQL {
+    static let types: [HotStatement: [SQLType]] = Dictionary(uniqueKeysWithValues: HotStatement.allCases.map { ($0, $0.bindTypes) })
+
+    static let text: [HotStatement: String] = Dictionary(uniqueKeysWithValues: HotStatement.allCases.map { hot in
+        let types = hot.bindTypes
+        let arrays = types.indices.map { "$\($0 + 1)::\(types[$0] == .text ? "text" : "bigint")[]" }
+        let columns = types.indices.map { "c\($0 + 1)" }
+        let source = "unnest(\(arrays.joined(separator: ", "))) AS v(\(columns.joined(separator: ", ")))"
+        return (hot, hot.sql(readingRowsFrom: source, bind: { "v.c\($0)" }))
+    })
+
+    /// Whether `binds` can go in a batch of `hot`: its types, no NULL.
+    static func fits(_ binds: [SQLValue], _ hot: HotStatement) -> Bool {
+        guard let types = types[hot], binds.count == types.count else { return false }
+        return zip(binds, types).allSatisfy { value, type in
+            switch (value, type) {
+            case (.text, .text), (.integer, .integer): true
+            default: false
+            }
+        }
+    }
+}

@@ -221,6 +221,64 @@ struct PostgresDatabaseTests {
         }
     }
 
+    @Test("the hot statements of concurrent payments run in batches, and each caller gets its own row's answer")
+    func batchedHotStatements() async throws {
+        try await TestDatabase.with { test in
+            let clock = TestClock()
+            try await PostgresDatabase.withDatabase(url: test.url) { database in
+                let store = try await SQLPaymentStore(database: database, settings: StoreSettings(
+                    instanceID: "batch", leaseMilliseconds: 60_000, clock: clock.read))
+                let requests = (0..<300).map { _ in PaymentStoreConformanceTests.request() }
+                func claimAll() async throws -> [Int: ClaimResult] {
+                    try await withThrowingTaskGroup(of: (Int, ClaimResult).self) { group in
+                        for (i, request) in requests.enumerated() { group.addTask { (i, try await store.claim(request)) } }
+                        return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
+                    }
+                }
+                let claimed = try await claimAll()
+                let tickets = try requests.indices.map { try PaymentStoreConformanceTests.ticket(claimed[$0]!) }
+                #expect(tickets.map(\.key) == requests.map(\.key) && tickets.allSatisfy { $0.attempt == 1 })
+                #expect(try await claimAll().values.allSatisfy { $0 == .taken })
+
+                // Steps with values of their own (payer, status, transaction), a tenth of them on a
+                // ticket that does not hold the claim, and one step sent twice at once.
+                let steps: [PaymentTransition] = [.verified(payer: "0xabc"), .forwarded(upstreamStatus: 200), .settling]
+                let outcomes = await withTaskGroup(of: (Int, Bool).self) { group in
+                    for (i, ticket) in tickets.enumerated() {
+                        let held = i % 10 != 0
+                        let used = held ? ticket : ClaimTicket(key: ticket.key, attempt: 7)
+                        group.addTask {
+                            let at = clock.read()
+                            do {
+                                try await store.record(used, steps.enumerated().map { PaymentStep($1, at: at + Int64($0)) })
+                                try await store.record(used, [PaymentStep(.settled(transaction: "0xt\(i)"), at: at + 3)])
+                                if i == 1 { try await store.record(used, [PaymentStep(.settled(transaction: "0xt\(i)"), at: at + 3)]) }
+                                return (i, true)
+                            } catch let error as StorageError {
+                                return (i, error.code == .leaseLost ? false : true)
+                            } catch {
+                                return (i, true)
+                            }
+                        }
+                    }
+                    return await group.reduce(into: [Int: Bool]()) { $0[$1.0] = $1.1 }
+                }
+                #expect(outcomes.filter { !$0.value }.map(\.key).sorted() == Array(stride(from: 0, to: 300, by: 10)))
+                let rows = Dictionary(uniqueKeysWithValues: try await store.payments(PaymentQuery(limit: 1_000)).map { ($0.key, $0) })
+                for (i, request) in requests.enumerated() {
+                    let row = try #require(rows[request.key])
+                    if i % 10 == 0 {
+                        #expect(row.state == .claimed && row.transaction == nil)
+                    } else {
+                        #expect(row.state == .settled && row.transaction == "0xt\(i)" && row.upstreamStatus == 200)
+                    }
+                }
+                let counts = database.batchCounts
+                #expect(counts.largest > 1 && counts.batches < counts.statements)
+            }
+        }
+    }
+
     @Test("concurrent claims across four instances: one winner per payment, fresh and when taking over ended leases")
     func concurrentClaimsAndTakeOvers() async throws {
         try await TestDatabase.with { test in
