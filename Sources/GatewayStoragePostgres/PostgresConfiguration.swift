@@ -39,11 +39,16 @@ public struct PostgresConfiguration: Sendable, Equatable, CustomStringConvertibl
     /// How long a statement may wait for a pooled connection before failing with `unavailable`
     /// (the pool waits through refused connections otherwise, up to a minute).
     public var acquireTimeout: Duration
+    /// How long the server lets one statement of the pool run before cancelling it (PostgreSQL's
+    /// `statement_timeout`; nil: the server's own setting). A cancelled statement changed nothing:
+    /// it fails with `unavailable` and the paid request fails closed, instead of waiting on a lock
+    /// or a stalled disk for as long as the client does. Migrations are not bounded by it.
+    public var statementTimeout: Duration?
 
     public init(host: String, port: Int = 5432, username: String, password: String?, database: String,
                 tls: TLSMode? = nil, rootCertificatePath: String? = nil, applicationName: String = "x402-gateway",
                 serverOptions: String? = nil, connectTimeout: Duration = .seconds(5), poolSize: Int = 8,
-                acquireTimeout: Duration = .seconds(5)) {
+                acquireTimeout: Duration = .seconds(5), statementTimeout: Duration? = .seconds(10)) {
         self.host = host
         self.port = port
         self.username = username
@@ -56,6 +61,7 @@ public struct PostgresConfiguration: Sendable, Equatable, CustomStringConvertibl
         self.connectTimeout = connectTimeout
         self.poolSize = poolSize
         self.acquireTimeout = acquireTimeout
+        self.statementTimeout = statementTimeout
     }
 
     /// Reads a `postgres://` (or `postgresql://`) URL; a malformed one is a ``StorageError`` (`unavailable`)
@@ -94,6 +100,11 @@ public struct PostgresConfiguration: Sendable, Equatable, CustomStringConvertibl
             case "connect_timeout":
                 guard let seconds = Int(value), seconds > 0 else { throw invalid("connect_timeout must be a positive number of seconds") }
                 connectTimeout = .seconds(seconds)
+            case "statement_timeout":
+                guard let milliseconds = Int(value), milliseconds >= 0 else {
+                    throw invalid("statement_timeout must be a number of milliseconds (0: the server's own setting)")
+                }
+                statementTimeout = milliseconds == 0 ? nil : .milliseconds(milliseconds)
             case "application_name":
                 applicationName = value
             case "options":

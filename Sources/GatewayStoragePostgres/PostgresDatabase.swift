@@ -56,6 +56,10 @@ public final class PostgresDatabase: SQLDatabase {
         options.maximumConnections = configuration.poolSize
         options.minimumConnections = 0
         options.additionalStartupParameters = Self.startupParameters(configuration)
+        if let timeout = configuration.statementTimeout {
+            // Any server setting may go in the startup packet; this one only for the pool's connections.
+            options.additionalStartupParameters.append(("statement_timeout", String(timeout.timeAmount.nanoseconds / 1_000_000)))
+        }
         var clientConfiguration = PostgresClient.Configuration(
             host: configuration.host, port: configuration.port, username: configuration.username,
             password: configuration.password, database: configuration.database, tls: tls.client)

@@ -1,20 +1,35 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 /// The real `x402-gateway` executable, started the way it is deployed: as an ordinary user. When
 /// the tests run as root (CI, containers), the process is started through `setpriv` as
 /// `$X402_TEST_USER` (default `nobody`), with no supplementary groups and no capabilities, so a
 /// privilege the gateway silently relies on fails a test instead of a deployment.
+///
+/// Started with `posix_spawn` and reaped by a thread of its own blocked in `waitpid`, its standard
+/// error read by another: Foundation's `Process` reports an exit through a SIGCHLD handler and a
+/// run loop, and now and then never did, which left a test waiting forever (issue 12's hang).
+/// Every wait here has a deadline, so a process that misbehaves fails its test instead.
 public final class GatewayProcess: Sendable {
-    public let process: Process
-    private let stderr: Pipe
-    private let exitStream: AsyncStream<Int32>
-    private let output = Output()
+    public let pid: pid_t
+    private let state = Shared()
 
-    /// What the process wrote to standard error: lines, and the start of the next one.
-    private final class Output: Sendable {
-        let lines = Mutex<[String]>([])
-        let partial = Mutex(Data())
+    /// What the reaping and reading threads fill in.
+    private final class Shared: Sendable {
+        private let mutex = Mutex(State())
+        func withLock<Result>(_ body: (inout State) -> Result) -> Result { mutex.withLock { body(&$0) } }
+    }
+
+    private struct State {
+        var lines: [String] = []
+        var partial: [UInt8] = []
+        /// Standard error reached its end.
+        var outputEnded = false
+        /// How the process ended (`waitpid`'s status), once it has.
+        var exit: Int32?
     }
 
     /// The account the gateway runs as when the tests run as root.
@@ -22,41 +37,115 @@ public final class GatewayProcess: Sendable {
 
     /// Starts `executable` with `arguments`. Its standard error is read (and kept) as it comes.
     public init(executable: String, arguments: [String]) throws {
-        let process = Process()
+        var argv: [String]
         if getuid() == 0 {
             let executable = try Self.reachableCopy(of: executable)
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
             let user = Self.unprivilegedUser
             guard let account = getpwnam(user) else { throw GatewayProcessError(message: "no user account \(user) to run the gateway as") }
             let (uid, gid) = (account.pointee.pw_uid, account.pointee.pw_gid)
-            process.arguments = ["--reuid=\(uid)", "--regid=\(gid)", "--clear-groups", "--inh-caps=-all", "--", executable] + arguments
+            argv = ["/usr/bin/setpriv", "--reuid=\(uid)", "--regid=\(gid)", "--clear-groups", "--inh-caps=-all", "--", executable] + arguments
         } else {
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
+            argv = [executable] + arguments
         }
-        let stderr = Pipe()
-        process.standardError = stderr
-        process.standardOutput = FileHandle.nullDevice
-        let (stream, continuation) = AsyncStream<Int32>.makeStream()
-        process.terminationHandler = { continuation.yield($0.terminationStatus); continuation.finish() }
-        self.process = process
-        self.stderr = stderr
-        self.exitStream = stream
-        try process.run()
+        let (pid, output) = try Self.spawn(argv)
+        self.pid = pid
+        Thread.detachNewThread { [state] in Self.waitForExit(pid, state) }
+        Thread.detachNewThread { [state] in Self.read(output, into: state) }
     }
+
+    /// `posix_spawn`s `argv` with standard input and output on /dev/null, standard error on a pipe
+    /// (read by a thread of its own), no other descriptor of this process, and a clean signal mask.
+    private static func spawn(_ argv: [String]) throws -> (pid: pid_t, output: Int32) {
+        var pipe: [Int32] = [-1, -1]
+        // (pipe2 is not in Swift's Glibc module; the children close every descriptor above 2 anyway.)
+        guard Glibc.pipe(&pipe) == 0 else { throw GatewayProcessError(message: "pipe: errno \(errno)") }
+        for fd in pipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, pipe[1], 2)
+        if let closeFrom = closeFrom { _ = closeFrom(&actions, 3) }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // The test process's threads block signals (Dispatch's signal thread does): the child starts
+        // with none blocked and the gateway's own signals at their defaults.
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGTERM, SIGHUP, SIGINT, SIGQUIT, SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        var pid: pid_t = 0
+        var cArguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        defer { for argument in cArguments { free(argument) } }
+        let spawned = posix_spawn(&pid, argv[0], &actions, &attributes, &cArguments, environ)
+        close(pipe[1])
+        guard spawned == 0 else {
+            close(pipe[0])
+            throw GatewayProcessError(message: "cannot start \(argv[0]): errno \(spawned)")
+        }
+        return (pid, pipe[0])
+    }
+
+    /// Reads standard error into lines until its end (this thread's only job).
+    private static func read(_ fd: Int32, into state: Shared) {
+        var buffer = [UInt8](repeating: 0, count: 8192)
+        while true {
+            let count = Glibc.read(fd, &buffer, buffer.count)
+            if count < 0 && errno == EINTR { continue }
+            if count <= 0 { break }
+            state.withLock { state in
+                state.partial.append(contentsOf: buffer[..<count])
+                while let newline = state.partial.firstIndex(of: 0x0A) {
+                    state.lines.append(String(decoding: state.partial[..<newline], as: UTF8.self))
+                    state.partial.removeSubrange(...newline)
+                }
+            }
+        }
+        close(fd)
+        state.withLock { $0.outputEnded = true }
+    }
+
+    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34+), which Swift's Glibc module does not show.
+    private typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    private static let closeFrom: CloseFrom? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(symbol, to: CloseFrom.self)
+    }()
 
     deinit {
         stop()
     }
 
-    /// Ends the process (SIGTERM, then SIGKILL after 5 s) and waits for it.
+    /// Ends the process (SIGTERM, then SIGKILL after 5 s) and waits for it (at most 5 s more).
     public func stop() {
-        guard process.isRunning else { return }
-        process.terminate()
-        let deadline = Date().addingTimeInterval(5)
-        while process.isRunning && Date() < deadline { usleep(10_000) }
-        if process.isRunning { kill(pid, SIGKILL) }
-        process.waitUntilExit()
+        guard isRunning else { return }
+        kill(pid, SIGTERM)
+        if !waitSynchronously(seconds: 5) {
+            kill(pid, SIGKILL)
+            _ = waitSynchronously(seconds: 5)
+        }
+    }
+
+    private func waitSynchronously(seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while isRunning && Date() < deadline { usleep(10_000) }
+        return !isRunning
+    }
+
+    public var isRunning: Bool { state.withLock { $0.exit == nil } }
+
+    /// Reaps the process (this thread's only job) and records how it ended.
+    private static func waitForExit(_ pid: pid_t, _ state: Shared) {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        state.withLock { $0.exit = status }
     }
 
     /// The build folder may sit where the unprivileged user cannot reach it (a checkout under
@@ -95,8 +184,6 @@ public final class GatewayProcess: Sendable {
         return path
     }
 
-    public var pid: Int32 { process.processIdentifier }
-
     /// The real user id the process runs as, from /proc.
     public func uid() throws -> UInt32? {
         let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
@@ -105,47 +192,44 @@ public final class GatewayProcess: Sendable {
     }
 
     /// Every standard-error line read so far.
-    public var log: [String] { output.lines.withLock { $0 } }
+    public var log: [String] { state.withLock { $0.lines } }
 
-    /// Reads JSON log lines until the main listener reports its port (nil if the process exits first).
-    /// Keeps draining the pipe afterwards, so the process never blocks on a full pipe.
-    public func listeningPort(message: String = "gateway listening") async throws -> Int? {
-        let (stream, sink) = AsyncStream<String>.makeStream()
-        // The handler holds what it fills, never `self`: the process is ended when this object goes.
-        let output = self.output
-        stderr.fileHandleForReading.readabilityHandler = { h in
-            let data = h.availableData
-            if data.isEmpty {
-                h.readabilityHandler = nil
-                sink.finish()
-                return
+    /// Waits for the JSON log line `message` and returns its `port` (nil if standard error ends
+    /// first: the process exited). Fails after `timeout`.
+    public func listeningPort(message: String = "gateway listening", timeout: Duration = .seconds(60)) async throws -> Int? {
+        let deadline = ContinuousClock.now + timeout
+        var seen = 0
+        while true {
+            let (lines, ended) = state.withLock { state in (Array(state.lines[seen...]), state.outputEnded) }
+            seen += lines.count
+            for line in lines where line.contains("\"msg\":\"\(message)\"") {
+                let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String]
+                return object?["port"].flatMap(Int.init)
             }
-            output.partial.withLock { buffer in
-                buffer.append(data)
-                while let newline = buffer.firstIndex(of: 0x0A) {
-                    let line = String(decoding: buffer[..<newline], as: UTF8.self)
-                    output.lines.withLock { $0.append(line) }
-                    sink.yield(line)
-                    buffer.removeSubrange(...newline)
-                }
+            if ended { return nil }
+            guard ContinuousClock.now < deadline else {
+                throw GatewayProcessError(message: "no \"\(message)\" from the gateway within \(timeout); its log: \(log.suffix(5))")
             }
+            try await Task.sleep(for: .milliseconds(10))
         }
-        for await line in stream {
-            guard line.contains("\"msg\":\"\(message)\"") else { continue }
-            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String]
-            return object?["port"].flatMap(Int.init)
-        }
-        return nil
     }
 
     public func signal(_ number: Int32) {
         kill(pid, number)
     }
 
-    /// The exit status, once the process has ended.
-    public func exitStatus() async -> Int32? {
-        var iterator = exitStream.makeAsyncIterator()
-        return await iterator.next()
+    /// The exit status, once the process has ended (a signal's number + 128 when one ended it);
+    /// nil when it has not ended within `timeout`.
+    public func exitStatus(timeout: Duration = .seconds(60)) async -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let status = state.withLock({ $0.exit }) {
+                let signal = status & 0x7f
+                return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+            }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return nil
     }
 }
 

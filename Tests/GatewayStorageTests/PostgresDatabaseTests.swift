@@ -33,11 +33,15 @@ struct PostgresConfigurationTests {
         #expect(try PostgresConfiguration(url: "postgres://gw@localhost/x?sslmode=require").tls == .require)
         #expect(try PostgresConfiguration(url: "postgres://gw@h/x?sslmode=verify-full&options=-c%20search_path%3Dledger").serverOptions
                 == "-c search_path=ledger")
+        #expect(local.statementTimeout == .seconds(10))
+        #expect(try PostgresConfiguration(url: "postgres://gw@h/x?statement_timeout=250").statementTimeout == .milliseconds(250))
+        #expect(try PostgresConfiguration(url: "postgres://gw@h/x?statement_timeout=0").statementTimeout == nil)
     }
 
     @Test("a malformed URL is refused without repeating its password", arguments: [
         "mysql://gw:hunter22@h/x", "postgres://gw:hunter22@/x", "postgres://:hunter22@h/x",
         "postgres://gw:hunter22@h/x?sslmode=sometimes", "postgres://gw:hunter22@h/x?sslmod=require", "postgres://gw:hunter22@h/x/y",
+        "postgres://gw:hunter22@h/x?statement_timeout=-1", "postgres://gw:hunter22@h/x?statement_timeout=5s",
     ])
     func refusesMalformedURL(_ url: String) {
         let error = #expect(throws: StorageError.self) { try PostgresConfiguration(url: url) }
@@ -218,6 +222,22 @@ struct PostgresDatabaseTests {
         try await PostgresDatabase.withDatabase(url: try TestDatabase.url(server, query: "sslmode=prefer")) { preferred in
             let rows = try await preferred.query(SQLStatement("SELECT 1"))
             #expect(rows == [[.integer(1)]])
+        }
+    }
+
+    @Test("a statement that runs past statement_timeout is cancelled by the server and fails as unavailable, in time")
+    func statementTimeout() async throws {
+        try await TestDatabase.with { test in
+            try await PostgresDatabase.withDatabase(url: try TestDatabase.url(test.url, query: "statement_timeout=300")) { database in
+                let started = ContinuousClock.now
+                let error = await #expect(throws: StorageError.self) { try await database.query(SQLStatement("SELECT pg_sleep(5)")) }
+                #expect(error?.code == .unavailable)
+                #expect(error?.message.contains("57014") == true)
+                #expect(ContinuousClock.now - started < .seconds(3))
+                // The pool's connection is still good for the next statement.
+                let next = try await database.query(SQLStatement("SELECT 1"))
+                #expect(next == [[.integer(1)]])
+            }
         }
     }
 

@@ -106,7 +106,7 @@ struct ShutdownTests {
             defer { gateway.stop() }
             // Returns when the admin listener is up, or nil if the process ends first; keeps reading.
             _ = try await gateway.listeningPort(message: "admin listening")
-            try #require(try await eventually(within: .seconds(10)) { !gateway.process.isRunning })
+            try #require(try await eventually(within: .seconds(10)) { !gateway.isRunning })
             #expect(await gateway.exitStatus() != 0)
             #expect(try await eventually(within: .seconds(5)) { gateway.log.contains { $0.contains("Address already in use") } })
         }
