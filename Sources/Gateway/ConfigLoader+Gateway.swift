@@ -51,7 +51,7 @@ extension YAMLReader {
         var limits = Limits()
         if let node = top["limits"]?.value, let m = mapping(node, "limits", allowed: [
             "maxHeaderBytes", "maxPaidRequestBody", "maxBufferedResponse", "idleTimeout", "shutdownGrace", "maxStoredResponse",
-            "storedResponseRetention",
+            "storedResponseRetention", "unsettledRunsPerPayer", "unsettledRunsWindow",
         ]) {
             if let n = m["maxHeaderBytes"]?.value, let v = byteSize(n, "limits.maxHeaderBytes") { limits.maxHeaderBytes = v }
             if let n = m["maxPaidRequestBody"]?.value, let v = byteSize(n, "limits.maxPaidRequestBody") { limits.maxPaidRequestBodyBytes = v }
@@ -67,6 +67,18 @@ extension YAMLReader {
             }
             if let n = m["storedResponseRetention"]?.value, let v = duration(n, "limits.storedResponseRetention") {
                 if v < .seconds(60) { error(n, "limits.storedResponseRetention must be at least 1m") } else { limits.storedResponseRetention = v }
+            }
+            if let n = m["unsettledRunsPerPayer"]?.value, let text = string(n, "limits.unsettledRunsPerPayer") {
+                if text == "off" {
+                    limits.unsettledRunsPerPayer = nil
+                } else if let v = Int(text), (1...10_000).contains(v) {
+                    limits.unsettledRunsPerPayer = v
+                } else {
+                    error(n, "limits.unsettledRunsPerPayer must be off or a whole number of runs between 1 and 10000, not \"\(text)\"")
+                }
+            }
+            if let n = m["unsettledRunsWindow"]?.value, let v = duration(n, "limits.unsettledRunsWindow") {
+                if v < .seconds(1) { error(n, "limits.unsettledRunsWindow must be at least 1s") } else { limits.unsettledRunsWindow = v }
             }
         }
 

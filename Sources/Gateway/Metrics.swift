@@ -110,6 +110,11 @@ public final class GatewayMetrics: Sendable {
         counter(CounterKey(name: "x402_payments_refused_total", a: reason), [("reason", reason)]).increment()
     }
 
+    /// A paid request settled before forwarding because its payer reached `limits.unsettledRunsPerPayer`.
+    func settledFirst() {
+        counter(CounterKey(name: "x402_payments_settled_first_total", a: ""), []).increment()
+    }
+
     /// `outcome`: `settled`, `failed` (facilitator said no) or `unknown` (no answer).
     func settlement(outcome: String) {
         counter(CounterKey(name: "x402_settlements_total", a: outcome), [("outcome", outcome)]).increment()

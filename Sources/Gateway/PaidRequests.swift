@@ -36,6 +36,8 @@ struct PaidRequestHandler: Sendable {
     let store: any PaymentStore
     let metrics: GatewayMetrics
     let clock: @Sendable () -> UInt64
+    /// This process's count of upstream runs each payer left unsettled (see ``UnsettledRuns``).
+    let unsettledRuns = UnsettledRunCounter()
 
     struct Context {
         var head: HTTPRequestHead
@@ -77,9 +79,27 @@ struct PaidRequestHandler: Sendable {
             return (.answer(responses.error(.badGateway, code: "facilitator_unavailable", message: "payments cannot be verified", head: isHead)),
                     .failedClosed)
         }
-        var flow = PaymentFlow(policy: ctx.route.config.settlement, identifierMode: ctx.route.config.paymentIdentifier)
+        // A payer whose upstream runs here keep ending unsettled pays first from now on. The payer is
+        // the one the authorization names: the flow refuses it unless its signature says so.
+        let limits = ctx.snapshot.config.limits
+        let runs = UnsettledRuns.Key(route: ctx.route.config.id, payer: payment.payload.authorization.from)
+        var policy = ctx.route.config.settlement
+        if policy == .afterSuccess, let limit = limits.unsettledRunsPerPayer,
+           unsettledRuns.mustSettleFirst(runs, limit: limit, window: limits.unsettledRunsWindow, now: clock()) {
+            policy = .before
+        }
+        var flow = PaymentFlow(policy: policy, identifierMode: ctx.route.config.paymentIdentifier)
         var ledger = Ledger(store: store, logger: logger)
-        let answer = await drive(&flow, ledger: &ledger, payment: payment, facilitator: facilitator, ctx: ctx, logger: logger)
+        var forwarded = false
+        let answer = await drive(&flow, ledger: &ledger, forwarded: &forwarded, payment: payment, facilitator: facilitator, ctx: ctx,
+                                 logger: logger)
+        if forwarded, policy == .afterSuccess, answer.1 != .paid, let limit = limits.unsettledRunsPerPayer {
+            unsettledRuns.record(runs, limit: limit, window: limits.unsettledRunsWindow, now: clock())
+        }
+        if policy != ctx.route.config.settlement, flow.settlement != nil {
+            logger.notice("settled before forwarding: the payer reached limits.unsettledRunsPerPayer on this route")
+            metrics.settledFirst()
+        }
         // Record how the claim ended before answering, so a client's next request sees the final state.
         if ledger.ticket != nil {
             switch flow.claim {
@@ -155,9 +175,10 @@ struct PaidRequestHandler: Sendable {
     }
 
     /// Performs the flow's actions until it produces the answer.
+    /// `forwarded` is set once the request has gone to the upstream.
     private func drive(
-        _ flow: inout PaymentFlow, ledger: inout Ledger, payment: PresentedPayment, facilitator: any Facilitator, ctx: Context,
-        logger: Logger
+        _ flow: inout PaymentFlow, ledger: inout Ledger, forwarded: inout Bool, payment: PresentedPayment, facilitator: any Facilitator,
+        ctx: Context, logger: Logger
     ) async -> (PaidResult, RequestOutcome) {
         let responses = ctx.snapshot.responses
         let isHead = ctx.head.method == .HEAD
@@ -282,6 +303,7 @@ struct PaidRequestHandler: Sendable {
                 forwarding.extraHeaders.append((ctx.snapshot.config.payerHeader, flow.payer ?? payment.payload.authorization.from))
                 do throws(ReverseProxy.Failure) {
                     guard let target = ctx.snapshot.upstreams[ctx.route.config.upstream] else { throw .unavailable("not configured") }
+                    forwarded = true
                     let response = try await ctx.hop.send(ctx.head, path: ctx.path, to: target, forwarding: forwarding, body: ctx.body)
                     upstream = response
                     if flow.policy == .afterSuccess && response.status.code < 400 {

@@ -131,6 +131,11 @@ public struct Limits: Sendable, Hashable {
     public var idleTimeout: Duration = .seconds(60)
     /// On SIGTERM/SIGINT, requests in flight get this long to finish before they are cancelled.
     public var shutdownGrace: Duration = .seconds(30)
+    /// Upstream runs a verified payer may leave unsettled on an `after-success` route within
+    /// ``unsettledRunsWindow`` before that payer's requests there are settled first (nil: no bound).
+    /// See ``UnsettledRuns``.
+    public var unsettledRunsPerPayer: Int? = 3
+    public var unsettledRunsWindow: Duration = .seconds(600)
 
     public init() {}
 }

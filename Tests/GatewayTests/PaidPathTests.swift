@@ -306,6 +306,59 @@ struct PaidPathTests {
         }
     }
 
+    @Test("one payer's upstream runs left unsettled are bounded: past limits.unsettledRunsPerPayer its requests there are settled first")
+    func unsettledRunsPerPayer() async throws {
+        let yaml = paidYAML + "\nlimits: { unsettledRunsPerPayer: 2 }\n"
+        try await TestHarness.withPaidGateway(yaml: yaml) { gw, fac in
+            // The same payment, presented again and again on a route whose upstream fails: each run
+            // is unsettled (nothing charged, the payment stays usable) until the bound.
+            let header = try await signedHeader(gw, "/status/500", payer)
+            for run in 1...2 {
+                let r = try await pay(gw, "/status/500", header)
+                #expect(r.status == 500 && r.header("PAYMENT-RESPONSE") == nil)
+                #expect(gw.upstream.count == run && fac.settleCalls == 0)
+            }
+            // Third time: settled before the upstream runs; the upstream's failure comes after the money.
+            let settledFirst = try await pay(gw, "/status/500", header)
+            #expect(settledFirst.status == 500)
+            #expect(settledFirst.header("PAYMENT-RESPONSE") != nil)
+            #expect(fac.settleCalls == 1 && gw.upstream.count == 3)
+            // Spent: the same payment cannot make the upstream run again.
+            #expect(try await pay(gw, "/status/500", header).status == 402)
+            #expect(gw.upstream.count == 3)
+            // A fresh payment from the same payer on this route is settled first too; elsewhere it is not.
+            let fresh = try await pay(gw, "/status/200", try await signedHeader(gw, "/status/200", payer))
+            #expect(fresh.status == 200 && fac.settleCalls == 2)
+            let elsewhere = try await pay(gw, "/paid/x", try await signedHeader(gw, "/paid/x", payer))
+            #expect(elsewhere.status == 200 && fac.settleCalls == 3)
+            // Another payer on the same route is not affected.
+            // Hardhat's test key #1.
+            let other = TestPayer(privateKey: Hex.decode("0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d", prefixed: true)!)
+            let theirs = try await pay(gw, "/status/500", try await signedHeader(gw, "/status/500", other))
+            #expect(theirs.status == 500 && theirs.header("PAYMENT-RESPONSE") == nil && fac.settleCalls == 3)
+            let exposition = String(decoding: gw.server.metrics.exposition(), as: UTF8.self)
+            #expect(exposition.split(separator: "\n").contains("x402_payments_settled_first_total 2"), "\(exposition.split(separator: "\n").filter { $0.contains("settled_first") })")
+        }
+    }
+
+    @Test("check: limits.unsettledRunsPerPayer takes off or a number of runs, limits.unsettledRunsWindow a duration")
+    func unsettledRunsConfig() throws {
+        let route = ConfigProblems.head + "  - { match: /a, price: $0.01 }\n"
+        #expect(ConfigProblems.of("limits: { unsettledRunsPerPayer: 0 }\n" + route)
+            .contains("limits.unsettledRunsPerPayer must be off or a whole number of runs between 1 and 10000, not \"0\""))
+        #expect(ConfigProblems.of("limits: { unsettledRunsPerPayer: lots }\n" + route).contains("limits.unsettledRunsPerPayer must be off"))
+        #expect(ConfigProblems.of("limits: { unsettledRunsWindow: 0s }\n" + route).contains("limits.unsettledRunsWindow must be a positive duration"))
+        let defaults = try ConfigLoader.parse(yaml: route, file: "g.yaml", environment: [:])
+        #expect(defaults.limits.unsettledRunsPerPayer == 3 && defaults.limits.unsettledRunsWindow == .seconds(600))
+        let set = try ConfigLoader.parse(yaml: "limits: { unsettledRunsPerPayer: 10, unsettledRunsWindow: 1h }\n" + route,
+                                         file: "g.yaml", environment: [:])
+        #expect(set.limits.unsettledRunsPerPayer == 10 && set.limits.unsettledRunsWindow == .seconds(3600))
+        for off in ["off", "\"off\""] {
+            let config = try ConfigLoader.parse(yaml: "limits: { unsettledRunsPerPayer: \(off) }\n" + route, file: "g.yaml", environment: [:])
+            #expect(config.limits.unsettledRunsPerPayer == nil)
+        }
+    }
+
     @Test("a client that leaves before settlement is not charged, and its payment stays usable")
     func clientGoneBeforeSettlement() async throws {
         let yaml = paidYAML.replacingOccurrences(of: "unmatched: pass", with: """
