@@ -31,6 +31,10 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        // The CDP facilitator's per-request JWT (ES256 and EdDSA).
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
+        // Tests only: an independent check of those JWTs' signatures.
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         // Tests only: property-based tests (the route index against the first-match scan).
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
     ],
@@ -65,6 +69,7 @@ let package = Package(
             name: "X402Facilitator",
             dependencies: [
                 "X402", "X402Crypto",
+                .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -199,6 +204,7 @@ let package = Package(
             dependencies: [
                 "Gateway", "GatewayCore", "GatewayTestSupport", "X402", "X402Crypto", "X402Facilitator", "GatewayStorage",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -46,7 +46,10 @@ final class ClientPool: Sendable {
             if let client = state.facilitators[config] { return client }
             let client = HTTPFacilitatorClient(
                 baseURL: config.url, headers: config.headers, timeout: config.timeout, connectTimeout: config.connectTimeout,
-                caFile: config.caFile, eventLoopGroup: eventLoopGroup, logger: logger)
+                caFile: config.caFile,
+                // Checked by the loader: a key that does not parse never gets here.
+                authenticator: config.cdp.flatMap { try? CDPAuthenticator(keyId: $0.keyId, keySecret: $0.keySecret) },
+                eventLoopGroup: eventLoopGroup, logger: logger)
             state.facilitators[config] = client
             return client
         }

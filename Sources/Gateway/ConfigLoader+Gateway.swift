@@ -188,7 +188,7 @@ extension YAMLReader {
     // MARK: Sections
 
     func facilitatorConfig(_ node: Node) -> FacilitatorConfig? {
-        guard let m = mapping(node, "facilitator", allowed: ["url", "timeout", "connectTimeout", "headers", "caFile"]) else { return nil }
+        guard let m = mapping(node, "facilitator", allowed: ["url", "timeout", "connectTimeout", "headers", "caFile", "cdp"]) else { return nil }
         guard let urlNode = m["url"]?.value else {
             error(node, "facilitator needs a \"url\"")
             return nil
@@ -205,8 +205,30 @@ extension YAMLReader {
         if let n = m["caFile"]?.value, let path = string(n, "facilitator.caFile") {
             if let problem = HTTPFacilitatorClient.caFileProblem(path) { error(n, "facilitator.caFile: \(problem)") } else { caFile = path }
         }
+        let cdp = m["cdp"].flatMap { cdpKey($0.value) }
+        if cdp != nil, headers.contains(where: { $0.0.lowercased() == "authorization" }) {
+            error(m["cdp"]!.value, "facilitator.cdp signs the Authorization header itself: remove Authorization from facilitator.headers")
+        }
         return FacilitatorConfig(url: parsed, timeout: timeout, connectTimeout: connectTimeout,
-                                 headers: Dictionary(headers, uniquingKeysWith: { $1 }), caFile: caFile)
+                                 headers: Dictionary(headers, uniquingKeysWith: { $1 }), caFile: caFile, cdp: cdp)
+    }
+
+    /// `cdp: { keyId, keySecret }`, the key read now so that a secret that is no key is reported
+    /// here (at the secret's position, never quoting it).
+    func cdpKey(_ node: Node) -> CDPKey? {
+        guard let m = mapping(node, "facilitator.cdp", allowed: ["keyId", "keySecret"]) else { return nil }
+        guard let idNode = m["keyId"]?.value, let secretNode = m["keySecret"]?.value else {
+            error(node, "facilitator.cdp needs keyId and keySecret (usually \"${CDP_API_KEY_ID}\" and \"${CDP_API_KEY_SECRET}\")")
+            return nil
+        }
+        guard let keyId = string(idNode, "facilitator.cdp.keyId"), let secret = string(secretNode, "facilitator.cdp.keySecret") else { return nil }
+        do throws(CDPKeyError) {
+            _ = try CDPAuthenticator(keyId: keyId, keySecret: secret)
+        } catch let problem {
+            error(keyId.trimmingCharacters(in: .whitespaces).isEmpty ? idNode : secretNode, "facilitator.cdp: \(problem)")
+            return nil
+        }
+        return CDPKey(keyId: keyId, keySecret: secret)
     }
 
     /// `storage: memory`, `storage: { sqlite: PATH }` or `storage: { postgres: URL }`, with

@@ -104,15 +104,32 @@ public struct FacilitatorConfig: Sendable, Hashable {
     public var headers: [String: String]
     /// PEM file of the certificates trusted for an `https` facilitator instead of the system roots.
     public var caFile: String?
+    /// A CDP API key: every call carries a fresh JWT signed with it (Coinbase's facilitator).
+    public var cdp: CDPKey?
 
     public init(url: String, timeout: Duration, connectTimeout: Duration = .seconds(2), headers: [String: String],
-                caFile: String? = nil) {
+                caFile: String? = nil, cdp: CDPKey? = nil) {
         self.url = url
         self.timeout = timeout
         self.connectTimeout = connectTimeout
         self.headers = headers
         self.caFile = caFile
+        self.cdp = cdp
     }
+}
+
+/// A Coinbase Developer Platform API key (`facilitator.cdp`), checked when the configuration is
+/// loaded. Its secret is never printed.
+public struct CDPKey: Sendable, Hashable, CustomStringConvertible {
+    public var keyId: String
+    public var keySecret: String
+
+    public init(keyId: String, keySecret: String) {
+        self.keyId = keyId
+        self.keySecret = keySecret
+    }
+
+    public var description: String { "CDPKey(keyId: \(keyId), keySecret: •••)" }
 }
 
 public struct Limits: Sendable, Hashable {

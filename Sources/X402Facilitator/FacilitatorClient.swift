@@ -47,6 +47,8 @@ public final class HTTPFacilitatorClient: Facilitator {
         let verifyHead: HTTPRequestHead
         let settleHead: HTTPRequestHead
         let supportedHead: HTTPRequestHead
+        /// Signs each request's `Authorization` (CDP's facilitator).
+        let authenticator: CDPAuthenticator?
     }
 
     /// nil when the URL is not an absolute `http(s)` URL; every call then fails `.unreachable`.
@@ -61,9 +63,10 @@ public final class HTTPFacilitatorClient: Facilitator {
     /// - Parameters:
     ///   - caFile: a PEM file of the certificates to trust for `https` instead of the system's trust
     ///     roots (a private CA, or a test's self-signed certificate).
+    ///   - authenticator: signs a fresh `Authorization: Bearer` JWT for each request (CDP).
     public init(
         baseURL: String, headers: [String: String], timeout: Duration, connectTimeout: Duration = .seconds(2),
-        caFile: String? = nil, eventLoopGroup: any EventLoopGroup, logger: Logger
+        caFile: String? = nil, authenticator: CDPAuthenticator? = nil, eventLoopGroup: any EventLoopGroup, logger: Logger
     ) {
         self.baseURL = baseURL
         self.logger = logger
@@ -80,7 +83,7 @@ public final class HTTPFacilitatorClient: Facilitator {
         if let caFile { tls.trustRoots = .file(caFile) }
         let configuration = HTTP1Client.Configuration(
             timeout: TimeAmount(timeout), connectTimeout: TimeAmount(connectTimeout), tls: tls,
-            credentialHeaders: Set(extra.map { $0.key.lowercased() }))
+            credentialHeaders: Set(extra.map { $0.key.lowercased() } + (authenticator == nil ? [] : ["authorization"])))
         func head(_ method: HTTPMethod, _ path: String, json: Bool) -> HTTPRequestHead {
             var fields = HTTPHeaders()
             fields.add(name: "Host", value: url.origin.hostHeader)
@@ -94,7 +97,8 @@ public final class HTTPFacilitatorClient: Facilitator {
             origin: url.origin,
             verifyHead: head(.POST, "/verify", json: true),
             settleHead: head(.POST, "/settle", json: true),
-            supportedHead: head(.GET, "/supported", json: false))
+            supportedHead: head(.GET, "/supported", json: false),
+            authenticator: authenticator)
     }
 
     /// Whether `url` is a base URL this client can call: `http(s)://host[:port][/path]`, no user info, query or fragment.
@@ -121,22 +125,36 @@ public final class HTTPFacilitatorClient: Facilitator {
         let endpoint = try resolvedEndpoint()
         let body = Self.requestBody(version: version, payload: paymentPayload, requirements: requirements)
         // Verifying changes nothing: safe to send again after a reused connection turned out dead.
-        return try Self.decode(try await endpoint.client.execute(
-            Self.withLength(endpoint.verifyHead, body), body: body, origin: endpoint.origin, retryable: true).body)
+        let head = try await Self.authorized(Self.withLength(endpoint.verifyHead, body), endpoint)
+        return try Self.decode(try await endpoint.client.execute(head, body: body, origin: endpoint.origin, retryable: true).body)
     }
 
     public func settle(version: Int, paymentPayload: [UInt8], requirements: [UInt8]) async throws(FacilitatorFailure) -> SettleResponse {
         let endpoint = try resolvedEndpoint()
         let body = Self.requestBody(version: version, payload: paymentPayload, requirements: requirements)
         // Settling moves money: never sent twice (see HTTP1Client).
-        return try Self.decode(try await endpoint.client.execute(
-            Self.withLength(endpoint.settleHead, body), body: body, origin: endpoint.origin, retryable: false).body)
+        let head = try await Self.authorized(Self.withLength(endpoint.settleHead, body), endpoint)
+        return try Self.decode(try await endpoint.client.execute(head, body: body, origin: endpoint.origin, retryable: false).body)
     }
 
     public func supported() async throws(FacilitatorFailure) -> SupportedResponse {
         let endpoint = try resolvedEndpoint()
-        return try Self.decode(try await endpoint.client.execute(
-            endpoint.supportedHead, body: nil, origin: endpoint.origin, retryable: true).body)
+        let head = try await Self.authorized(endpoint.supportedHead, endpoint)
+        return try Self.decode(try await endpoint.client.execute(head, body: nil, origin: endpoint.origin, retryable: true).body)
+    }
+
+    /// `head` with the request's own CDP token, when the facilitator wants one.
+    private static func authorized(_ head: HTTPRequestHead, _ endpoint: Endpoint) async throws(FacilitatorFailure) -> HTTPRequestHead {
+        guard let authenticator = endpoint.authenticator else { return head }
+        var head = head
+        do {
+            let token = try await authenticator.authorization(
+                method: head.method.rawValue, host: endpoint.origin.hostHeader, path: head.uri)
+            head.headers.replaceOrAdd(name: "Authorization", value: token)
+        } catch {
+            throw .unreachable("cannot sign the CDP token: \(error)")
+        }
+        return head
     }
 
     private func resolvedEndpoint() throws(FacilitatorFailure) -> Endpoint {

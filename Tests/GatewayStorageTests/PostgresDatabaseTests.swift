@@ -256,7 +256,7 @@ struct PostgresDatabaseTests {
                     }
                 }
                 let claimed = try await claimAll()
-                let tickets = try requests.indices.map { try PaymentStoreConformanceTests.ticket(claimed[$0]!) }
+                let tickets = try requests.indices.map { try PaymentStoreConformanceTests.ticket(try #require(claimed[$0])) }
                 #expect(tickets.map(\.key) == requests.map(\.key) && tickets.allSatisfy { $0.attempt == 1 })
                 #expect(try await claimAll().values.allSatisfy { $0 == .taken })
 

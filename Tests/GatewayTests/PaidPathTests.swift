@@ -182,7 +182,8 @@ struct PaidPathTests {
             #expect(try await pay(gw, "/paid/x", header).status == 200)
             let again = try await pay(gw, "/paid/y", header)
             #expect(again.status == 402)
-            #expect(try HeaderCodec.decode(PaymentRequired.self, from: again.header("PAYMENT-REQUIRED")!).error == "payment_already_used")
+            let challenge = try #require(again.header("PAYMENT-REQUIRED"))
+            #expect(try HeaderCodec.decode(PaymentRequired.self, from: challenge).error == "payment_already_used")
             #expect(fac.verifyCalls == 1 && fac.settleCalls == 1)
             #expect(gw.upstream.count == 1)
         }
