@@ -31,6 +31,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        // HMAC-SHA256 for route passes (already in the graph through postgres-nio).
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.0.0"..<"5.0.0"),
         // Tests only: property-based tests (the route index against the first-match scan).
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
     ],
@@ -53,10 +55,14 @@ let package = Package(
             dependencies: ["X402", "CSecp256k1", .product(name: "BigInt", package: "BigInt")],
             swiftSettings: swiftSettings
         ),
-        // Layer 2: pure policy (config model, routes, canonical paths, offers, payment flow).
+        // Layer 2: pure policy (config model, routes, canonical paths, offers, payment flow, route
+        // passes: their format, HMAC signing and verification).
         .target(
             name: "GatewayCore",
-            dependencies: ["X402", "X402Crypto", .product(name: "BigInt", package: "BigInt")],
+            dependencies: [
+                "X402", "X402Crypto", .product(name: "BigInt", package: "BigInt"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
         // Layer 2: facilitator HTTP client (/verify, /settle, /supported) and the EVM JSON-RPC
@@ -186,6 +192,7 @@ let package = Package(
             dependencies: [
                 "GatewayCore", "X402", "X402Crypto", .product(name: "BigInt", package: "BigInt"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -12,9 +12,12 @@ enum ConfigProblems {
         """
 
     /// The loader's error as text, or "" when the configuration is valid.
-    static func of(_ yaml: String) -> String {
+    static func of(_ yaml: String) -> String { with(yaml, environment: [:]) }
+
+    /// The same with `${NAME}` values.
+    static func with(_ yaml: String, environment: [String: String]) -> String {
         do {
-            _ = try ConfigLoader.parse(yaml: yaml, file: "g.yaml", environment: [:])
+            _ = try ConfigLoader.parse(yaml: yaml, file: "g.yaml", environment: environment)
             return ""
         } catch {
             return "\(error)"

@@ -1,0 +1,54 @@
+/// What a pass says, signed by the gateway: which route (or group) and path it opens, who paid, on
+/// which network, and until when.
+public struct PassClaims: Sendable, Hashable, Codable {
+    /// The route's id, for a pass of a route without a group.
+    public var route: String?
+    /// The group's name, for a pass of a grouped route.
+    public var group: String?
+    /// The canonical path paid for (scope `path`); nil for a pass of the whole route or group.
+    public var path: String?
+    /// The verified payer (EIP-55 address), sent upstream like a paid request's.
+    public var payer: String
+    /// CAIP-2 network of the payment.
+    public var network: String
+    /// Unix seconds.
+    public var issuedAt: UInt64
+    /// Unix seconds; the pass is refused from this second on.
+    public var expiresAt: UInt64
+
+    public init(route: String? = nil, group: String? = nil, path: String? = nil, payer: String, network: String,
+                issuedAt: UInt64, expiresAt: UInt64) {
+        self.route = route
+        self.group = group
+        self.path = path
+        self.payer = payer
+        self.network = network
+        self.issuedAt = issuedAt
+        self.expiresAt = expiresAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case route = "r", group = "g", path = "p", payer = "sub", network = "net", issuedAt = "iat", expiresAt = "exp"
+    }
+}
+
+/// Why a pass was not accepted: a bounded reason for logs and the `x402_passes_refused_total`
+/// metric. Every refusal is answered as if no pass had been sent (the route's 402).
+public enum PassRejection: String, Sendable, Hashable, CaseIterable, Error {
+    /// Not a pass of this gateway's format (wrong prefix, part count, encoding, size).
+    case malformed
+    /// Signed with a key id this gateway does not hold (another gateway's, or a retired key).
+    case unknownKey = "unknown_key"
+    /// The signature does not match (forged, altered, or signed with another key under this id).
+    case badSignature = "bad_signature"
+    /// Its expiry has passed.
+    case expired
+    /// Issued further in the future than clock skew explains.
+    case notYetValid = "not_yet_valid"
+    /// Issued for another route or group.
+    case otherRoute = "other_route"
+    /// Issued for another path of the route (scope `path`), or wider than the route's scope now is.
+    case otherPath = "other_path"
+    /// Sent to a priced route that issues no passes.
+    case routeHasNoPass = "route_has_no_pass"
+}
