@@ -267,7 +267,7 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         let close = !head.isKeepAlive
         let http10 = head.version.major == 1 && head.version.minor == 0
-        let decision = Routing.decide(head, peer: remoteAddress, snapshot: snapshot, logger: logger, requestID: requestID, now: paid.clock())
+        let decision = Routing.decide(head, peer: remoteAddress, snapshot: snapshot, logger: logger, requestID: requestID, clock: paid.clock)
         if upgrade == .refused {
             refuseUpgrade(head, decision, snapshot: snapshot, requestID: requestID, context: context)
             return

@@ -136,11 +136,12 @@ enum Routing {
     /// Everything that needs no I/O: canonical path, preflight, host, route, and for priced routes
     /// without a payment the 402 (written by ``GatewayHandler`` without any I/O).
     ///
-    /// A priced request without a payment that carries a pass the route accepts at `now` is
+    /// A priced request without a payment that carries a pass the route accepts at `clock()` is
     /// forwarded under it; any other pass is ignored: the request gets the route's 402, counted as
     /// `pass_refused`.
     static func decide(
-        _ head: HTTPRequestHead, peer: String?, snapshot: GatewaySnapshot, logger: Logger, requestID: String, now: UInt64
+        _ head: HTTPRequestHead, peer: String?, snapshot: GatewaySnapshot, logger: Logger, requestID: String,
+        clock: () -> UInt64
     ) -> Decision {
         let responses = snapshot.responses
         let isHead = head.method == .HEAD
@@ -203,7 +204,7 @@ enum Routing {
             var outcome = RequestOutcome.paymentRequired
             let tokens = PassCredentials.tokens(in: head.headers)
             if !tokens.isEmpty {
-                switch snapshot.checkPass(tokens, routeIndex: routeIndex, path: path.path, now: now) {
+                switch snapshot.checkPass(tokens, routeIndex: routeIndex, path: path.path, now: clock()) {
                 case .success(let claims):
                     logger.info("pass accepted", metadata: [
                         "request.id": "\(requestID)", "x402.route": "\(route.config.id)", "x402.pass.expires": "\(claims.expiresAt)",

@@ -299,6 +299,23 @@ struct PassGatewayTests {
         }
     }
 
+    @Test("the cookie is Secure when the public URL is https: publicBaseURL, or X-Forwarded-Proto from a trusted proxy")
+    func secureCookie() async throws {
+        let https = passYAML().replacingOccurrences(of: "listen: 127.0.0.1:0\n", with: "listen: 127.0.0.1:0\npublicBaseURL: https://shop.example\n")
+        try await TestHarness.withPaidGateway(yaml: https, environment: passEnvironment) { gw, _ in
+            let paid = try await pay(gw, "/section/a", try await signedHeader(gw, "/section/a", payer))
+            #expect(paid.header("Set-Cookie")?.hasSuffix("; HttpOnly; SameSite=Lax; Secure") == true)
+        }
+        let proxied = passYAML().replacingOccurrences(of: "listen: 127.0.0.1:0\n", with: "listen: 127.0.0.1:0\ntrustedProxies: [127.0.0.1]\n")
+        try await TestHarness.withPaidGateway(yaml: proxied, environment: passEnvironment) { gw, _ in
+            let header = try await signedHeader(gw, "/section/a", payer)
+            let viaTLS = try await gw.get("/section/a", headers: [("PAYMENT-SIGNATURE", header), ("X-Forwarded-Proto", "https")])
+            #expect(viaTLS.header("Set-Cookie")?.hasSuffix("; Secure") == true)
+            let plain = try await pay(gw, "/section/b", try await signedHeader(gw, "/section/b", payer))
+            #expect(plain.status == 200 && plain.header("Set-Cookie")?.contains("Secure") == false)
+        }
+    }
+
     @Test("logs say when a pass is issued, accepted or refused (with the reason), and never carry a pass or a key")
     func logs() async throws {
         let lines = LogLines()
