@@ -236,6 +236,40 @@ struct PassGatewayTests {
         }
     }
 
+    @Test("a reload applies pass changes at once: a key removed revokes its passes, a route without pass stops opening")
+    func reload() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let file = dir + "/gateway.yaml"
+        // No facilitator: pass requests never need one.
+        @Sendable func unpaid(_ yaml: String) -> String {
+            yaml.replacingOccurrences(of: "facilitator: { url: \"{{FACILITATOR}}\", timeout: 2s }\n", with: "")
+                .replacingOccurrences(of: "unmatched: pass", with: "unmatched: pass\nreload: { watch: false }")
+        }
+        let yaml = unpaid(passYAML())
+        try await TestHarness.withGateway(yaml: yaml, environment: passEnvironment, configFile: file) { gw in
+            let upstreamURL = "http://127.0.0.1:\(gw.upstreamPort)"
+            let byOld = mint(route: "GET /section/*", keyID: "k1", secret: oldSecret)
+            let byNew = mint(route: "GET /section/*")
+            #expect(try await gw.get("/section/x", headers: [("PAYMENT-PASS", byOld)]).status == 200)
+
+            let retired = unpaid(passYAML(keys: "    - { id: k2, secret: \"${PASS_KEY_NEW}\" }")).replacingOccurrences(of: "{{UPSTREAM}}", with: upstreamURL)
+            try retired.write(toFile: file, atomically: true, encoding: .utf8)
+            #expect(await gw.server.reload(trigger: "test") == .applied(restartRequired: []))
+            let revoked = try await gw.get("/section/x", headers: [("PAYMENT-PASS", byOld)])
+            let kept = try await gw.get("/section/x", headers: [("PAYMENT-PASS", byNew)])
+            #expect(revoked.status == 402 && kept.status == 200)
+
+            let noPass = retired.replacingOccurrences(of: "    pass: { for: 1h, scope: route }\n  - match: \"GET /other/*\"", with: "  - match: \"GET /other/*\"")
+            #expect(noPass != retired)
+            try noPass.write(toFile: file, atomically: true, encoding: .utf8)
+            #expect(await gw.server.reload(trigger: "test") == .applied(restartRequired: []))
+            let closed = try await gw.get("/section/x", headers: [("PAYMENT-PASS", byNew)])
+            #expect(closed.status == 402)
+            #expect(gw.upstream.count == 2)
+        }
+    }
+
     @Test("a pass expires: the route asks for payment again from its expiry on")
     func expiry() async throws {
         let clock = TestClock(now)
