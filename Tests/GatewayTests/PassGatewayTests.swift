@@ -39,6 +39,10 @@ private func passYAML(keys: String = """
         pass: { for: 1h, scope: route }
       - match: "GET /nopass/*"
         price: "$0.01"
+      - match: "GET /ided/*"
+        price: "$0.01"
+        paymentIdentifier: optional
+        pass: { for: 1h }
       - match: "/public/*"
         free: true
     unmatched: pass
@@ -267,6 +271,22 @@ struct PassGatewayTests {
             let closed = try await gw.get("/section/x", headers: [("PAYMENT-PASS", byNew)])
             #expect(closed.status == 402)
             #expect(gw.upstream.count == 2)
+        }
+    }
+
+    @Test("a payment-identifier retry replays the paid answer without a pass: passes are never stored, nor issued twice")
+    func identifierReplay() async throws {
+        try await TestHarness.withPaidGateway(yaml: passYAML(), environment: passEnvironment) { gw, fac in
+            let (header, _) = try await identified(gw, "/ided/a", payer, id: freshID())
+            let first = try await pay(gw, "/ided/a", header)
+            let retry = try await pay(gw, "/ided/a", header)
+            #expect(first.status == 200 && retry.status == 200)
+            #expect(first.header("PAYMENT-PASS") != nil && first.header("Set-Cookie")?.hasPrefix("x402-pass-") == true)
+            #expect(retry.header("PAYMENT-RESPONSE") == first.header("PAYMENT-RESPONSE"))
+            #expect(retry.header("PAYMENT-PASS") == nil && retry.header("Set-Cookie") == nil)
+            #expect(fac.settleCalls == 1 && gw.upstream.count == 1)
+            let metrics = String(decoding: gw.server.metrics.exposition(), as: UTF8.self)
+            #expect(metric(metrics, "x402_passes_issued_total") == 1)
         }
     }
 
