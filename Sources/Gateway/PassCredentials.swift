@@ -16,21 +16,24 @@ package enum PassCredentials {
     /// value is the pass's expiry (unix seconds). A client's copy is never forwarded.
     package static let upstreamHeader = "X-Payment-Pass"
     /// A request carrying more passes than this has the rest ignored (each costs an HMAC).
-    static let maxTokens = 8
+    package static let maxTokens = 8
 
     private static let cookiePrefix = Array(RoutePassPolicy.cookiePrefix.utf8)
     private static let bearer = "bearer "
     private static let tokenPrefix = PassKeyring.prefix + "."
 
-    /// The passes a request carries, in the order cookies, `Authorization`, `PAYMENT-PASS`.
-    static func tokens(in headers: HTTPHeaders) -> [Substring] {
+    /// The passes a request presents to a route, in the order cookies, `Authorization`,
+    /// `PAYMENT-PASS`. Only the route's own pass cookie (`cookieName`; nil: none) is one: a browser
+    /// sends every cookie whose `Path` covers the URL, so other routes' pass cookies are not
+    /// presented to this route, and are neither verified nor counted as refused.
+    package static func tokens(in headers: HTTPHeaders, cookieName: String?) -> [Substring] {
         var tokens: [Substring] = []
         for (name, value) in headers where tokens.count < maxTokens {
             if HTTPWire.nameEquals(name, "cookie") {
-                guard mayHoldPassCookie(value) else { continue }
+                guard let cookieName, mayHoldPassCookie(value) else { continue }
                 for pair in value.split(separator: ";") where tokens.count < maxTokens {
                     let trimmed = pair.trimmingASCIISpaces()
-                    guard trimmed.utf8.starts(with: cookiePrefix), let eq = trimmed.firstIndex(of: "=") else { continue }
+                    guard let eq = trimmed.firstIndex(of: "="), trimmed[..<eq] == cookieName else { continue }
                     var token = trimmed[trimmed.index(after: eq)...]
                     if token.count >= 2, token.first == "\"", token.last == "\"" { token = token.dropFirst().dropLast() }
                     tokens.append(token)
@@ -45,7 +48,7 @@ package enum PassCredentials {
     }
 
     /// The token of `Authorization: Bearer x402pass1.…` (scheme name compared ignoring case).
-    static func bearerPass(_ value: String) -> Substring? {
+    package static func bearerPass(_ value: String) -> Substring? {
         let trimmed = Substring(value).trimmingASCIISpaces()
         guard trimmed.utf8.count > bearer.utf8.count, HTTPWire.equalsIgnoringCase(String(trimmed.prefix(bearer.count)), bearer) else { return nil }
         let token = trimmed.dropFirst(bearer.count).trimmingASCIISpaces()
@@ -66,7 +69,7 @@ package enum PassCredentials {
     }
 
     /// `value` without its pass cookies; nil when no cookie is left.
-    static func cookieWithoutPasses(_ value: String) -> String? {
+    package static func cookieWithoutPasses(_ value: String) -> String? {
         let kept = value.split(separator: ";").map { $0.trimmingASCIISpaces() }.filter { !$0.isEmpty && !$0.utf8.starts(with: cookiePrefix) }
         return kept.isEmpty ? nil : kept.joined(separator: "; ")
     }
@@ -74,7 +77,7 @@ package enum PassCredentials {
     /// The request field as forwarded upstream: unchanged, rewritten (`Cookie` without pass
     /// cookies) or dropped (nil: a pass `Authorization`, a `Cookie` of pass cookies only).
     @inline(__always)
-    static func forwarded(name: String, value: String) -> String? {
+    package static func forwarded(name: String, value: String) -> String? {
         if HTTPWire.nameEquals(name, "cookie") {
             return mayHoldPassCookie(value) ? cookieWithoutPasses(value) : value
         }

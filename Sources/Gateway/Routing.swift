@@ -202,7 +202,7 @@ enum Routing {
             ?? head.headers.first(name: X402Header.xPayment).map { ($0, 1) }
         guard let (header, version) = payment else {
             var outcome = RequestOutcome.paymentRequired
-            let tokens = PassCredentials.tokens(in: head.headers)
+            let tokens = PassCredentials.tokens(in: head.headers, cookieName: snapshot.passPolicies[routeIndex]?.cookieName)
             if !tokens.isEmpty {
                 switch snapshot.checkPass(tokens, routeIndex: routeIndex, path: path.path, now: clock()) {
                 case .success(let claims):

@@ -71,6 +71,12 @@ private func mint(route: String? = nil, group: String? = nil, path: String? = ni
         route: route, group: group, path: path, payer: payer, network: "eip155:84532", issuedAt: issuedAt, expiresAt: expiresAt))
 }
 
+/// The name of a route's pass cookie, as the gateway derives it from the route id.
+private func cookieName(_ routeID: String) -> String {
+    RoutePassPolicy(route: RouteConfig(id: routeID, pattern: try! RoutePattern("/x"), upstream: "api", access: .free),
+                    pass: RoutePass(seconds: 1)).cookieName
+}
+
 /// The `name=value` part of a `Set-Cookie` field.
 private func cookiePair(_ setCookie: String) -> String { String(setCookie.split(separator: ";")[0]) }
 
@@ -150,10 +156,17 @@ struct PassGatewayTests {
             #expect(try await gw.get("/section/b/c", headers: [("Authorization", "Bearer \(token)")]).status == 200)
             #expect(try await gw.get("/other/b", headers: [("Authorization", "Bearer \(token)")]).status == 402)
             #expect(try await gw.get("/nopass/b", headers: [("Authorization", "Bearer \(token)")]).status == 402)
+            // A browser sends every cookie whose Path covers the URL: another route's pass cookie is not
+            // presented to this route (not verified, not counted), and opens nothing.
+            let pair = cookiePair(setCookie)
+            #expect(pair.hasPrefix(cookieName("GET /section/*") + "="))
+            #expect(try await gw.get("/other/b", headers: [("Cookie", pair)]).status == 402)
             #expect(fac.settleCalls == 1 && gw.upstream.count == 2)
             let metrics = String(decoding: gw.server.metrics.exposition(), as: UTF8.self)
             #expect(metric(metrics, "x402_passes_refused_total{reason=\"other_route\"}") == 1)
             #expect(metric(metrics, "x402_passes_refused_total{reason=\"route_has_no_pass\"}") == 1)
+            #expect(metric(metrics, "x402_requests_total{route=\"GET /other/*\",outcome=\"pass_refused\"}") == 1)
+            #expect(metric(metrics, "x402_requests_total{route=\"GET /other/*\",outcome=\"payment_required\"}") == 1)
         }
     }
 
@@ -204,7 +217,10 @@ struct PassGatewayTests {
                 reason = .otherRoute
             }
             let unpaid = try await gw.get(path)
-            for headers in [[("Cookie", "x402-pass-0123456789ab=\(token)")], [("Authorization", "Bearer \(token)")], [("PAYMENT-PASS", token)]] {
+            let route = path.hasPrefix("/articles") ? "GET /articles/:id" : path.hasPrefix("/nopass") ? "GET /nopass/*" : "GET /section/*"
+            // In the route's own cookie (a route without passes has none: a cookie is not presented to it).
+            let cookie = "theme=dark; \(cookieName(route))=\(token)"
+            for headers in [[("Cookie", cookie)], [("Authorization", "Bearer \(token)")], [("PAYMENT-PASS", token)]] {
                 let r = try await gw.get(path, headers: headers)
                 #expect(r.status == 402)
                 #expect(r.header("PAYMENT-REQUIRED") == unpaid.header("PAYMENT-REQUIRED"))
@@ -213,10 +229,10 @@ struct PassGatewayTests {
             #expect(gw.upstream.count == 0)
             #expect(fac.verifyCalls == 0 && fac.settleCalls == 0)
             let metrics = String(decoding: gw.server.metrics.exposition(), as: UTF8.self)
-            #expect(metric(metrics, "x402_passes_refused_total{reason=\"\(reason.rawValue)\"}") == 3)
-            let route = path.hasPrefix("/articles") ? "GET /articles/:id" : path.hasPrefix("/nopass") ? "GET /nopass/*" : "GET /section/*"
-            #expect(metric(metrics, "x402_requests_total{route=\"\(route)\",outcome=\"pass_refused\"}") == 3)
-            #expect(metric(metrics, "x402_requests_total{route=\"\(route)\",outcome=\"payment_required\"}") == 1)
+            let presented = refused == .routeWithoutPass ? 2 : 3
+            #expect(metric(metrics, "x402_passes_refused_total{reason=\"\(reason.rawValue)\"}") == presented)
+            #expect(metric(metrics, "x402_requests_total{route=\"\(route)\",outcome=\"pass_refused\"}") == presented)
+            #expect(metric(metrics, "x402_requests_total{route=\"\(route)\",outcome=\"payment_required\"}") == 4 - presented)
         }
     }
 
@@ -378,7 +394,8 @@ struct PassGatewayTests {
         try await TestHarness.withPaidGateway(yaml: passYAML(), environment: passEnvironment, gatewayLogger: logger) { gw, _ in
             let paid = try await pay(gw, "/section/a", try await signedHeader(gw, "/section/a", payer))
             let token = try #require(paid.header("PAYMENT-PASS"))
-            #expect(try await gw.get("/section/b", headers: [("Cookie", "x402-pass-0123456789ab=\(token)")]).status == 200)
+            let pair = cookiePair(try #require(paid.header("Set-Cookie")))
+            #expect(try await gw.get("/section/b", headers: [("Cookie", pair)]).status == 200)
             var altered = Array(token)
             altered[altered.count - 10] = altered[altered.count - 10] == "A" ? "B" : "A"  // inside the MAC
             #expect(try await gw.get("/section/b", headers: [("Authorization", "Bearer \(String(altered))")]).status == 402)
