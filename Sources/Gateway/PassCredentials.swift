@@ -19,8 +19,8 @@ package enum PassCredentials {
     package static let maxTokens = 8
 
     private static let cookiePrefix = Array(RoutePassPolicy.cookiePrefix.utf8)
-    private static let bearer = "bearer "
-    private static let tokenPrefix = PassKeyring.prefix + "."
+    private static let bearer = Array("bearer ".utf8)
+    private static let tokenPrefix = Array((PassKeyring.prefix + ".").utf8)
 
     /// The passes a request presents to a route, in the order cookies, `Authorization`,
     /// `PAYMENT-PASS`. Only the route's own pass cookie (`cookieName`; nil: none) is one: a browser
@@ -48,11 +48,12 @@ package enum PassCredentials {
     }
 
     /// The token of `Authorization: Bearer x402pass1.…` (scheme name compared ignoring case).
+    /// Every forwarded `Authorization` passes here: compared in place, nothing allocated.
     package static func bearerPass(_ value: String) -> Substring? {
         let trimmed = Substring(value).trimmingASCIISpaces()
-        guard trimmed.utf8.count > bearer.utf8.count, HTTPWire.equalsIgnoringCase(String(trimmed.prefix(bearer.count)), bearer) else { return nil }
+        guard trimmed.utf8.count > bearer.count, zip(trimmed.utf8, bearer).allSatisfy({ $0 | 0x20 == $1 }) else { return nil }
         let token = trimmed.dropFirst(bearer.count).trimmingASCIISpaces()
-        return token.hasPrefix(tokenPrefix) ? token : nil
+        return token.utf8.starts(with: tokenPrefix) ? token : nil
     }
 
     /// A cheap test before any parsing: whether a `Cookie` value names a pass cookie at all.

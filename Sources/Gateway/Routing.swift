@@ -202,7 +202,9 @@ enum Routing {
             ?? head.headers.first(name: X402Header.xPayment).map { ($0, 1) }
         guard let (header, version) = payment else {
             var outcome = RequestOutcome.paymentRequired
-            let tokens = PassCredentials.tokens(in: head.headers, cookieName: snapshot.passPolicies[routeIndex]?.cookieName)
+            // A gateway without `passes` does not look for passes at all.
+            let tokens = snapshot.passKeyring == nil ? []
+                : PassCredentials.tokens(in: head.headers, cookieName: snapshot.passPolicies[routeIndex]?.cookieName)
             if !tokens.isEmpty {
                 switch snapshot.checkPass(tokens, routeIndex: routeIndex, path: path.path, now: clock()) {
                 case .success(let claims):
