@@ -352,6 +352,20 @@ struct PassGatewayTests {
         }
     }
 
+    @Test("a gateway without passes opens nothing with one, and still never forwards one")
+    func gatewayWithoutPasses() async throws {
+        try await TestHarness.withPaidGateway(yaml: paidYAML) { gw, fac in
+            let token = mint(route: "GET /paid/*")
+            let r = try await gw.get("/paid/x", headers: [("Authorization", "Bearer \(token)"), ("PAYMENT-PASS", token)])
+            #expect(r.status == 402)
+            #expect(try await gw.get("/elsewhere", headers: [("Authorization", "Bearer \(token)"), ("Cookie", "x402-pass-0123456789ab=\(token)")]).status == 200)
+            #expect(fac.verifyCalls == 0 && gw.upstream.count == 1)
+            #expect(gw.upstream.requests[0].headers[.authorization] == nil && gw.upstream.requests[0].headers[.cookie] == nil)
+            let metrics = String(decoding: gw.server.metrics.exposition(), as: UTF8.self)
+            #expect(metric(metrics, "x402_requests_total{route=\"GET /paid/*\",outcome=\"payment_required\"}") == 1)
+        }
+    }
+
     @Test("the upstream's own cookies stay beside the pass cookie, and an answer opened by a pass is private whatever the upstream says")
     func upstreamFields() async throws {
         try await TestHarness.withPaidGateway(yaml: passYAML(), environment: passEnvironment) { gw, _ in
