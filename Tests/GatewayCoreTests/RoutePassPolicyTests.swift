@@ -21,6 +21,12 @@ struct RoutePassPolicyTests {
         #expect(policy.refusal(of: claims, path: "/articles/42") == nil)
         #expect(policy.refusal(of: claims, path: "/articles/43") == .otherPath)
         #expect(policy.refusal(of: claims, path: "/articles/42/comments") == .otherPath)
+        // One trailing slash is ignored, as in route matching; letter case is not.
+        #expect(policy.refusal(of: claims, path: "/articles/42/") == nil)
+        #expect(policy.refusal(of: claims, path: "/Articles/42") == .otherPath)
+        let slashed = policy.claims(path: "/articles/42/", payer: payer, network: "eip155:84532", now: now)
+        #expect(slashed.path == "/articles/42" && policy.refusal(of: slashed, path: "/articles/42") == nil)
+        #expect(policy.setCookie(token: "t", path: "/articles/42/", maxAge: 60, secure: false).contains("; Path=/articles/42;"))
     }
 
     @Test("scope route: the pass opens every path of the route, and only of that route")

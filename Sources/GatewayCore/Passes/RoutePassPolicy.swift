@@ -50,7 +50,7 @@ public struct RoutePassPolicy: Sendable, Hashable {
 
     /// The claims of a pass for a payment by `payer` on `network` for `path`, settled at `now`.
     public func claims(path: String, payer: String, network: String, now: UInt64) -> PassClaims {
-        var claims = PassClaims(path: scope == .path ? path : nil, payer: payer, network: network, issuedAt: now,
+        var claims = PassClaims(path: scope == .path ? Self.resource(path) : nil, payer: payer, network: network, issuedAt: now,
                                 expiresAt: now + seconds)
         switch binding {
         case .route(let id): claims.route = id
@@ -67,7 +67,7 @@ public struct RoutePassPolicy: Sendable, Hashable {
         case .group(let group): if claims.group != group || claims.route != nil { return .otherRoute }
         }
         if let paid = claims.path {
-            if paid != path { return .otherPath }
+            if paid != Self.resource(path) { return .otherPath }
         } else if scope == .path {
             return .otherPath  // issued for the whole route, which is now scoped by path
         }
@@ -79,8 +79,15 @@ public struct RoutePassPolicy: Sendable, Hashable {
     /// other sites, not on their subrequests), `Secure` when the public URL is `https`, and `Path`
     /// limited to the scope.
     public func setCookie(token: String, path: String, maxAge: UInt64, secure: Bool) -> String {
-        let cookiePath = scope == .path && Self.isCookieSafe(path) ? path : routeCookiePath
+        let paid = Self.resource(path)
+        let cookiePath = scope == .path && Self.isCookieSafe(paid) ? paid : routeCookiePath
         return "\(cookieName)=\(token); Path=\(cookiePath); Max-Age=\(maxAge); HttpOnly; SameSite=Lax" + (secure ? "; Secure" : "")
+    }
+
+    /// The resource a path names for a pass: as routes match it, one trailing slash ignored
+    /// (`/articles/42/` is `/articles/42`); letter case kept (a pass never widens to other spellings).
+    static func resource(_ path: String) -> String {
+        path.utf8.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
     }
 
     // MARK: Cookie paths
