@@ -39,6 +39,10 @@ private func passYAML(keys: String = """
         pass: { for: 1h, scope: route }
       - match: "GET /nopass/*"
         price: "$0.01"
+      - match: "GET /bytes/:n"
+        price: "$0.01"
+        settlement: before
+        pass: { for: 1h }
       - match: "GET /ided/*"
         price: "$0.01"
         paymentIdentifier: optional
@@ -349,6 +353,20 @@ struct PassGatewayTests {
             let metrics = String(decoding: gw.server.metrics.exposition(), as: UTF8.self)
             #expect(metric(metrics, "x402_requests_total{route=\"/public/*\",outcome=\"free\"}") == 2)
             #expect(metric(metrics, "x402_requests_total{route=\"/public/*\",outcome=\"pass\"}") == 0)
+        }
+    }
+
+    @Test("settlement: before: the streamed paid answer carries the pass, and the pass streams the content again")
+    func settledBefore() async throws {
+        try await TestHarness.withPaidGateway(yaml: passYAML(), environment: passEnvironment) { gw, fac in
+            let paid = try await pay(gw, "/bytes/300000", try await signedHeader(gw, "/bytes/300000", payer))
+            #expect(paid.status == 200 && paid.bodyByteCount == 300_000)
+            let token = try #require(paid.header("PAYMENT-PASS"))
+            #expect(paid.header("Set-Cookie")?.contains("; Path=/bytes/300000;") == true)
+            let again = try await gw.get("/bytes/300000", headers: [("Authorization", "Bearer \(token)")])
+            #expect(again.status == 200 && again.bodyByteCount == 300_000)
+            #expect(again.header("Cache-Control") == "private, no-store")
+            #expect(fac.settleCalls == 1 && gw.upstream.count == 2)
         }
     }
 
