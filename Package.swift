@@ -33,7 +33,8 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         // The CDP facilitator's per-request JWT (ES256 and EdDSA).
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
-        // Tests only: an independent check of those JWTs' signatures.
+        // HMAC-SHA256 for route passes, and in tests an independent check of the CDP JWTs' signatures
+        // (already in the graph through postgres-nio and jwt-kit).
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         // Tests only: property-based tests (the route index against the first-match scan).
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
@@ -57,10 +58,14 @@ let package = Package(
             dependencies: ["X402", "CSecp256k1", .product(name: "BigInt", package: "BigInt")],
             swiftSettings: swiftSettings
         ),
-        // Layer 2: pure policy (config model, routes, canonical paths, offers, payment flow).
+        // Layer 2: pure policy (config model, routes, canonical paths, offers, payment flow, route
+        // passes: their format, HMAC signing and verification).
         .target(
             name: "GatewayCore",
-            dependencies: ["X402", "X402Crypto", .product(name: "BigInt", package: "BigInt")],
+            dependencies: [
+                "X402", "X402Crypto", .product(name: "BigInt", package: "BigInt"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
         // Layer 2: facilitator HTTP client (/verify, /settle, /supported) and the EVM JSON-RPC
@@ -191,6 +196,7 @@ let package = Package(
             dependencies: [
                 "GatewayCore", "X402", "X402Crypto", .product(name: "BigInt", package: "BigInt"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -10,7 +10,7 @@ extension YAMLReader {
     static let topLevelKeys = [
         "listen", "publicBaseURL", "payTo", "network", "facilitator", "upstreams", "routes", "unmatched",
         "defaultUpstream", "trustedProxies", "caseSensitiveRoutes", "limits", "cors", "payerHeader", "maxTimeoutSeconds",
-        "admin", "reload", "paywall", "storage", "networks", "reconcile", "paymentIdentifier",
+        "admin", "reload", "paywall", "storage", "networks", "reconcile", "paymentIdentifier", "passes",
     ]
 
     /// Defaults every route inherits.
@@ -141,6 +141,7 @@ extension YAMLReader {
         }
 
         let paywall = top["paywall"].map { paywallConfig($0.value) } ?? PaywallConfig()
+        let passes = top["passes"].flatMap { passesConfig($0.value) }
 
         let defaults = RouteDefaults(
             payTo: payTo, network: network, maxTimeoutSeconds: maxTimeout,
@@ -150,7 +151,8 @@ extension YAMLReader {
         if let node = top["routes"]?.value {
             if let seq = node.sequence {
                 for item in seq {
-                    if let route = routeConfig(item, defaults: defaults, upstreams: upstreams, caseSensitive: caseSensitive) {
+                    if let route = routeConfig(item, defaults: defaults, upstreams: upstreams, caseSensitive: caseSensitive,
+                                               passKeys: passes != nil || top["passes"] != nil) {
                         routes.append(route)
                     }
                 }
@@ -182,7 +184,7 @@ extension YAMLReader {
             listen: listen, publicBaseURL: publicBaseURL, payTo: payTo, network: network?.caip2, facilitator: facilitator,
             upstreams: upstreams, routes: routes, unmatched: unmatched, trustedProxies: trusted,
             caseSensitiveRoutes: caseSensitive, limits: limits, cors: cors, payerHeader: payerHeader, admin: admin,
-            reload: reload, paywall: paywall, storage: storage, networks: networks, reconcile: reconcile)
+            reload: reload, paywall: paywall, storage: storage, networks: networks, reconcile: reconcile, passes: passes)
     }
 
     // MARK: Sections
@@ -435,7 +437,7 @@ extension YAMLReader {
 
     static let routeKeys = [
         "id", "match", "host", "upstream", "price", "network", "payTo", "free", "accepts", "description", "mimeType",
-        "maxTimeoutSeconds", "settlement", "paymentIdentifier", "cache",
+        "maxTimeoutSeconds", "settlement", "paymentIdentifier", "cache", "pass",
     ]
 
     /// `optional`, `required` or `off`: `.some(nil)` for `off`, nil when the value is invalid (reported).
@@ -447,7 +449,8 @@ extension YAMLReader {
         return nil
     }
 
-    func routeConfig(_ node: Node, defaults: RouteDefaults, upstreams: [String: UpstreamConfig], caseSensitive: Bool) -> RouteConfig? {
+    func routeConfig(_ node: Node, defaults: RouteDefaults, upstreams: [String: UpstreamConfig], caseSensitive: Bool,
+                     passKeys: Bool = false) -> RouteConfig? {
         guard let m = mapping(node, "route", allowed: Self.routeKeys) else { return nil }
         guard let matchNode = m["match"]?.value else {
             error(node, "route needs a \"match\", e.g. \"GET /weather\" or \"/api/*\"")
@@ -544,12 +547,25 @@ extension YAMLReader {
                 error(entry.value, "cache must be \"private\" or \"upstream\", not \"\(s)\"")
             }
         }
+        // pass: a settled payment earns a signed pass for the route (or its group).
+        var pass: RoutePass?
+        if let entry = m["pass"], let parsed = routePass(entry.value) {
+            if isFree {
+                error(entry.key, "a free route cannot have a pass (nothing is paid on it; a pass sent to it is ignored)")
+            } else if cache == .upstream {
+                error(entry.key, "a route with cache: upstream cannot issue passes: a shared cache would hand the pass cookie to everyone")
+            } else if !passKeys {
+                error(entry.key, "pass needs the top-level passes: { keys: [{ id, secret: \"${PASS_KEY}\" }] } that passes are signed with")
+            } else {
+                pass = parsed
+            }
+        }
         let explicitId = m["id"].flatMap { string($0.value, "id") }
         let id = explicitId ?? (host.map { "\($0) " } ?? "") + pattern.description
         if explicitId != nil { explicitIds.insert(id) }
         return RouteConfig(
             id: id, pattern: pattern, host: host, upstream: upstream, access: access, description: description,
-            mimeType: mimeType, settlement: settlement, paymentIdentifier: paymentIdentifier, cache: cache,
+            mimeType: mimeType, settlement: settlement, paymentIdentifier: paymentIdentifier, cache: cache, pass: pass,
             location: location(matchNode))
     }
 
@@ -633,6 +649,109 @@ extension YAMLReader {
         return Offer(
             network: network, amount: amount, asset: asset, payTo: payTo, maxTimeoutSeconds: defaults.maxTimeoutSeconds,
             extra: extra, decimals: decimals, symbol: symbol)
+    }
+
+    /// `pass: { for: 24h, scope: path | route, group: NAME }`.
+    func routePass(_ node: Node) -> RoutePass? {
+        guard let m = mapping(node, "pass", allowed: ["for", "scope", "group", "uses"]) else { return nil }
+        var ok = true
+        if let uses = m["uses"] {
+            error(uses.key, "pass.uses (passes counted by use) needs durable pass state, which this gateway does not have yet: only time-bound passes (for:) are supported")
+            ok = false
+        }
+        guard let forNode = m["for"]?.value else {
+            error(node, "pass needs \"for\": how long a pass stays valid after the payment, e.g. for: 24h")
+            return nil
+        }
+        let seconds = passDuration(forNode)
+        var scope = PassScope.path
+        if let n = m["scope"]?.value, let s = string(n, "pass.scope") {
+            if let parsed = PassScope(rawValue: s) { scope = parsed } else {
+                error(n, "pass.scope must be \"path\" (the path paid for) or \"route\" (every request the route matches), not \"\(s)\"")
+                ok = false
+            }
+        }
+        var group: String?
+        if let n = m["group"]?.value, let s = string(n, "pass.group") {
+            if (1...64).contains(s.count), s.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) { group = s } else {
+                error(n, "pass.group must be 1 to 64 letters, digits, '-', '_' or '.', not \"\(s)\"")
+                ok = false
+            }
+        }
+        guard ok, let seconds else { return nil }
+        return RoutePass(seconds: seconds, scope: scope, group: group)
+    }
+
+    /// A pass's lifetime: `90s`, `30m`, `24h`, `7d` or a bare number of seconds; whole seconds,
+    /// from one second to ``RoutePass/maxSeconds``.
+    func passDuration(_ node: Node) -> UInt64? {
+        guard let s = string(node, "pass.for") else { return nil }
+        let units: [(String, UInt64)] = [("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
+        var number = Substring(s)
+        var factor: UInt64 = 1
+        for (suffix, f) in units where s.hasSuffix(suffix) && !s.hasSuffix("ms") {
+            number = s.dropLast(suffix.count)
+            factor = f
+            break
+        }
+        guard let n = UInt64(number), n > 0, n <= RoutePass.maxSeconds / factor else {
+            error(node, "pass.for must be a whole duration from 1s to 366d, like \"90s\", \"30m\", \"24h\" or \"7d\", not \"\(s)\"")
+            return nil
+        }
+        return n * factor
+    }
+
+    /// `passes: { keys: [{ id: k1, secret: "${PASS_KEY_1}" }, …] }`: the first key signs, all verify.
+    /// Secrets must come from the environment and are never echoed.
+    func passesConfig(_ node: Node) -> PassesConfig? {
+        guard let m = mapping(node, "passes", allowed: ["keys"]) else { return nil }
+        guard let keysNode = m["keys"]?.value else {
+            error(node, "passes needs \"keys\": a list of { id, secret: \"${PASS_KEY}\" } (the first signs new passes)")
+            return nil
+        }
+        guard let seq = keysNode.sequence, !seq.isEmpty else {
+            error(keysNode, "passes.keys must be a non-empty list of { id, secret: \"${PASS_KEY}\" }")
+            return nil
+        }
+        var keys: [PassKey] = []
+        var ok = true
+        for (i, item) in seq.enumerated() {
+            let what = "passes.keys[\(i)]"
+            guard let e = mapping(item, what, allowed: ["id", "secret"]) else {
+                ok = false
+                continue
+            }
+            guard let idNode = e["id"]?.value, let secretNode = e["secret"]?.value else {
+                error(item, "\(what) needs \"id\" (written into each pass) and \"secret\" (from the environment)")
+                ok = false
+                continue
+            }
+            let id = string(idNode, "\(what).id")
+            if let id, !PassKey.isValidID(id) {
+                error(idNode, "\(what).id must be 1 to 16 letters, digits, '-' or '_', not \"\(id.prefix(40))\"")
+                ok = false
+            } else if let id, keys.contains(where: { $0.id == id }) {
+                error(idNode, "\(what).id \"\(id)\" is used twice: each key needs its own id")
+                ok = false
+            }
+            guard secretNode.scalar?.string.contains("${") == true else {
+                error(secretNode, "\(what).secret must come from the environment, like \"${PASS_KEY_1}\": a secret written in the file ends up in backups and version control (the value is not shown)")
+                ok = false
+                continue
+            }
+            guard let secret = string(secretNode, "\(what).secret") else {
+                ok = false
+                continue
+            }
+            let length = secret.utf8.count
+            if length < PassKey.minimumSecretBytes {
+                error(secretNode, "\(what).secret is \(length) bytes: use at least \(PassKey.minimumSecretBytes) random bytes, e.g. $(openssl rand -base64 32) (the value is not shown)")
+                ok = false
+                continue
+            }
+            if let id { keys.append(PassKey(id: id, secret: Array(secret.utf8))) }
+        }
+        return ok ? PassesConfig(keys: keys) : nil
     }
 
     // MARK: Cross-checks

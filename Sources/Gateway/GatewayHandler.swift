@@ -267,7 +267,7 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         let close = !head.isKeepAlive
         let http10 = head.version.major == 1 && head.version.minor == 0
-        let decision = Routing.decide(head, peer: remoteAddress, snapshot: snapshot, logger: logger, requestID: requestID)
+        let decision = Routing.decide(head, peer: remoteAddress, snapshot: snapshot, logger: logger, requestID: requestID, clock: paid.clock)
         if upgrade == .refused {
             refuseUpgrade(head, decision, snapshot: snapshot, requestID: requestID, context: context)
             return
@@ -277,7 +277,7 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .answer(let answer, let counters, let outcome):
             counters.record(outcome)
             pending = (answer, requestID, close, http10)
-        case .forward(let name, let path, let counters):
+        case .forward(let name, let path, let counters, let pass):
             guard let upstream = snapshot.upstreams[name] else {
                 counters.record(.upstreamError)
                 pending = (snapshot.responses.error(.badGateway, code: "upstream_unavailable", message: "upstream is not configured",
@@ -286,7 +286,7 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             if expectsContinue { writeContinue(context: context) }
             startExchange(head, path: path, upstream: upstream.config, connections: upstream.connections, counters: counters,
-                          snapshot: snapshot, requestID: requestID, remoteAddress: remoteAddress, context: context)
+                          snapshot: snapshot, requestID: requestID, remoteAddress: remoteAddress, pass: pass, context: context)
         case .pay(let p):
             startPayment(head, p, snapshot: snapshot, requestID: requestID, remoteAddress: remoteAddress, context: context)
             if expectsContinue, let payment, !payment.answeredEarly { writeContinue(context: context) }
@@ -322,7 +322,7 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .answer(let own, let counters, let outcome):
             counters.record(outcome)
             answer = own
-        case .forward(_, _, let counters):
+        case .forward(_, _, let counters, _):
             counters.record(.badRequest)
             answer = notProxied()
         case .pay(let p):
@@ -530,7 +530,8 @@ extension GatewayHandler {
         let paidContext = PaidRequestHandler.Context(
             head: payment.head, body: payment.body, path: p.path, route: route, counters: counters,
             resourceURL: p.resourceURL, snapshot: snapshot, forwarding: payment.forwarding, paywall: p.paywall, logger: logger,
-            requestID: payment.requestID, clientGone: { [gone = payment.gone] in gone.isSet }, hop: ConnectionHop(handler: bound, payment: current))
+            requestID: payment.requestID, clientGone: { [gone = payment.gone] in gone.isSet }, hop: ConnectionHop(handler: bound, payment: current),
+            passPolicy: snapshot.passPolicies[p.routeIndex])
         payment.body = nil
         let handler = self.paid
         Task {
@@ -653,6 +654,8 @@ extension GatewayHandler: UpstreamExchangeDelegate {
         var headDeadline = NIODeadline.now()
         /// Set when this is a paid request's hop to the upstream.
         var hop: Hop?
+        /// Set when a pass opened this request on a priced route: its answer is marked private.
+        var pass: Decision.PassAccess?
 
         init(requestID: String, head: HTTPRequestHead, counters: RouteMetrics, upstream: UpstreamConfig,
              connections: UpstreamConnections) {
@@ -670,11 +673,17 @@ extension GatewayHandler: UpstreamExchangeDelegate {
     private func startExchange(
         _ head: HTTPRequestHead, path: CanonicalPath, upstream: UpstreamConfig, connections: UpstreamConnections,
         counters: RouteMetrics, snapshot: GatewaySnapshot, requestID: String, remoteAddress: String?,
-        context: ChannelHandlerContext
+        pass: Decision.PassAccess? = nil, context: ChannelHandlerContext
     ) {
         metrics.requestStarted()
         let exchange = Exchange(requestID: requestID, head: head, counters: counters, upstream: upstream, connections: connections)
-        let forwarding = Routing.forwardingInfo(head, peer: remoteAddress, snapshot: snapshot, requestID: requestID)
+        var forwarding = Routing.forwardingInfo(head, peer: remoteAddress, snapshot: snapshot, requestID: requestID)
+        if let pass {
+            // As for a paid request: the verified payer, and the mark of a pass request (its expiry).
+            exchange.pass = pass
+            forwarding.extraHeaders.append((snapshot.config.payerHeader, pass.payer))
+            forwarding.extraHeaders.append((PassCredentials.upstreamHeader, String(pass.expiresAt)))
+        }
         var headers = ReverseProxy.upstreamHeaders(head.headers, upstream: upstream, forwarding: forwarding)
         // Body framing: the decoder validated it; the encoder frames the parts accordingly.
         if let length = head.headers.first(name: "content-length") {
@@ -790,7 +799,14 @@ extension GatewayHandler: UpstreamExchangeDelegate {
             promise?.succeed(head)
             return
         }
-        exchange.counters.record(.free)
+        if let pass = exchange.pass {
+            // A priced route's content, opened by a pass: private to its holder, like a paid answer.
+            head.headers = PaidResponseHeaders.rewrite(
+                head.headers, extra: [], caching: .private, allowOrigin: pass.allowOrigin, vary: PaidResponseHeaders.passRequestHeaders)
+            exchange.counters.record(.pass)
+        } else {
+            exchange.counters.record(.free)
+        }
         var buffer = context.channel.allocator.buffer(capacity: 512)
         framing = HTTPWire.writeRelayedHead(
             status: head.status, upstream: head.headers, requestID: exchange.requestID, isHead: exchange.isHead,

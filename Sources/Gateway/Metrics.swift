@@ -1,5 +1,6 @@
 import BigInt
 import CoreMetrics
+import GatewayCore
 import Prometheus
 import Synchronization
 
@@ -13,6 +14,10 @@ public enum RequestOutcome: String, Sendable, CaseIterable {
     case refused
     /// Paid, settled and delivered.
     case paid
+    /// Forwarded on a priced route under a valid pass (no new payment).
+    case pass
+    /// A pass was sent and refused (forged, expired, another route's…): the route's 402.
+    case passRefused = "pass_refused"
     /// Paid, but the upstream failed: delivered the failure, nothing charged.
     case unsettled
     /// The facilitator refused to settle: content withheld.
@@ -40,7 +45,8 @@ public enum RequestOutcome: String, Sendable, CaseIterable {
 /// `payments_verified_total{route}`, `payments_refused_total{reason}`, `settlements_total{outcome}`,
 /// `settled_amount_total{network,asset}` (atomic units), `facilitator_request_duration_seconds{operation}`,
 /// `upstream_response_duration_seconds{upstream}`, `requests_in_flight`, `config_reloads_total{result}`,
-/// `reconciliations_total{outcome}`, `payments_unknown{network}`.
+/// `reconciliations_total{outcome}`, `payments_unknown{network}`, `passes_issued_total`,
+/// `passes_refused_total{reason}`.
 public final class GatewayMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
@@ -69,6 +75,8 @@ public final class GatewayMetrics: Sendable {
         self.inFlight = CoreMetrics.Meter(label: "x402_requests_in_flight", dimensions: [], factory: factory)
         // Every outcome is exposed from the start (at 0), so an alert on one has a series to watch.
         for outcome in ["settled", "unsettled", "pending", "error"] { _ = reconciliationCounter(outcome) }
+        _ = passesIssued
+        for reason in PassRejection.allCases { _ = passRefusedCounter(reason) }
     }
 
     /// A counter, created on first use and cached (the key's labels are bounded by the config).
@@ -114,6 +122,18 @@ public final class GatewayMetrics: Sendable {
     func settledFirst() {
         counter(CounterKey(name: "x402_payments_settled_first_total", a: ""), []).increment()
     }
+
+    private var passesIssued: CoreMetrics.Counter { counter(CounterKey(name: "x402_passes_issued_total", a: ""), []) }
+
+    private func passRefusedCounter(_ reason: PassRejection) -> CoreMetrics.Counter {
+        counter(CounterKey(name: "x402_passes_refused_total", a: reason.rawValue), [("reason", reason.rawValue)])
+    }
+
+    /// A pass was issued with a paid answer.
+    func passIssued() { passesIssued.increment() }
+
+    /// A pass was sent and not accepted (the request got the route's 402).
+    func passRefused(_ reason: PassRejection) { passRefusedCounter(reason).increment() }
 
     /// `outcome`: `settled`, `failed` (facilitator said no) or `unknown` (no answer).
     func settlement(outcome: String) {

@@ -56,6 +56,8 @@ struct PaidRequestHandler: Sendable {
         /// Whether the client connection has gone away (checked before settling).
         var clientGone: @Sendable () -> Bool
         var hop: any UpstreamHop
+        /// The route's pass rules, when a settled payment on it earns a pass.
+        var passPolicy: RoutePassPolicy? = nil
 
         /// Paid requests only reach priced routes.
         var challenge: Challenge { route.challenge! }
@@ -118,12 +120,35 @@ struct PaidRequestHandler: Sendable {
         // Every upstream answer on a priced route (paid, replayed, or an unsettled upstream error)
         // leaves private to its buyer, with its receipt readable cross-origin. Stored answers keep
         // the upstream's fields: a replay goes through here again.
-        if case .upstream(let status, let headers, let extra, let body) = answer.0 {
-            let rewritten = PaidResponseHeaders.rewrite(
-                headers, extra: extra, caching: ctx.route.config.cache, allowOrigin: ctx.snapshot.config.cors.allowOrigin)
+        if case .upstream(let status, let headers, var extra, let body) = answer.0 {
+            // A paid answer on a route with passes carries a new pass: never stored for a payment
+            // identifier (a replay does not issue one), never with an unsettled answer.
+            let pass = answer.1 == .paid ? issuePass(flow: flow, payment: payment, ctx: ctx) : nil
+            if let pass { extra.append((PassCredentials.header, pass.token)) }
+            var rewritten = PaidResponseHeaders.rewrite(
+                headers, extra: extra, caching: ctx.route.config.cache, allowOrigin: ctx.snapshot.config.cors.allowOrigin,
+                vary: pass == nil ? PaidResponseHeaders.paymentRequestHeaders : PaidResponseHeaders.passRequestHeaders)
+            // Added after the rewrite, which replaces upstream fields named like the gateway's: the
+            // upstream's own cookies stay.
+            if let pass { rewritten.add(name: "Set-Cookie", value: pass.cookie) }
             return (.upstream(status: status, headers: rewritten, extra: [], body: body), answer.1)
         }
         return answer
+    }
+
+    /// A pass for the payment just settled, as the `PAYMENT-PASS` value and its cookie; nil when
+    /// the route issues none.
+    private func issuePass(flow: PaymentFlow, payment: PresentedPayment, ctx: Context) -> (token: String, cookie: String)? {
+        guard let policy = ctx.passPolicy, let keyring = ctx.snapshot.passKeyring, let offerIndex = flow.offerIndex else { return nil }
+        let now = clock()
+        let claims = policy.claims(path: ctx.path.path, payer: flow.payer ?? payment.payload.authorization.from,
+                                   network: ctx.route.offers[offerIndex].offer.network.caip2, now: now)
+        let token = keyring.issue(claims)
+        // Secure when the buyer reached the gateway over https (the public URL says how).
+        let secure = ctx.resourceURL.utf8.starts(with: "https://".utf8)
+        metrics.passIssued()
+        ctx.logger.info("pass issued", metadata: ["x402.pass.expires": "\(claims.expiresAt)", "x402.pass.key": "\(keyring.signingKeyID)"])
+        return (token, policy.setCookie(token: token, path: ctx.path.path, maxAge: policy.seconds, secure: secure))
     }
 
     /// The paid answer as stored for its payment identifier: the status, the fields the client got

@@ -23,10 +23,15 @@ package enum PaidResponseHeaders {
         "cache-control", "expires", "surrogate-control", "cdn-cache-control", "cloudflare-cdn-cache-control", "x-accel-expires",
     ]
     static let paymentRequestHeaders = [X402Header.paymentSignature, X402Header.xPayment]
-    static let receiptHeaders = [X402Header.paymentResponse, X402Header.xPaymentResponse]
+    /// What an answer opened by a pass varies on: the fields a pass comes back in, besides the payment's.
+    static let passRequestHeaders = paymentRequestHeaders + ["Cookie", "Authorization", PassCredentials.header]
+    /// Fields of the gateway's a page on another origin may read: the receipt, and a pass issued with it.
+    static let receiptHeaders = [X402Header.paymentResponse, X402Header.xPaymentResponse, PassCredentials.header]
 
+    /// `vary`: the request fields a private answer varies on (the payment's, or those of a pass too).
     package static func rewrite(
-        _ upstream: HTTPHeaders, extra: [(String, String)], caching: PaidResponseCaching, allowOrigin: String
+        _ upstream: HTTPHeaders, extra: [(String, String)], caching: PaidResponseCaching, allowOrigin: String,
+        vary varyOn: [String] = paymentRequestHeaders
     ) -> HTTPHeaders {
         let markPrivate = caching == .private
         var out = HTTPHeaders()
@@ -56,7 +61,7 @@ package enum PaidResponseHeaders {
 
         if markPrivate {
             out.add(name: "Cache-Control", value: cacheControl)
-            vary = merged(vary, paymentRequestHeaders)
+            vary = merged(vary, varyOn)
         }
         if !hasAllowOrigin {
             out.add(name: "Access-Control-Allow-Origin", value: allowOrigin)

@@ -53,7 +53,7 @@ struct GatewayResponses: Sendable {
 
     static let exposedHeaders = "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE"
     static let allowedRequestHeaders =
-        "PAYMENT-SIGNATURE, X-PAYMENT, Access-Control-Expose-Headers, Content-Type, Authorization, Accept"
+        "PAYMENT-SIGNATURE, X-PAYMENT, PAYMENT-PASS, Access-Control-Expose-Headers, Content-Type, Authorization, Accept"
 
     func addCORS(_ headers: inout HTTPHeaders) {
         headers.add(name: "Access-Control-Allow-Origin", value: cors.allowOrigin)

@@ -12,14 +12,16 @@ package enum ReverseProxy {
         "proxy-authenticate", "proxy-authorization",
     ]
     /// `X-Original-URL` and `X-Rewrite-URL` name another path than the one routed and priced (IIS URL
-    /// Rewrite, old Symfony and Zend read them): never forwarded.
+    /// Rewrite, old Symfony and Zend read them): never forwarded. Nor are a pass sent back in
+    /// `PAYMENT-PASS` or a client's `X-Payment-Pass` (the gateway's marker of pass requests).
     static let gatewayOwnedRequestHeaders = [
         "host", "content-length", "expect", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded",
-        "payment-signature", "x-payment", "x-original-url", "x-rewrite-url",
+        "payment-signature", "x-payment", "x-original-url", "x-rewrite-url", "payment-pass", "x-payment-pass",
     ]
-    /// Upstream response fields the gateway owns: its receipt (v2 and v1) and its challenge. An
-    /// upstream's copies are dropped as its head arrives, so the gateway's receipt is the only one.
-    static let gatewayOwnedResponseHeaders = ["payment-response", "x-payment-response", "payment-required"]
+    /// Upstream response fields the gateway owns: its receipt (v2 and v1), its challenge and the
+    /// pass it issues. An upstream's copies are dropped as its head arrives, so the gateway's
+    /// receipt is the only one.
+    static let gatewayOwnedResponseHeaders = ["payment-response", "x-payment-response", "payment-required", "payment-pass"]
 
     /// Whether a client's request field is forwarded upstream. Not forwarded: hop-by-hop fields,
     /// fields listed in `Connection` (`listed`, lower case), the gateway's own (payment, forwarding,
@@ -67,8 +69,8 @@ package enum ReverseProxy {
     }
 
     /// The request header fields sent upstream, on both proxy paths (free requests and the paid
-    /// hop): fields ``forwardsRequestField(_:listed:payerHeader:)`` refuses dropped; `Host`
-    /// rewritten; `X-Forwarded-*` rebuilt (incoming values kept only from a
+    /// hop): fields ``forwardsRequestField(_:listed:payerHeader:)`` refuses dropped; passes cut
+    /// out (``PassCredentials/forwarded(name:value:)``); `Host` rewritten; `X-Forwarded-*` rebuilt (incoming values kept only from a
     /// trusted proxy); the gateway's extra headers and the upstream's configured headers set last.
     /// Body framing (`Content-Length`, `Transfer-Encoding`) is left to the caller.
     static func upstreamHeaders(_ fields: HTTPHeaders, upstream: UpstreamConfig, forwarding: Forwarding) -> HTTPHeaders {
@@ -77,7 +79,7 @@ package enum ReverseProxy {
         var headers = HTTPHeaders()
         headers.reserveCapacity(fields.count + 4)
         for (name, value) in fields where forwardsRequestField(name, listed: listed, payerHeader: payerHeader) {
-            headers.add(name: name, value: value)
+            if let value = PassCredentials.forwarded(name: name, value: value) { headers.add(name: name, value: value) }
         }
         headers.add(name: "Host", value: upstream.hostHeader)
         // X-Forwarded-*: incoming values are kept only when the peer is a trusted proxy.

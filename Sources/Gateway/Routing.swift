@@ -21,6 +21,11 @@ final class GatewaySnapshot: Sendable {
     /// Counters of each route (same positions as `table.routes`) and of requests no route matched.
     let routeMetrics: [RouteMetrics]
     let unmatchedMetrics: RouteMetrics
+    let metrics: GatewayMetrics
+    /// The keys passes are signed and verified with (nil: `passes` is not configured).
+    let passKeyring: PassKeyring?
+    /// Each route's pass rules (same positions as `table.routes`; nil for routes without `pass`).
+    let passPolicies: [RoutePassPolicy?]
     /// Each priced route's last 402 for API clients: clients keep asking for the same URL, so most
     /// 402s reuse it (headers already built and validated) instead of rendering it again.
     private let lastChallenges: [LastChallenge]
@@ -34,6 +39,9 @@ final class GatewaySnapshot: Sendable {
         self.table = RouteTable(config: config)
         self.routeMetrics = table.routes.map { metrics.route($0.config.id) }
         self.unmatchedMetrics = metrics.route("-")
+        self.metrics = metrics
+        self.passKeyring = config.passes.flatMap(PassKeyring.init)
+        self.passPolicies = RoutePassPolicy.compile(config.routes)
         self.lastChallenges = table.routes.map { _ in LastChallenge() }
         self.responses = GatewayResponses(cors: config.cors)
         var compiler = PaywallCompiler(config: config.paywall)
@@ -52,6 +60,29 @@ final class GatewaySnapshot: Sendable {
         let answer = responses.paymentRequired(challenge, resourceURL: resourceURL, head: false).encoded()
         last.slot.withLock { $0 = (resourceURL, answer) }
         return answer
+    }
+
+    /// The claims of the first of `tokens` that opens `path` on the route at `routeIndex` at `now`,
+    /// or why none does (a refusal for this route ranks before another route's pass).
+    func checkPass(_ tokens: [Substring], routeIndex: Int, path: String, now: UInt64) -> Result<PassClaims, PassRejection> {
+        guard let policy = passPolicies[routeIndex], let keyring = passKeyring else { return .failure(.routeHasNoPass) }
+        var refusal = PassRejection.malformed
+        var refusalRanked = false
+        for token in tokens {
+            let why: PassRejection
+            switch keyring.verify(token, now: now) {
+            case .success(let claims):
+                guard let refused = policy.refusal(of: claims, path: path) else { return .success(claims) }
+                why = refused
+            case .failure(let refused):
+                why = refused
+            }
+            if !refusalRanked || (refusal == .otherRoute && why != .otherRoute) {
+                refusal = why
+                refusalRanked = true
+            }
+        }
+        return .failure(refusal)
     }
 
     /// The page to answer `head` with instead of the JSON 402: only for browsers.
@@ -78,8 +109,8 @@ final class SnapshotBox: Sendable {
 enum Decision {
     /// An answer the gateway writes itself (400, 402, 404, preflight).
     case answer(EncodedAnswer, RouteMetrics, RequestOutcome)
-    /// Forward for free to the named upstream.
-    case forward(upstream: String, path: CanonicalPath, RouteMetrics)
+    /// Forward for free to the named upstream, or under a pass (`pass` set) on a priced route.
+    case forward(upstream: String, path: CanonicalPath, RouteMetrics, pass: PassAccess? = nil)
     /// A payment was presented on a priced route.
     case pay(Paid)
 
@@ -91,14 +122,26 @@ enum Decision {
         var header: String
         var version: Int
     }
+
+    /// A request a valid pass opened: what the upstream is told, and how its answer is marked.
+    struct PassAccess {
+        var payer: String
+        var expiresAt: UInt64
+        var allowOrigin: String
+    }
 }
 
 /// The decision for a request head, and the URL and forwarding facts derived from it.
 enum Routing {
     /// Everything that needs no I/O: canonical path, preflight, host, route, and for priced routes
     /// without a payment the 402 (written by ``GatewayHandler`` without any I/O).
+    ///
+    /// A priced request without a payment that carries a pass the route accepts at `clock()` is
+    /// forwarded under it; any other pass is ignored: the request gets the route's 402, counted as
+    /// `pass_refused`.
     static func decide(
-        _ head: HTTPRequestHead, peer: String?, snapshot: GatewaySnapshot, logger: Logger, requestID: String
+        _ head: HTTPRequestHead, peer: String?, snapshot: GatewaySnapshot, logger: Logger, requestID: String,
+        clock: () -> UInt64
     ) -> Decision {
         let responses = snapshot.responses
         let isHead = head.method == .HEAD
@@ -158,12 +201,32 @@ enum Routing {
         let payment = head.headers.first(name: X402Header.paymentSignature).map { ($0, 2) }
             ?? head.headers.first(name: X402Header.xPayment).map { ($0, 1) }
         guard let (header, version) = payment else {
+            var outcome = RequestOutcome.paymentRequired
+            // A gateway without `passes` does not look for passes at all.
+            let tokens = snapshot.passKeyring == nil ? []
+                : PassCredentials.tokens(in: head.headers, cookieName: snapshot.passPolicies[routeIndex]?.cookieName)
+            if !tokens.isEmpty {
+                switch snapshot.checkPass(tokens, routeIndex: routeIndex, path: path.path, now: clock()) {
+                case .success(let claims):
+                    logger.info("pass accepted", metadata: [
+                        "request.id": "\(requestID)", "x402.route": "\(route.config.id)", "x402.pass.expires": "\(claims.expiresAt)",
+                    ])
+                    return .forward(upstream: route.config.upstream, path: path, counters, pass: Decision.PassAccess(
+                        payer: claims.payer, expiresAt: claims.expiresAt, allowOrigin: snapshot.config.cors.allowOrigin))
+                case .failure(let reason):
+                    logger.info("pass refused", metadata: [
+                        "request.id": "\(requestID)", "x402.route": "\(route.config.id)", "x402.reason": "\(reason.rawValue)",
+                    ])
+                    snapshot.metrics.passRefused(reason)
+                    outcome = .passRefused
+                }
+            }
             counters.challenged()
             let answer = paywall == nil && !isHead
                 ? snapshot.challengeAnswer(routeIndex: routeIndex, challenge: challenge, resourceURL: resourceURL)
                 : responses.paymentRequired(challenge, resourceURL: resourceURL, head: isHead, paywall: paywall,
                                             method: head.method.rawValue).encoded()
-            return .answer(answer, counters, .paymentRequired)
+            return .answer(answer, counters, outcome)
         }
         return .pay(Decision.Paid(routeIndex: routeIndex, path: path, resourceURL: resourceURL, paywall: paywall,
                                   header: header, version: version))

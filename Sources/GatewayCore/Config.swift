@@ -200,12 +200,14 @@ public struct RouteConfig: Sendable, Hashable {
     public var paymentIdentifier: PaymentIdentifierMode?
     /// Whether paid answers are marked private (the default) or keep the upstream's caching fields.
     public var cache: PaidResponseCaching
+    /// The pass a settled payment on this route earns (nil: none; every request pays).
+    public var pass: RoutePass?
     public var location: SourceLocation?
 
     public init(id: String, pattern: RoutePattern, host: HostPattern? = nil, upstream: String, access: RouteAccess,
                 description: String = "", mimeType: String = "", settlement: SettlementPolicy = .afterSuccess,
                 paymentIdentifier: PaymentIdentifierMode? = nil, cache: PaidResponseCaching = .private,
-                location: SourceLocation? = nil) {
+                pass: RoutePass? = nil, location: SourceLocation? = nil) {
         self.id = id
         self.pattern = pattern
         self.host = host
@@ -216,6 +218,7 @@ public struct RouteConfig: Sendable, Hashable {
         self.settlement = settlement
         self.paymentIdentifier = paymentIdentifier
         self.cache = cache
+        self.pass = pass
         self.location = location
     }
 }
@@ -382,6 +385,8 @@ public struct GatewayConfig: Sendable {
     /// Chains read by reconciliation, by CAIP-2 id.
     public var networks: [String: ChainRPCConfig]
     public var reconcile: ReconcileConfig
+    /// The keys route passes are signed with (nil: no route issues passes).
+    public var passes: PassesConfig?
 
     public init(listen: ListenAddress, publicBaseURL: String? = nil, payTo: String? = nil, network: String? = nil,
                 facilitator: FacilitatorConfig? = nil, upstreams: [String: UpstreamConfig], routes: [RouteConfig],
@@ -389,7 +394,7 @@ public struct GatewayConfig: Sendable {
                 limits: Limits = Limits(), cors: CORSConfig = CORSConfig(), payerHeader: String = "X-Payment-Payer",
                 admin: AdminConfig? = nil, reload: ReloadConfig = ReloadConfig(), paywall: PaywallConfig = PaywallConfig(),
                 storage: StorageConfig = StorageConfig(backend: .memory), networks: [String: ChainRPCConfig] = [:],
-                reconcile: ReconcileConfig = ReconcileConfig()) {
+                reconcile: ReconcileConfig = ReconcileConfig(), passes: PassesConfig? = nil) {
         self.listen = listen
         self.publicBaseURL = publicBaseURL
         self.payTo = payTo
@@ -409,5 +414,6 @@ public struct GatewayConfig: Sendable {
         self.storage = storage
         self.networks = networks
         self.reconcile = reconcile
+        self.passes = passes
     }
 }

@@ -34,11 +34,12 @@ public struct LiveGateway: Sendable {
 public enum TestHarness {
     /// Starts a fake upstream and a gateway whose YAML may use `{{UPSTREAM}}` for the upstream's URL,
     /// runs `body`, then stops both. Readiness is signalled by the servers, never by sleeping.
-    /// With `configFile`, the YAML is written there and the gateway reloads from it.
+    /// With `configFile`, the YAML is written there and the gateway reloads from it. `gatewayLogger`:
+    /// the gateway's logger (default: critical messages only).
     public static func withGateway<T: Sendable>(
         yaml: String, environment: [String: String] = [:], upstream: RecordingUpstream = RecordingUpstream(),
         facilitator: (any Facilitator)? = nil, clock: (@Sendable () -> UInt64)? = nil, configFile: String? = nil,
-        _ body: @Sendable (LiveGateway) async throws -> T
+        gatewayLogger: Logger? = nil, _ body: @Sendable (LiveGateway) async throws -> T
     ) async throws -> T {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
@@ -52,7 +53,7 @@ public enum TestHarness {
             let (gatewayPorts, gatewayPort) = AsyncStream<Int>.makeStream()
             let (adminPorts, adminPort) = AsyncStream<Int>.makeStream()
             let server = GatewayServer(
-                config: config, logger: logger, facilitator: facilitator,
+                config: config, logger: gatewayLogger ?? logger, facilitator: facilitator,
                 clock: clock ?? { UInt64(Date().timeIntervalSince1970) },
                 source: configFile.map { ConfigSource(path: $0, environment: environment) },
                 onListening: { gatewayPort.yield($0) }, onAdminListening: { adminPort.yield($0) })
@@ -72,8 +73,9 @@ public enum TestHarness {
 
     /// Starts a fake facilitator, then a gateway whose YAML may use `{{FACILITATOR}}` for its URL.
     public static func withPaidGateway<T: Sendable>(
-        yaml: String, facilitator: FakeFacilitator = FakeFacilitator(), upstream: RecordingUpstream = RecordingUpstream(),
-        facilitatorPort: Int = 0, clock: (@Sendable () -> UInt64)? = nil, _ body: @Sendable (LiveGateway, FakeFacilitator) async throws -> T
+        yaml: String, environment: [String: String] = [:], facilitator: FakeFacilitator = FakeFacilitator(),
+        upstream: RecordingUpstream = RecordingUpstream(), facilitatorPort: Int = 0, clock: (@Sendable () -> UInt64)? = nil,
+        gatewayLogger: Logger? = nil, _ body: @Sendable (LiveGateway, FakeFacilitator) async throws -> T
     ) async throws -> T {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
@@ -82,7 +84,8 @@ public enum TestHarness {
             var iterator = ports.makeAsyncIterator()
             guard let p = await iterator.next() else { throw TestHarnessError.noPort }
             let text = yaml.replacingOccurrences(of: "{{FACILITATOR}}", with: "http://127.0.0.1:\(p)")
-            return try await withGateway(yaml: text, upstream: upstream, clock: clock) { try await body($0, facilitator) }
+            return try await withGateway(yaml: text, environment: environment, upstream: upstream, clock: clock,
+                                         gatewayLogger: gatewayLogger) { try await body($0, facilitator) }
         }
     }
 

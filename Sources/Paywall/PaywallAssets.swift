@@ -42,6 +42,9 @@ footer{margin-top:16px;font-size:.8rem;color:var(--muted)}
     /// Reads the 402 from `#x402-payment-required` and the page settings from `#x402-paywall`, finds an
     /// EIP-1193 wallet (EIP-6963 or `window.ethereum`), signs an EIP-3009 `TransferWithAuthorization`
     /// with `eth_signTypedData_v4`, retries the URL with `PAYMENT-SIGNATURE` and shows the answer.
+    /// When the paid answer brings a route pass (`PAYMENT-PASS`; its cookie is set), a GET page
+    /// checks that the pass opens the URL (a `HEAD` with the cookie) and reloads it, so the content
+    /// loads as itself; otherwise the answer is shown here as without a pass.
     /// Only `textContent` is ever assigned from data; the one `document.write` is the paid HTML.
     static let script = #"""
 (function () {
@@ -241,6 +244,21 @@ footer{margin-top:16px;font-size:.8rem;color:var(--muted)}
         (j && typeof j.message === 'string' ? ': ' + j.message : '') + '.');
     }
     var receipt = decodeHeader(res.headers.get('PAYMENT-RESPONSE'));
+    if (res.headers.get('PAYMENT-PASS') && method === 'GET') {
+      paid = true;
+      btn.hidden = true;
+      say('Paid' + (receipt && receipt.transaction ? ' \u2014 transaction ' + receipt.transaction : '') + '. Opening the page\u2026', 'ok');
+      var opened = false;
+      try {
+        var probe = await fetch(location.href, { method: 'HEAD', credentials: 'same-origin', cache: 'no-store',
+          headers: { 'Accept': 'text/html,application/json;q=0.9,*/*;q=0.8' } });
+        opened = probe.ok;
+      } catch (e) { /* shown here instead */ }
+      if (opened) {
+        location.reload();
+        return;
+      }
+    }
     var type = (res.headers.get('Content-Type') || '').toLowerCase();
     if (type.indexOf('text/html') !== -1) {
       var html = await res.text();

@@ -10,7 +10,7 @@ public struct PaywallPage: Sendable {
     enum Hole: Sendable { case nonce, method, resourceURL, paymentRequired }
 
     /// What differs between routes with the same offers: filled when the route's page is made.
-    enum RouteText: Sendable { case title, description }
+    enum RouteText: Sendable { case title, description, passNote }
 
     /// The page in order: bytes, and holes.
     enum Piece: Sendable {
@@ -51,6 +51,7 @@ public struct PaywallPage: Sendable {
             switch piece {
             case .route(.title): text = e(title)
             case .route(.description): text = route.description.isEmpty ? "" : "<p class=\"desc\">\(e(route.description))</p>\n"
+            case .route(.passNote): text = route.pass.map { "<p class=\"note\" id=\"pass-note\">\(e(Self.passNote($0)))</p>\n" } ?? ""
             case .bytes, .hole:
                 pieces.append(piece)
                 continue
@@ -111,6 +112,7 @@ public struct PaywallPage: Sendable {
             }
             html += "<h1 id=\"heading\">Payment required</h1>\n"
             html += token(.description)
+            html += token(.passNote)
             html += """
                 <p class="price"><span id="amount">\(e(first.price))</span> <span id="symbol">\(e(first.symbol))</span></p>
                 <dl>
@@ -185,6 +187,18 @@ public struct PaywallPage: Sendable {
         return Rendered(body: out, contentSecurityPolicy: csp, nonce: nonce)
     }
 
+    /// What one payment opens, in words: "One payment opens this page to you for 24 hours."
+    static func passNote(_ pass: RoutePass) -> String {
+        let units: [(UInt64, String)] = [(86_400, "day"), (3600, "hour"), (60, "minute"), (1, "second")]
+        let (size, unit) = units.first { pass.seconds % $0.0 == 0 } ?? (1, "second")
+        let n = pass.seconds / size
+        let span = "\(n) \(unit)\(n == 1 ? "" : "s")"
+        switch pass.scope {
+        case .path: return "One payment opens this page to you for \(span)."
+        case .route: return "One payment opens this page and the others like it to you for \(span)."
+        }
+    }
+
     /// 16 bytes from the system CSPRNG, base64url without padding (22 characters).
     public static func makeNonce() -> String {
         var rng = SystemRandomNumberGenerator()
@@ -215,7 +229,7 @@ public struct PaywallPage: Sendable {
     static func cut(_ html: String) -> [Piece] {
         let bytes = Array(html.utf8)
         let markers: [(Piece, [UInt8])] = [Hole.nonce, .method, .resourceURL, .paymentRequired].map { (.hole($0), Array(token($0).utf8)) }
-            + [RouteText.title, .description].map { (.route($0), Array(token($0).utf8)) }
+            + [RouteText.title, .description, .passNote].map { (.route($0), Array(token($0).utf8)) }
             + Shared.allCases.map { (.bytes(sharedBytes[$0]!), Array(token($0).utf8)) }
         var pieces: [Piece] = []
         var fragmentStart = 0

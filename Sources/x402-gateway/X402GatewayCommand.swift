@@ -45,7 +45,10 @@ struct Check: ParsableCommand {
         // Hosts only: an RPC URL may carry an API key.
         let chains = loaded.networks.values.sorted { $0.network < $1.network }.map { "\($0.network) via \($0.host)" }
         let reconcile = chains.isEmpty ? "no reconciliation (no networks with an rpc)" : "reconciliation on \(chains.joined(separator: ", "))"
-        print("\(config): OK (\(loaded.routes.count) routes: \(priced) priced, \(loaded.routes.count - priced) free; \(loaded.upstreams.count) upstreams; \(storage); \(reconcile))")
+        // Key ids only, never a secret.
+        let withPass = loaded.routes.filter { $0.pass != nil }.count
+        let passes = loaded.passes.map { "; \(withPass) with passes, keys \($0.keys.map(\.id).joined(separator: ", ")) (\($0.keys[0].id) signs)" } ?? ""
+        print("\(config): OK (\(loaded.routes.count) routes: \(priced) priced, \(loaded.routes.count - priced) free; \(loaded.upstreams.count) upstreams; \(storage); \(reconcile)\(passes))")
     }
 }
 

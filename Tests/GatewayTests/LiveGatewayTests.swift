@@ -187,6 +187,7 @@ struct LiveGatewayTests {
             #expect(r.status == 204)
             let allowed = r.header("Access-Control-Allow-Headers") ?? ""
             #expect(allowed.contains("PAYMENT-SIGNATURE") && allowed.contains("X-PAYMENT"))
+            #expect(allowed.contains("PAYMENT-PASS") && allowed.contains("Authorization"))  // a route pass sent back
             #expect(r.header("Access-Control-Allow-Origin") == "*")
             #expect(gw.upstream.count == 0)
         }

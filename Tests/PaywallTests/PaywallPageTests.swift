@@ -23,9 +23,9 @@ struct PageFixture {
     let page: PaywallPage
 
     init(description: String = "Current weather", offers: [Offer] = [usdcOffer("eip155:84532")],
-         config: PaywallConfig = PaywallConfig()) {
+         config: PaywallConfig = PaywallConfig(), pass: RoutePass? = nil) {
         route = RouteConfig(id: "weather", pattern: try! RoutePattern("GET /weather"), upstream: "api", access: .priced(offers),
-                            description: description, mimeType: "application/json")
+                            description: description, mimeType: "application/json", pass: pass)
         challenge = Challenge(route: route, offers: offers)
         page = PaywallPage(route: route, challenge: challenge, config: config)!
     }

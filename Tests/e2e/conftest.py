@@ -266,12 +266,13 @@ class Gateway:
 
 @pytest.fixture(scope="session")
 def gateway_factory(facilitator, upstream, run_dir):
-    """start(yaml_text, name=...) → Gateway. The text may use ${E2E_FACILITATOR_URL},
-    ${E2E_UPSTREAM_URL} and ${E2E_PAY_TO} (the gateway's own ${ENV} substitution fills them)."""
+    """start(yaml_text, name=..., env=...) → Gateway. The text may use ${E2E_FACILITATOR_URL},
+    ${E2E_UPSTREAM_URL} and ${E2E_PAY_TO} (the gateway's own ${ENV} substitution fills them), and any
+    variable of `env` (added to the gateway's environment)."""
     binary = gateway_binary()
     started: list[Gateway] = []
 
-    def start(yaml_text: str, name: str | None = None) -> Gateway:
+    def start(yaml_text: str, name: str | None = None, env: dict | None = None) -> Gateway:
         name = name or f"gateway-{len(started) + 1}"
         config = run_dir / f"{name}.yaml"
         if "storage:" not in yaml_text:
@@ -285,7 +286,7 @@ def gateway_factory(facilitator, upstream, run_dir):
         config.write_text(yaml_text)
         config.chmod(0o644)  # readable by the gateway's own user
         env = dict(os.environ, E2E_FACILITATOR_URL=facilitator.url, E2E_UPSTREAM_URL=upstream.url,
-                   E2E_PAY_TO=ADDRESSES["payee"])
+                   E2E_PAY_TO=ADDRESSES["payee"], **(env or {}))
         proc = Process(name, [binary, "run", "--config", str(config), "--log-level", "info"], run_dir / f"{name}.log",
                        ready=gateway_port, env=env, user=GATEWAY_USER)
         _processes.append(proc)

@@ -306,8 +306,13 @@ class Browser:
         url = proc.start(timeout=60).group(1)
         return cls(proc, Connection(url))
 
-    def new_page(self, wallet: BrowserWallet | None, width: int = 820, height: int = 940) -> Page:
-        target = self.conn.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+    def new_page(self, wallet: BrowserWallet | None, width: int = 820, height: int = 940, isolated: bool = False) -> Page:
+        """isolated: the page gets a browser context of its own (its own cookies, like a private window)."""
+        context = self.conn.send("Target.createBrowserContext", {})["browserContextId"] if isolated else None
+        params = {"url": "about:blank"}
+        if context is not None:
+            params["browserContextId"] = context
+        target = self.conn.send("Target.createTarget", params)["targetId"]
         session = self.conn.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         page = Page(self.conn, session, wallet)
         for method in ("Page.enable", "Runtime.enable", "Log.enable", "Network.enable"):
@@ -317,10 +322,13 @@ class Browser:
             page.send("Runtime.addBinding", {"name": BINDING})
             page.send("Page.addScriptToEvaluateOnNewDocument", {"source": PROVIDER_JS})
         page.target_id = target
+        page.browser_context = context
         return page
 
     def close_page(self, page: Page) -> None:
         self.conn.send("Target.closeTarget", {"targetId": page.target_id})
+        if getattr(page, "browser_context", None) is not None:
+            self.conn.send("Target.disposeBrowserContext", {"browserContextId": page.browser_context})
 
     def stop(self) -> None:
         try:
