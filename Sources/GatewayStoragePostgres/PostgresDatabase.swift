@@ -72,7 +72,9 @@ public final class PostgresDatabase: SQLDatabase {
         connectionConfiguration.options.connectTimeout = configuration.connectTimeout.timeAmount
         connectionConfiguration.options.additionalStartupParameters = Self.startupParameters(configuration)
         self.connectionConfiguration = connectionConfiguration
-        batches = BatchedStatements(runnersPerStatement: max(1, configuration.poolSize / 4))
+        // One batch of each kind at a time: measured (scenario 4), four at a time left most batches
+        // at one statement and cost the gateway ~500 µs of CPU per payment against ~330 µs with one.
+        batches = BatchedStatements(runnersPerStatement: 1)
     }
 
     /// ``init(configuration:logger:)`` from a `postgres://` URL (see ``PostgresConfiguration``).
