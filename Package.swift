@@ -167,7 +167,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayStorageTests",
-            dependencies: ["GatewayStorage", "GatewayStorageSQLite", "GatewayStoragePostgres"],
+            dependencies: ["GatewayStorage", "GatewayStorageSQLite", "GatewayStoragePostgres", .product(name: "BigInt", package: "BigInt")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
