@@ -198,6 +198,7 @@ let package = Package(
             name: "GatewayTests",
             dependencies: [
                 "Gateway", "GatewayCore", "GatewayTestSupport", "X402", "X402Crypto", "X402Facilitator", "GatewayStorage",
+                "GatewayStorageSQLite", .product(name: "BigInt", package: "BigInt"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

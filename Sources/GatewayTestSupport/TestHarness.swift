@@ -38,7 +38,7 @@ public enum TestHarness {
     public static func withGateway<T: Sendable>(
         yaml: String, environment: [String: String] = [:], upstream: RecordingUpstream = RecordingUpstream(),
         facilitator: (any Facilitator)? = nil, clock: (@Sendable () -> UInt64)? = nil, configFile: String? = nil,
-        _ body: @Sendable (LiveGateway) async throws -> T
+        logger gatewayLogger: Logger? = nil, _ body: @Sendable (LiveGateway) async throws -> T
     ) async throws -> T {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
@@ -52,7 +52,7 @@ public enum TestHarness {
             let (gatewayPorts, gatewayPort) = AsyncStream<Int>.makeStream()
             let (adminPorts, adminPort) = AsyncStream<Int>.makeStream()
             let server = GatewayServer(
-                config: config, logger: logger, facilitator: facilitator,
+                config: config, logger: gatewayLogger ?? logger, facilitator: facilitator,
                 clock: clock ?? { UInt64(Date().timeIntervalSince1970) },
                 source: configFile.map { ConfigSource(path: $0, environment: environment) },
                 onListening: { gatewayPort.yield($0) }, onAdminListening: { adminPort.yield($0) })
