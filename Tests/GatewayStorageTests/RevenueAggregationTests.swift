@@ -87,7 +87,7 @@ struct RevenueAggregationTests {
             let fate = random.below(2) == 0 ? .settled : fates[random.below(fates.count)]
             var claimedAt = now - Int64(random.next() % UInt64(35 * day))
             if fate == .settlingLive { claimedAt = now - Int64(random.next() % UInt64(lease)) }  // its lease still runs
-            let amount = network == wei ? String(random.next() % 1_000_000_000_000_000_000) : String(random.next() % 100_000_000 + 1)
+            let amount = network == wei.network ? String(random.next() % 1_000_000_000_000_000_000) : String(random.next() % 100_000_000 + 1)
             let reason: String? = switch fate {
             case .refusedAtVerify, .refusedAtSettle: reasons[random.below(reasons.count)]
             case .releasedUnsettled: "unsettled"
@@ -274,7 +274,8 @@ struct RevenueAggregationTests {
     @Test("an empty ledger aggregates to nothing", arguments: Backend.all)
     func empty(_ backend: Backend) async throws {
         try await Self.seeded(backend, []) { store in
-            #expect(try await store.revenue(RevenueQuery(from: 0, to: Self.now, bucketMilliseconds: 60_000)) == RevenueSummary())
+            let summary = try await store.revenue(RevenueQuery(from: 0, to: Self.now, bucketMilliseconds: 60_000))
+            #expect(summary == RevenueSummary())
         }
     }
 }
@@ -291,7 +292,8 @@ struct DecimalSumTests {
             var text = String(1 + random.below(9))
             for _ in 1..<digits { text += String(random.below(10)) }
             if i % 100 == 0 { text = RevenueAggregationTests.uint256Max }
-            #expect(sum.add(text))
+            let added = sum.add(text)
+            #expect(added)
             reference += BigUInt(text)!
             #expect(sum.description == String(reference))
             #expect(previous < sum && !(sum < previous))

@@ -67,7 +67,7 @@ package struct AdminAccess: Sendable {
     static func mac(token: String, expiry: Int64) -> String {
         let key = Array(token.utf8)
         var message: [UInt8] = Array("x402-gateway admin session v1".utf8) + [0]
-        message += withUnsafeBytes(of: UInt64(key.count).bigEndian, Array.init) + key + [0] + Array(String(expiry).utf8)
+        message += withUnsafeBytes(of: UInt64(key.count).bigEndian) { Array($0) } + key + [0] + Array(String(expiry).utf8)
         return Keccak256.hash(message).map { byte in
             let digits = Array("0123456789abcdef".utf8)
             return String(decoding: [digits[Int(byte >> 4)], digits[Int(byte & 15)]], as: UTF8.self)

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOCore
 import Paywall
 
 /// Hummingbird middleware in front of every admin route: lets a request through when

@@ -1,4 +1,5 @@
 import BigInt
+import Foundation
 import GatewayStorage
 import Paywall
 import X402

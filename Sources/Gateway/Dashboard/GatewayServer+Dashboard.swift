@@ -1,7 +1,10 @@
 import Foundation
+import GatewayCore
 import GatewayStorage
 import HTTPTypes
 import Hummingbird
+import Logging
+import NIOCore
 import Paywall
 import X402
 

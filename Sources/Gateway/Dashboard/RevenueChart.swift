@@ -1,4 +1,5 @@
 import BigInt
+import Foundation
 import Paywall
 
 /// One asset's revenue over the window as an SVG bar chart, the largest routes stacked, drawn by

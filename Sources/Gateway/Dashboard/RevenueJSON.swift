@@ -35,7 +35,7 @@ package enum RevenueJSON {
             fields.append(("settlementLatency", object(latency)))
             fields.append(("unknownOutcomes", array(view.summary.attention.map { line in
                 object([("network", JSONString.quoted(line.network)), ("asset", JSONString.quoted(line.asset)),
-                        ("payments", "\(line.payments)")] + amount(line.total, network: line.network, asset: line.asset, assets: assets)
+                        ("payments", "\(line.payments)")] + amount(BigUInt(line.total.description) ?? 0, network: line.network, asset: line.asset, assets: assets)
                        + [("oldestClaimedAt", JSONString.quoted(LedgerReport.timestamp(line.oldestClaimedAt)))])
             })))
         }

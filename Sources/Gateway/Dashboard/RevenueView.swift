@@ -63,7 +63,7 @@ package struct RevenueView: Sendable {
         self.query = query
         self.summary = summary
         let first = query.bucketStart(query.from), last = query.bucketStart(query.to - 1)
-        let buckets = Array(stride(from: first, through: last, by: query.bucketMilliseconds))
+        let buckets = Array(stride(from: first, through: last, by: Int(query.bucketMilliseconds)))
         self.buckets = buckets
 
         struct AssetKey: Hashable { var network: String, asset: String }
@@ -83,15 +83,17 @@ package struct RevenueView: Sendable {
         let byTotal: (AssetTotal, AssetTotal) -> Bool = { a, b in
             a.total != b.total ? a.total > b.total : (a.network, a.asset) < (b.network, b.asset)
         }
-        self.totals = totals.values.sorted(by: byTotal)
-        self.routes = routes.values.sorted { a, b in
+        let sortedTotals = totals.values.sorted(by: byTotal)
+        let sortedRoutes = routes.values.sorted { a, b in
             (a.network, a.asset) != (b.network, b.asset) ? (a.network, a.asset) < (b.network, b.asset)
                 : a.total != b.total ? a.total > b.total : a.routeID < b.routeID
         }
+        self.totals = sortedTotals
+        self.routes = sortedRoutes
 
         let index = Dictionary(uniqueKeysWithValues: buckets.enumerated().map { ($1, $0) })
-        self.charts = self.totals.map { total in
-            let lines = self.routes.filter { $0.network == total.network && $0.asset == total.asset }
+        self.charts = sortedTotals.map { total in
+            let lines = sortedRoutes.filter { $0.network == total.network && $0.asset == total.asset }
             let named = Array(lines.prefix(Self.chartedRoutes).map(\.routeID))
             var series = named.map { Series(routeID: $0, total: 0, buckets: Array(repeating: 0, count: buckets.count)) }
             var other = Series(routeID: nil, total: 0, buckets: Array(repeating: 0, count: buckets.count))
