@@ -66,7 +66,7 @@ struct DashboardPageTests {
         #expect(!html.contains("/tx/0x&quot;"))
         // No inline style attribute and no external resource: the CSP allows neither.
         #expect(!html.contains(" style="))
-        #expect(!html.contains(" src="))
+        #expect(!html.contains(" src=\""))
         #expect(!html.contains("<link"))
         #expect(html.contains("<style nonce=\"NONCE123\">"))
         #expect(DashboardPage.contentSecurityPolicy(nonce: "NONCE123").contains("script-src 'nonce-NONCE123'"))
