@@ -87,7 +87,12 @@ struct RevenueAggregationTests {
             let fate = random.below(2) == 0 ? .settled : fates[random.below(fates.count)]
             var claimedAt = now - Int64(random.next() % UInt64(35 * day))
             if fate == .settlingLive { claimedAt = now - Int64(random.next() % UInt64(lease)) }  // its lease still runs
-            let amount = network == wei.network ? String(random.next() % 1_000_000_000_000_000_000) : String(random.next() % 100_000_000 + 1)
+            let routeIndex = random.below(routes.count)
+            // Half the rows at their route's fixed price (the database counts them per amount), half at random amounts.
+            let fixed = random.below(2) == 0
+            let amount = network == wei.network
+                ? (fixed ? String(1_000_000_000_000_000_000 + routeIndex) : String(random.next() % 1_000_000_000_000_000_000))
+                : (fixed ? ["1000", "10000", "2000", "1"][routeIndex] : String(random.next() % 100_000_000 + 1))
             let reason: String? = switch fate {
             case .refusedAtVerify, .refusedAtSettle: reasons[random.below(reasons.count)]
             case .releasedUnsettled: "unsettled"
@@ -97,7 +102,7 @@ struct RevenueAggregationTests {
             }
             rows.append(Seeded(
                 key: PaymentKey(network: network, asset: asset, payer: payers[random.below(payers.count)], nonce: String(format: "0x%064x", i)),
-                route: routes[random.below(routes.count)], amount: amount, claimedAt: claimedAt, fate: fate,
+                route: routes[routeIndex], amount: amount, claimedAt: claimedAt, fate: fate,
                 latency: Int64(random.below(5000)), reason: reason))
         }
         // A uint256 amount beside an ordinary one in the same bucket, route and asset; bounds of the 1 h window.
@@ -298,6 +303,15 @@ struct DecimalSumTests {
             #expect(sum.description == String(reference))
             #expect(previous < sum && !(sum < previous))
             previous = sum
+        }
+    }
+
+    @Test("an amount counted n times: the same as adding it n times, up to counts over 2³²")
+    func multiples() {
+        for (amount, count) in [("1000", 3), (RevenueAggregationTests.uint256Max, 7), ("999999999", 5_000_000_000), ("0", 9), ("12", 0)] {
+            var sum = DecimalSum("5")!
+            sum.add(DecimalSum(amount)!, times: count)
+            #expect(sum.description == String(BigUInt(amount)! * BigUInt(count) + 5))
         }
     }
 

@@ -1,8 +1,8 @@
 /// An exact sum of non-negative integers written in decimal (atomic token units: a uint256 fits no
 /// SQL or Swift integer), kept as base-10⁹ limbs, least significant first. No floating point.
 ///
-/// The SQL ledgers sum an amount in nine-digit slices (``LedgerSQL/amountSlices``): each slice's
-/// SQL sum is an ordinary 64-bit integer, added here at its place with ``add(slice:at:)``.
+/// The SQL ledgers count the rows of each distinct amount; the totals are made here, with
+/// ``add(_:times:)``.
 public struct DecimalSum: Sendable, Hashable, Comparable, CustomStringConvertible {
     /// 10⁹: one limb, and one slice of the SQL sum.
     static let base: UInt64 = 1_000_000_000
@@ -52,6 +52,18 @@ public struct DecimalSum: Sendable, Hashable, Comparable, CustomStringConvertibl
 
     public mutating func add(_ other: DecimalSum) {
         for (place, limb) in other.limbs.enumerated() { add(slice: limb, at: place) }
+    }
+
+    /// Adds `other × count` (an amount that a SQL group counted `count` times).
+    public mutating func add(_ other: DecimalSum, times count: Int) {
+        precondition(count >= 0)
+        var remaining = UInt64(count)
+        // limb (< 10⁹ < 2³⁰) × factor (< 2³²) < 2⁶²: no overflow.
+        while remaining > 0 {
+            let factor = min(remaining, UInt64(UInt32.max))
+            for (place, limb) in other.limbs.enumerated() { add(slice: limb * factor, at: place) }
+            remaining -= factor
+        }
     }
 
     public static func + (lhs: DecimalSum, rhs: DecimalSum) -> DecimalSum {

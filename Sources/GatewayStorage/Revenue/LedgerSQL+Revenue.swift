@@ -1,37 +1,27 @@
 /// The revenue aggregation in SQL, shared by SQLite and PostgreSQL.
 ///
 /// Amounts are decimal strings of up to 78 digits (uint256), which no SQL integer holds and a float
-/// would round. Each amount is padded to 81 digits and cut into nine slices of nine digits; each
-/// slice is summed as an ordinary 64-bit integer (SQLite raises an error rather than wrap on
-/// overflow; PostgreSQL's sum is a numeric, cast back to `BIGINT`, which also fails rather than
-/// wrap: 9·10⁹ rows per group before either happens), and ``DecimalSum`` adds the nine sums at
-/// their places in Swift. The result is exact, and the grouping runs in the database.
+/// would round. So the database never adds amounts: it groups the window's rows by what the
+/// dashboard shows *and by amount*, and counts them; ``DecimalSum`` then adds `amount × count`
+/// exactly in Swift. Routes are priced, so a group holds few distinct amounts and the rows that
+/// come back are few (a bucket × route × price); with every amount different it degrades to one
+/// row per payment, still exact. No floating point is involved anywhere, the top payers included
+/// (ranked in Swift from their exact totals).
 ///
 /// Rows are chosen by `claimed_at` (the `x402_payments_claimed` index); the unknown outcomes by
 /// state (the partial `x402_payments_unsettled` index). No index is added: every index on `state`
 /// would be rewritten by every step of every paid request.
 extension LedgerSQL {
-    /// Slices of an amount (digits only, at most 81): `SUM` of each is one column of an aggregate.
-    static let sliceCount = 9
-
-    /// The amount as 81 digits, zero-padded on the left (`substr` and `length` mean the same in both dialects).
-    private static let paddedAmount = "substr('\(String(repeating: "0", count: 81))' || amount, length(amount) + 1, 81)"
-
-    /// `CAST(SUM(slice) AS BIGINT)` for each slice of the subquery's column `p`.
-    private static let sliceSums = (0..<sliceCount).map { i in
-        "CAST(SUM(CAST(substr(p, \(i * 9 + 1), 9) AS BIGINT)) AS BIGINT)"
-    }.joined(separator: ", ")
-
     private static let spent = "state IN ('settled', 'reconciled_settled')"
     private static let window = "claimed_at >= $1 AND claimed_at < $2"
 
-    /// Settled revenue per bucket, route, network, asset: `bucket, route_id, network, asset, count, slices…`.
+    /// Settled payments per bucket, route, network, asset and amount: `bucket, route_id, network, asset, amount, count`.
     public static func revenueSeries(_ q: RevenueQuery) -> SQLStatement {
         SQLStatement("""
-            SELECT b, route_id, network, asset, COUNT(*), \(sliceSums)
-            FROM (SELECT claimed_at / $3 AS b, route_id, network, asset, \(paddedAmount) AS p
+            SELECT b, route_id, network, asset, amount, COUNT(*)
+            FROM (SELECT claimed_at / $3 AS b, route_id, network, asset, amount
                   FROM x402_payments WHERE \(window) AND \(spent)) AS spent
-            GROUP BY b, route_id, network, asset
+            GROUP BY b, route_id, network, asset, amount
             """, [.integer(q.from), .integer(q.to), .integer(q.bucketMilliseconds)])
     }
 
@@ -45,68 +35,36 @@ extension LedgerSQL {
             """, [.integer(q.from), .integer(q.to)])
     }
 
-    /// How many payers per (network, asset) are fetched to be ranked exactly in Swift: the database
-    /// orders them by a floating-point estimate of their total (never shown, never summed into
-    /// anything), so a few more than asked are taken and the exact sums decide.
-    static func payerCandidates(_ topPayers: Int) -> Int { topPayers == 0 ? 0 : topPayers * 2 + 10 }
-
-    /// The largest payers per (network, asset): `payer, network, asset, count, slices…`.
+    /// Settled payments per payer, network, asset and amount: `payer, network, asset, amount, count`.
     public static func revenuePayers(_ q: RevenueQuery) -> SQLStatement {
         SQLStatement("""
-            SELECT payer, network, asset, n, \((0..<sliceCount).map { "s\($0)" }.joined(separator: ", "))
-            FROM (SELECT payer, network, asset, COUNT(*) AS n,
-                         \((0..<sliceCount).map { i in "CAST(SUM(CAST(substr(p, \(i * 9 + 1), 9) AS BIGINT)) AS BIGINT) AS s\(i)" }.joined(separator: ", ")),
-                         ROW_NUMBER() OVER (PARTITION BY network, asset
-                                            ORDER BY SUM(CAST(amount AS DOUBLE PRECISION)) DESC, payer) AS rn
-                  FROM (SELECT payer, network, asset, amount, \(paddedAmount) AS p
-                        FROM x402_payments WHERE \(window) AND \(spent)) AS spent
-                  GROUP BY payer, network, asset) AS ranked
-            WHERE rn <= $3
-            """, [.integer(q.from), .integer(q.to), .integer(Int64(payerCandidates(q.topPayers)))])
+            SELECT payer, network, asset, amount, COUNT(*) FROM x402_payments WHERE \(window) AND \(spent)
+            GROUP BY payer, network, asset, amount
+            """, [.integer(q.from), .integer(q.to)])
     }
 
-    private static let latencyRows = """
-        FROM x402_payments WHERE claimed_at >= $1 AND claimed_at < $2 AND state = 'settled'
-          AND settling_at IS NOT NULL AND finished_at IS NOT NULL
-        """
-
-    /// How many rows have a settlement latency.
-    public static func latencyCount(_ q: RevenueQuery) -> SQLStatement {
-        SQLStatement("SELECT COUNT(*) \(latencyRows)", [.integer(q.from), .integer(q.to)])
+    /// The settlement latencies (ms) at the nearest ranks of p50, p90, p99 and the largest, in one
+    /// sort: `rank, latency, count` for each of those ranks (none when nothing settled).
+    public static func revenueLatencies(_ q: RevenueQuery) -> SQLStatement {
+        SQLStatement("""
+            SELECT r, d, n FROM (
+              SELECT finished_at - settling_at AS d, ROW_NUMBER() OVER (ORDER BY finished_at - settling_at) AS r, COUNT(*) OVER () AS n
+              FROM x402_payments WHERE \(window) AND state = 'settled' AND settling_at IS NOT NULL AND finished_at IS NOT NULL
+            ) AS ranked
+            WHERE r = (50 * n + 99) / 100 OR r = (90 * n + 99) / 100 OR r = (99 * n + 99) / 100 OR r = n
+            """, [.integer(q.from), .integer(q.to)])
     }
 
-    /// The latencies at the given 1-based ranks (one column each), in one statement.
-    public static func latencies(_ q: RevenueQuery, ranks: [Int]) -> SQLStatement {
-        let columns = ranks.indices.map { i in
-            "(SELECT finished_at - settling_at AS d \(latencyRows) ORDER BY d LIMIT 1 OFFSET $\(i + 3))"
-        }
-        return SQLStatement("SELECT " + columns.joined(separator: ", "),
-                            [.integer(q.from), .integer(q.to)] + ranks.map { .integer(Int64($0 - 1)) })
-    }
-
-    /// Payments whose settlement outcome is unknown, of any age: `network, asset, count, oldest, slices…`.
+    /// Payments whose settlement outcome is unknown, of any age: `network, asset, amount, count, oldest`.
     public static func revenueAttention(now: Int64) -> SQLStatement {
         SQLStatement("""
-            SELECT network, asset, COUNT(*), MIN(claimed_at), \(sliceSums)
-            FROM (SELECT network, asset, claimed_at, \(paddedAmount) AS p FROM x402_payments
-                  WHERE state IN ('unknown', 'settling') AND (state = 'unknown' OR lease_until <= $1)) AS unknown
-            GROUP BY network, asset
+            SELECT network, asset, amount, COUNT(*), MIN(claimed_at) FROM x402_payments
+            WHERE state IN ('unknown', 'settling') AND (state = 'unknown' OR lease_until <= $1)
+            GROUP BY network, asset, amount
             """, [.integer(now)])
     }
 
     // MARK: Reading
-
-    /// The exact total of the slice sums in `row[from..<from + sliceCount]`.
-    static func sum(_ row: [SQLValue], from: Int) throws(StorageError) -> DecimalSum {
-        var total = DecimalSum()
-        for i in 0..<sliceCount {
-            guard from + i < row.count, let slice = row[from + i].integer, slice >= 0 else {
-                throw StorageError(.corrupt, "x402_payments: an amount that is not a decimal number")
-            }
-            total.add(slice: UInt64(slice), at: sliceCount - 1 - i)
-        }
-        return total
-    }
 
     static func revenueText(_ row: [SQLValue], _ i: Int) throws(StorageError) -> String {
         guard i < row.count, let value = row[i].text else { throw StorageError(.corrupt, "revenue: column \(i) is not text") }
@@ -118,10 +76,31 @@ extension LedgerSQL {
         return value
     }
 
-    public static func revenueLine(_ row: [SQLValue], query: RevenueQuery) throws(StorageError) -> RevenueSummary.RevenueLine {
-        RevenueSummary.RevenueLine(
-            bucketStart: try revenueInteger(row, 0) * query.bucketMilliseconds, routeID: try revenueText(row, 1), network: try revenueText(row, 2),
-            asset: try revenueText(row, 3), payments: Int(try revenueInteger(row, 4)), total: try sum(row, from: 5))
+    /// `amount × count` from the columns at `i` (the amount) and `i + 1` (the count).
+    static func revenueTotal(_ row: [SQLValue], _ i: Int) throws(StorageError) -> (payments: Int, total: DecimalSum) {
+        let text = try revenueText(row, i)
+        guard let amount = DecimalSum(text) else { throw StorageError(.corrupt, "x402_payments: the amount \"\(text.prefix(80))\" is not a decimal number") }
+        let count = Int(try revenueInteger(row, i + 1))
+        var total = DecimalSum()
+        total.add(amount, times: count)
+        return (count, total)
+    }
+
+    /// The series, each (bucket, route, asset) once.
+    public static func revenueLines(_ rows: [[SQLValue]], query: RevenueQuery) throws(StorageError) -> [RevenueSummary.RevenueLine] {
+        var lines: [String: RevenueSummary.RevenueLine] = [:]
+        for row in rows {
+            let bucket = try revenueInteger(row, 0) * query.bucketMilliseconds
+            let (route, network, asset) = (try revenueText(row, 1), try revenueText(row, 2), try revenueText(row, 3))
+            let (payments, total) = try revenueTotal(row, 4)
+            let key = "\(bucket)\u{0}\(route)\u{0}\(network)\u{0}\(asset)"
+            var line = lines[key] ?? RevenueSummary.RevenueLine(bucketStart: bucket, routeID: route, network: network, asset: asset,
+                                                                payments: 0, total: DecimalSum())
+            line.payments += payments
+            line.total.add(total)
+            lines[key] = line
+        }
+        return Array(lines.values)
     }
 
     public static func outcomeLine(_ row: [SQLValue]) throws(StorageError) -> RevenueSummary.OutcomeLine {
@@ -130,45 +109,62 @@ extension LedgerSQL {
                                           afterSettling: try revenueInteger(row, 2) != 0, payments: Int(try revenueInteger(row, 3)))
     }
 
-    public static func payerLine(_ row: [SQLValue]) throws(StorageError) -> RevenueSummary.PayerLine {
-        RevenueSummary.PayerLine(payer: try revenueText(row, 0), network: try revenueText(row, 1), asset: try revenueText(row, 2),
-                                 payments: Int(try revenueInteger(row, 3)), total: try sum(row, from: 4))
+    /// Every payer of the window with its exact total per asset (ranked by ``RevenueSummary/topPayers(_:limit:)``).
+    public static func payerLines(_ rows: [[SQLValue]]) throws(StorageError) -> [RevenueSummary.PayerLine] {
+        var lines: [String: RevenueSummary.PayerLine] = [:]
+        for row in rows {
+            let (payer, network, asset) = (try revenueText(row, 0), try revenueText(row, 1), try revenueText(row, 2))
+            let (payments, total) = try revenueTotal(row, 3)
+            let key = "\(payer)\u{0}\(network)\u{0}\(asset)"
+            var line = lines[key] ?? RevenueSummary.PayerLine(payer: payer, network: network, asset: asset, payments: 0, total: DecimalSum())
+            line.payments += payments
+            line.total.add(total)
+            lines[key] = line
+        }
+        return Array(lines.values)
     }
 
-    public static func attentionLine(_ row: [SQLValue]) throws(StorageError) -> RevenueSummary.AttentionLine {
-        RevenueSummary.AttentionLine(network: try revenueText(row, 0), asset: try revenueText(row, 1), payments: Int(try revenueInteger(row, 2)),
-                                     total: try sum(row, from: 4), oldestClaimedAt: try revenueInteger(row, 3))
+    public static func latency(_ rows: [[SQLValue]]) throws(StorageError) -> RevenueSummary.SettlementLatency {
+        guard let first = rows.first else { return RevenueSummary.SettlementLatency() }
+        let count = Int(try revenueInteger(first, 2))
+        var at: [Int: Int64] = [:]
+        for row in rows { at[Int(try revenueInteger(row, 0))] = try revenueInteger(row, 1) }
+        func value(_ percent: Int) -> Int64? { at[RevenueSummary.SettlementLatency.rank(percent: percent, count: count)] }
+        return RevenueSummary.SettlementLatency(count: count, p50: value(50), p90: value(90), p99: value(99), max: at[count])
+    }
+
+    public static func attentionLines(_ rows: [[SQLValue]]) throws(StorageError) -> [RevenueSummary.AttentionLine] {
+        var lines: [String: RevenueSummary.AttentionLine] = [:]
+        for row in rows {
+            let (network, asset) = (try revenueText(row, 0), try revenueText(row, 1))
+            let (payments, total) = try revenueTotal(row, 2)
+            let oldest = try revenueInteger(row, 4)
+            let key = "\(network)\u{0}\(asset)"
+            var line = lines[key] ?? RevenueSummary.AttentionLine(network: network, asset: asset, payments: 0, total: DecimalSum(),
+                                                                  oldestClaimedAt: oldest)
+            line.payments += payments
+            line.total.add(total)
+            line.oldestClaimedAt = min(line.oldestClaimedAt, oldest)
+            lines[key] = line
+        }
+        return Array(lines.values)
     }
 }
 
 extension SQLPaymentStore {
+    /// The five statements run concurrently (each its own read: SQLite's readers, PostgreSQL's pool).
     public func revenue(_ query: RevenueQuery) async throws -> RevenueSummary {
-        let current = self.now()
-        let series = try await database.query(LedgerSQL.revenueSeries(query)).map { row throws(StorageError) in
-            try LedgerSQL.revenueLine(row, query: query)
-        }
-        let outcomes = try await database.query(LedgerSQL.revenueOutcomes(query)).map { row throws(StorageError) in
-            try LedgerSQL.outcomeLine(row)
-        }
-        var payers: [RevenueSummary.PayerLine] = []
-        if query.topPayers > 0 {
-            payers = try await database.query(LedgerSQL.revenuePayers(query)).map { row throws(StorageError) in try LedgerSQL.payerLine(row) }
-        }
-        var latency = RevenueSummary.SettlementLatency()
-        let count = try await database.query(LedgerSQL.latencyCount(query)).first.map { row throws(StorageError) in
-            try LedgerSQL.revenueInteger(row, 0)
-        } ?? 0
-        if count > 0 {
-            let n = Int(count)
-            let ranks = [50, 90, 99].map { RevenueSummary.SettlementLatency.rank(percent: $0, count: n) } + [n]
-            let values = try await database.query(LedgerSQL.latencies(query, ranks: ranks)).first ?? []
-            let read = values.map(\.integer)
-            if read.count == 4 { latency = .init(count: n, p50: read[0], p90: read[1], p99: read[2], max: read[3]) }
-        }
-        let attention = try await database.query(LedgerSQL.revenueAttention(now: current)).map { row throws(StorageError) in
-            try LedgerSQL.attentionLine(row)
-        }
-        return RevenueSummary(revenue: series, outcomes: outcomes, payers: RevenueSummary.topPayers(payers, limit: query.topPayers),
-                              latency: latency, attention: attention)
+        let database = database
+        async let series = database.query(LedgerSQL.revenueSeries(query))
+        async let outcomes = database.query(LedgerSQL.revenueOutcomes(query))
+        async let payers = database.query(LedgerSQL.revenuePayers(query))
+        async let latencies = database.query(LedgerSQL.revenueLatencies(query))
+        async let attention = database.query(LedgerSQL.revenueAttention(now: now()))
+        return RevenueSummary(
+            revenue: try LedgerSQL.revenueLines(try await series, query: query),
+            outcomes: try await outcomes.map { row throws(StorageError) in try LedgerSQL.outcomeLine(row) },
+            payers: RevenueSummary.topPayers(try LedgerSQL.payerLines(try await payers), limit: query.topPayers),
+            latency: try LedgerSQL.latency(try await latencies),
+            attention: try LedgerSQL.attentionLines(try await attention))
     }
 }
