@@ -336,6 +336,10 @@ struct DashboardLiveTests {
             let nonce = try #require(csp.split(separator: "'").first { $0.hasPrefix("nonce-") }).dropFirst("nonce-".count)
             #expect(dashboard.bodyText.contains("<script nonce=\"\(nonce)\">"))
             #expect(try await Self.send(gw, "GET", "/revenue?by=route", headers: [("Cookie", cookie)]).status == 200)
+            // The refresh's fragment: the content alone, no style sheet, no script.
+            let part = try await Self.send(gw, "GET", "/dashboard?window=7d&part=main", headers: [("Cookie", cookie)])
+            #expect(part.status == 200 && part.bodyText.hasPrefix("<main id=\"dashboard\" data-window=\"7d\""))
+            #expect(!part.bodyText.contains("<style") && !part.bodyText.contains("<script"))
             // The cookie reads; it never reloads.
             #expect(try await Self.send(gw, "POST", "/reload", headers: [("Cookie", cookie)]).status == 401)
             #expect(try await Self.send(gw, "POST", "/reload", headers: [("Authorization", "Bearer \(Self.token)")]).status == 409)  // no file

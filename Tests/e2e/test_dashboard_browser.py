@@ -144,11 +144,13 @@ def test_dashboard_totals_equal_the_ledger_and_the_chain(gateway_factory, browse
                         f"document.querySelector('.card.total').dataset.atomic === '{ledger_total + 10000}'", timeout=40)
         assert chain.balance_of(payee) - payee_before == ledger_total + 10000
         assert page.evaluate("document.body.classList.contains('stale')") is False
+        assert csp_problems(page) == [], "after the refresh: %s" % csp_problems(page)
 
         page.send("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
         time.sleep(0.3)
         assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(15, 17, 21)"
         save_screenshot(page, run_dir, "dashboard-dark.png")
+        assert csp_problems(page) == [], "dark: %s" % csp_problems(page)
 
         # A phone: nothing wider than the screen but the tables' own scrolling boxes.
         page.send("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "light"}]})
@@ -156,7 +158,8 @@ def test_dashboard_totals_equal_the_ledger_and_the_chain(gateway_factory, browse
         page.navigate(f"{admin}/dashboard?window=1h", ready_js="!!document.getElementById('dashboard')")
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         save_screenshot(page, run_dir, "dashboard-phone.png")
-        assert csp_problems(page) == []
+        problems = csp_problems(page)
+        assert problems == [], problems
     finally:
         browser.close_page(page)
 

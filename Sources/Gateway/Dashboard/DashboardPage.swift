@@ -10,8 +10,8 @@ import X402
 /// request ids, transactions) goes through `PaywallEscape.html`; links are built only from
 /// explorer URLs the gateway knows and hex the ledger holds, checked first.
 ///
-/// The page refreshes its `<main>` every 10 s from the same URL (a small script; without script
-/// the page is complete, only static).
+/// The page refreshes its `<main>` every 10 s from the same URL with `part=main`, which answers
+/// only that element (a small script; without script the page is complete, only static).
 package struct DashboardPage {
     package let view: RevenueView
     package let recent: [PaymentRecord]
@@ -75,7 +75,7 @@ package struct DashboardPage {
     }
 
     /// The part the page swaps on refresh.
-    var main: String {
+    package var main: String {
         let e = Self.e
         var html = "<main id=\"dashboard\" data-window=\"\(view.window.rawValue)\" data-generated=\"\(now)\">\n"
         html += attention
@@ -323,7 +323,8 @@ package struct DashboardPage {
         (function(){var box=document.getElementById('auto-refresh');
         function schedule(){setTimeout(refresh,\(refreshSeconds * 1000));}
         function refresh(){if(!box.checked||document.hidden){schedule();return;}
-        fetch(location.href,{credentials:'same-origin',cache:'no-store',headers:{'Accept':'text/html'}}).then(function(r){
+        var url=new URL(location.href);url.searchParams.set('part','main');
+        fetch(url,{credentials:'same-origin',cache:'no-store',headers:{'Accept':'text/html'}}).then(function(r){
         if(r.status===401){location.reload();return null;}if(!r.ok)throw new Error('HTTP '+r.status);return r.text();}).then(function(text){
         if(text===null)return;var fresh=new DOMParser().parseFromString(text,'text/html').getElementById('dashboard');
         var old=document.getElementById('dashboard');if(fresh&&old){old.replaceWith(document.importNode(fresh,true));}

@@ -33,7 +33,10 @@ extension GatewayServer {
                 view: RevenueView(summary: summary, window: window, query: query), recent: recent, assets: AssetDirectory(config: config),
                 storeKind: self.store.kind, now: now, signedIn: config.admin?.token != nil)
             let nonce = PaywallPage.makeNonce()
-            return AdminPages.html(.ok, page.render(nonce: nonce), csp: DashboardPage.contentSecurityPolicy(nonce: nonce))
+            // `part=main`: only the content, for the page's own refresh (parsing a whole page again would
+            // meet its style sheet under the new nonce, which the running page's CSP reports as a violation).
+            let body = request.uri.queryParameters["part"] == "main" ? page.main : page.render(nonce: nonce)
+            return AdminPages.html(.ok, body, csp: DashboardPage.contentSecurityPolicy(nonce: nonce))
         }
         router.get("revenue") { request, _ in
             let parameters = request.uri.queryParameters
