@@ -352,6 +352,33 @@ struct DashboardLiveTests {
         #expect(!logged.contains { $0.contains(Self.token) || $0.contains("not-the-token") || $0.contains(AdminAccess.cookieName + "=") })
     }
 
+    @Test("a reload applies a new token at once; a file without admin keeps the listener and its token")
+    func tokenReload() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let file = dir + "/gateway.yaml"
+        let second = "second-admin-token-9e8d7c6b5a"
+        let still = "\nreload: { watch: false }\n"  // only the POSTs below reload
+        try await TestHarness.withGateway(yaml: Self.yaml(token: Self.token) + still, configFile: file) { gw in
+            let old = [("Authorization", "Bearer \(Self.token)")], new = [("Authorization", "Bearer \(second)")]
+            let upstream = "http://127.0.0.1:\(gw.upstreamPort)"
+            try (Self.yaml(token: second) + still).replacingOccurrences(of: "{{UPSTREAM}}", with: upstream)
+                .write(toFile: file, atomically: true, encoding: .utf8)
+            let applied = try await Self.send(gw, "POST", "/reload", headers: old)
+            #expect(applied.status == 200 && applied.bodyText.contains("\"restartRequired\":[]"), "\(applied.bodyText)")
+            #expect(try await Self.send(gw, "GET", "/revenue", headers: old).status == 401)
+            #expect(try await Self.send(gw, "GET", "/revenue", headers: new).status == 200)
+            // Dropping `admin` needs a restart, and never opens the running listener.
+            try (Self.yaml(token: nil) + still).replacingOccurrences(of: "{{UPSTREAM}}", with: upstream)
+                .replacingOccurrences(of: "admin: { listen: 127.0.0.1:0 }\n", with: "")
+                .write(toFile: file, atomically: true, encoding: .utf8)
+            let dropped = try await Self.send(gw, "POST", "/reload", headers: new)
+            #expect(dropped.status == 200 && dropped.bodyText.contains("\"restartRequired\":[\"admin\"]"), "\(dropped.bodyText)")
+            #expect(try await Self.send(gw, "GET", "/revenue").status == 401)
+            #expect(try await Self.send(gw, "GET", "/revenue", headers: new).status == 200)
+        }
+    }
+
     @Test("without a token the dashboard and /revenue answer as before; bad parameters are 400")
     func open() async throws {
         try await TestHarness.withGateway(yaml: Self.yaml(token: nil)) { gw in

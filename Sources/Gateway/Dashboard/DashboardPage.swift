@@ -287,7 +287,7 @@ package struct DashboardPage {
             main{max-width:1200px;margin:0 auto;padding:16px;display:flex;flex-direction:column;gap:16px}
             .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:10px}
             .card{background:var(--panel);border:1px solid var(--line);border-radius:10px;padding:10px 12px;display:flex;flex-direction:column;gap:2px}
-            .card.total{grid-column:span 2}.card .label{color:var(--muted);font-size:12px}.card .value{font-size:22px;font-weight:600;font-variant-numeric:tabular-nums;overflow-wrap:anywhere}
+            .card .label{color:var(--muted);font-size:12px}.card .value{font-size:22px;font-weight:600;font-variant-numeric:tabular-nums;overflow-wrap:anywhere}
             .card .sub,.sub{color:var(--muted);font-size:12px}.card.ok .value{color:var(--ok)}.card.bad .value{color:var(--bad)}.card.warn .value{color:var(--warn)}
             .card.alert{border-color:var(--alert)}.card.alert .value{color:var(--alert)}
             .attention{border:2px solid var(--alert);background:color-mix(in srgb,var(--alert) 12%,var(--panel));border-radius:10px;padding:12px 16px}
@@ -312,7 +312,8 @@ package struct DashboardPage {
             .bar{display:inline-block;width:60px;height:8px;background:var(--line);border-radius:4px;vertical-align:middle;overflow:hidden}
             .fill{display:block;height:100%;background:var(--k0)}.none{color:var(--muted)}a{color:var(--k0)}
             footer{color:var(--muted);font-size:12px}
-            @media (max-width:600px){header{padding:10px}main{padding:10px}.card.total{grid-column:span 1}.card .value{font-size:18px}}
+            @media (max-width:600px){header{padding:10px}main{padding:10px}.card .value{font-size:18px}.latency dd{font-size:16px}
+            .chart .axis{font-size:22px}}
             """
         // Share bars: a class per whole percent (inline style attributes would need 'unsafe-inline').
         css += (0...100).map { ".w\($0){width:\($0)%}" }.joined()

@@ -7,7 +7,7 @@ import Paywall
 /// amounts are never turned into floating point. Every bar segment has a `<title>` with the exact amount.
 package struct RevenueChart {
     package static let width = 720, height = 240
-    package static let left = 78, right = 8, top = 12, bottom = 26
+    package static let left = 78, right = 8, top = 12, bottom = 34
     package static var plotWidth: Int { width - left - right }
     package static var plotHeight: Int { height - top - bottom }
 
