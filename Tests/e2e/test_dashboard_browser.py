@@ -2,7 +2,8 @@
 
 The official SDK pays through the gateway on several routes (one with a hostile route id), a buyer
 without funds is refused by the facilitator, and an upstream failure leaves a payment unsettled.
-Then the dashboard (admin listener, `admin.token` from the environment) is opened in Chromium: the
+Once with the default SQLite ledger and once with PostgreSQL. Then the dashboard (admin listener,
+`admin.token` from the environment) is opened in Chromium: the
 sign-in form, then the page, whose totals in the DOM must equal the ledger's (`/payments`) and the
 payee's balance change on chain; the page refreshes itself after one more payment. Screenshots
 (desktop light, desktop dark, phone) land in the run directory, and with E2E_SCREENSHOT_DIR also
@@ -22,6 +23,7 @@ import requests
 from rig.browser import Browser, chromium_binary
 from rig.clients import signed_payment
 from rig.constants import GATEWAY_YAML_HEAD
+from test_instances import fresh_database, postgres_server  # noqa: F401 (a fixture, for the PostgreSQL run)
 from test_ledger import admin_port
 from test_paywall_browser import csp_problems, save_screenshot
 
@@ -68,11 +70,16 @@ def dom(page, expression: str):
     return page.evaluate(f"(() => {{ {expression} }})()")
 
 
-def test_dashboard_totals_equal_the_ledger_and_the_chain(gateway_factory, browser, chain, buyer, buyer2, poor_buyer, payee, tag, run_dir):
+@pytest.mark.parametrize("ledger", ["sqlite", "postgres"])
+def test_dashboard_totals_equal_the_ledger_and_the_chain(ledger, request, gateway_factory, browser, chain, buyer, buyer2, poor_buyer,
+                                                         payee, tag, run_dir):
     token = secrets.token_hex(24)
+    yaml = DASHBOARD_YAML
+    if ledger == "postgres":
+        yaml += f'storage: {{ postgres: "{fresh_database(request.getfixturevalue("postgres_server"))}", instance: dashboard }}\n'
     os.environ["E2E_ADMIN_TOKEN"] = token  # read by the gateway's own ${ENV} expansion
     try:
-        gw = gateway_factory(DASHBOARD_YAML, name="gateway-dashboard")
+        gw = gateway_factory(yaml, name=f"gateway-dashboard-{ledger}")
     finally:
         del os.environ["E2E_ADMIN_TOKEN"]
     admin = f"http://127.0.0.1:{admin_port(gw)}"
@@ -101,6 +108,11 @@ def test_dashboard_totals_equal_the_ledger_and_the_chain(gateway_factory, browse
     assert len(refused_rows) == 1 and refused_rows[0]["reason"] == "invalid_exact_evm_insufficient_balance"
 
     page = browser.new_page(None, width=1280, height=1500)
+
+    def shoot(name: str) -> None:
+        if ledger == "sqlite":  # the same page either way: one set of screenshots
+            save_screenshot(page, run_dir, name)
+
     try:
         # Signed out: the form. Signing in sets the session cookie and lands on the dashboard.
         page.navigate(f"{admin}/dashboard?window=1h", ready_js="document.readyState === 'complete' && !!document.getElementById('token')")
@@ -135,7 +147,7 @@ def test_dashboard_totals_equal_the_ledger_and_the_chain(gateway_factory, browse
         assert page.evaluate("document.querySelectorAll('svg.chart rect').length") >= 2
         assert page.evaluate("document.querySelector('.latency').dataset.count") == str(len(paid))
         assert csp_problems(page) == []
-        save_screenshot(page, run_dir, "dashboard.png")
+        shoot("dashboard.png")
 
         # It refreshes itself: one more payment appears without a reload.
         generated = page.evaluate("document.getElementById('dashboard').dataset.generated")
@@ -149,7 +161,7 @@ def test_dashboard_totals_equal_the_ledger_and_the_chain(gateway_factory, browse
         page.send("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
         time.sleep(0.3)
         assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(15, 17, 21)"
-        save_screenshot(page, run_dir, "dashboard-dark.png")
+        shoot("dashboard-dark.png")
         assert csp_problems(page) == [], "dark: %s" % csp_problems(page)
 
         # A phone: nothing wider than the screen but the tables' own scrolling boxes.
@@ -157,7 +169,7 @@ def test_dashboard_totals_equal_the_ledger_and_the_chain(gateway_factory, browse
         page.send("Emulation.setDeviceMetricsOverride", {"width": 390, "height": 1600, "deviceScaleFactor": 1, "mobile": True})
         page.navigate(f"{admin}/dashboard?window=1h", ready_js="!!document.getElementById('dashboard')")
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-        save_screenshot(page, run_dir, "dashboard-phone.png")
+        shoot("dashboard-phone.png")
         problems = csp_problems(page)
         assert problems == [], problems
     finally:
