@@ -4,7 +4,7 @@
 /// The SQL ledgers count the rows of each distinct amount; the totals are made here, with
 /// ``add(_:times:)``.
 public struct DecimalSum: Sendable, Hashable, Comparable, CustomStringConvertible {
-    /// 10⁹: one limb, and one slice of the SQL sum.
+    /// 10⁹: one limb.
     static let base: UInt64 = 1_000_000_000
     /// Base-10⁹ limbs, least significant first, without leading zero limbs (zero is `[]`).
     private var limbs: [UInt64] = []
@@ -36,7 +36,7 @@ public struct DecimalSum: Sendable, Hashable, Comparable, CustomStringConvertibl
         return true
     }
 
-    /// Adds `value × 10^(9·place)`. `value` may be any UInt64 (a slice's SQL sum is often over 10⁹).
+    /// Adds `value × 10^(9·place)`. `value` may be any UInt64 (carries go up as far as needed).
     public mutating func add(slice value: UInt64, at place: Int) {
         precondition(place >= 0)
         var carry = value
