@@ -177,7 +177,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayStorageTests",
-            dependencies: ["GatewayStorage", "GatewayStorageSQLite", "GatewayStoragePostgres"],
+            dependencies: ["GatewayStorage", "GatewayStorageSQLite", "GatewayStoragePostgres", .product(name: "BigInt", package: "BigInt")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -209,6 +209,7 @@ let package = Package(
             name: "GatewayTests",
             dependencies: [
                 "Gateway", "GatewayCore", "GatewayTestSupport", "X402", "X402Crypto", "X402Facilitator", "GatewayStorage",
+                "GatewayStorageSQLite", .product(name: "BigInt", package: "BigInt"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),

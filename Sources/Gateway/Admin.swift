@@ -8,12 +8,17 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Paywall
 import X402
 
-/// The admin listener: `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /payments`, `POST /reload`.
+/// The admin listener: `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /payments`, `GET /revenue`,
+/// `GET /dashboard`, `POST /reload`, and with `admin.token` the sign-in form (`/login`, `/logout`).
 extension GatewayServer {
     func adminApplication(_ admin: AdminConfig) -> some ApplicationProtocol {
         let router = Router()
+        // The token is read from the serving snapshot: a reload changes it at once.
+        router.add(middleware: AdminGuard(token: { [box] in box.snapshot.config.admin?.token }))
+        addDashboardRoutes(router)
         router.get("healthz") { _, _ in Self.json(.ok, "{\"status\":\"ok\"}") }
         router.get("readyz") { _, _ in
             let (ready, checks) = await self.readiness()
@@ -62,11 +67,21 @@ extension GatewayServer {
         return Application(
             router: router,
             configuration: .init(address: .hostname(admin.listen.host, port: admin.listen.port), serverName: nil),
-            onServerRunning: Self.announce("admin listening", admin.listen, logger: logger, then: onAdminListening),
+            onServerRunning: Self.announce("admin listening", admin.listen, logger: logger, then: { [logger] port in
+                if admin.token == nil, !Self.isLoopback(admin.listen.host) {
+                    logger.warning("the admin listener is not on loopback and has no admin.token: anyone who reaches it sees revenue and can reload",
+                                   metadata: ["address": "\(admin.listen)"])
+                }
+                await self.onAdminListening(port)
+            }),
             logger: logger)
     }
 
-    private static func json(_ status: HTTPResponse.Status, _ body: String) -> Response {
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ body: String) -> Response {
         Response(
             status: status, headers: [.contentType: "application/json", .cacheControl: "no-store"],
             body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
@@ -144,11 +159,12 @@ extension GatewayServer {
 /// Client side of the admin listener, for `x402-gateway reload`.
 public enum AdminClient {
     /// POSTs `/reload`; returns whether it was applied and the JSON answer.
-    public static func reload(_ address: ListenAddress) async throws -> (applied: Bool, body: String) {
+    public static func reload(_ address: ListenAddress, token: String? = nil) async throws -> (applied: Bool, body: String) {
         let host = address.host == "0.0.0.0" ? "127.0.0.1" : address.host == "::" ? "::1" : address.host
         let authority = host.contains(":") ? "[\(host)]:\(address.port)" : "\(host):\(address.port)"
         var request = HTTPClientRequest(url: "http://\(authority)/reload")
         request.method = .POST
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
         let body = try await response.body.collect(upTo: 1 << 20)
         return (response.status == .ok, String(buffer: body))

@@ -83,10 +83,21 @@ extension YAMLReader {
         }
 
         var admin: AdminConfig?
-        if let node = top["admin"]?.value, let m = mapping(node, "admin", allowed: ["listen"]) {
+        if let node = top["admin"]?.value, let m = mapping(node, "admin", allowed: ["listen", "token"]) {
+            var token: String?
+            if let n = m["token"]?.value, let s = string(n, "admin.token") {
+                // Never echoed: the value is a secret.
+                if s.utf8.count < 16 {
+                    error(n, "admin.token must be at least 16 characters (use a random value, e.g. from `openssl rand -hex 32`, through ${ENV})")
+                } else if s.utf8.count > 512 || !s.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
+                    error(n, "admin.token must be at most 512 printable ASCII characters without spaces")
+                } else {
+                    token = s
+                }
+            }
             if let n = m["listen"]?.value, let s = string(n, "admin.listen") {
                 if let parsed = parseListen(s) {
-                    admin = AdminConfig(listen: parsed)
+                    admin = AdminConfig(listen: parsed, token: token)
                     if parsed == listen && parsed.port != 0 { error(n, "admin.listen must differ from listen (\(listen))") }
                 } else {
                     error(n, "admin.listen must be host:port (e.g. 127.0.0.1:9402), not \"\(s)\"")

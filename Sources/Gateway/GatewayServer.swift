@@ -283,7 +283,14 @@ public final class GatewayServer: Service {
                 }
             }
             keep(\.listen, "listen")
-            keep(\.admin, "admin")
+            // `admin.token` applies at once (sessions signed with the old one end); the listener itself
+            // (its address, whether there is one) needs a restart, and keeps its token when the file drops `admin`.
+            if config.admin?.listen != old.admin?.listen || (config.admin == nil) != (old.admin == nil) {
+                restart.append("admin")
+                let token = config.admin.map { $0.token } ?? old.admin?.token
+                config.admin = old.admin
+                config.admin?.token = token
+            }
             keep(\.limits.maxHeaderBytes, "limits.maxHeaderBytes")
             keep(\.limits.idleTimeout, "limits.idleTimeout")
             keep(\.limits.shutdownGrace, "limits.shutdownGrace")

@@ -268,8 +268,15 @@ public struct PaywallConfig: Sendable, Hashable {
 /// The admin listener: `/healthz`, `/readyz`, `/metrics`, `POST /reload`. Off when absent.
 public struct AdminConfig: Sendable, Hashable {
     public var listen: ListenAddress
+    /// Required of every admin request but `/healthz`, `/readyz` and the login form when set: as
+    /// `Authorization: Bearer <token>`, or the session cookie the login form sets (reads only).
+    /// Usually `${ENV}`. A reload applies a new token at once (sessions of the old one end).
+    public var token: String?
 
-    public init(listen: ListenAddress) { self.listen = listen }
+    public init(listen: ListenAddress, token: String? = nil) {
+        self.listen = listen
+        self.token = token
+    }
 }
 
 /// Where payment claims and the ledger live (`storage:`).

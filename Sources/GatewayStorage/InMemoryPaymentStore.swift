@@ -98,6 +98,11 @@ public final class InMemoryPaymentStore: PaymentStore {
         return Array(all.filter { query.matches($0) }.sorted(by: PaymentRecord.newestFirst).prefix(query.limit))
     }
 
+    public func revenue(_ query: RevenueQuery) async throws -> RevenueSummary {
+        let all = state.withLock { Array($0.rows.values) }
+        return RevenueSummary(records: all, query: query, now: settings.clock())
+    }
+
     public func claimIdentifier(_ request: IdentifierClaimRequest) async throws -> IdentifierClaim {
         let now = settings.clock()
         let scope = IdentifierScope(routeID: request.routeID, id: request.id)

@@ -33,6 +33,10 @@ public protocol PaymentStore: Sendable {
     func reconcile(_ key: PaymentKey, attempt: Int, _ outcome: ReconciledOutcome) async throws -> Bool
     /// Ledger rows, newest claim first.
     func payments(_ query: PaymentQuery) async throws -> [PaymentRecord]
+    /// The ledger aggregated over a window (revenue series, outcomes, top payers, settlement
+    /// latency) and the unknown outcomes of any age; every backend gives the same summary as
+    /// ``RevenueSummary/init(records:query:now:)`` over its rows.
+    func revenue(_ query: RevenueQuery) async throws -> RevenueSummary
     /// Claims a payment identifier for a request, or returns the record that holds it.
     func claimIdentifier(_ request: IdentifierClaimRequest) async throws -> IdentifierClaim
     /// Stores the answer of the request holding `ticket`; the record is `completed` from now on.

@@ -33,3 +33,11 @@ enum ChainDirectory {
                      nativeName: "Avalanche", nativeSymbol: "AVAX", usdcFaucet: circleFaucet),
     ]
 }
+
+/// Public block explorers of the chains the gateway knows (for links to transactions and addresses).
+public enum BlockExplorers {
+    /// The explorer's base URL (`https://basescan.org`) for an EVM chain id, when it has a public one.
+    public static func baseURL(chainID: UInt64) -> String? {
+        ChainDirectory.known[chainID]?.explorerURL
+    }
+}

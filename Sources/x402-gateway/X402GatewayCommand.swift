@@ -150,7 +150,7 @@ struct Reload: AsyncParsableCommand {
             throw ExitCode(2)
         }
         do {
-            let (ok, body) = try await AdminClient.reload(admin.listen)
+            let (ok, body) = try await AdminClient.reload(admin.listen, token: admin.token)
             print(body)
             if !ok { throw ExitCode(1) }
         } catch let exit as ExitCode {
