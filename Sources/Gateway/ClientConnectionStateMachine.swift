@@ -86,6 +86,8 @@ package struct ClientConnectionStateMachine {
     /// `requestFinished` is draining the queue: a request finished by the drain does not start another.
     private var draining = false
     private var clientWritable = true
+    /// Since when the client connection has not been writable (the client is not taking its answers).
+    private var unwritableSince: NIODeadline?
     /// The request body's destination can take more (false while an upstream connects or is not writable).
     private var bodySinkReady = true
     /// The request in flight is the last on the connection (an upgrade NIO's decoder parses nothing after).
@@ -169,8 +171,13 @@ package struct ClientConnectionStateMachine {
     }
 
     /// The client connection's writability changed. Returns whether to issue a held read.
-    package mutating func writabilityChanged(isWritable: Bool) -> Bool {
+    package mutating func writabilityChanged(isWritable: Bool, now: NIODeadline) -> Bool {
         clientWritable = isWritable
+        if isWritable {
+            unwritableSince = nil
+        } else if unwritableSince == nil {
+            unwritableSince = now
+        }
         return resume()
     }
 
@@ -295,12 +302,21 @@ package struct ClientConnectionStateMachine {
     // MARK: Idle timeout
 
     /// The idle timer fired: close a connection quiet for `idleTimeout` (a client that stops
-    /// sending in the middle of a request included, and a close whose last write never went out);
-    /// only waiting on the upstream or the facilitator for a request read to its end is exempt.
+    /// sending in the middle of a request included, and a close whose last write never went out).
+    /// Waiting on the upstream or the facilitator for a request read to its end is exempt, unless
+    /// the client has taken none of its answer for `idleTimeout` (its connection stayed unwritable,
+    /// like nginx's `send_timeout`): a client that stops reading a streamed answer would otherwise
+    /// hold its connection and the upstream's for ever.
     package mutating func idleTimerFired(now: NIODeadline) -> IdleAction {
+        if let since = unwritableSince, since + idleTimeout <= now {
+            closeNow()
+            return .close
+        }
         let due = lastActive + idleTimeout
         if (phase == .answering && !closing) || due > now {
-            return .rearm(max(due, now + .milliseconds(100)))
+            var next = max(due, now + .milliseconds(100))
+            if let since = unwritableSince { next = min(next, max(since + idleTimeout, now + .milliseconds(100))) }
+            return .rearm(next)
         }
         closeNow()
         return .close

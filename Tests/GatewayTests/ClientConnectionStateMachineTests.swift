@@ -95,19 +95,19 @@ struct ClientConnectionStateMachineTests {
     @Test("between requests reads stop while the client is not reading its answers; a body is never held for that")
     func clientBackPressure() {
         var m = Machine(now: Self.t0, idleTimeout: Self.idle)
-        #expect(m.writabilityChanged(isWritable: false) == false)
+        #expect(m.writabilityChanged(isWritable: false, now: Self.t0) == false)
         #expect(m.read() == false)
-        #expect(m.writabilityChanged(isWritable: true) == true)
+        #expect(m.writabilityChanged(isWritable: true, now: Self.t0) == true)
         // While a body is read (for the gateway's own answer or a payment), the client's
         // writability does not matter: a client that writes its whole request before reading
         // would wait on the gateway while the gateway waits on it.
         _ = m.channelRead(Self.head("/paid"), now: Self.t0)
-        #expect(m.writabilityChanged(isWritable: false) == false)
+        #expect(m.writabilityChanged(isWritable: false, now: Self.t0) == false)
         #expect(m.read() == true)
         // Read to its end, answer pending (waiting on the facilitator): held again.
         #expect(m.channelRead(.end(nil), now: Self.t0) == .end)
         #expect(m.read() == false)
-        #expect(m.writabilityChanged(isWritable: true) == true)
+        #expect(m.writabilityChanged(isWritable: true, now: Self.t0) == true)
     }
 
     @Test("a response is pending: pipelined requests are queued and reading stops until the queue is drained")
@@ -118,7 +118,7 @@ struct ClientConnectionStateMachineTests {
         #expect(m.read() == true, "nothing queued: reading goes on (to see the next request or the end of input)")
         _ = m.channelRead(Self.head("/next"), now: Self.t0)
         #expect(m.read() == false)
-        #expect(m.writabilityChanged(isWritable: true) == false, "writability does not release a queue hold")
+        #expect(m.writabilityChanged(isWritable: true, now: Self.t0) == false, "writability does not release a queue hold")
         #expect(m.bodySinkChanged(ready: true) == false)
         #expect(m.answerCompleted(now: Self.t0) == .finished)
         #expect(m.requestFinished() == true)
@@ -221,6 +221,29 @@ struct ClientConnectionStateMachineTests {
         #expect(waiting.idleTimerFired(now: Self.t0 + .seconds(66)) == .close)
     }
 
+    @Test("a client that takes none of a streamed answer for idleTimeout is closed, though the answer is exempt from the idle timeout")
+    func clientStopsReadingAStreamedAnswer() {
+        var m = Machine(now: Self.t0, idleTimeout: Self.idle)
+        _ = m.channelRead(Self.head("/download"), now: Self.t0)
+        _ = m.channelRead(.end(nil), now: Self.t0)
+        _ = m.writabilityChanged(isWritable: false, now: Self.t0 + .seconds(10))
+        // Past its idle deadline but exempt while the answer streams: checked again soon.
+        #expect(m.idleTimerFired(now: Self.t0 + .seconds(11)) == .rearm(Self.t0 + .seconds(11) + .milliseconds(100)))
+        // It reads a little (writable again), then stops again: the clock starts over.
+        _ = m.writabilityChanged(isWritable: true, now: Self.t0 + .seconds(14))
+        _ = m.writabilityChanged(isWritable: false, now: Self.t0 + .seconds(14))
+        #expect(m.idleTimerFired(now: Self.t0 + .seconds(15)) == .rearm(Self.t0 + .seconds(15) + .milliseconds(100)))
+        #expect(m.idleTimerFired(now: Self.t0 + .seconds(19)) == .close)
+        #expect(m.closing)
+
+        var reading = Machine(now: Self.t0, idleTimeout: Self.idle)
+        _ = reading.channelRead(Self.head("/download"), now: Self.t0)
+        _ = reading.channelRead(.end(nil), now: Self.t0)
+        _ = reading.writabilityChanged(isWritable: false, now: Self.t0 + .seconds(10))
+        _ = reading.writabilityChanged(isWritable: true, now: Self.t0 + .seconds(12))
+        #expect(reading.idleTimerFired(now: Self.t0 + .seconds(60)) == .rearm(Self.t0 + .seconds(60) + .milliseconds(100)))
+    }
+
     @Test("a close waiting for its last write is ended by the idle timer if that write never completes")
     func idleTimeoutEndsAStuckClose() {
         var m = Machine(now: Self.t0, idleTimeout: Self.idle)
@@ -239,7 +262,7 @@ struct ClientConnectionStateMachineTests {
         #expect(m.channelRead(Self.head("/b"), now: Self.t0) == .none)
         #expect(m.queuedParts == 0)
         #expect(m.read() == false)
-        #expect(m.writabilityChanged(isWritable: true) == false)
+        #expect(m.writabilityChanged(isWritable: true, now: Self.t0) == false)
         #expect(m.quiesce() == false)
         #expect(m.inputClosed() == false)
     }
@@ -304,11 +327,11 @@ struct ClientConnectionStateMachineTests {
                 _ = m.bodySinkChanged(ready: true)
                 _ = m.bodySinkChanged(ready: false)
             case .clientNotWritableBetweenRequests:
-                _ = m.writabilityChanged(isWritable: false)
+                _ = m.writabilityChanged(isWritable: false, now: t0)
             case .clientNotWritableWhileAnswering:
                 _ = m.channelRead(ClientConnectionStateMachineTests.head("/a"), now: t0)
                 _ = m.channelRead(.end(nil), now: t0)
-                _ = m.writabilityChanged(isWritable: false)
+                _ = m.writabilityChanged(isWritable: false, now: t0)
             case .queuedBehindAnAnswer:
                 _ = m.channelRead(ClientConnectionStateMachineTests.head("/a"), now: t0)
                 _ = m.channelRead(.end(nil), now: t0)
@@ -324,7 +347,7 @@ struct ClientConnectionStateMachineTests {
             case .connectingThenAnsweredEarly, .upstreamNotWritableThenAnsweredEarly:
                 return m.answerCompleted(now: t0) == .read
             case .clientNotWritableBetweenRequests, .clientNotWritableWhileAnswering:
-                return m.writabilityChanged(isWritable: true)
+                return m.writabilityChanged(isWritable: true, now: t0)
             case .queuedBehindAnAnswer:
                 guard m.answerCompleted(now: t0) == .finished, m.requestFinished() else { return false }
                 guard ClientConnectionStateMachineTests.uri(m.nextQueuedPart()) == "/b", m.nextQueuedPart() == nil else { return false }
