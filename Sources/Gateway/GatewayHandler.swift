@@ -15,10 +15,14 @@ import X402
 /// - paid requests have their (bounded) body read, then run ``PaidRequestHandler`` in a task, whose
 ///   result is written back on the event loop.
 ///
-/// Requests pipelined behind one in flight are queued (and reading stops) until its answer has
-/// been written, so answers keep their order. The handler owns the idle timeout, graceful
-/// shutdown (`ChannelShouldQuiesceEvent`: close once the request in flight is answered) and
-/// half-closure (a client that closed its sending side still gets its answer).
+/// The rules live in two value types this handler drives and whose actions it performs:
+/// ``ClientConnectionStateMachine`` for the connection (requests pipelined behind one in flight are
+/// queued and reading stops until its answer has been written, so answers keep their order; read
+/// holds and their release; the idle timeout; graceful shutdown, `ChannelShouldQuiesceEvent`: close
+/// once the request in flight is answered; half-closure: a client that closed its sending side
+/// still gets its answers) and ``UpstreamExchangeStateMachine`` for each request to an upstream
+/// (buffering until connected, the stale-connection retry, 1xx relay, response timeouts, the paid
+/// hop's held body). The handler keeps the I/O: the in-flight objects, bytes, timers, connections.
 ///
 /// It is a duplex handler only to see `read` (outbound) events: holding them is how reading stops.
 ///
