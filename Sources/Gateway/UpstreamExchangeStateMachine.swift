@@ -147,7 +147,10 @@ package struct UpstreamExchangeStateMachine {
         self.mode = mode
         self.timeout = timeout
         self.request = requestEnded ? .ended : .streaming
-        self.safeToRetry = [.GET, .HEAD, .OPTIONS].contains(method)
+        switch method {
+        case .GET, .HEAD, .OPTIONS: self.safeToRetry = true
+        default: self.safeToRetry = false
+        }
         self.sentBody = hasBody
         self.headDeadline = now + timeout
         self.lastUpstreamActivity = now
