@@ -15,10 +15,14 @@ import X402
 /// - paid requests have their (bounded) body read, then run ``PaidRequestHandler`` in a task, whose
 ///   result is written back on the event loop.
 ///
-/// Requests pipelined behind one in flight are queued (and reading stops) until its answer has
-/// been written, so answers keep their order. The handler owns the idle timeout, graceful
-/// shutdown (`ChannelShouldQuiesceEvent`: close once the request in flight is answered) and
-/// half-closure (a client that closed its sending side still gets its answer).
+/// The rules live in two value types this handler drives and whose actions it performs:
+/// ``ClientConnectionStateMachine`` for the connection (requests pipelined behind one in flight are
+/// queued and reading stops until its answer has been written, so answers keep their order; read
+/// holds and their release; the idle timeout; graceful shutdown, `ChannelShouldQuiesceEvent`: close
+/// once the request in flight is answered; half-closure: a client that closed its sending side
+/// still gets its answers) and ``UpstreamExchangeStateMachine`` for each request to an upstream
+/// (buffering until connected, the stale-connection retry, 1xx relay, response timeouts, the paid
+/// hop's held body). The handler keeps the I/O: the in-flight objects, bytes, timers, connections.
 ///
 /// It is a duplex handler only to see `read` (outbound) events: holding them is how reading stops.
 ///
@@ -40,24 +44,13 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private let idleTimeout: TimeAmount
     /// The answer to an intercepted request, written when its (discarded) body has been read.
     private var pending: (answer: EncodedAnswer, requestID: String, close: Bool, http10: Bool)?
-    private var lastActive = NIODeadline.now()
+    /// The connection's rules: queueing, read holds, closing, the idle timeout.
+    private var state: ClientConnectionStateMachine
     private var idleCheck: Scheduled<Void>?
     /// The free request being proxied at the NIO level, if any.
     private var exchange: Exchange?
     /// The paid request in flight, if any.
     private var payment: PaidExchange?
-    /// Request parts that arrived while a request was in flight, handled in order after it.
-    private var queued = CircularBuffer<HTTPServerRequestPart>()
-    /// A `read` held back (upstream not writable, or requests queued).
-    private var readHeld = false
-    /// Graceful shutdown asked for while a request was in flight: close once it is answered.
-    private var quiescing = false
-    /// The client closed its sending side while a request was in flight: close after its answer.
-    private var inputClosedDeferred = false
-    /// A close is scheduled after the last write; nothing more is read or answered.
-    private var closing = false
-    /// `drainQueue` is running: a request it finishes does not start another drain (no recursion).
-    private var draining = false
     /// How the body of the response being written is framed.
     private var framing = HTTPWire.Framing.none
     /// The response-timeout check of the exchanges on this connection (see `scheduleExchangeTimer`).
@@ -66,9 +59,6 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var context: ChannelHandlerContext?
     /// The client's IP address as text, read once per connection.
     private var peer: String??
-    /// The request in flight asked for an upgrade NIO's decoder honours (it parses nothing after
-    /// it): nothing is read once that request has been read to its end.
-    private var lastRequestOnConnection = false
 
     init(box: SnapshotBox, logger: Logger, metrics: GatewayMetrics, paid: PaidRequestHandler, idleTimeout: Duration) {
         self.box = box
@@ -76,25 +66,17 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.metrics = metrics
         self.paid = paid
         self.idleTimeout = .milliseconds(idleTimeout.wholeMilliseconds)
-    }
-
-    private var busy: Bool { pending != nil || exchange != nil || payment != nil }
-
-    /// The request in flight has been read and waits on the upstream or the facilitator, not on the
-    /// client: the idle timeout does not apply (a client that stops sending mid-request is idle).
-    private var waitingOnServer: Bool {
-        if let exchange, exchange.requestEnded { return true }
-        if let payment, payment.requestEnded { return true }
-        return false
+        self.state = ClientConnectionStateMachine(now: .now(), idleTimeout: self.idleTimeout)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        if context.channel.isActive { scheduleIdleCheck(context, at: .now() + idleTimeout) }
+        state = ClientConnectionStateMachine(now: context.eventLoop.now, idleTimeout: idleTimeout)
+        if context.channel.isActive { scheduleIdleCheck(context, at: context.eventLoop.now + idleTimeout) }
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        scheduleIdleCheck(context, at: .now() + idleTimeout)
+        scheduleIdleCheck(context, at: context.eventLoop.now + idleTimeout)
         context.fireChannelActive()
     }
 
@@ -119,95 +101,62 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
             payment.gone.set()
             metrics.requestEnded()
         }
-        queued.removeAll()
+        state.closeNow()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        lastActive = .now()
-        if closing { return }
-        let part = unwrapInboundIn(data)
-        if !queued.isEmpty {
-            queued.append(part)
-            return
-        }
-        handle(part, context: context)
+        perform(state.channelRead(unwrapInboundIn(data), now: context.eventLoop.now), context: context)
     }
 
-    private func handle(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
-        switch part {
-        case .head(let head):
-            if busy {
-                queued.append(part)
-                return
-            }
+    /// Performs what the state machine decided for a request part (read now or taken from the queue).
+    private func perform(_ action: ClientConnectionStateMachine.ReadAction, context: ChannelHandlerContext) {
+        switch action {
+        case .start(let head):
             start(head, context: context)
         case .body(let body):
             if let exchange {
-                if exchange.requestEnded { queued.append(part) } else { requestBody(body, exchange) }
+                requestBody(body, exchange)
             } else if let payment {
-                if payment.requestEnded { queued.append(part) } else { paymentBody(body, payment, context: context) }
+                paymentBody(body, payment, context: context)
             }
             // Otherwise the body of a request answered by the gateway itself: discarded.
         case .end:
             if let exchange {
-                if exchange.requestEnded { queued.append(part) } else { requestEnd(exchange) }
+                requestEnd(exchange)
             } else if let payment {
-                if payment.requestEnded { queued.append(part) } else { paymentEnd(payment, context: context) }
+                paymentEnd(payment, context: context)
             } else if let (answer, requestID, close, http10) = pending {
                 pending = nil
                 write(answer, requestID: requestID, close: close, http10: http10, context: context)
-                requestFinished(context: context)
+                answerCompleted()
             }
+        case .endFinished:
+            // Read to its end after its answer: nothing of it is left.
+            requestFinished(context: context)
+        case .none:
+            break
         }
     }
 
     func read(context: ChannelHandlerContext) {
-        if mustHoldReads {
-            readHeld = true
-            return
-        }
-        context.read()
-    }
-
-    /// Reads stop while requests are queued, while the upstream cannot take more request body, and
-    /// (between request bodies) while the client is not reading its answers.
-    private var mustHoldReads: Bool {
-        if closing { return true }
-        if lastRequestOnConnection, !readingRequest { return true }
-        if !queued.isEmpty { return true }
-        guard let exchange, !exchange.requestEnded, !exchange.responseDone else {
-            let readingBody = pending != nil || payment.map { !$0.requestEnded } ?? false
-            return !readingBody && context.map { !$0.channel.isWritable } ?? false
-        }
-        guard let connection = exchange.connection else { return true }
-        return !connection.isWritable
-    }
-
-    /// The request in flight is still being read from the client.
-    private var readingRequest: Bool {
-        if let exchange { return !exchange.requestEnded }
-        if let payment { return !payment.requestEnded }
-        return pending != nil
-    }
-
-    private func resumeReadsIfHeld() {
-        guard readHeld, !mustHoldReads, let context else { return }
-        readHeld = false
-        context.read()
+        if state.read() { context.read() }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if let exchange, exchange.paused, context.channel.isWritable {
-            exchange.paused = false
-            exchange.connection?.read()
-        }
-        resumeReadsIfHeld()
+        let writable = context.channel.isWritable
+        if writable, let exchange, exchange.state.clientWritable() { exchange.connection?.read() }
+        if state.writabilityChanged(isWritable: writable, now: context.eventLoop.now) { context.read() }
         context.fireChannelWritabilityChanged()
+    }
+
+    /// The upstream connection the request body goes to became ready (connected, writable) or not.
+    private func bodySinkChanged(ready: Bool) {
+        if state.bodySinkChanged(ready: ready) { context?.read() }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent {
-            if busy || !queued.isEmpty { quiescing = true } else { context.close(promise: nil) }
+            if state.quiesce() { context.close(promise: nil) }
             return
         }
         if let event = event as? ChannelEvent, event == .inputClosed {
@@ -215,15 +164,16 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // not settled, though: TCP cannot tell a half-close from a client that left, and a
             // client that left must not be charged (nginx treats this end of input as an abort too).
             payment?.gone.set()
-            if busy || !queued.isEmpty { inputClosedDeferred = true } else { context.close(promise: nil) }
+            if state.inputClosed() { context.close(promise: nil) }
             return
         }
         context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if error is HTTPParserError, !closing, queued.isEmpty { abandonRequestBeingRead() }
-        if let error = error as? HTTPParserError, !busy, !closing {
+        if error is HTTPParserError, !state.closing, state.queuedParts == 0 { abandonRequestBeingRead() }
+        // (Not on a connection already gone: the decoder reports a request cut short by the close.)
+        if let error = error as? HTTPParserError, state.phase == .idle, !state.closing, context.channel.isActive {
             // A request the decoder cannot read: answer it, then close (the decoder stops here).
             let tooLarge = error == .headerOverflow
             let answer = box.snapshot.responses.error(
@@ -233,6 +183,7 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
             write(answer.encoded(), requestID: RequestID.next(), close: true, http10: false, context: context)
             return
         }
+        state.closeNow()
         context.close(promise: nil)
     }
 
@@ -245,10 +196,13 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.payment = nil
             payment.gone.set()
             metrics.requestEnded()
-        } else if let exchange, exchange.hop == nil, !exchange.requestEnded, !exchange.responseStarted {
+        } else if let exchange, exchange.hop == nil, !exchange.state.requestEnded, !exchange.state.responseStarted {
             exchange.counters.record(.badRequest)
             abortExchange()  // the upstream got part of a body: its connection is closed
+        } else {
+            return
         }
+        state.requestAbandoned()
     }
 
     /// Answers the request, or starts proxying it, or starts its payment.
@@ -263,7 +217,7 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // Served over HTTP/1.1, the last request on this connection.
             head.headers.remove(name: "http2-settings")
             head.headers.replaceOrAdd(name: "connection", value: "close")
-            lastRequestOnConnection = true
+            state.lastRequestOnConnection()
         }
         let close = !head.isKeepAlive
         let http10 = head.version.major == 1 && head.version.minor == 0
@@ -286,7 +240,8 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             if expectsContinue { writeContinue(context: context) }
             startExchange(head, path: path, upstream: upstream.config, connections: upstream.connections, counters: counters,
-                          snapshot: snapshot, requestID: requestID, remoteAddress: remoteAddress, pass: pass, context: context)
+                          snapshot: snapshot, requestID: requestID, remoteAddress: remoteAddress, continueSent: expectsContinue,
+                          pass: pass, context: context)
         case .pay(let p):
             startPayment(head, p, snapshot: snapshot, requestID: requestID, remoteAddress: remoteAddress, context: context)
             if expectsContinue, let payment, !payment.answeredEarly { writeContinue(context: context) }
@@ -375,44 +330,41 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// The response is written to the end: flush, and close the connection after it when asked.
     private func endResponse(close: Bool, context: ChannelHandlerContext) {
-        lastActive = .now()
+        state.responseEnded(close: close, now: context.eventLoop.now)
         guard close else {
             context.flush()
             return
         }
-        closing = true
-        queued.removeAll()
+        // Closing now would drop what is still queued for the socket; the idle timer closes a
+        // connection whose last write never completes (a client that stopped reading).
         context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).assumeIsolated()
             .whenComplete { _ in context.close(promise: nil) }
     }
 
-    /// Whether the response about to be written should end the connection: asked for, draining,
-    /// or the last answer a half-closed client waits for (it has sent all it will: reads are only
-    /// held while requests are queued, so its end of input was seen after everything it sent).
-    private func closeAfter(_ requested: Bool) -> Bool { requested || quiescing || (inputClosedDeferred && queued.isEmpty) }
+    /// Whether the response about to be written should end the connection (see
+    /// ``ClientConnectionStateMachine/closesAfterAnswer(requested:)``).
+    private func closeAfter(_ requested: Bool) -> Bool { state.closesAfterAnswer(requested: requested) }
 
-    /// The request in flight is answered and read to the end: handle what was queued behind it.
-    private func requestFinished(context: ChannelHandlerContext) {
-        lastActive = .now()
-        if closing || draining { return }
-        draining = true
-        drainQueue(context: context)
-        draining = false
-        if closing { return }
-        resumeReadsIfHeld()
-        if (inputClosedDeferred || quiescing) && !busy && queued.isEmpty {
-            closing = true
-            context.close(promise: nil)
+    /// The answer to the request in flight is complete (its object, exchange or payment, is gone):
+    /// once the request has been read to its end too, what was queued behind it is handled.
+    private func answerCompleted() {
+        guard let context else { return }
+        switch state.answerCompleted(now: context.eventLoop.now) {
+        case .finished: requestFinished(context: context)
+        case .read: context.read()
+        case .none: break
         }
     }
 
-    /// Handles the requests that arrived during the one in flight, until one is in flight again.
-    private func drainQueue(context: ChannelHandlerContext) {
-        while let part = queued.first {
-            if case .head = part, busy { return }
-            queued.removeFirst()
-            handle(part, context: context)
-            if closing { return }
+    /// The request in flight is answered and read to the end: handle what was queued behind it,
+    /// one request at a time (a request answered at once does not recurse into another drain).
+    private func requestFinished(context: ChannelHandlerContext) {
+        guard state.requestFinished() else { return }
+        while let action = state.nextQueuedPart() { perform(action, context: context) }
+        switch state.queueDrained() {
+        case .read: context.read()
+        case .close: context.close(promise: nil)
+        case .none: break
         }
     }
 
@@ -420,11 +372,9 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard idleCheck == nil else { return }
         idleCheck = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(deadline: deadline) {
             self.idleCheck = nil
-            let due = self.lastActive + self.idleTimeout
-            if self.waitingOnServer || due > .now() {
-                self.scheduleIdleCheck(context, at: max(due, .now() + .milliseconds(100)))
-            } else {
-                context.close(promise: nil)
+            switch self.state.idleTimerFired(now: context.eventLoop.now) {
+            case .rearm(let deadline): self.scheduleIdleCheck(context, at: deadline)
+            case .close: context.close(promise: nil)
             }
         }
     }
@@ -479,7 +429,7 @@ extension GatewayHandler {
             forwarding: Routing.forwardingInfo(head, peer: remoteAddress, snapshot: snapshot, requestID: requestID))
         self.payment = payment
         // Started after the client's end of input (it was queued): the client may be gone already.
-        if inputClosedDeferred { payment.gone.set() }
+        if state.clientInputClosed { payment.gone.set() }
         // Priced routes take a bounded request body, held so that nothing half-forwarded can be charged.
         if let length = head.headers.first(name: "content-length").flatMap(Int.init),
            length > snapshot.config.limits.maxPaidRequestBodyBytes {
@@ -590,14 +540,14 @@ extension GatewayHandler {
             // left to say the body is incomplete.
             logger.warning("upstream failed mid-response", metadata: ["request.id": "\(payment.requestID)"])
             payment.hop = nil
-            closing = true
+            state.closeNow()
             finishPayment(payment)
             context.flush()
             context.close(promise: nil)
             return
         }
         // The rest comes through the exchange, which finishes the payment at its end.
-        hop.relaying = true
+        exchange.state.startRelaying()
         context.flush()
         if framing == .untilClose { exchange.closeClient = true }
         exchange.closeClient = exchange.closeClient || payment.closeClient
@@ -608,8 +558,7 @@ extension GatewayHandler {
         guard self.payment === payment else { return }
         self.payment = nil
         metrics.requestEnded()
-        guard let context else { return }
-        requestFinished(context: context)
+        answerCompleted()
     }
 }
 
@@ -617,7 +566,8 @@ extension GatewayHandler {
 
 extension GatewayHandler: UpstreamExchangeDelegate {
     /// One request to a plain-`http` upstream over a pooled connection on this loop: a free request
-    /// relayed as it comes, or a paid request's hop (`hop`), whose response waits for the flow.
+    /// relayed as it comes, or a paid request's hop (`hop`), whose response waits for the flow. Its
+    /// rules are ``UpstreamExchangeStateMachine``; this object holds the I/O side.
     final class Exchange {
         let requestID: String
         let isHead: Bool
@@ -627,38 +577,21 @@ extension GatewayHandler: UpstreamExchangeDelegate {
         let upstream: UpstreamConfig
         let connections: UpstreamConnections
         let started = ContinuousClock.now
-        let timeout: TimeAmount
+        var state: UpstreamExchangeStateMachine
         var connection: UpstreamConnection?
         /// The request head as sent upstream (kept for one retry on a stale pooled connection).
         var requestHead: HTTPRequestHead?
-        /// The connection came from the pool (the upstream may have closed it as we reused it).
-        var reusedConnection = false
-        /// Request body bytes went upstream: the request cannot be sent again.
-        var sentBody = false
-        var retried = false
         /// Parts waiting for the connection to be established.
         var buffered: [HTTPClientRequestPart] = []
-        /// The client's request `.end` has been read.
-        var requestEnded = false
-        /// The request `.end` has been written upstream.
-        var requestSent = false
-        /// The response head has been written to the client.
-        var responseStarted = false
-        /// The answer (upstream response or the gateway's error) has been written to the end.
-        var responseDone = false
-        /// Upstream reads stopped because the client connection is not writable.
-        var paused = false
-        var upstreamKeepAlive = true
-        var lastUpstreamActivity = NIODeadline.now()
-        /// The response head is due by then.
-        var headDeadline = NIODeadline.now()
+        /// A `100 Continue` went to the client already (the gateway's own): the upstream's is not repeated.
+        var continueSent = false
         /// Set when this is a paid request's hop to the upstream.
         var hop: Hop?
         /// Set when a pass opened this request on a priced route: its answer is marked private.
         var pass: Decision.PassAccess?
 
         init(requestID: String, head: HTTPRequestHead, counters: RouteMetrics, upstream: UpstreamConfig,
-             connections: UpstreamConnections) {
+             connections: UpstreamConnections, mode: UpstreamExchangeStateMachine.Mode, hasBody: Bool, now: NIODeadline) {
             self.requestID = requestID
             self.isHead = head.method == .HEAD
             self.closeClient = !head.isKeepAlive
@@ -666,17 +599,21 @@ extension GatewayHandler: UpstreamExchangeDelegate {
             self.counters = counters
             self.upstream = upstream
             self.connections = connections
-            self.timeout = .milliseconds(upstream.timeout.wholeMilliseconds)
+            self.state = UpstreamExchangeStateMachine(
+                mode: mode, method: head.method, requestEnded: mode == .paidHop, hasBody: hasBody,
+                timeout: .milliseconds(upstream.timeout.wholeMilliseconds), now: now)
         }
     }
 
     private func startExchange(
         _ head: HTTPRequestHead, path: CanonicalPath, upstream: UpstreamConfig, connections: UpstreamConnections,
-        counters: RouteMetrics, snapshot: GatewaySnapshot, requestID: String, remoteAddress: String?,
+        counters: RouteMetrics, snapshot: GatewaySnapshot, requestID: String, remoteAddress: String?, continueSent: Bool,
         pass: Decision.PassAccess? = nil, context: ChannelHandlerContext
     ) {
         metrics.requestStarted()
-        let exchange = Exchange(requestID: requestID, head: head, counters: counters, upstream: upstream, connections: connections)
+        let exchange = Exchange(requestID: requestID, head: head, counters: counters, upstream: upstream, connections: connections,
+                                mode: .free, hasBody: false, now: context.eventLoop.now)
+        exchange.continueSent = continueSent
         var forwarding = Routing.forwardingInfo(head, peer: remoteAddress, snapshot: snapshot, requestID: requestID)
         if let pass {
             // As for a paid request: the verified payer, and the mark of a pass request (its expiry).
@@ -702,23 +639,22 @@ extension GatewayHandler: UpstreamExchangeDelegate {
         self.exchange = exchange
         exchange.buffered = [.head(requestHead)] + body
         exchange.requestHead = requestHead
-        exchange.headDeadline = .now() + exchange.timeout
-        if exchangeTimer == nil || exchangeTimerDeadline > exchange.headDeadline {
+        if exchangeTimer == nil || exchangeTimerDeadline > exchange.state.headDeadline {
             exchangeTimer?.cancel()
-            scheduleExchangeTimer(context: context, at: exchange.headDeadline)
+            scheduleExchangeTimer(context: context, at: exchange.state.headDeadline)
         }
 
         if let connection = exchange.connections.acquire(on: context.eventLoop) {
-            exchange.reusedConnection = true
-            attach(connection, to: exchange)
+            attach(connection, to: exchange, reused: true)
             return
         }
         connectFresh(exchange, context: context)
     }
 
     private func connectFresh(_ exchange: Exchange, context: ChannelHandlerContext) {
+        bodySinkChanged(ready: false)  // the request body waits for the connection
         exchange.connections.connect(on: context.eventLoop).assumeIsolated().whenComplete { result in
-            guard self.exchange === exchange, !exchange.responseDone else {
+            guard self.exchange === exchange, !exchange.state.isOver else {
                 // The exchange ended (client gone, timeout) while connecting.
                 if case .success(let channel) = result { channel.close(promise: nil) }
                 return
@@ -730,68 +666,77 @@ extension GatewayHandler: UpstreamExchangeDelegate {
                     self.upstreamFailed(nil)
                     return
                 }
-                self.attach(connection, to: exchange)
+                self.attach(connection, to: exchange, reused: false)
             case .failure(let error):
                 self.upstreamFailed(error)
             }
         }
     }
 
-    private func attach(_ connection: UpstreamConnection, to exchange: Exchange) {
+    private func attach(_ connection: UpstreamConnection, to exchange: Exchange, reused: Bool) {
         exchange.connection = connection
+        exchange.state.connectionAttached(reused: reused)
         connection.delegate = self
-        for part in exchange.buffered {
-            connection.write(part)
-            if case .end = part { exchange.requestSent = true }
-        }
+        for part in exchange.buffered { connection.write(part) }
         exchange.buffered = []
         connection.flush()
         connection.read()
-        resumeReadsIfHeld()
+        bodySinkChanged(ready: connection.isWritable)
     }
 
     private func requestBody(_ body: ByteBuffer, _ exchange: Exchange) {
-        if exchange.responseDone { return }  // answered early: the rest of the body is discarded
-        exchange.sentBody = true
-        if let connection = exchange.connection {
-            connection.write(.body(.byteBuffer(body)))
-            connection.flush()
-        } else {
+        switch exchange.state.requestBodyPart() {
+        case .write:
+            exchange.connection?.write(.body(.byteBuffer(body)))
+            exchange.connection?.flush()
+        case .buffer:
             exchange.buffered.append(.body(.byteBuffer(body)))
+        case .drop:
+            break  // answered early: the rest of the body is discarded
         }
     }
 
     private func requestEnd(_ exchange: Exchange) {
-        exchange.requestEnded = true
-        if exchange.responseDone {
-            finishExchange(exchange)
-            return
-        }
-        // The response is due `timeout` after the request is complete, not after a slow upload began.
-        if !exchange.responseStarted { exchange.headDeadline = .now() + exchange.timeout }
-        if let connection = exchange.connection {
-            connection.write(.end(nil))
-            connection.flush()
-            exchange.requestSent = true
-        } else {
+        switch exchange.state.requestEnd(now: context?.eventLoop.now ?? .now()) {
+        case .write:
+            exchange.connection?.write(.end(nil))
+            exchange.connection?.flush()
+        case .buffer:
             exchange.buffered.append(.end(nil))
+        case .drop:
+            break
         }
     }
 
     func upstreamResponseHead(_ head: HTTPResponseHead) {
-        guard let exchange, let context, !exchange.responseDone else { return }
-        if head.status == .switchingProtocols {
+        guard let exchange, let context else { return }
+        let action = exchange.state.responseHead(
+            status: head.status, keepAlive: head.isKeepAlive, clientSpeaksHTTP11: !exchange.http10, now: context.eventLoop.now)
+        switch action {
+        case .ignore, .dropInterim:
+            return
+        case .relayInterim:
+            // `100 Continue` once: the gateway may have sent its own to the client already.
+            if head.status == .continue {
+                if exchange.continueSent { return }
+                exchange.continueSent = true
+            }
+            var buffer = context.channel.allocator.buffer(capacity: 256)
+            HTTPWire.writeInterimHead(status: head.status, upstream: ReverseProxy.withoutGatewayOwnedResponseFields(head.headers),
+                                      into: &buffer)
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+            return
+        case .failUnexpectedUpgrade:
             // Never asked for (`Upgrade` is not forwarded). The connection's decoder has stopped: it
             // is closed, never pooled, and the client gets a 502.
             failBeforeHead(exchange, timedOut: false, why: "the upstream switched protocols (101) unasked", context: context)
             return
+        case .deliver:
+            break
         }
         // The receipt and the challenge are the gateway's: an upstream's copies never reach the client.
         var head = head
         head.headers = ReverseProxy.withoutGatewayOwnedResponseFields(head.headers)
-        exchange.lastUpstreamActivity = .now()
-        exchange.responseStarted = true
-        exchange.upstreamKeepAlive = head.isKeepAlive
         metrics.upstreamResponse(exchange.upstream.name, duration: ContinuousClock.now - exchange.started)
         if let hop = exchange.hop {
             let promise = hop.head
@@ -816,28 +761,26 @@ extension GatewayHandler: UpstreamExchangeDelegate {
     }
 
     func upstreamResponseBody(_ body: ByteBuffer) {
-        guard let exchange, let context, exchange.responseStarted, !exchange.responseDone else { return }
-        exchange.lastUpstreamActivity = .now()
-        if let hop = exchange.hop, !hop.relaying {
-            hold(body, hop, exchange)
-            return
+        guard let exchange, let context else { return }
+        switch exchange.state.responseBodyPart(now: context.eventLoop.now) {
+        case .relay: _ = writeBody(body, context: context)
+        case .hold: if let hop = exchange.hop { hold(body, hop, exchange) }
+        case .ignore: break
         }
-        _ = writeBody(body, context: context)
     }
 
     func upstreamResponseEnd() {
-        guard let exchange, let context, exchange.responseStarted, !exchange.responseDone else { return }
-        exchange.responseDone = true
+        guard let exchange, let context, case .finish(let reuse) = exchange.state.responseEnd() else { return }
         if let connection = exchange.connection {
             exchange.connection = nil
             connection.delegate = nil
-            if exchange.requestSent && exchange.upstreamKeepAlive {
+            if reuse {
                 exchange.connections.release(connection)
             } else {
                 connection.close()
             }
         }
-        if let hop = exchange.hop, !hop.relaying {
+        if let hop = exchange.hop, !exchange.state.relaying {
             hop.ended = true
             self.exchange = nil
             if let (_, promise) = hop.collect {
@@ -848,72 +791,73 @@ extension GatewayHandler: UpstreamExchangeDelegate {
             return
         }
         endRelayedBody(close: closeAfter(exchange.closeClient), context: context)
-        if exchange.requestEnded { finishExchange(exchange) }
+        finishExchange(exchange)
     }
 
     func upstreamReadComplete() {
-        guard let exchange, let context, !exchange.responseDone else { return }
-        if let hop = exchange.hop, !hop.relaying {
+        guard let exchange, let context else { return }
+        let holdingMore = exchange.hop.map { $0.collect != nil || ($0.body?.readableBytes ?? 0) < Hop.holdLimit } ?? false
+        switch exchange.state.readComplete(clientWritable: context.channel.isWritable, holdingMore: holdingMore) {
+        case .flushAndRead:
+            context.flush()
+            exchange.connection?.read()
+        case .flushAndPause:
+            context.flush()
+        case .read:
             // Read on while the flow collects, or while what is held is small; else the flow's
             // decision (collect or relay) resumes reading.
-            if hop.collect != nil || (hop.body?.readableBytes ?? 0) < Hop.holdLimit { exchange.connection?.read() }
-            return
-        }
-        context.flush()
-        if context.channel.isWritable {
             exchange.connection?.read()
-        } else {
-            exchange.paused = true
+        case .none:
+            break
         }
     }
 
     func upstreamWritabilityChanged() {
-        resumeReadsIfHeld()
+        guard let exchange, let connection = exchange.connection else { return }
+        bodySinkChanged(ready: connection.isWritable)
     }
 
     func upstreamFailed(_ error: (any Error)?) {
-        guard let exchange, let context, !exchange.responseDone else { return }
+        guard let exchange, let context else { return }
+        let timedOut = (error as? ChannelError).map { if case .connectTimeout = $0 { true } else { false } } ?? false
+        let action = exchange.state.connectionFailed(connectTimedOut: timedOut)
+        if case .ignore = action { return }
         exchange.connection?.close()
         exchange.connection = nil
-        if let hop = exchange.hop, !hop.relaying, exchange.responseStarted {
-            // After the head, before the flow's decision: the flow learns it when it asks for the body.
-            exchange.responseDone = true
-            self.exchange = nil
-            let failure = ReverseProxy.Failure.unavailable("upstream failed mid-response: \(error.map { "\($0)" } ?? "closed")")
-            hop.failure = failure
-            if let (_, promise) = hop.collect {
-                hop.collect = nil
-                promise.fail(failure)
-            }
+        switch action {
+        case .ignore:
             return
-        }
-        if exchange.responseStarted {
+        case .failAfterHead:
+            if let hop = exchange.hop, !exchange.state.relaying {
+                // Before the flow's decision: the flow learns it when it asks for the body.
+                self.exchange = nil
+                let failure = ReverseProxy.Failure.unavailable("upstream failed mid-response: \(error.map { "\($0)" } ?? "closed")")
+                hop.failure = failure
+                if let (_, promise) = hop.collect {
+                    hop.collect = nil
+                    promise.fail(failure)
+                }
+                return
+            }
             // The head is out: the only honest way left to say the body is incomplete.
             logger.warning("upstream failed mid-response", metadata: [
                 "request.id": "\(exchange.requestID)", "x402.upstream": "\(exchange.upstream.name)", "error": "\(error.map { "\($0)" } ?? "closed")"])
-            exchange.responseDone = true
-            closing = true
+            state.closeNow()
             context.close(promise: nil)
-            return
-        }
-        // A pooled connection the upstream closed just as it was reused: send a safe request
-        // (GET, HEAD, OPTIONS, no body) once more on a fresh connection. Other requests are not
-        // replayed: the upstream may have acted on them (RFC 9110 §9.2.2).
-        if exchange.reusedConnection, !exchange.retried, !exchange.sentBody, let head = exchange.requestHead,
-           [.GET, .HEAD, .OPTIONS].contains(head.method) {
-            exchange.retried = true
-            exchange.reusedConnection = false
-            exchange.requestSent = false
-            exchange.buffered = [.head(head)] + (exchange.requestEnded ? [.end(nil)] : [])
+        case .retry(let withEnd):
+            // A pooled connection the upstream closed just as it was reused: a safe request (GET,
+            // HEAD, OPTIONS, no body) is sent once more on a fresh connection. Other requests are
+            // not replayed: the upstream may have acted on them (RFC 9110 §9.2.2).
+            guard let head = exchange.requestHead else { return }
+            exchange.buffered = [.head(head)] + (withEnd ? [.end(nil)] : [])
             connectFresh(exchange, context: context)
-            return
+        case .failBeforeHead(let timedOut):
+            failBeforeHead(exchange, timedOut: timedOut, why: error.map { "\($0)" } ?? "connection closed", context: context)
         }
-        let timedOut = (error as? ChannelError).map { if case .connectTimeout = $0 { true } else { false } } ?? false
-        failBeforeHead(exchange, timedOut: timedOut, why: error.map { "\($0)" } ?? "connection closed", context: context)
     }
 
     private func failBeforeHead(_ exchange: Exchange, timedOut: Bool, why: String, context: ChannelHandlerContext) {
-        exchange.responseDone = true
+        exchange.state.abandon()
         if let connection = exchange.connection {
             exchange.connection = nil
             connection.close()
@@ -941,7 +885,7 @@ extension GatewayHandler: UpstreamExchangeDelegate {
             answer = responses.error(.badGateway, code: "upstream_unavailable", message: "the upstream could not be reached", head: exchange.isHead)
         }
         write(answer.encoded(), requestID: exchange.requestID, close: exchange.closeClient, http10: exchange.http10, context: context)
-        if exchange.requestEnded { finishExchange(exchange) }
+        finishExchange(exchange)
     }
 
     /// Response timeout: no head within `upstream.timeout` of the request's end answers 504 (an upload
@@ -953,29 +897,18 @@ extension GatewayHandler: UpstreamExchangeDelegate {
         exchangeTimerDeadline = deadline
         exchangeTimer = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(deadline: deadline) {
             self.exchangeTimer = nil
-            guard let exchange = self.exchange, !exchange.responseDone else { return }
-            let now = NIODeadline.now()
-            if !exchange.responseStarted {
-                if !exchange.requestEnded {
-                    // Still uploading (paced by the upstream's reading, or by a slow client, whom the
-                    // idle timeout ends): the head is due `timeout` after the request's end.
-                    self.scheduleExchangeTimer(context: context, at: now + min(exchange.timeout, .seconds(1)))
-                    return
-                }
-                if exchange.headDeadline <= now {
-                    self.failBeforeHead(exchange, timedOut: true, why: "timeout", context: context)
-                } else {
-                    self.scheduleExchangeTimer(context: context, at: exchange.headDeadline)
-                }
+            guard let exchange = self.exchange else { return }
+            let decisionPending = exchange.hop.map { $0.collect == nil } ?? false
+            switch exchange.state.timerFired(now: context.eventLoop.now, decisionPending: decisionPending) {
+            case .none:
                 return
+            case .rearm(let deadline):
+                self.scheduleExchangeTimer(context: context, at: deadline)
+            case .timeoutBeforeHead:
+                self.failBeforeHead(exchange, timedOut: true, why: "timeout", context: context)
+            case .stalled:
+                self.upstreamFailed(ChannelError.inputClosed)
             }
-            let due = exchange.lastUpstreamActivity + exchange.timeout
-            let decisionPending = exchange.hop.map { !$0.relaying && $0.collect == nil } ?? false
-            if exchange.paused || decisionPending || due > now {
-                self.scheduleExchangeTimer(context: context, at: max(due, now + .milliseconds(100)))
-                return
-            }
-            self.upstreamFailed(ChannelError.inputClosed)
         }
     }
 
@@ -988,8 +921,7 @@ extension GatewayHandler: UpstreamExchangeDelegate {
             return
         }
         metrics.requestEnded()
-        guard let context else { return }
-        requestFinished(context: context)
+        answerCompleted()
     }
 
     /// The client went away: the upstream connection is closed, never reused.
@@ -997,7 +929,7 @@ extension GatewayHandler: UpstreamExchangeDelegate {
         guard let exchange else { return }
         self.exchange = nil
         if let hop = exchange.hop { hop.fail(.unavailable("the client connection is gone")) } else { metrics.requestEnded() }
-        exchange.responseDone = true
+        exchange.state.abandon()
         exchange.connection?.close()
         exchange.connection = nil
     }
@@ -1020,8 +952,6 @@ extension GatewayHandler {
         var ended = false
         /// The upstream failed after the head; a later `collect` fails with this.
         var failure: ReverseProxy.Failure?
-        /// The body is being relayed to the client: the exchange works as a free one from here.
-        var relaying = false
 
         init(payment: PaidExchange, head: EventLoopPromise<HTTPResponseHead>) {
             self.payment = payment
@@ -1045,7 +975,8 @@ extension GatewayHandler {
     ) -> EventLoopFuture<HTTPResponseHead>? {
         guard isCurrent(payment), let context, exchange == nil, payment.hop == nil else { return nil }
         let exchange = Exchange(requestID: payment.requestID, head: head, counters: payment.snapshot.routeMetrics[payment.decision.routeIndex],
-                                upstream: upstream.config, connections: upstream.connections)
+                                upstream: upstream.config, connections: upstream.connections, mode: .paidHop, hasBody: body != nil,
+                                now: context.eventLoop.now)
         let hop = Hop(payment: payment, head: context.eventLoop.makePromise())
         exchange.hop = hop
         payment.hop = hop
@@ -1057,8 +988,6 @@ extension GatewayHandler {
         }
         let requestHead = HTTPRequestHead(
             version: .http1_1, method: head.method, uri: upstream.config.basePath + path.pathAndQuery, headers: headers)
-        exchange.requestEnded = true
-        exchange.sentBody = body != nil
         let future = hop.head!.futureResult
         launch(exchange, requestHead, body: (body.map { [.body(.byteBuffer($0))] } ?? []) + [.end(nil)], context: context)
         return future
@@ -1099,7 +1028,7 @@ extension GatewayHandler {
         hop.body = nil
         if let exchange, exchange.hop === hop {
             self.exchange = nil
-            exchange.responseDone = true
+            exchange.state.abandon()
             exchange.connection?.close()
             exchange.connection = nil
         }

@@ -120,14 +120,8 @@ public final class GatewayServer: Service {
     private func serve(_ config: GatewayConfig) async throws {
         let group = MultiThreadedEventLoopGroup.singleton
         let quiesce = ServerQuiescingHelper(group: group)
-        let limits = {
-            var limits = NIOHTTPDecoderLimitConfiguration()
-            limits.maxHeaderFieldSize = config.limits.maxHeaderBytes
-            limits.maxHeaderListSize = config.limits.maxHeaderBytes
-            return limits
-        }()
-        let (box, logger, metrics, paid) = (self.box, self.logger, self.metrics, self.paid)
-        let idleTimeout = config.limits.idleTimeout
+        let makeHandlers = connectionHandlers(config)
+        let logger = self.logger
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -144,11 +138,7 @@ public final class GatewayServer: Service {
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
-                        ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
-                                                                limitConfiguration: limits)),
-                        GatewayHandler(box: box, logger: logger, metrics: metrics, paid: paid, idleTimeout: idleTimeout),
-                    ])
+                    try channel.pipeline.syncOperations.addHandlers(makeHandlers())
                 }
             }
             .bind(host: config.listen.host, port: config.listen.port).get()
@@ -170,6 +160,24 @@ public final class GatewayServer: Service {
             continuation.finish()
         }
         try? await channel.close()
+    }
+
+    /// The handlers of one client connection of the main listener: NIO's HTTP/1 request decoder
+    /// (header limits from `config`), then a ``GatewayHandler``. The same pipeline is built around
+    /// an `EmbeddedChannel` by the connection tests.
+    package func connectionHandlers(_ config: GatewayConfig) -> @Sendable () -> [any ChannelHandler] {
+        var limits = NIOHTTPDecoderLimitConfiguration()
+        limits.maxHeaderFieldSize = config.limits.maxHeaderBytes
+        limits.maxHeaderListSize = config.limits.maxHeaderBytes
+        let (box, logger, metrics, paid) = (self.box, self.logger, self.metrics, self.paid)
+        let idleTimeout = config.limits.idleTimeout
+        return { [limits] in
+            [
+                ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
+                                                        limitConfiguration: limits)),
+                GatewayHandler(box: box, logger: logger, metrics: metrics, paid: paid, idleTimeout: idleTimeout),
+            ]
+        }
     }
 
     /// Logs the bound address (`port` as its own field: tests and scripts read it from the JSON

@@ -106,6 +106,21 @@ enum HTTPWire {
         return framing
     }
 
+    /// An interim (1xx) answer relayed from the upstream (`100 Continue`, `103 Early Hints`): the
+    /// status line and the upstream's fields minus hop-by-hop and `Connection`-listed ones. No
+    /// framing: a 1xx has no body, and the final answer follows on the same connection.
+    static func writeInterimHead(status: HTTPResponseStatus, upstream: HTTPHeaders, into buffer: inout ByteBuffer) {
+        writeStatusLine(status, into: &buffer)
+        let listed = connectionListed(upstream)
+        for (name, value) in upstream {
+            if unrelayedResponseHeaders.contains(where: { nameEquals(name, $0) }) { continue }
+            if !listed.isEmpty, listed.contains(where: { nameEquals(name, $0) }) { continue }
+            if nameEquals(name, "content-length") { continue }
+            writeHeader(name, value, into: &buffer)
+        }
+        buffer.writeStaticString("\r\n")
+    }
+
     /// Names listed in `Connection` (lower-cased); they are hop-by-hop too.
     static func connectionListed(_ headers: HTTPHeaders) -> [String] {
         var names: [String] = []

@@ -79,7 +79,8 @@ final class UpstreamConnections: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([
                         HTTPRequestEncoder(),
-                        ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)),
+                        // Interim answers (1xx) are forwarded: the exchange relays them or drops them.
+                        ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .forward)),
                         UpstreamConnection(pool: pool),
                     ])
                 }

@@ -106,11 +106,11 @@ public enum RawHTTP {
         return nil
     }
 
-    /// HEAD answers and 204/304 have no body whatever their headers say; the raw requests here are
-    /// only ever HEAD when the request line says so, which the caller passes as `raw`.
+    /// HEAD answers, interim (1xx) answers and 204/304 have no body whatever their headers say; the
+    /// raw requests here are only ever HEAD when the request line says so, which the caller passes as `raw`.
     private static func isBodyless(_ head: [UInt8]) -> Bool {
         guard let status = headerLines(head).first?.split(separator: " ").dropFirst().first else { return false }
-        return status == "204" || status == "304"
+        return status == "204" || status == "304" || status.hasPrefix("1")
     }
 
     private static func findHeadEnd(_ bytes: [UInt8]) -> Int? {

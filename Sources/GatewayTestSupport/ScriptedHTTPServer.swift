@@ -30,6 +30,8 @@ public final class ScriptedHTTPServer: Sendable {
         case close
         /// Never answers (the connection stays open).
         case never
+        /// Interim answers (1xx: status and fields), written and flushed first, then `final`.
+        indirect case interim([(status: Int, headers: [(String, String)])], then: Reply)
 
         public var description: String {
             switch self {
@@ -37,6 +39,7 @@ public final class ScriptedHTTPServer: Sendable {
                 return "HTTP \(status) \(headers.map { "\($0.0): \($0.1)" }) + \(body.count) bytes"
             case .close: return "close"
             case .never: return "never answer"
+            case .interim(let heads, let final): return "\(heads.map(\.status)) then \(final)"
             }
         }
 
@@ -150,27 +153,37 @@ public final class ScriptedHTTPServer: Sendable {
                 let request = Request(
                     method: head.method.rawValue, uri: head.uri, headers: head.headers.map { ($0.name, $0.value) },
                     body: body, connection: connection, indexOnConnection: count)
-                switch owner.record(request) {
-                case .never:
-                    break
-                case .close:
-                    context.close(promise: nil)
-                case .respond(let status, let headers, let body):
-                    var fields = HTTPHeaders(headers)
-                    let chunked = fields["transfer-encoding"].contains { $0.lowercased() == "chunked" }
-                    if !chunked { fields.replaceOrAdd(name: "Content-Length", value: String(body.count)) }
-                    context.write(wrapOutboundOut(.head(HTTPResponseHead(
-                        version: .http1_1, status: .init(statusCode: status), headers: fields))), promise: nil)
-                    var offset = 0
-                    while offset < body.count {
-                        let end = min(offset + 65_536, body.count)
-                        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body[offset..<end])))), promise: nil)
-                        offset = end
-                    }
-                    let close = !head.isKeepAlive || fields["connection"].contains { $0.lowercased() == "close" }
-                    context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
-                        if close { context.close(promise: nil) }
-                    }
+                answer(owner.record(request), to: head, context: context)
+            }
+        }
+
+        private func answer(_ reply: Reply, to head: HTTPRequestHead, context: ChannelHandlerContext) {
+            switch reply {
+            case .interim(let heads, let final):
+                for (status, headers) in heads {
+                    context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(
+                        version: .http1_1, status: .init(statusCode: status), headers: HTTPHeaders(headers)))), promise: nil)
+                }
+                answer(final, to: head, context: context)
+            case .never:
+                break
+            case .close:
+                context.close(promise: nil)
+            case .respond(let status, let headers, let body):
+                var fields = HTTPHeaders(headers)
+                let chunked = fields["transfer-encoding"].contains { $0.lowercased() == "chunked" }
+                if !chunked { fields.replaceOrAdd(name: "Content-Length", value: String(body.count)) }
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(
+                    version: .http1_1, status: .init(statusCode: status), headers: fields))), promise: nil)
+                var offset = 0
+                while offset < body.count {
+                    let end = min(offset + 65_536, body.count)
+                    context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body[offset..<end])))), promise: nil)
+                    offset = end
+                }
+                let close = !head.isKeepAlive || fields["connection"].contains { $0.lowercased() == "close" }
+                context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+                    if close { context.close(promise: nil) }
                 }
             }
         }
