@@ -53,11 +53,11 @@ Fuzzer.run { bytes in
     let hostHeader = lines.popLast() ?? ""
 
     let canonical: CanonicalPath
-    do {
+    do throws(CanonicalPath.Rejection) {
         canonical = try CanonicalPath.parse(target: target)
     } catch {
         // Refused: the same target is refused again with the same reason.
-        do {
+        do throws(CanonicalPath.Rejection) {
             _ = try CanonicalPath.parse(target: target)
             require(false, "\(target) refused once (\(error)) and accepted the second time")
         } catch let again {

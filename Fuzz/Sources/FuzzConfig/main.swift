@@ -17,7 +17,7 @@ Fuzzer.run { bytes in
     let text = String(decoding: bytes, as: UTF8.self)
     guard !text.contains("caFile") else { return }
     let lineCount = text.split(separator: "\n", omittingEmptySubsequences: false).count
-    do {
+    do throws(ConfigErrors) {
         let config = try ConfigLoader.parse(yaml: text, file: "fuzz.yaml", environment: environment)
         let again = try? ConfigLoader.parse(yaml: text, file: "fuzz.yaml", environment: environment)
         require(again?.routes == config.routes, "the same text loaded twice gave different routes")

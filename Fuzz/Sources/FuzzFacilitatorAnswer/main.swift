@@ -13,7 +13,7 @@ import FuzzSupport
 
 func check<T: JSONNodeDecodable & Codable & Equatable>(_ type: T.Type, _ body: ByteBuffer, parsed: Bool) {
     let value: T
-    do {
+    do throws(FacilitatorFailure) {
         value = try HTTPFacilitatorClient.decode(body)
     } catch {
         require(error == .malformedResponse, "\(T.self): \(error)")
@@ -38,7 +38,8 @@ func check<T: JSONNodeDecodable & Codable & Equatable>(_ type: T.Type, _ body: B
         require(Array(compact.utf8) == encoded, "compactJSON \(compact) is not the encoder's \(String(decoding: encoded, as: UTF8.self))")
         let header = Base64.encode(Array(compact.utf8))
         do {
-            require(try HeaderCodec.decode(SettleResponse.self, from: header) == settlement, "PAYMENT-RESPONSE does not decode to the settlement")
+            let decoded = try HeaderCodec.decode(SettleResponse.self, from: header)
+            require(decoded == settlement, "PAYMENT-RESPONSE decodes to \(decoded), not the settlement")
         } catch {
             require(false, "PAYMENT-RESPONSE \(header) does not decode: \(error)")
         }

@@ -82,7 +82,7 @@ Fuzzer.run { bytes in
                                  body: ByteBuffer(string: "{}"), origin: origin, retryable: false,
                                  deadline: .now() + .seconds(5), promise: promise)
     var outcome: Result<HTTP1Response, any Error>?
-    promise.futureResult.whenComplete { outcome = $0 }
+    promise.futureResult.assumeIsolated().whenComplete { outcome = $0 }
     exchange.start()
     loop.run()
     var offset = 0

@@ -56,7 +56,7 @@ Fuzzer.run { bytes in
 
     guard let json = Base64.decode(header) else {
         for version in [1, 2] {
-            do {
+            do throws(RefusalReason) {
                 _ = try PresentedPayment.decode(header: header, headerVersion: version)
                 require(false, "\(header) is not base64 yet decodes as a payment")
             } catch {
@@ -70,7 +70,7 @@ Fuzzer.run { bytes in
     require(Base64.decode(reencoded) == json, "base64 \(reencoded) does not decode to its bytes")
 
     var root: JSONNode?
-    do {
+    do throws(JSONReaderError) {
         let node = try JSONReader.parse(json)
         let written = JSONNodeWriter.write(node)
         do {

@@ -45,7 +45,8 @@ func checkChallenge(_ input: inout FuzzInput) {
     let header = challenge.header(resourceURL: url, error: error)
     require(Base64.decode(header) == rendered, "PAYMENT-REQUIRED is not the base64 of the challenge")
     do {
-        require(try HeaderCodec.decode(PaymentRequired.self, from: header) == expected, "PAYMENT-REQUIRED decodes to another value")
+        let decoded = try HeaderCodec.decode(PaymentRequired.self, from: header)
+        require(decoded == expected, "PAYMENT-REQUIRED decodes to another value: \(decoded)")
     } catch {
         require(false, "PAYMENT-REQUIRED does not decode: \(error) \(show(rendered))")
     }
@@ -64,7 +65,8 @@ func checkChallenge(_ input: inout FuzzInput) {
     let encodedV1 = try! HeaderCodec.compactJSON(expectedV1)
     require(v1 == encodedV1, "v1 template \(show(v1)) differs from the encoder's \(show(encodedV1))")
     do {
-        require(try HeaderCodec.decode(PaymentRequiredV1.self, from: Base64.encode(v1)) == expectedV1, "v1 body decodes to another value")
+        let decoded = try HeaderCodec.decode(PaymentRequiredV1.self, from: Base64.encode(v1))
+        require(decoded == expectedV1, "v1 body decodes to another value: \(decoded)")
     } catch {
         require(false, "v1 body does not decode: \(error)")
     }
@@ -79,9 +81,10 @@ func checkReceipt(_ input: inout FuzzInput) {
     require(compact == encoded, "receipt \(show(compact)) differs from the encoder's \(show(encoded))")
     let header = Base64.encode(compact)
     do {
-        require(try HeaderCodec.decode(SettleResponse.self, from: header) == settlement, "PAYMENT-RESPONSE decodes to another value")
-        require(try SettleResponse(json: JSONReader.parse(Base64.decode(header)!)) == settlement,
-                "PAYMENT-RESPONSE reads back as another value")
+        let decoded = try HeaderCodec.decode(SettleResponse.self, from: header)
+        require(decoded == settlement, "PAYMENT-RESPONSE decodes to another value: \(decoded)")
+        let read = try SettleResponse(json: JSONReader.parse(Base64.decode(header)!))
+        require(read == settlement, "PAYMENT-RESPONSE reads back as another value: \(read)")
     } catch {
         require(false, "PAYMENT-RESPONSE \(show(compact)) does not decode: \(error)")
     }

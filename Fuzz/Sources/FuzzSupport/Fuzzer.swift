@@ -27,7 +27,7 @@ public enum Fuzzer {
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     guard let target = Fuzzer.target else {
-        fputs("fuzz target not registered: call Fuzzer.run from main.swift\n", stderr)
+        printToStandardError("fuzz target not registered: call Fuzzer.run from main.swift")
         abort()
     }
     target(size == 0 ? [] : Array(UnsafeBufferPointer(start: data, count: size)))
@@ -39,6 +39,12 @@ public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CI
 public func require(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String,
                     file: StaticString = #fileID, line: UInt = #line) {
     guard !condition() else { return }
-    fputs("PROPERTY FAILED at \(file):\(line): \(message())\n", stderr)
+    printToStandardError("PROPERTY FAILED at \(file):\(line): \(message())")
     abort()
+}
+
+/// Writes a line to standard error, unbuffered (the process may abort right after).
+func printToStandardError(_ text: String) {
+    var line = text + "\n"
+    line.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
 }

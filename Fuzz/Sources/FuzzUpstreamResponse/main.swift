@@ -12,7 +12,8 @@
 //   or neither (HEAD, 1xx, 204, 304, or an HTTP/1.0 client read until close), as the framing says;
 // - the gateway's receipt is the only `PAYMENT-RESPONSE`, with `Cache-Control: private, no-store`
 //   on a private paid answer;
-// and the connection handler reports every head's end or the failure once the connection closes.
+// and the connection handler passes on only statuses from 100 to 599 (another is a failure, 502),
+// and reports the connection's end or failure exactly once.
 @testable import Gateway
 import GatewayCore
 import NIOCore
@@ -130,6 +131,8 @@ Fuzzer.run { bytes in
     require(collector.ends <= collector.heads.count, "\(collector.heads.count) heads, \(collector.ends) ends")
 
     for head in collector.heads {
+        // Anything else is answered 502 and never relayed (the connection reports a failure).
+        require(ReverseProxy.isRelayableStatus(head.status.code), "status \(head.status.code) reached the exchange")
         // As `GatewayHandler` takes a head: the gateway's own fields go first.
         let headers = ReverseProxy.withoutGatewayOwnedResponseFields(head.headers)
         for (name, _) in headers { require(!ReverseProxy.isGatewayOwnedResponseField(name), "gateway-owned \(name) kept") }
