@@ -32,7 +32,7 @@ echo "   built in $(( $(date +%s) - build_start )) s"
 export SWIFT_BACKTRACE=enable=no
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1}
 
-report="$scratch/fuzz-report.txt"
+report="$scratch/fuzz-report-$(date +%Y%m%d-%H%M%S)-$$.txt"
 mkdir -p "$scratch"
 printf '%-22s %8s %12s %9s %8s  %s\n' target seconds executions exec/s corpus result | tee "$report"
 failed=0

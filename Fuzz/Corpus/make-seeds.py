@@ -12,7 +12,6 @@ issue 14 (Tests/GatewayCoreTests/CanonicalPathTests.swift).
 import base64
 import json
 import os
-import shutil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -55,9 +54,13 @@ def b64(data):
 
 
 def write(target, seeds):
+    # Only the seed-* files are this script's; found-* files are inputs that once broke a property
+    # (kept as regression seeds, see docs/reliability.md).
     folder = os.path.join(HERE, target)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder)
+    os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):
+        if name.startswith("seed-"):
+            os.remove(os.path.join(folder, name))
     for n, seed in enumerate(seeds):
         with open(os.path.join(folder, "seed-%02d" % n), "wb") as f:
             f.write(seed)
