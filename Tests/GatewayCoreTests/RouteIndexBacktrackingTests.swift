@@ -26,3 +26,23 @@ struct RouteIndexBacktrackingTests {
         #expect(table.matchIndex(method: "GET", path: path.dropLast() + "c", host: "") == 0 || !pattern.hasSuffix("c"))
     }
 }
+
+/// Found by fuzzing too (FuzzCanonicalPath, a 25 s timeout in its first-match scan):
+/// `RoutePattern.matches(path:)` backtracked the same way.
+@Suite("Route patterns: wildcards without backtracking blow-up")
+struct RoutePatternBacktrackingTests {
+    @Test("a pattern with several stars against a long path that it does not match answers in well under a second", arguments: [
+        ("/a/*/b/*/b/*/c", "/a/" + String(repeating: "b/", count: 150) + "x"),
+        ("/*a*a*a*a*c", "/" + String(repeating: "a", count: 60)),
+        ("/*/*/*/*/*.json", "/" + String(repeating: "x/", count: 200) + "y"),
+    ])
+    func boundedTime(pattern: String, path: String) throws {
+        let compiled = try RoutePattern(pattern)
+        let clock = ContinuousClock()
+        var matched = true
+        let elapsed = clock.measure { matched = compiled.matches(path: path) }
+        #expect(!matched)
+        #expect(elapsed < .seconds(1), "\(pattern) against \(path.count) bytes took \(elapsed)")
+        #expect(compiled.matches(path: String(path.dropLast()) + (pattern.hasSuffix("json") ? "y.json" : "c")))
+    }
+}
