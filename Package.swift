@@ -14,6 +14,13 @@ let package = Package(
     products: [
         .executable(name: "x402-gateway", targets: ["x402-gateway"]),
         .executable(name: "example-upstream", targets: ["ExampleUpstream"]),
+        // For the fuzz targets only (Fuzz/, a package of its own that depends on this one by path):
+        // nothing else uses these, and the normal build is the same with or without them.
+        .library(name: "X402", targets: ["X402"]),
+        .library(name: "X402Crypto", targets: ["X402Crypto"]),
+        .library(name: "GatewayCore", targets: ["GatewayCore"]),
+        .library(name: "X402Facilitator", targets: ["X402Facilitator"]),
+        .library(name: "Gateway", targets: ["Gateway"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),

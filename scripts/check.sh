@@ -55,3 +55,12 @@ unset X402_TEST_POSTGRES_URL X402_TEST_POSTGRES_DIR X402_REQUIRE_POSTGRES
 
 echo "== end-to-end: official x402 SDK client and facilitator, local EVM chain (Tests/e2e)"
 X402_GATEWAY_BIN="$(swift build "${SWIFT_FLAGS[@]}" --show-bin-path)/x402-gateway" bash scripts/e2e.sh
+
+# The libFuzzer targets (Fuzz/, docs/reliability.md), each for a short time from the committed seed
+# corpus: a separate sanitized build (.build-fuzz), about as long as the normal cold build.
+# X402_FUZZ_SECONDS sets the time per target (0 skips this step).
+fuzz_seconds=${X402_FUZZ_SECONDS:-20}
+if [ "$fuzz_seconds" != 0 ]; then
+  echo "== fuzzing: every target for $fuzz_seconds s (scripts/fuzz.sh)"
+  bash scripts/fuzz.sh "$fuzz_seconds"
+fi

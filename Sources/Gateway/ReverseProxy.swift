@@ -44,6 +44,13 @@ package enum ReverseProxy {
         gatewayOwnedResponseHeaders.contains { HTTPWire.nameEquals(name, $0) }
     }
 
+    /// Whether an upstream's status can be relayed: RFC 9110 §15 makes values outside 100–599
+    /// invalid (some servers use 600–999 internally; the HTTP/1 parser reads any three digits,
+    /// `000` included). The connection carrying another status is closed and the client gets 502.
+    package static func isRelayableStatus(_ code: UInt) -> Bool {
+        (100...599).contains(code)
+    }
+
     /// The upstream's response fields without the gateway-owned ones; the same list (no copy) when
     /// there are none, which is the usual case.
     package static func withoutGatewayOwnedResponseFields(_ headers: HTTPHeaders) -> HTTPHeaders {

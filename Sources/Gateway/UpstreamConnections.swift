@@ -129,6 +129,12 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
     private var idleTimeout = TimeAmount.seconds(60)
     private var isClosed = false
 
+    /// The upstream answered with a status outside 100–599 (see ``ReverseProxy/isRelayableStatus(_:)``).
+    struct InvalidStatus: Error, CustomStringConvertible {
+        let code: UInt
+        var description: String { "the upstream answered with status \(code), outside 100–599" }
+    }
+
     init(pool: UpstreamConnections) {
         self.pool = pool
     }
@@ -202,6 +208,11 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         switch part {
+        case .head(let head) where !ReverseProxy.isRelayableStatus(head.status.code):
+            // Not HTTP: never relayed, and the connection is not reused (502 to the client).
+            self.delegate = nil
+            close()
+            delegate.upstreamFailed(InvalidStatus(code: head.status.code))
         case .head(let head): delegate.upstreamResponseHead(head)
         case .body(let body): delegate.upstreamResponseBody(body)
         case .end: delegate.upstreamResponseEnd()

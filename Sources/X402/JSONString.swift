@@ -1,4 +1,5 @@
-/// JSON string literals, escaped the way the encoder does (control characters as `\u00XX`).
+/// JSON string literals, escaped the way Foundation's `JSONEncoder` does: `\"`, `\\`, `\n`, `\r`,
+/// `\t`, `\b`, `\f`, other control characters as `\u00XX`, everything else (`/`, DEL, U+2028) as it is.
 public enum JSONString {
     private static let hex: [Character] = Array("0123456789abcdef")
 
@@ -16,6 +17,8 @@ public enum JSONString {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
+            case "\u{08}": out += "\\b"
+            case "\u{0C}": out += "\\f"
             case _ where scalar.value < 0x20:
                 out += "\\u00"
                 out.append(hex[Int(scalar.value >> 4)])

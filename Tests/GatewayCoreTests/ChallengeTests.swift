@@ -28,6 +28,21 @@ struct ChallengeTests {
         #expect(bytes == direct)
     }
 
+    /// Found by fuzzing (FuzzRoundTrip): the templates' holes were escaped unlike the encoder.
+    @Test("a description, URL and error with a backspace or form feed still render byte for byte as the encoder writes them")
+    func controlCharactersInHoles() throws {
+        var r = try route("GET /weather")
+        r.description = "temp\u{8}rature\u{C}"
+        let challenge = try #require(CompiledRoute(config: r).challenge)
+        let url = "https://h/\u{8}", error = "\u{C}refused\u{1}"
+        let bytes = challenge.paymentRequired(resourceURL: url, error: error)
+        let decoded = try JSONDecoder().decode(PaymentRequired.self, from: Data(bytes))
+        #expect(decoded.resource.description == r.description && decoded.resource.url == url && decoded.error == error)
+        #expect(bytes == (try HeaderCodec.compactJSON(decoded)))
+        let v1 = challenge.v1Body(resourceURL: url, error: error)
+        #expect(v1 == (try HeaderCodec.compactJSON(try JSONDecoder().decode(PaymentRequiredV1.self, from: Data(v1)))))
+    }
+
     @Test("the body is a v1 PaymentRequirementsResponse with v1 network names and per-offer resources")
     func v1Body() throws {
         let challenge = try #require(CompiledRoute(config: try route("GET /weather")).challenge)

@@ -373,6 +373,30 @@ struct CraftedRequestTests {
         await scripted.stop()
     }
 
+    /// Found by fuzzing (FuzzUpstreamResponse): an upstream `HTTP/1.1 000 …` (any three digits
+    /// parse) was relayed as `HTTP/1.1 0`, which clients cannot read; 600–999 went out as they came.
+    @Test("an upstream status outside 100–599: 502, and that connection never goes back to the pool", arguments: [999, 600])
+    func upstreamInvalidStatus(status: Int) async throws {
+        let scripted = try ScriptedHTTPServer { request in
+            request.uri.hasSuffix("/odd") ? .respond(status: status, body: Array("odd".utf8)) : .json(#"{"ok":true}"#)
+        }
+        let port = try await scripted.start()
+        let yaml = craftedYAML.replacingOccurrences(of: "{{UPSTREAM}}", with: "http://127.0.0.1:\(port)")
+        do {
+            try await TestHarness.withPaidGateway(yaml: yaml) { gw, _ in
+                let responses = try await RawHTTP.exchange(
+                    port: gw.port,
+                    raw: "GET /free/odd HTTP/1.1\r\nHost: gateway.test\r\n\r\nGET /free/ok HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\n\r\n")
+                #expect(responses.map(\.status) == [502, 200])
+                #expect(scripted.connectionCount == 2)
+            }
+        } catch {
+            await scripted.stop()
+            throw error
+        }
+        await scripted.stop()
+    }
+
     static func expect101Refused(yaml: String, scripted: ScriptedHTTPServer) async throws {
         try await TestHarness.withPaidGateway(yaml: yaml) { gw, _ in
             // Both on one client connection: the pool is per event loop, so the second request
@@ -397,6 +421,13 @@ struct FieldRuleTests {
     ])
     func requestFields(name: String, forwarded: Bool) {
         #expect(ReverseProxy.forwardsRequestField(name, listed: ["x-listed"], payerHeader: "x-payment-payer") == forwarded)
+    }
+
+    @Test("an upstream status is relayed only inside 100–599", arguments: [
+        (0, false), (99, false), (100, true), (101, true), (200, true), (404, true), (599, true), (600, false), (999, false),
+    ])
+    func relayableStatus(code: UInt, relayed: Bool) {
+        #expect(ReverseProxy.isRelayableStatus(code) == relayed)
     }
 
     @Test("the gateway's receipt and challenge fields are dropped from an upstream head; other fields keep their order")

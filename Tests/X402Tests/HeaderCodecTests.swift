@@ -45,4 +45,29 @@ struct HeaderCodecTests {
         #expect(encoded == Data(bytes).base64EncodedString())
         #expect(Base64.decode(encoded) == bytes)
     }
+
+    struct Text: Codable { var s: String }
+
+    /// Found by fuzzing (FuzzFacilitatorAnswer, FuzzRoundTrip): `JSONString` wrote U+0008 and
+    /// U+000C as `\u0008` and `\u000c` where the encoder writes `\b` and `\f`, so a receipt or a
+    /// challenge carrying them was not the encoder's bytes, as both promise.
+    @Test("JSONString writes every control character, quote, backslash, slash, DEL and U+2028 as JSONEncoder does")
+    func quotedLikeTheEncoder() throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
+        var texts = (0..<0x20).map { String(UnicodeScalar(UInt8($0))) }
+        texts += ["\"", "\\", "/", "\u{7F}", "\u{2028}", "é", "a\u{8}b\u{C}c", ""]
+        for text in texts {
+            let encoded = String(decoding: try encoder.encode(Text(s: text)), as: UTF8.self)
+            #expect("{\"s\":" + JSONString.quoted(text) + "}" == encoded, "\(text.unicodeScalars.map(\.value))")
+        }
+    }
+
+    @Test("a receipt whose texts hold a backspace and a form feed is byte for byte the encoder's JSON")
+    func receiptWithBackspace() throws {
+        let settlement = SettleResponse(success: false, errorReason: "a\u{8}", errorMessage: "caf\u{E9} \"\\\u{8}\u{C}\u{2028}", payer: "\u{C}",
+                                        transaction: "", network: "eip155:84532", amount: "1000")
+        #expect(Array(settlement.compactJSON.utf8) == (try HeaderCodec.compactJSON(settlement)))
+        #expect(try HeaderCodec.decode(SettleResponse.self, from: Base64.encode(Array(settlement.compactJSON.utf8))) == settlement)
+    }
 }

@@ -90,11 +90,19 @@ struct PathTrie: Sendable {
     /// folded here when the trie is case-insensitive.
     func collect<C: RouteCollector>(path: UnsafeBufferPointer<UInt8>, methods: MethodFilter, into collector: inout C) {
         guard let root = nodes.first, root.earliest < collector.limit else { return }
-        search(0, 0, path, methods, &collector)
+        var explored: [Int32: Int] = [:]
+        search(0, 0, path, methods, &collector, &explored)
     }
 
+    /// `explored` holds, for each `*` node that is not a pattern's last piece, the lowest path
+    /// position from which every split has been tried in this search: the same splits are never
+    /// tried twice. Without it, a route such as `/a/*/b/*/c` made one request cost time growing with
+    /// the path's length to the power of its stars (found by fuzzing, docs/reliability.md); with it,
+    /// each such node is tried at each position at most once. Routes offered again would change
+    /// nothing: a collector's limit only falls.
     private func search<C: RouteCollector>(
-        _ index: Int32, _ position: Int, _ path: UnsafeBufferPointer<UInt8>, _ methods: MethodFilter, _ collector: inout C
+        _ index: Int32, _ position: Int, _ path: UnsafeBufferPointer<UInt8>, _ methods: MethodFilter, _ collector: inout C,
+        _ explored: inout [Int32: Int]
     ) {
         let node = nodes[Int(index)]
         guard node.earliest < collector.limit else { return }
@@ -110,21 +118,26 @@ struct PathTrie: Sendable {
             let label = nodes[Int(child)]
             let count = Int(label.labelCount)
             if end - position >= count && labelMatches(label, path, at: position) {
-                search(child, position + count, path, methods, &collector)
+                search(child, position + count, path, methods, &collector, &explored)
             }
         }
         if node.param >= 0, position < end, path[position] != UInt8(ascii: "/") {
             var next = position + 1
             while next < end && path[next] != UInt8(ascii: "/") { next += 1 }
-            search(node.param, next, path, methods, &collector)
+            search(node.param, next, path, methods, &collector, &explored)
         }
         if node.any >= 0 {
             let any = nodes[Int(node.any)]
             if any.childrenCount == 0 && any.param < 0 && any.any < 0 {
                 // A trailing `*`: it takes the rest of the path.
-                search(node.any, end, path, methods, &collector)
+                search(node.any, end, path, methods, &collector, &explored)
             } else {
-                for next in position...end { search(node.any, next, path, methods, &collector) }
+                // Splits from `position` on; those from `done` on were tried by an earlier visit.
+                let done = explored[node.any] ?? end + 1
+                if position < done {
+                    explored[node.any] = position
+                    for next in position..<done { search(node.any, next, path, methods, &collector, &explored) }
+                }
             }
         }
     }

@@ -115,33 +115,49 @@ public struct RoutePattern: Sendable, Hashable, CustomStringConvertible {
     public func matches(path: String) -> Bool {
         var p = Array(Self.stripTrailingSlash(path).utf8)
         if !caseSensitive { for i in p.indices { p[i] = Self.lower(p[i]) } }
-        return Self.match(pieces[...], p[...])
+        var failed = Set<Int>()
+        return Self.match(pieces[...], p[...], width: p.count + 1, failed: &failed)
     }
 
-    private static func match(_ pieces: ArraySlice<Piece>, _ path: ArraySlice<UInt8>) -> Bool {
+    /// Whether `pieces` match all of `path`. `failed` remembers the (piece, position) pairs known
+    /// not to match (keyed `piece index × width + path index`), so that several `*`s never try the
+    /// same split twice: without it, a pattern with k stars took time growing with the path's
+    /// length to the power k (found by fuzzing, docs/reliability.md).
+    private static func match(_ pieces: ArraySlice<Piece>, _ path: ArraySlice<UInt8>, width: Int, failed: inout Set<Int>) -> Bool {
         guard let first = pieces.first else { return path.isEmpty }
+        let key = pieces.startIndex * width + path.startIndex
+        if failed.contains(key) { return false }
         let rest = pieces.dropFirst()
+        var matched = false
         switch first {
         case .literal(let lit):
-            guard path.count >= lit.count, path.prefix(lit.count).elementsEqual(lit) else { return false }
-            return match(rest, path.dropFirst(lit.count))
+            if path.count >= lit.count, path.prefix(lit.count).elementsEqual(lit) {
+                matched = match(rest, path.dropFirst(lit.count), width: width, failed: &failed)
+            }
         case .segment:
             var n = 0
             for c in path {
                 if c == UInt8(ascii: "/") { break }
                 n += 1
-                if match(rest, path.dropFirst(n)) { return true }
+                if match(rest, path.dropFirst(n), width: width, failed: &failed) {
+                    matched = true
+                    break
+                }
             }
-            return false
         case .any:
             if rest.isEmpty { return true }
             var tail = path
             while true {
-                if match(rest, tail) { return true }
-                if tail.isEmpty { return false }
+                if match(rest, tail, width: width, failed: &failed) {
+                    matched = true
+                    break
+                }
+                if tail.isEmpty { break }
                 tail = tail.dropFirst()
             }
         }
+        if !matched { failed.insert(key) }
+        return matched
     }
 
     /// One path this pattern matches, as the matcher sees it (canonical, no trailing slash, case
