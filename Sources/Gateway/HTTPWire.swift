@@ -134,6 +134,18 @@ enum HTTPWire {
     }
 }
 
+extension HTTPWire {
+    /// The values of the cookies called `name` in one `Cookie` field value (surrounding quotes dropped).
+    static func cookieValues(_ field: String, named name: String) -> [Substring] {
+        field.split(separator: ";").compactMap { pair in
+            let trimmed = pair.trimmingASCIISpaces()
+            guard let eq = trimmed.firstIndex(of: "="), trimmed[..<eq] == name else { return nil }
+            let value = trimmed[trimmed.index(after: eq)...].trimmingASCIISpaces()
+            return value.count >= 2 && value.first == "\"" && value.last == "\"" ? value.dropFirst().dropLast() : value
+        }
+    }
+}
+
 extension Substring {
     func trimmingASCIISpaces() -> Substring {
         var s = self

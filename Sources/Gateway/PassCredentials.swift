@@ -31,13 +31,7 @@ package enum PassCredentials {
         for (name, value) in headers where tokens.count < maxTokens {
             if HTTPWire.nameEquals(name, "cookie") {
                 guard let cookieName, mayHoldPassCookie(value) else { continue }
-                for pair in value.split(separator: ";") where tokens.count < maxTokens {
-                    let trimmed = pair.trimmingASCIISpaces()
-                    guard let eq = trimmed.firstIndex(of: "="), trimmed[..<eq] == cookieName else { continue }
-                    var token = trimmed[trimmed.index(after: eq)...]
-                    if token.count >= 2, token.first == "\"", token.last == "\"" { token = token.dropFirst().dropLast() }
-                    tokens.append(token)
-                }
+                for token in HTTPWire.cookieValues(value, named: cookieName) where tokens.count < maxTokens { tokens.append(token) }
             } else if HTTPWire.nameEquals(name, "authorization") {
                 if let token = bearerPass(value) { tokens.append(token) }
             } else if HTTPWire.nameEquals(name, "payment-pass") {

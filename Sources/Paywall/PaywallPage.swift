@@ -206,9 +206,7 @@ public struct PaywallPage: Sendable {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(16)
         for word in [a, b] { for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: word >> UInt64(shift))) } }
-        var text = Base64.encode(bytes)
-        while text.hasSuffix("=") { text.removeLast() }
-        return String(text.map { $0 == "+" ? "-" : $0 == "/" ? "_" : $0 })
+        return Base64.encodeURL(bytes)
     }
 
     // MARK: Compile-time pieces

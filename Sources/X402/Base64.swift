@@ -67,4 +67,31 @@ public enum Base64 {
         if bits > 0 && (acc & ((1 << UInt32(bits)) - 1)) != 0 { return nil }
         return out
     }
+
+    // MARK: base64url (RFC 4648 §5), no padding: JWTs, route passes
+
+    public static func encodeURL(_ bytes: some Collection<UInt8>) -> String {
+        var text = Array(encode(bytes).utf8)
+        while text.last == UInt8(ascii: "=") { text.removeLast() }
+        for i in text.indices {
+            if text[i] == UInt8(ascii: "+") { text[i] = UInt8(ascii: "-") } else if text[i] == UInt8(ascii: "/") { text[i] = UInt8(ascii: "_") }
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    /// Nil unless `text` is non-empty unpadded base64url.
+    public static func decodeURL(_ text: some StringProtocol) -> [UInt8]? {
+        guard !text.isEmpty else { return nil }
+        var standard: [UInt8] = []
+        standard.reserveCapacity(text.utf8.count)
+        for c in text.utf8 {
+            switch c {
+            case UInt8(ascii: "-"): standard.append(UInt8(ascii: "+"))
+            case UInt8(ascii: "_"): standard.append(UInt8(ascii: "/"))
+            case UInt8(ascii: "+"), UInt8(ascii: "/"), UInt8(ascii: "="): return nil
+            default: standard.append(c)
+            }
+        }
+        return decode(String(decoding: standard, as: UTF8.self))
+    }
 }

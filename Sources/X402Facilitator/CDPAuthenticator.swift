@@ -1,5 +1,6 @@
 import Foundation
 import JWTKit
+import X402
 
 /// The short-lived JWT that Coinbase's CDP facilitator expects on every call, signed with the CDP
 /// API key: `Authorization: Bearer <jwt>`, a fresh one per request.
@@ -51,17 +52,17 @@ public struct CDPAuthenticator: Sendable {
             }
             return
         }
-        guard let bytes = Data(base64Encoded: secret), bytes.count == 64 else {
+        guard let bytes = Base64.decode(secret), bytes.count == 64 else {
             throw CDPKeyError("the key secret is neither a PEM EC private key (ES256) nor the base64 of a 64-byte Ed25519 key")
         }
         let seed = bytes.prefix(32), publicHalf = bytes.suffix(32)
         let parsed: EdDSA.PrivateKey
         do {
-            parsed = try EdDSA.PrivateKey(d: Self.base64URL(seed), curve: .ed25519)
+            parsed = try EdDSA.PrivateKey(d: Base64.encodeURL(seed), curve: .ed25519)
         } catch {
             throw CDPKeyError("the Ed25519 seed is not usable")
         }
-        guard parsed.publicKey.rawRepresentation == publicHalf else {
+        guard Array(parsed.publicKey.rawRepresentation) == Array(publicHalf) else {
             throw CDPKeyError("the Ed25519 key's public half does not belong to its seed")
         }
         key = .eddsa(parsed)
@@ -80,14 +81,9 @@ public struct CDPAuthenticator: Sendable {
         case .es256(let key): await keys.add(ecdsa: key, kid: kid)
         case .eddsa(let key): await keys.add(eddsa: key, kid: kid)
         }
-        let nonce = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        let nonce = Hex.encode((0..<16).map { _ in UInt8.random(in: 0...255) })
         let header: JWTHeader = ["typ": .string("JWT"), "nonce": .string(nonce)]
         return "Bearer " + (try await keys.sign(claims, kid: kid, header: header))
-    }
-
-    private static func base64URL(_ bytes: Data) -> String {
-        bytes.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
     }
 }
 

@@ -1,3 +1,4 @@
+import X402
 import X402Crypto
 
 /// Who may use the admin listener when `admin.token` is set: a request carrying the token as
@@ -32,7 +33,7 @@ package struct AdminAccess: Sendable {
     func credential(token: String, method: String, authorization: [String], cookies: [String], now: Int64) -> Credential? {
         for value in authorization {
             let parts = value.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-            if parts.count == 2, parts[0].lowercased() == "bearer", Self.sameSecret(String(parts[1]).trimmed, token) { return .bearer }
+            if parts.count == 2, parts[0].lowercased() == "bearer", Self.sameSecret(String(parts[1].trimmingASCIISpaces()), token) { return .bearer }
         }
         // The cookie reads only: a page elsewhere cannot make the browser reload the gateway with it.
         guard method == "GET" || method == "HEAD" else { return nil }
@@ -68,10 +69,7 @@ package struct AdminAccess: Sendable {
         let key = Array(token.utf8)
         var message: [UInt8] = Array("x402-gateway admin session v1".utf8) + [0]
         message += withUnsafeBytes(of: UInt64(key.count).bigEndian) { Array($0) } + key + [0] + Array(String(expiry).utf8)
-        return Keccak256.hash(message).map { byte in
-            let digits = Array("0123456789abcdef".utf8)
-            return String(decoding: [digits[Int(byte >> 4)], digits[Int(byte & 15)]], as: UTF8.self)
-        }.joined()
+        return Hex.encode(Keccak256.hash(message))
     }
 
     /// Compares two secrets without an early exit: their digests (equal length) byte by byte.
@@ -88,13 +86,7 @@ package struct AdminAccess: Sendable {
 
     /// The values of the cookies called `name` in `Cookie` header values.
     package static func cookieValues(_ headers: [String], named name: String) -> [String] {
-        headers.flatMap { $0.split(separator: ";") }.compactMap { pair in
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard parts.count == 2, parts[0].trimmed == name else { return nil }
-            var value = parts[1].trimmed
-            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
-            return value
-        }
+        headers.flatMap { HTTPWire.cookieValues($0, named: name) }.map(String.init)
     }
 
     /// The `token` field of an `application/x-www-form-urlencoded` body.
@@ -130,10 +122,4 @@ package struct AdminAccess: Sendable {
     }
 
     static let clearCookie = "\(cookieName)=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"
-}
-
-extension StringProtocol {
-    fileprivate var trimmed: String {
-        String(drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
-    }
 }

@@ -34,9 +34,9 @@ public struct PassKeyring: Sendable {
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         // Encoding these plain fields cannot fail.
         let json = (try? encoder.encode(claims)) ?? Data()
-        let signed = "\(Self.prefix).\(keys[0].id).\(Self.base64url(json))"
+        let signed = "\(Self.prefix).\(keys[0].id).\(Base64.encodeURL(json))"
         let mac = HMAC<SHA256>.authenticationCode(for: Array(signed.utf8), using: keys[0].key)
-        return signed + "." + Self.base64url(Data(mac))
+        return signed + "." + Base64.encodeURL(Data(mac))
     }
 
     /// The claims of a pass this keyring signed and that is valid at `now` (unix seconds).
@@ -44,7 +44,7 @@ public struct PassKeyring: Sendable {
         guard token.utf8.count <= Self.maxTokenLength else { return .failure(.malformed) }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 4, parts[0] == Self.prefix, !parts[1].isEmpty else { return .failure(.malformed) }
-        guard let claimsBytes = Self.decodeBase64url(parts[2]), let mac = Self.decodeBase64url(parts[3]),
+        guard let claimsBytes = Base64.decodeURL(parts[2]), let mac = Base64.decodeURL(parts[3]),
               mac.count == 32
         else { return .failure(.malformed) }
         guard let key = keys.first(where: { $0.id.utf8.elementsEqual(parts[1].utf8) })?.key else { return .failure(.unknownKey) }
@@ -58,32 +58,5 @@ public struct PassKeyring: Sendable {
         if claims.expiresAt <= now { return .failure(.expired) }
         if claims.issuedAt > now + Self.allowedClockSkew { return .failure(.notYetValid) }
         return .success(claims)
-    }
-
-    // MARK: base64url (RFC 4648 §5), no padding
-
-    static func base64url(_ data: some Collection<UInt8>) -> String {
-        var text = Array(Base64.encode(data).utf8)
-        while text.last == UInt8(ascii: "=") { text.removeLast() }
-        for i in text.indices {
-            if text[i] == UInt8(ascii: "+") { text[i] = UInt8(ascii: "-") } else if text[i] == UInt8(ascii: "/") { text[i] = UInt8(ascii: "_") }
-        }
-        return String(decoding: text, as: UTF8.self)
-    }
-
-    /// Nil unless `text` is non-empty unpadded base64url.
-    static func decodeBase64url(_ text: some StringProtocol) -> [UInt8]? {
-        guard !text.isEmpty else { return nil }
-        var standard: [UInt8] = []
-        standard.reserveCapacity(text.utf8.count)
-        for c in text.utf8 {
-            switch c {
-            case UInt8(ascii: "-"): standard.append(UInt8(ascii: "+"))
-            case UInt8(ascii: "_"): standard.append(UInt8(ascii: "/"))
-            case UInt8(ascii: "+"), UInt8(ascii: "/"), UInt8(ascii: "="): return nil
-            default: standard.append(c)
-            }
-        }
-        return Base64.decode(String(decoding: standard, as: UTF8.self))
     }
 }

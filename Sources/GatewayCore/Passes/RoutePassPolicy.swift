@@ -1,4 +1,5 @@
 import Crypto
+import X402
 
 /// One priced route's pass rules, compiled from its ``RoutePass`` when the configuration is
 /// loaded: what its passes are bound to, which requests they open, and the cookie that carries them.
@@ -33,7 +34,7 @@ public struct RoutePassPolicy: Sendable, Hashable {
         case .group(let group): "group\u{0}" + group
         }
         let digest = SHA256.hash(data: Array(name.utf8))
-        cookieName = Self.cookiePrefix + digest.prefix(6).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+        cookieName = Self.cookiePrefix + Hex.encode(digest.prefix(6))
         let patterns = groupPatterns.isEmpty ? [route.pattern] : groupPatterns
         routeCookiePath = Self.commonCookiePath(patterns.map { Self.cookiePath(of: $0) })
     }
