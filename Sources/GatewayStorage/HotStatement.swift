@@ -44,9 +44,10 @@ public enum HotStatement: String, Sendable, CaseIterable {
     }
 
     /// The hot statement recording this chain of steps, if it is one.
-    static func record(_ targets: [PaymentState]) -> HotStatement? {
-        allCases.first { $0.recordedTargets == targets }
-    }
+    static func record(_ targets: [PaymentState]) -> HotStatement? { byTargets[targets] }
+
+    private static let byTargets: [[PaymentState]: HotStatement] = Dictionary(
+        uniqueKeysWithValues: allCases.compactMap { hot in hot.recordedTargets.map { ($0, hot) } })
 }
 
 /// The type of a value bound to a statement.

@@ -6,7 +6,8 @@ import Synchronization
 /// many rows (``BatchedLedgerStatement``), in one round trip and one commit. A payment alone runs
 /// at once; under load, the round trips and commits per payment fall with the batch size.
 ///
-/// Per kind, at most `runnersPerStatement` batches run at the same time. A batch holds each
+/// Per kind, one batch runs at a time (measured: four at a time left most batches at one
+/// statement and cost more CPU per payment; docs/performance.md). A batch holds each
 /// payment key once (a second statement on one key waits for the next batch, so the rows of one
 /// statement never meet in one `ON CONFLICT`), and at most ``maximumBatch`` statements. Every
 /// caller is answered after its batch committed, with the rows of its own statement; a failure of
@@ -31,7 +32,8 @@ public final class BatchedStatements: Sendable {
 
     private struct Queue {
         var jobs: [Job] = []
-        var running = 0
+        /// A batch of this kind is running (its runner takes the next one when it ends).
+        var running = false
     }
 
     /// How many statements have run, in how many batches, and the largest batch.
@@ -42,21 +44,16 @@ public final class BatchedStatements: Sendable {
     }
 
     static let maximumBatch = 256
-    private let runnersPerStatement: Int
     private let queues = Mutex<[HotStatement: Queue]>([:])
     private let counted = Mutex(Counts())
 
     var counts: Counts { counted.withLock { $0 } }
 
-    init(runnersPerStatement: Int) {
-        self.runnersPerStatement = runnersPerStatement
-    }
-
     func enqueue(_ job: Job, _ hot: HotStatement, database: PostgresDatabase) {
         let start = queues.withLock { queues in
             queues[hot, default: Queue()].jobs.append(job)
-            guard queues[hot]!.running < runnersPerStatement else { return false }
-            queues[hot]!.running += 1
+            guard !queues[hot]!.running else { return false }
+            queues[hot]!.running = true
             return true
         }
         if start { Task { await self.drain(hot, database: database) } }
@@ -97,7 +94,7 @@ public final class BatchedStatements: Sendable {
                 }
             }
             queue.jobs = later
-            if batch.isEmpty { queue.running -= 1 }
+            if batch.isEmpty { queue.running = false }
             queues[hot] = queue
             return batch
         }
