@@ -30,7 +30,7 @@ package struct ClientConnectionStateMachine {
         case idle
         /// A request's head has been handled and its body is being read; its answer is not complete.
         case reading
-        /// The answer is complete (an early answer: 413, 502, an upstream that answered before the
+        /// The answer is complete (an early answer: 502, an upstream that answered before the
         /// body ended); the rest of the request's body is read and dropped.
         case discarding
         /// The request has been read to its end; its answer is not complete (the gateway waits on

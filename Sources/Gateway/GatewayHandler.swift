@@ -144,7 +144,7 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         let writable = context.channel.isWritable
-        if writable, let exchange, exchange.state.clientWritable() { exchange.connection?.read() }
+        if writable, let exchange, exchange.state.clientWritable(now: context.eventLoop.now) { exchange.connection?.read() }
         if state.writabilityChanged(isWritable: writable, now: context.eventLoop.now) { context.read() }
         context.fireChannelWritabilityChanged()
     }

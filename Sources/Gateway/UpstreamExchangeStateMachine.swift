@@ -244,10 +244,13 @@ package struct UpstreamExchangeStateMachine {
         return .flushAndPause
     }
 
-    /// The client connection became writable: resume upstream reads if they were paused.
-    package mutating func clientWritable() -> Bool {
+    /// The client connection became writable: resume upstream reads if they were paused. The
+    /// upstream's silence is counted from now: while paused it was not asked for anything, so a
+    /// quiet stream (SSE) is not taken for a stalled one at the next tick.
+    package mutating func clientWritable(now: NIODeadline = .now()) -> Bool {
         guard paused else { return false }
         paused = false
+        lastUpstreamActivity = now
         return !isOver
     }
 
