@@ -195,9 +195,10 @@ enum Routing {
         guard let challenge = route.challenge else {
             return .forward(upstream: route.config.upstream, path: path, counters)
         }
-        let resourceURL = resourceURL(path: path, head: head, host: hostHeader, snapshot: snapshot,
-                                      trusted: isTrustedProxy(peer, snapshot))
-        let paywall = snapshot.paywall(routeIndex: routeIndex, head: head)
+        // Made only for a 402 or a payment: a request a pass opens needs neither.
+        lazy var resourceURL = Self.resourceURL(path: path, head: head, host: hostHeader, snapshot: snapshot,
+                                                trusted: isTrustedProxy(peer, snapshot))
+        lazy var paywall = snapshot.paywall(routeIndex: routeIndex, head: head)
         let payment = head.headers.first(name: X402Header.paymentSignature).map { ($0, 2) }
             ?? head.headers.first(name: X402Header.xPayment).map { ($0, 1) }
         guard let (header, version) = payment else {

@@ -93,6 +93,8 @@ public struct CanonicalPath: Sendable, Hashable {
         var current: [UInt8] = []
         var decodedForUTF8Check: [UInt8] = []
         var hasEscapedNonASCII = false
+        /// A `%25` was kept: only then can a segment hold a double-encoded delimiter.
+        var keptEscapedPercent = false
         let bytes = Array(raw)
         var i = 0
         func endSegment() {
@@ -124,6 +126,7 @@ public struct CanonicalPath: Sendable, Hashable {
                 }
                 decodedForUTF8Check.append(v)
                 if v >= 0x80 { hasEscapedNonASCII = true }
+                if v == UInt8(ascii: "%") { keptEscapedPercent = true }
                 if isUnreserved(v) {
                     current.append(v)
                 } else {
@@ -142,7 +145,9 @@ public struct CanonicalPath: Sendable, Hashable {
             i += 1
         }
         endSegment()
-        for segment in segments where hasDoubleEncodedDelimiter(segment) { throw .doubleEncoded }
+        if keptEscapedPercent {
+            for segment in segments where hasDoubleEncodedDelimiter(segment) { throw .doubleEncoded }
+        }
         if hasEscapedNonASCII {
             // Swift's validating decoder refuses overlong forms, surrogates and truncated sequences.
             guard String(validating: decodedForUTF8Check, as: UTF8.self) != nil else { throw .invalidUTF8 }
