@@ -65,6 +65,9 @@ package struct ClientConnectionStateMachine {
     /// What the idle timer does when it fires.
     package enum IdleAction: Equatable {
         case close
+        /// A request head started arriving `headerTimeout` ago and is still not complete: answer
+        /// 408 and close (nothing is in flight).
+        case headTimeout
         /// Check again at this deadline.
         case rearm(NIODeadline)
     }
@@ -75,6 +78,9 @@ package struct ClientConnectionStateMachine {
     /// The time of the last read or answer.
     package private(set) var lastActive: NIODeadline
     package let idleTimeout: TimeAmount
+    package let headerTimeout: TimeAmount
+    /// When the request head whose first bytes arrived while idle must be complete.
+    package private(set) var headDeadline: NIODeadline?
 
     private var queue = CircularBuffer<HTTPServerRequestPart>(initialCapacity: 4)
     /// A `read` arrived while reads were held; it is issued once they may resume.
@@ -93,9 +99,10 @@ package struct ClientConnectionStateMachine {
     /// The request in flight is the last on the connection (an upgrade NIO's decoder parses nothing after).
     private var lastRequest = false
 
-    package init(now: NIODeadline, idleTimeout: TimeAmount) {
+    package init(now: NIODeadline, idleTimeout: TimeAmount, headerTimeout: TimeAmount = .seconds(10)) {
         self.lastActive = now
         self.idleTimeout = idleTimeout
+        self.headerTimeout = headerTimeout
     }
 
     /// Nothing is in flight and nothing waits.
@@ -117,6 +124,17 @@ package struct ClientConnectionStateMachine {
         return route(part)
     }
 
+    /// The first bytes of a read arrived while the connection waited for a request (see
+    /// ``RequestHeadWatch``): the head must be complete by ``headDeadline``. Ignored while a request
+    /// is in flight (the bytes are its body, or a pipelined head that waits its turn) or closing.
+    package mutating func headBytesArrived(now: NIODeadline) {
+        guard awaitsHead else { return }
+        headDeadline = now + headerTimeout
+    }
+
+    /// Whether the connection waits for a new request head (the watch before the decoder is re-armed).
+    package var awaitsHead: Bool { isIdle && !closing && headDeadline == nil }
+
     private mutating func route(_ part: HTTPServerRequestPart) -> ReadAction {
         switch part {
         case .head(let head):
@@ -124,6 +142,7 @@ package struct ClientConnectionStateMachine {
                 queue.append(part)
                 return .none
             }
+            headDeadline = nil
             phase = .reading
             bodySinkReady = true
             return .start(head)
@@ -307,15 +326,23 @@ package struct ClientConnectionStateMachine {
     /// the client has taken none of its answer for `idleTimeout` (its connection stayed unwritable,
     /// like nginx's `send_timeout`): a client that stops reading a streamed answer would otherwise
     /// hold its connection and the upstream's for ever.
+    /// A head that started arriving while idle and is not complete by its ``headDeadline`` gets
+    /// ``IdleAction/headTimeout`` (slowloris: a client that trickles a head would otherwise hold
+    /// the connection for the whole idle timeout, and could start again after each answer).
     package mutating func idleTimerFired(now: NIODeadline) -> IdleAction {
         if let since = unwritableSince, since + idleTimeout <= now {
             closeNow()
             return .close
         }
+        if let deadline = headDeadline, deadline <= now, isIdle, !closing {
+            closeNow()
+            return .headTimeout
+        }
         let due = lastActive + idleTimeout
         if (phase == .answering && !closing) || due > now {
             var next = max(due, now + .milliseconds(100))
             if let since = unwritableSince { next = min(next, max(since + idleTimeout, now + .milliseconds(100))) }
+            if let deadline = headDeadline, isIdle { next = min(next, max(deadline, now + .milliseconds(100))) }
             return .rearm(next)
         }
         closeNow()

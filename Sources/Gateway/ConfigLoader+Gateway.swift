@@ -51,7 +51,8 @@ extension YAMLReader {
         var limits = Limits()
         if let node = top["limits"]?.value, let m = mapping(node, "limits", allowed: [
             "maxHeaderBytes", "maxPaidRequestBody", "maxBufferedResponse", "idleTimeout", "shutdownGrace", "maxStoredResponse",
-            "storedResponseRetention", "unsettledRunsPerPayer", "unsettledRunsWindow",
+            "storedResponseRetention", "unsettledRunsPerPayer", "unsettledRunsWindow", "headerTimeout", "maxHeaderCount",
+            "maxConnections", "maxConnectionsPerClient",
         ]) {
             if let n = m["maxHeaderBytes"]?.value, let v = byteSize(n, "limits.maxHeaderBytes") { limits.maxHeaderBytes = v }
             if let n = m["maxPaidRequestBody"]?.value, let v = byteSize(n, "limits.maxPaidRequestBody") { limits.maxPaidRequestBodyBytes = v }
@@ -68,14 +69,17 @@ extension YAMLReader {
             if let n = m["storedResponseRetention"]?.value, let v = duration(n, "limits.storedResponseRetention") {
                 if v < .seconds(60) { error(n, "limits.storedResponseRetention must be at least 1m") } else { limits.storedResponseRetention = v }
             }
-            if let n = m["unsettledRunsPerPayer"]?.value, let text = string(n, "limits.unsettledRunsPerPayer") {
-                if text == "off" {
-                    limits.unsettledRunsPerPayer = nil
-                } else if let v = Int(text), (1...10_000).contains(v) {
-                    limits.unsettledRunsPerPayer = v
-                } else {
-                    error(n, "limits.unsettledRunsPerPayer must be off or a whole number of runs between 1 and 10000, not \"\(text)\"")
-                }
+            if let n = m["unsettledRunsPerPayer"]?.value, let v = bound(n, "limits.unsettledRunsPerPayer", unit: "runs", range: 1...10_000) {
+                limits.unsettledRunsPerPayer = v
+            }
+            if let n = m["headerTimeout"]?.value, let v = duration(n, "limits.headerTimeout") { limits.headerTimeout = v }
+            if let n = m["maxHeaderCount"]?.value, let v = int(n, "limits.maxHeaderCount", range: 1...10_000) { limits.maxHeaderCount = v }
+            if let n = m["maxConnections"]?.value, let v = bound(n, "limits.maxConnections", unit: "connections", range: 1...10_000_000) {
+                limits.maxConnections = v
+            }
+            if let n = m["maxConnectionsPerClient"]?.value,
+               let v = bound(n, "limits.maxConnectionsPerClient", unit: "connections", range: 1...10_000_000) {
+                limits.maxConnectionsPerClient = v
             }
             if let n = m["unsettledRunsWindow"]?.value, let v = duration(n, "limits.unsettledRunsWindow") {
                 if v < .seconds(1) { error(n, "limits.unsettledRunsWindow must be at least 1s") } else { limits.unsettledRunsWindow = v }

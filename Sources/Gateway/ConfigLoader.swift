@@ -160,6 +160,18 @@ final class YAMLReader {
         return v
     }
 
+    /// A bound that can be switched off: `off` (`.some(nil)`) or a whole number in `range`; nil
+    /// after an error.
+    func bound(_ node: Node, _ what: String, unit: String, range: ClosedRange<Int>) -> Int?? {
+        guard let text = string(node, what) else { return nil }
+        if text == "off" { return .some(nil) }
+        guard let v = Int(text), range.contains(v) else {
+            error(node, "\(what) must be off or a whole number of \(unit) between \(range.lowerBound) and \(range.upperBound), not \"\(text)\"")
+            return nil
+        }
+        return .some(v)
+    }
+
     /// `250ms`, `10s`, `2m`, `1h`, or a bare number of seconds.
     func duration(_ node: Node, _ what: String) -> Duration? {
         guard let s = string(node, what) else { return nil }

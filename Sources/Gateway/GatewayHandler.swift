@@ -42,11 +42,20 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private let metrics: GatewayMetrics
     private let paid: PaidRequestHandler
     private let idleTimeout: TimeAmount
+    private let headerTimeout: TimeAmount
+    /// Tells this handler when a request head starts arriving (`limits.headerTimeout`).
+    private let headWatch: RequestHeadWatch?
+    private let connections: ConnectionLimiter
+    /// This connection's admission under the connection limits, while it holds a place.
+    private var admitted: ConnectionLimiter.Admission?
+    /// Why this connection was refused a place: its first request is answered 503, then it closes.
+    private var refused: ConnectionLimiter.Admission?
     /// The answer to an intercepted request, written when its (discarded) body has been read.
     private var pending: (answer: EncodedAnswer, requestID: String, close: Bool, http10: Bool)?
     /// The connection's rules: queueing, read holds, closing, the idle timeout.
     private var state: ClientConnectionStateMachine
     private var idleCheck: Scheduled<Void>?
+    private var idleCheckDeadline = NIODeadline.distantFuture
     /// The free request being proxied at the NIO level, if any.
     private var exchange: Exchange?
     /// The paid request in flight, if any.
@@ -60,24 +69,44 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The client's IP address as text, read once per connection.
     private var peer: String??
 
-    init(box: SnapshotBox, logger: Logger, metrics: GatewayMetrics, paid: PaidRequestHandler, idleTimeout: Duration) {
+    init(
+        box: SnapshotBox, logger: Logger, metrics: GatewayMetrics, paid: PaidRequestHandler, connections: ConnectionLimiter,
+        idleTimeout: Duration, headerTimeout: Duration, headWatch: RequestHeadWatch?
+    ) {
         self.box = box
         self.logger = logger
         self.metrics = metrics
         self.paid = paid
+        self.connections = connections
         self.idleTimeout = .milliseconds(idleTimeout.wholeMilliseconds)
-        self.state = ClientConnectionStateMachine(now: .now(), idleTimeout: self.idleTimeout)
+        self.headerTimeout = .milliseconds(headerTimeout.wholeMilliseconds)
+        self.headWatch = headWatch
+        self.state = ClientConnectionStateMachine(now: .now(), idleTimeout: self.idleTimeout, headerTimeout: self.headerTimeout)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        state = ClientConnectionStateMachine(now: context.eventLoop.now, idleTimeout: idleTimeout)
-        if context.channel.isActive { scheduleIdleCheck(context, at: context.eventLoop.now + idleTimeout) }
+        state = ClientConnectionStateMachine(now: context.eventLoop.now, idleTimeout: idleTimeout, headerTimeout: headerTimeout)
+        if context.channel.isActive { opened(context) }
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        scheduleIdleCheck(context, at: context.eventLoop.now + idleTimeout)
+        opened(context)
         context.fireChannelActive()
+    }
+
+    /// The connection is open: admit it under the connection limits, start the idle timer.
+    private func opened(_ context: ChannelHandlerContext) {
+        guard admitted == nil, refused == nil else { return }
+        let admission = connections.admit(context.channel.remoteAddress, limits: box.snapshot.config.limits)
+        if case .admitted = admission {
+            admitted = admission
+            metrics.connectionOpened()
+        } else {
+            refused = admission
+            metrics.connectionRefused(clientFull: admission == .clientFull)
+        }
+        scheduleIdleCheck(context, at: context.eventLoop.now + idleTimeout)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -91,6 +120,11 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func teardown() {
+        if let admitted {
+            self.admitted = nil
+            connections.release(admitted)
+            metrics.connectionClosed()
+        }
         idleCheck?.cancel()
         idleCheck = nil
         exchangeTimer?.cancel()
@@ -138,6 +172,13 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// A head that started arriving in this read and is still incomplete gets its deadline checked
+    /// (most heads arrive whole: no timer is touched for them).
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if let deadline = state.headDeadline, deadline < idleCheckDeadline { scheduleIdleCheck(context, at: deadline) }
+        context.fireChannelReadComplete()
+    }
+
     func read(context: ChannelHandlerContext) {
         if state.read() { context.read() }
     }
@@ -155,6 +196,10 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is RequestHeadWatch.HeadStarted {
+            state.headBytesArrived(now: context.eventLoop.now)
+            return
+        }
         if event is ChannelShouldQuiesceEvent {
             if state.quiesce() { context.close(promise: nil) }
             return
@@ -209,6 +254,10 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func start(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         let requestID = head.headers.first(name: "x-request-id").flatMap(RequestID.accept) ?? RequestID.next()
         let snapshot = box.snapshot
+        if let refusal = limitRefusal(head, refused: refused, snapshot: snapshot) {
+            pending = (refusal, requestID, true, head.version.minor == 0)
+            return
+        }
         if peer == nil { peer = .some(context.channel.remoteAddress?.ipAddress) }
         let remoteAddress = peer!
         var head = head
@@ -256,6 +305,24 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private static let continueBytes = ByteBuffer(string: "HTTP/1.1 100 Continue\r\n\r\n")
+
+    /// The answer to a request on a connection over the connection limits (503), or with more header
+    /// fields than `limits.maxHeaderCount` (431); the connection closes after it.
+    private func limitRefusal(_ head: HTTPRequestHead, refused: ConnectionLimiter.Admission?, snapshot: GatewaySnapshot) -> EncodedAnswer? {
+        if let refused {
+            let perClient = refused == .clientFull
+            var answer = snapshot.responses.error(
+                .serviceUnavailable, code: perClient ? "too_many_connections_from_client" : "too_many_connections",
+                message: perClient ? "too many connections from this address" : "the gateway is at its connection limit",
+                head: head.method == .HEAD)
+            answer.headers.add(name: "Retry-After", value: "1")
+            return answer.encoded()
+        }
+        guard head.headers.count > snapshot.config.limits.maxHeaderCount else { return nil }
+        return snapshot.responses.error(
+            .custom(code: 431, reasonPhrase: "Request Header Fields Too Large"), code: "too_many_headers",
+            message: "the request has more than \(snapshot.config.limits.maxHeaderCount) header fields", head: head.method == .HEAD).encoded()
+    }
 
     /// The interim answer to `Expect: 100-continue` when the gateway will read the body.
     private func writeContinue(context: ChannelHandlerContext) {
@@ -361,20 +428,33 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func requestFinished(context: ChannelHandlerContext) {
         guard state.requestFinished() else { return }
         while let action = state.nextQueuedPart() { perform(action, context: context) }
-        switch state.queueDrained() {
+        let resume = state.queueDrained()
+        if state.awaitsHead { headWatch?.armed = true }
+        switch resume {
         case .read: context.read()
         case .close: context.close(promise: nil)
         case .none: break
         }
     }
 
+    /// Schedules the idle check at `deadline`, or earlier than one already scheduled.
     private func scheduleIdleCheck(_ context: ChannelHandlerContext, at deadline: NIODeadline) {
-        guard idleCheck == nil else { return }
+        if let idleCheck {
+            guard deadline < idleCheckDeadline else { return }
+            idleCheck.cancel()
+        }
+        idleCheckDeadline = deadline
         idleCheck = context.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(deadline: deadline) {
             self.idleCheck = nil
+            self.idleCheckDeadline = .distantFuture
             switch self.state.idleTimerFired(now: context.eventLoop.now) {
             case .rearm(let deadline): self.scheduleIdleCheck(context, at: deadline)
             case .close: context.close(promise: nil)
+            case .headTimeout:
+                self.metrics.requestHeadTimedOut()
+                let answer = self.box.snapshot.responses.error(
+                    .requestTimeout, code: "header_timeout", message: "the request head was not complete in time")
+                self.write(answer.encoded(), requestID: RequestID.next(), close: true, http10: false, context: context)
             }
         }
     }

@@ -31,6 +31,10 @@ public final class GatewayServer: Service {
     /// Replaces the configured facilitator (tests).
     let facilitatorOverride: (any Facilitator)?
     let paid: PaidRequestHandler
+    /// The main listener's open connections, against `limits.maxConnections*`.
+    let connections = ConnectionLimiter()
+    /// The main listener's client connections open now.
+    public var openConnections: Int { connections.open }
     public let store: any PaymentStore
     public let metrics: GatewayMetrics
     let reconciler: Reconciler
@@ -169,13 +173,16 @@ public final class GatewayServer: Service {
         var limits = NIOHTTPDecoderLimitConfiguration()
         limits.maxHeaderFieldSize = config.limits.maxHeaderBytes
         limits.maxHeaderListSize = config.limits.maxHeaderBytes
-        let (box, logger, metrics, paid) = (self.box, self.logger, self.metrics, self.paid)
-        let idleTimeout = config.limits.idleTimeout
+        let (box, logger, metrics, paid, connections) = (self.box, self.logger, self.metrics, self.paid, self.connections)
+        let (idleTimeout, headerTimeout) = (config.limits.idleTimeout, config.limits.headerTimeout)
         return { [limits] in
-            [
+            let headWatch = RequestHeadWatch()
+            return [
+                headWatch,
                 ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop,
                                                         limitConfiguration: limits)),
-                GatewayHandler(box: box, logger: logger, metrics: metrics, paid: paid, idleTimeout: idleTimeout),
+                GatewayHandler(box: box, logger: logger, metrics: metrics, paid: paid, connections: connections,
+                               idleTimeout: idleTimeout, headerTimeout: headerTimeout, headWatch: headWatch),
             ]
         }
     }
@@ -301,6 +308,7 @@ public final class GatewayServer: Service {
             }
             keep(\.limits.maxHeaderBytes, "limits.maxHeaderBytes")
             keep(\.limits.idleTimeout, "limits.idleTimeout")
+            keep(\.limits.headerTimeout, "limits.headerTimeout")
             keep(\.limits.shutdownGrace, "limits.shutdownGrace")
             keep(\.storage, "storage")
             box.replace(Self.snapshot(config, clients: clients, facilitator: facilitatorOverride, metrics: metrics))

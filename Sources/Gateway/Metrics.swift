@@ -46,7 +46,8 @@ public enum RequestOutcome: String, Sendable, CaseIterable {
 /// `settled_amount_total{network,asset}` (atomic units), `facilitator_request_duration_seconds{operation}`,
 /// `upstream_response_duration_seconds{upstream}`, `requests_in_flight`, `config_reloads_total{result}`,
 /// `reconciliations_total{outcome}`, `payments_unknown{network}`, `passes_issued_total`,
-/// `passes_refused_total{reason}`.
+/// `passes_refused_total{reason}`, `connections_open`, `connections_refused_total{limit}`,
+/// `request_head_timeouts_total`.
 public final class GatewayMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
@@ -56,6 +57,7 @@ public final class GatewayMetrics: Sendable {
     /// By route id; exposed beside the registry (see ``RouteMetrics``).
     private let routeCounters = Mutex<[String: RouteMetrics]>([:])
     private let inFlight: CoreMetrics.Meter
+    private let openConnections: CoreMetrics.Meter
 
     struct CounterKey: Hashable {
         var name: String
@@ -73,6 +75,7 @@ public final class GatewayMetrics: Sendable {
         ]
         self.factory = factory
         self.inFlight = CoreMetrics.Meter(label: "x402_requests_in_flight", dimensions: [], factory: factory)
+        self.openConnections = CoreMetrics.Meter(label: "x402_connections_open", dimensions: [], factory: factory)
         // Every outcome is exposed from the start (at 0), so an alert on one has a series to watch.
         for outcome in ["settled", "unsettled", "pending", "error"] { _ = reconciliationCounter(outcome) }
         _ = passesIssued
@@ -99,6 +102,22 @@ public final class GatewayMetrics: Sendable {
     }
 
     func requestStarted() { inFlight.increment() }
+
+    /// A client connection was admitted (see ``ConnectionLimiter``).
+    func connectionOpened() { openConnections.increment() }
+
+    func connectionClosed() { openConnections.decrement() }
+
+    /// A client connection over `limits.maxConnections` (or `maxConnectionsPerClient`) was answered 503.
+    func connectionRefused(clientFull: Bool) {
+        let limit = clientFull ? "client" : "instance"
+        counter(CounterKey(name: "x402_connections_refused_total", a: limit), [("limit", limit)]).increment()
+    }
+
+    /// A request head was not complete within `limits.headerTimeout` (408).
+    func requestHeadTimedOut() {
+        counter(CounterKey(name: "x402_request_head_timeouts_total", a: ""), []).increment()
+    }
 
     func requestEnded() { inFlight.decrement() }
 

@@ -146,6 +146,17 @@ public struct Limits: Sendable, Hashable {
     public var storedResponseRetention: Duration = .seconds(24 * 3600)
     /// Idle keep-alive connections are closed after this long.
     public var idleTimeout: Duration = .seconds(60)
+    /// A request head must be complete this long after its first byte arrived (slowloris); the
+    /// client gets 408 and the connection closes.
+    public var headerTimeout: Duration = .seconds(10)
+    /// Most header fields accepted in one request head (431 beyond).
+    public var maxHeaderCount: Int = 100
+    /// Most client connections one instance keeps open; a connection beyond it is answered 503
+    /// and closed (nil: no bound).
+    public var maxConnections: Int? = 16_384
+    /// Most connections open from one client address (an IPv4 address, an IPv6 /64); nil: no
+    /// bound (the default: behind a load balancer or TLS terminator every client has its address).
+    public var maxConnectionsPerClient: Int?
     /// On SIGTERM/SIGINT, requests in flight get this long to finish before they are cancelled.
     public var shutdownGrace: Duration = .seconds(30)
     /// Upstream runs a verified payer may leave unsettled on an `after-success` route within

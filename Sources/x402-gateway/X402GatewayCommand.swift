@@ -86,6 +86,7 @@ struct Run: AsyncParsableCommand {
         let loaded = try loadConfig(config)
         let logger = Logger(label: "x402-gateway")
         if !onEventLoops { logger.notice("Swift concurrency stays on the default executor") }
+        OpenFileLimit.raise(forConnections: loaded.limits.maxConnections, logger: logger)
         let opened: OpenPaymentStore
         do {
             opened = try await PaymentStoreOpener.open(loaded.storage, logger: logger)

@@ -244,6 +244,42 @@ struct ClientConnectionStateMachineTests {
         #expect(reading.idleTimerFired(now: Self.t0 + .seconds(60)) == .rearm(Self.t0 + .seconds(60) + .milliseconds(100)))
     }
 
+    @Test("a request head must be complete headerTimeout after its first bytes: else 408, even on a kept-alive connection")
+    func headerTimeout() {
+        var m = Machine(now: Self.t0, idleTimeout: .seconds(60), headerTimeout: .seconds(10))
+        #expect(m.awaitsHead)
+        m.headBytesArrived(now: Self.t0 + .seconds(30))
+        #expect(m.headDeadline == Self.t0 + .seconds(40))
+        #expect(!m.awaitsHead)
+        m.headBytesArrived(now: Self.t0 + .seconds(35))  // more bytes of the same head: the deadline stays
+        #expect(m.headDeadline == Self.t0 + .seconds(40))
+        #expect(m.idleTimerFired(now: Self.t0 + .seconds(39)) == .rearm(Self.t0 + .seconds(40)))
+        #expect(m.idleTimerFired(now: Self.t0 + .seconds(40)) == .headTimeout)
+        #expect(m.closing)
+
+        // A head that completes in time clears the deadline; the next request's starts afresh.
+        var k = Machine(now: Self.t0, idleTimeout: .seconds(60), headerTimeout: .seconds(10))
+        k.headBytesArrived(now: Self.t0)
+        _ = k.channelRead(Self.head("/a"), now: Self.t0 + .seconds(9))
+        #expect(k.headDeadline == nil)
+        // Bytes while the request is in flight (its body, a pipelined head) start no deadline.
+        k.headBytesArrived(now: Self.t0 + .seconds(9))
+        #expect(k.headDeadline == nil)
+        _ = k.channelRead(.end(nil), now: Self.t0 + .seconds(9))
+        #expect(k.idleTimerFired(now: Self.t0 + .seconds(30)) == .rearm(Self.t0 + .seconds(69)), "only the idle timeout is due")
+        _ = k.answerCompleted(now: Self.t0 + .seconds(10))
+        let drain = k.requestFinished()
+        let next = k.nextQueuedPart()
+        #expect(drain && next == nil)
+        _ = k.queueDrained()
+        #expect(k.awaitsHead)
+        k.headBytesArrived(now: Self.t0 + .seconds(50))
+        #expect(k.idleTimerFired(now: Self.t0 + .seconds(55)) == .rearm(Self.t0 + .seconds(60)))
+        _ = k.channelRead(Self.head("/b"), now: Self.t0 + .seconds(59))
+        #expect(k.idleTimerFired(now: Self.t0 + .seconds(60)) == .rearm(Self.t0 + .seconds(119)),
+                "a complete head is answered, not timed out")
+    }
+
     @Test("a close waiting for its last write is ended by the idle timer if that write never completes")
     func idleTimeoutEndsAStuckClose() {
         var m = Machine(now: Self.t0, idleTimeout: Self.idle)
