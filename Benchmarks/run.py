@@ -394,11 +394,11 @@ http {{
 
     # --- gateway and the Python reference ------------------------------------------------------
 
-    def start_gateway(self, storage: str = "memory", routes_before: int | None = None) -> subprocess.Popen:
+    def start_gateway(self, storage: str = "memory", routes_before: int | None = None, extra_yaml: str = "") -> subprocess.Popen:
         """storage: "memory", or "sqlite" (a fresh ledger file in a folder of the gateway's user).
         routes_before: when given, that many priced routes `GET /svcN/items/:id` come before
         `GET /paid`, which is then matched last, and the admin listener is on for POST /reload
-        (scenario 7).
+        (scenario 7). extra_yaml: top-level keys added at the end (the soak's `limits`).
         Sets self.check_seconds and self.start_seconds (process start to the first answer)."""
         if self.gateway is not None:
             self.procs.stop(self.gateway)
@@ -434,7 +434,7 @@ routes:
     free: true
 unmatched: deny
 {storage_yaml}
-""")
+{extra_yaml}""")
         started = time.perf_counter()
         check = subprocess.run([GATEWAY_BIN, "check", "--config", conf], capture_output=True, text=True)
         self.check_seconds = time.perf_counter() - started
