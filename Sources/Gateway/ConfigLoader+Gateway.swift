@@ -391,7 +391,7 @@ extension YAMLReader {
             let m: [String: (key: Node, value: Node)]
             if value.scalar != nil {
                 m = ["url": (key, value)]
-            } else if let parsed = mapping(value, "upstream \"\(name)\"", allowed: ["url", "timeout", "connectTimeout", "headers"]) {
+            } else if let parsed = mapping(value, "upstream \"\(name)\"", allowed: ["url", "timeout", "connectTimeout", "headers", "caFile"]) {
                 m = parsed
             } else {
                 continue
@@ -402,15 +402,26 @@ extension YAMLReader {
             }
             guard let url = string(urlNode, "upstreams.\(name).url") else { continue }
             guard let parts = parseUpstreamURL(url) else {
-                error(urlNode, "upstream \"\(name)\" url must be http://host[:port][/base/path] (https is not supported yet), not \"\(url)\"")
+                error(urlNode, "upstream \"\(name)\" url must be http(s)://host[:port][/base/path], not \"\(url)\"")
                 continue
             }
             let timeout = m["timeout"].flatMap { duration($0.value, "upstreams.\(name).timeout") } ?? .seconds(30)
             let connectTimeout = m["connectTimeout"].flatMap { duration($0.value, "upstreams.\(name).connectTimeout") } ?? .seconds(5)
             let headers = m["headers"].flatMap { stringMap($0.value, "upstreams.\(name).headers") } ?? []
+            var caFile: String?
+            if let n = m["caFile"]?.value, let path = string(n, "upstreams.\(name).caFile") {
+                let resolved = resolvePath(path)
+                if parts.scheme != "https" {
+                    error(n, "upstreams.\(name).caFile applies to https upstreams only (the url is \(parts.scheme))")
+                } else if let problem = HTTPFacilitatorClient.caFileProblem(resolved) {
+                    error(n, "upstreams.\(name).caFile: \(problem)")
+                } else {
+                    caFile = resolved
+                }
+            }
             out[name] = UpstreamConfig(
                 name: name, scheme: parts.scheme, host: parts.host, port: parts.port, basePath: parts.path,
-                timeout: timeout, connectTimeout: connectTimeout, headers: headers)
+                timeout: timeout, connectTimeout: connectTimeout, headers: headers, caFile: caFile)
         }
         return out
     }
@@ -830,14 +841,15 @@ extension YAMLReader {
     }
 
     func parseUpstreamURL(_ s: String) -> (scheme: String, host: String, port: Int, path: String)? {
-        guard s.hasPrefix("http://"), !s.contains("?"), !s.contains("#") else { return nil }
-        let rest = s.dropFirst("http://".count)
+        let scheme = s.hasPrefix("https://") ? "https" : "http"
+        guard s.hasPrefix("\(scheme)://"), !s.contains("?"), !s.contains("#") else { return nil }
+        let rest = s.dropFirst(scheme.count + 3)
         let authorityEnd = rest.firstIndex(of: "/") ?? rest.endIndex
         let authority = rest[..<authorityEnd]
         var path = String(rest[authorityEnd...])
         while path.hasSuffix("/") { path.removeLast() }
         var host = authority
-        var port = 80
+        var port = scheme == "https" ? 443 : 80
         if authority.hasPrefix("[") {
             guard let end = authority.firstIndex(of: "]") else { return nil }
             host = authority[authority.index(after: authority.startIndex)..<end]
@@ -852,7 +864,7 @@ extension YAMLReader {
         if !path.isEmpty {
             guard (try? CanonicalPath.parse(target: path)) != nil else { return nil }
         }
-        return ("http", String(host), port, path)
+        return (scheme, String(host), port, path)
     }
 
     func isToken(_ s: String) -> Bool {

@@ -2,11 +2,15 @@ import GatewayCore
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Synchronization
 import X402
 
-/// Keep-alive HTTP/1.1 connections to one plain-`http` upstream, for the NIO-level free-route
-/// proxy in ``GatewayHandler``. Connections live on the event loop of the client connection
+/// Keep-alive HTTP/1.1 connections to one upstream, `http` or `https`, for the NIO-level proxy in
+/// ``GatewayHandler``. An `https` upstream's connections run TLS 1.2+ (ALPN `http/1.1`) with the
+/// certificate chain checked against the system's roots or the upstream's `caFile` and the name
+/// checked against the URL's host (sent as SNI unless it is an IP literal); a connection that
+/// fails the check fails its exchange (502). Connections live on the event loop of the client connection
 /// that opened them (so every callback between the two channels is synchronous) and are kept in
 /// an idle list per event loop. A connection goes back to the list only when its exchange ended
 /// cleanly (request written to the end, response read to the end, both sides keep-alive); anything
@@ -24,9 +28,34 @@ final class UpstreamConnections: Sendable {
 
     private let loops = Mutex<[ObjectIdentifier: NIOLoopBound<IdleList>]>([:])
     private let closed = Atomic<Bool>(false)
+    /// For `https`: the TLS context (trust roots loaded once, when the snapshot is built, never on
+    /// an event loop), or why it could not be made.
+    private let tls: Result<NIOSSLContext, TLSSetupFailed>?
+
+    struct TLSSetupFailed: Error, CustomStringConvertible {
+        let description: String
+    }
 
     init(config: UpstreamConfig) {
         self.config = config
+        guard config.tls else {
+            tls = nil
+            return
+        }
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.minimumTLSVersion = .tlsv12
+        configuration.applicationProtocols = ["http/1.1"]
+        if let caFile = config.caFile { configuration.trustRoots = .file(caFile) }
+        do {
+            tls = .success(try NIOSSLContext(configuration: configuration))
+        } catch {
+            tls = .failure(TLSSetupFailed(description: "TLS for upstream \(config.name): \(error)"))
+        }
+    }
+
+    /// Whether `host` is an IPv4 or IPv6 literal (never sent as SNI).
+    private static func isIPLiteral(_ host: String) -> Bool {
+        (try? SocketAddress(ipAddress: host, port: 0)) != nil
     }
 
     private func idleList(_ loop: any EventLoop) -> IdleList {
@@ -71,12 +100,23 @@ final class UpstreamConnections: Sendable {
     /// Opens a new connection on `loop` (the client connection's loop).
     func connect(on loop: any EventLoop) -> EventLoopFuture<any Channel> {
         let pool = self
+        var ssl: NIOSSLContext?
+        switch tls {
+        case .success(let context): ssl = context
+        case .failure(let failure): return loop.makeFailedFuture(failure)
+        case nil: break
+        }
+        let (context, host) = (ssl, config.host)
+        let serverName = Self.isIPLiteral(host) ? nil : host
         return ClientBootstrap(group: loop)
             .connectTimeout(.milliseconds(config.connectTimeout.wholeMilliseconds))
             .channelOption(.autoRead, value: false)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)  // NIO's default, stated: requests go out whole
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let context {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: serverName))
+                    }
                     try channel.pipeline.syncOperations.addHandlers([
                         HTTPRequestEncoder(),
                         // Interim answers (1xx) are forwarded: the exchange relays them or drops them.

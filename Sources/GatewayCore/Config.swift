@@ -52,7 +52,7 @@ public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
 
 public struct UpstreamConfig: Sendable, Hashable {
     public var name: String
-    /// `http://host:port` with an optional base path (no trailing slash).
+    /// `http` or `https` (`host:port` with an optional base path, no trailing slash).
     public var scheme: String
     public var host: String
     public var port: Int
@@ -62,9 +62,13 @@ public struct UpstreamConfig: Sendable, Hashable {
     public var connectTimeout: Duration
     /// Headers added to every request to this upstream (values already `${ENV}`-expanded).
     public var headers: [(name: String, value: String)]
+    /// For `https`: a PEM file of the certificates to trust instead of the system's roots.
+    public var caFile: String?
+
+    public var tls: Bool { scheme == "https" }
 
     public init(name: String, scheme: String, host: String, port: Int, basePath: String, timeout: Duration,
-                connectTimeout: Duration, headers: [(name: String, value: String)]) {
+                connectTimeout: Duration, headers: [(name: String, value: String)], caFile: String? = nil) {
         self.name = name
         self.scheme = scheme
         self.host = host
@@ -73,6 +77,7 @@ public struct UpstreamConfig: Sendable, Hashable {
         self.timeout = timeout
         self.connectTimeout = connectTimeout
         self.headers = headers
+        self.caFile = caFile
     }
 
     /// The `Host` header sent upstream.
@@ -85,7 +90,7 @@ public struct UpstreamConfig: Sendable, Hashable {
 
     public static func == (a: Self, b: Self) -> Bool {
         a.name == b.name && a.scheme == b.scheme && a.host == b.host && a.port == b.port && a.basePath == b.basePath
-            && a.timeout == b.timeout && a.connectTimeout == b.connectTimeout
+            && a.timeout == b.timeout && a.connectTimeout == b.connectTimeout && a.caFile == b.caFile
             && a.headers.map(\.name) == b.headers.map(\.name) && a.headers.map(\.value) == b.headers.map(\.value)
     }
 
