@@ -10,7 +10,7 @@ extension YAMLReader {
     static let topLevelKeys = [
         "listen", "publicBaseURL", "payTo", "network", "facilitator", "upstreams", "routes", "unmatched",
         "defaultUpstream", "trustedProxies", "caseSensitiveRoutes", "limits", "cors", "payerHeader", "maxTimeoutSeconds",
-        "admin", "reload", "paywall", "storage", "networks", "reconcile", "paymentIdentifier", "passes",
+        "admin", "reload", "paywall", "storage", "networks", "reconcile", "paymentIdentifier", "passes", "clientLimits",
     ]
 
     /// Defaults every route inherits.
@@ -156,6 +156,7 @@ extension YAMLReader {
         }
 
         let paywall = top["paywall"].map { paywallConfig($0.value) } ?? PaywallConfig()
+        let clientLimits = top["clientLimits"].map { clientLimitsConfig($0.value) } ?? ClientLimitsConfig()
         let passes = top["passes"].flatMap { passesConfig($0.value) }
 
         let defaults = RouteDefaults(
@@ -199,7 +200,8 @@ extension YAMLReader {
             listen: listen, publicBaseURL: publicBaseURL, payTo: payTo, network: network?.caip2, facilitator: facilitator,
             upstreams: upstreams, routes: routes, unmatched: unmatched, trustedProxies: trusted,
             caseSensitiveRoutes: caseSensitive, limits: limits, cors: cors, payerHeader: payerHeader, admin: admin,
-            reload: reload, paywall: paywall, storage: storage, networks: networks, reconcile: reconcile, passes: passes)
+            reload: reload, paywall: paywall, storage: storage, networks: networks, reconcile: reconcile, passes: passes,
+            clientLimits: clientLimits)
     }
 
     // MARK: Sections
@@ -463,7 +465,7 @@ extension YAMLReader {
 
     static let routeKeys = [
         "id", "match", "host", "upstream", "price", "network", "payTo", "free", "accepts", "description", "mimeType",
-        "maxTimeoutSeconds", "settlement", "paymentIdentifier", "cache", "pass",
+        "maxTimeoutSeconds", "settlement", "paymentIdentifier", "cache", "pass", "rateLimit", "freePerClient",
     ]
 
     /// `optional`, `required` or `off`: `.some(nil)` for `off`, nil when the value is invalid (reported).
@@ -586,13 +588,22 @@ extension YAMLReader {
                 pass = parsed
             }
         }
+        let rateLimit = m["rateLimit"].flatMap { self.rateLimit($0.value) }
+        var freePerClient: FreeAllowance?
+        if let entry = m["freePerClient"], let parsed = freeAllowance(entry.value) {
+            if isFree {
+                error(entry.key, "a free route cannot have freePerClient (every request is free already; rateLimit bounds them)")
+            } else {
+                freePerClient = parsed
+            }
+        }
         let explicitId = m["id"].flatMap { string($0.value, "id") }
         let id = explicitId ?? (host.map { "\($0) " } ?? "") + pattern.description
         if explicitId != nil { explicitIds.insert(id) }
         return RouteConfig(
             id: id, pattern: pattern, host: host, upstream: upstream, access: access, description: description,
             mimeType: mimeType, settlement: settlement, paymentIdentifier: paymentIdentifier, cache: cache, pass: pass,
-            location: location(matchNode))
+            rateLimit: rateLimit, freePerClient: freePerClient, location: location(matchNode))
     }
 
     /// `network`, `payTo` and `maxTimeoutSeconds` given on a route or an accepts entry win over `defaults`.

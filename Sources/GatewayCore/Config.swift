@@ -218,12 +218,17 @@ public struct RouteConfig: Sendable, Hashable {
     public var cache: PaidResponseCaching
     /// The pass a settled payment on this route earns (nil: none; every request pays).
     public var pass: RoutePass?
+    /// Requests per client per time (429 beyond); nil: none.
+    public var rateLimit: RateLimit?
+    /// Requests per client per window forwarded without a payment (priced routes); nil: none.
+    public var freePerClient: FreeAllowance?
     public var location: SourceLocation?
 
     public init(id: String, pattern: RoutePattern, host: HostPattern? = nil, upstream: String, access: RouteAccess,
                 description: String = "", mimeType: String = "", settlement: SettlementPolicy = .afterSuccess,
                 paymentIdentifier: PaymentIdentifierMode? = nil, cache: PaidResponseCaching = .private,
-                pass: RoutePass? = nil, location: SourceLocation? = nil) {
+                pass: RoutePass? = nil, rateLimit: RateLimit? = nil, freePerClient: FreeAllowance? = nil,
+                location: SourceLocation? = nil) {
         self.id = id
         self.pattern = pattern
         self.host = host
@@ -235,6 +240,8 @@ public struct RouteConfig: Sendable, Hashable {
         self.paymentIdentifier = paymentIdentifier
         self.cache = cache
         self.pass = pass
+        self.rateLimit = rateLimit
+        self.freePerClient = freePerClient
         self.location = location
     }
 }
@@ -410,6 +417,8 @@ public struct GatewayConfig: Sendable {
     public var reconcile: ReconcileConfig
     /// The keys route passes are signed with (nil: no route issues passes).
     public var passes: PassesConfig?
+    /// How rate limits and free allowances tell clients apart, and how many they track.
+    public var clientLimits: ClientLimitsConfig
 
     public init(listen: ListenAddress, publicBaseURL: String? = nil, payTo: String? = nil, network: String? = nil,
                 facilitator: FacilitatorConfig? = nil, upstreams: [String: UpstreamConfig], routes: [RouteConfig],
@@ -417,7 +426,8 @@ public struct GatewayConfig: Sendable {
                 limits: Limits = Limits(), cors: CORSConfig = CORSConfig(), payerHeader: String = "X-Payment-Payer",
                 admin: AdminConfig? = nil, reload: ReloadConfig = ReloadConfig(), paywall: PaywallConfig = PaywallConfig(),
                 storage: StorageConfig = StorageConfig(backend: .memory), networks: [String: ChainRPCConfig] = [:],
-                reconcile: ReconcileConfig = ReconcileConfig(), passes: PassesConfig? = nil) {
+                reconcile: ReconcileConfig = ReconcileConfig(), passes: PassesConfig? = nil,
+                clientLimits: ClientLimitsConfig = ClientLimitsConfig()) {
         self.listen = listen
         self.publicBaseURL = publicBaseURL
         self.payTo = payTo
@@ -438,5 +448,6 @@ public struct GatewayConfig: Sendable {
         self.networks = networks
         self.reconcile = reconcile
         self.passes = passes
+        self.clientLimits = clientLimits
     }
 }
