@@ -60,6 +60,8 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var exchange: Exchange?
     /// The paid request in flight, if any.
     private var payment: PaidExchange?
+    /// The request waiting for its free allowance to be counted in the store, if any.
+    private var admission: AdmissionWait?
     /// How the body of the response being written is framed.
     private var framing = HTTPWire.Framing.none
     /// The response-timeout check of the exchanges on this connection (see `scheduleExchangeTimer`).
@@ -135,6 +137,8 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
             payment.gone.set()
             metrics.requestEnded()
         }
+        admission?.timer?.cancel()
+        admission = nil
         state.closeNow()
     }
 
@@ -152,6 +156,8 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 requestBody(body, exchange)
             } else if let payment {
                 paymentBody(body, payment, context: context)
+            } else if let admission {
+                admission.body.append(body)
             }
             // Otherwise the body of a request answered by the gateway itself: discarded.
         case .end:
@@ -159,6 +165,8 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 requestEnd(exchange)
             } else if let payment {
                 paymentEnd(payment, context: context)
+            } else if let admission {
+                admission.ended = true
             } else if let (answer, requestID, close, http10) = pending {
                 pending = nil
                 write(answer, requestID: requestID, close: close, http10: http10, context: context)
@@ -244,6 +252,9 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
         } else if let exchange, exchange.hop == nil, !exchange.state.requestEnded, !exchange.state.responseStarted {
             exchange.counters.record(.badRequest)
             abortExchange()  // the upstream got part of a body: its connection is closed
+        } else if let admission, !admission.ended {
+            admission.timer?.cancel()
+            self.admission = nil
         } else {
             return
         }
@@ -280,7 +291,7 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .answer(let answer, let counters, let outcome):
             counters.record(outcome)
             pending = (answer, requestID, close, http10)
-        case .forward(let name, let path, let counters, let pass):
+        case .forward(let name, let path, let counters, let pass, let free):
             guard let upstream = snapshot.upstreams[name] else {
                 counters.record(.upstreamError)
                 pending = (snapshot.responses.error(.badGateway, code: "upstream_unavailable", message: "upstream is not configured",
@@ -290,7 +301,10 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
             if expectsContinue { writeContinue(context: context) }
             startExchange(head, path: path, upstream: upstream.config, connections: upstream.connections, counters: counters,
                           snapshot: snapshot, requestID: requestID, remoteAddress: remoteAddress, continueSent: expectsContinue,
-                          pass: pass, context: context)
+                          pass: pass, free: free, context: context)
+        case .admit(let a):
+            startAdmission(AdmissionWait(head: head, decision: a, snapshot: snapshot, requestID: requestID, remoteAddress: remoteAddress,
+                                         expectsContinue: expectsContinue), context: context)
         case .pay(let p):
             startPayment(head, p, snapshot: snapshot, requestID: requestID, remoteAddress: remoteAddress, context: context)
             if expectsContinue, let payment, !payment.answeredEarly { writeContinue(context: context) }
@@ -344,8 +358,11 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .answer(let own, let counters, let outcome):
             counters.record(outcome)
             answer = own
-        case .forward(_, _, let counters, _):
+        case .forward(_, _, let counters, _, _):
             counters.record(.badRequest)
+            answer = notProxied()
+        case .admit(let a):
+            snapshot.routeMetrics[a.routeIndex].record(.badRequest)
             answer = notProxied()
         case .pay(let p):
             // Refused before the payment is even decoded: nothing is verified or charged.
@@ -561,7 +578,7 @@ extension GatewayHandler {
             head: payment.head, body: payment.body, path: p.path, route: route, counters: counters,
             resourceURL: p.resourceURL, snapshot: snapshot, forwarding: payment.forwarding, paywall: p.paywall, logger: logger,
             requestID: payment.requestID, clientGone: { [gone = payment.gone] in gone.isSet }, hop: ConnectionHop(handler: bound, payment: current),
-            passPolicy: snapshot.passPolicies[p.routeIndex])
+            passPolicy: snapshot.passPolicies[p.routeIndex], routeIndex: p.routeIndex)
         payment.body = nil
         let handler = self.paid
         Task {
@@ -576,6 +593,62 @@ extension GatewayHandler {
             case .upstream(let status, let headers, let extra, .relay):
                 loop.execute { bound.value.paidRelay(status, headers, extra, buffered: nil, current.value) }
             }
+        }
+    }
+
+    /// Asks the store to count the request's free allowance; reading stops until it answers.
+    private func startAdmission(_ wait: AdmissionWait, context: ChannelHandlerContext) {
+        admission = wait
+        bodySinkChanged(ready: false)
+        let loop = context.eventLoop
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let current = NIOLoopBound(wait, eventLoop: loop)
+        wait.timer = loop.assumeIsolatedUnsafeUnchecked().scheduleTask(in: Self.admissionTimeout) {
+            self.admitted(wait, .unavailable)
+        }
+        let (limiter, a) = (wait.snapshot.limiter, wait.decision)
+        let route = wait.snapshot.table.routes[a.routeIndex].config.id
+        Task {
+            let result = await limiter.takeFreeFromStore(route: route, client: a.client, allowance: a.allowance, now: a.now)
+            loop.execute { bound.value.admitted(current.value, result) }
+        }
+    }
+
+    /// The store's count (or the timeout): forward the request for free, or answer its 402.
+    private func admitted(_ wait: AdmissionWait, _ result: RequestLimiter.FreeCheck) {
+        guard admission === wait, let context else { return }
+        admission = nil
+        wait.timer?.cancel()
+        let (a, snapshot) = (wait.decision, wait.snapshot)
+        let limits = snapshot.limitMetrics[a.routeIndex]
+        let counters = snapshot.routeMetrics[a.routeIndex]
+        if result == .free, let upstream = snapshot.upstreams[a.upstream] {
+            limits?.freeServed()
+            let continueSent = wait.expectsContinue && !wait.ended
+            if continueSent { writeContinue(context: context) }
+            startExchange(wait.head, path: a.path, upstream: upstream.config, connections: upstream.connections, counters: counters,
+                          snapshot: snapshot, requestID: wait.requestID, remoteAddress: wait.remoteAddress, continueSent: continueSent,
+                          free: a.access, context: context)
+            guard let exchange else { return }
+            for part in wait.body { requestBody(part, exchange) }
+            if wait.ended { requestEnd(exchange) }
+            return
+        }
+        if result == .exhausted { limits?.freeExhausted() } else { limits?.freeUnavailable() }
+        counters.challenged()
+        counters.record(a.outcome)
+        let close = !wait.head.isKeepAlive
+        let http10 = wait.head.version.major == 1 && wait.head.version.minor == 0
+        if wait.ended {
+            write(a.challenge, requestID: wait.requestID, close: close, http10: http10, context: context)
+            answerCompleted()
+        } else if wait.expectsContinue {
+            // The client waits for `100 Continue` before its body: the answer goes now, then the close.
+            write(a.challenge, requestID: wait.requestID, close: true, http10: http10, context: context)
+        } else {
+            // The rest of the body is read and dropped; the answer goes at its end.
+            pending = (a.challenge, wait.requestID, close, http10)
+            bodySinkChanged(ready: true)
         }
     }
 
@@ -642,6 +715,37 @@ extension GatewayHandler {
     }
 }
 
+// MARK: - Free allowances counted in the store
+
+extension GatewayHandler {
+    /// A request on a priced route whose free allowance is being counted in the store: its body
+    /// parts wait here (reads are held meanwhile) until the count says forward or 402.
+    final class AdmissionWait {
+        let head: HTTPRequestHead
+        let decision: Decision.Admission
+        let snapshot: GatewaySnapshot
+        let requestID: String
+        let remoteAddress: String?
+        let expectsContinue: Bool
+        var body: [ByteBuffer] = []
+        var ended = false
+        var timer: Scheduled<Void>?
+
+        init(head: HTTPRequestHead, decision: Decision.Admission, snapshot: GatewaySnapshot, requestID: String,
+             remoteAddress: String?, expectsContinue: Bool) {
+            self.head = head
+            self.decision = decision
+            self.snapshot = snapshot
+            self.requestID = requestID
+            self.remoteAddress = remoteAddress
+            self.expectsContinue = expectsContinue
+        }
+    }
+
+    /// A count slower than this is taken as not recorded: the 402 (fail closed).
+    static let admissionTimeout = TimeAmount.seconds(2)
+}
+
 // MARK: - NIO-level proxy for free routes
 
 extension GatewayHandler: UpstreamExchangeDelegate {
@@ -669,6 +773,8 @@ extension GatewayHandler: UpstreamExchangeDelegate {
         var hop: Hop?
         /// Set when a pass opened this request on a priced route: its answer is marked private.
         var pass: Decision.PassAccess?
+        /// Set when the route's free allowance opened this request: its answer is marked like a paid one.
+        var free: Decision.FreeAccess?
 
         init(requestID: String, head: HTTPRequestHead, counters: RouteMetrics, upstream: UpstreamConfig,
              connections: UpstreamConnections, mode: UpstreamExchangeStateMachine.Mode, hasBody: Bool, now: NIODeadline) {
@@ -688,12 +794,13 @@ extension GatewayHandler: UpstreamExchangeDelegate {
     private func startExchange(
         _ head: HTTPRequestHead, path: CanonicalPath, upstream: UpstreamConfig, connections: UpstreamConnections,
         counters: RouteMetrics, snapshot: GatewaySnapshot, requestID: String, remoteAddress: String?, continueSent: Bool,
-        pass: Decision.PassAccess? = nil, context: ChannelHandlerContext
+        pass: Decision.PassAccess? = nil, free: Decision.FreeAccess? = nil, context: ChannelHandlerContext
     ) {
         metrics.requestStarted()
         let exchange = Exchange(requestID: requestID, head: head, counters: counters, upstream: upstream, connections: connections,
                                 mode: .free, hasBody: false, now: context.eventLoop.now)
         exchange.continueSent = continueSent
+        exchange.free = free
         var forwarding = Routing.forwardingInfo(head, peer: remoteAddress, snapshot: snapshot, requestID: requestID)
         if let pass {
             // As for a paid request: the verified payer, and the mark of a pass request (its expiry).
@@ -829,6 +936,10 @@ extension GatewayHandler: UpstreamExchangeDelegate {
             head.headers = PaidResponseHeaders.rewrite(
                 head.headers, extra: [], caching: .private, allowOrigin: pass.allowOrigin, vary: PaidResponseHeaders.passRequestHeaders)
             exchange.counters.record(.pass)
+        } else if let free = exchange.free {
+            // A priced route's content under the free allowance: cached like a paid answer.
+            head.headers = PaidResponseHeaders.rewrite(head.headers, extra: [], caching: free.caching, allowOrigin: free.allowOrigin)
+            exchange.counters.record(.freeAllowance)
         } else {
             exchange.counters.record(.free)
         }

@@ -36,6 +36,8 @@ public final class GatewayServer: Service {
     /// The main listener's client connections open now.
     public var openConnections: Int { connections.open }
     public let store: any PaymentStore
+    /// The routes' rate limits and free allowances (kept across reloads).
+    let limiter: RequestLimiter
     public let metrics: GatewayMetrics
     let reconciler: Reconciler
     let logger: Logger
@@ -57,13 +59,15 @@ public final class GatewayServer: Service {
     ///   - facilitator: defaults to an HTTP client for `config.facilitator`.
     ///   - store: where payment claims and the ledger live (in memory by default; the executable
     ///     opens the configured database).
+    ///   - counters: where free allowances (and, shared, rate limits) are counted: the same
+    ///     database (nil: in this process's memory).
     ///   - clock: unix seconds, injected so tests control time windows.
     ///   - source: the file to re-read on ``reload(trigger:)`` and to watch; no reloads without it.
     ///   - onListening: called with the bound port once the listener is up (port 0 in tests).
     ///   - onAdminListening: the same for the admin listener, when configured.
     public init(
         config: GatewayConfig, logger: Logger, facilitator: (any Facilitator)? = nil,
-        store: any PaymentStore = InMemoryPaymentStore(),
+        store: any PaymentStore = InMemoryPaymentStore(), counters: (any LimitCounterStore)? = nil,
         clock: @escaping @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970) },
         source: ConfigSource? = nil, metrics: GatewayMetrics = GatewayMetrics(),
         onListening: @escaping @Sendable (Int) async -> Void = { _ in },
@@ -78,23 +82,34 @@ public final class GatewayServer: Service {
         self.onAdminListening = onAdminListening
         self.store = store
         self.paid = PaidRequestHandler(store: store, metrics: metrics, clock: clock)
-        let box = SnapshotBox(Self.snapshot(config, clients: clients, facilitator: facilitator, metrics: metrics))
+        let limiter = RequestLimiter(store: counters, maxKeys: config.clientLimits.maxKeys, metrics: metrics, logger: logger)
+        self.limiter = limiter
+        let box = SnapshotBox(Self.snapshot(config, clients: clients, facilitator: facilitator, metrics: metrics, limiter: limiter))
         self.box = box
         self.reconciler = Reconciler(store: store, config: { box.snapshot.config }, metrics: metrics, logger: logger)
         if let source { reloadState.withLock { $0.text = try? String(contentsOfFile: source.path, encoding: .utf8) } }
     }
 
     private static func snapshot(
-        _ config: GatewayConfig, clients: ClientPool, facilitator: (any Facilitator)?, metrics: GatewayMetrics
+        _ config: GatewayConfig, clients: ClientPool, facilitator: (any Facilitator)?, metrics: GatewayMetrics, limiter: RequestLimiter
     ) -> GatewaySnapshot {
         let inner = facilitator ?? config.facilitator.map { clients.facilitator($0) }
         return GatewaySnapshot(
             config: config, upstreams: clients.upstreams(config.upstreams),
-            facilitator: inner.map { MeteredFacilitator(inner: $0, metrics: metrics) }, metrics: metrics)
+            facilitator: inner.map { MeteredFacilitator(inner: $0, metrics: metrics) }, metrics: metrics, limiter: limiter)
     }
 
     /// The configuration now serving.
     public var config: GatewayConfig { box.snapshot.config }
+
+    /// The limiter's rounds: sharing rate-limit counts, dropping idle clients, purging the store.
+    private func runLimiter() async throws {
+        let box = self.box
+        try await limiter.run(settings: {
+            let snapshot = box.snapshot
+            return RequestLimiter.Settings(clientLimits: snapshot.config.clientLimits, rateLimits: snapshot.rateLimits)
+        }, clock: paid.clock)
+    }
 
     public func run() async throws {
         let config = box.snapshot.config
@@ -103,6 +118,7 @@ public final class GatewayServer: Service {
                 group.addTask { await self.logFacilitatorCoverage() }
                 group.addTask { try? await cancelWhenGracefulShutdown { try await self.watchConfigFile() } }
                 group.addTask { try? await cancelWhenGracefulShutdown { try await self.reconciler.run() } }
+                group.addTask { try? await cancelWhenGracefulShutdown { try await self.runLimiter() } }
                 if let admin = config.admin { group.addTask { try await self.adminApplication(admin).run() } }
                 group.addTask { try await self.serve(config) }
                 // The first failure (a listener that cannot bind) ends the run: waitForAll() would
@@ -311,7 +327,7 @@ public final class GatewayServer: Service {
             keep(\.limits.headerTimeout, "limits.headerTimeout")
             keep(\.limits.shutdownGrace, "limits.shutdownGrace")
             keep(\.storage, "storage")
-            box.replace(Self.snapshot(config, clients: clients, facilitator: facilitatorOverride, metrics: metrics))
+            box.replace(Self.snapshot(config, clients: clients, facilitator: facilitatorOverride, metrics: metrics, limiter: limiter))
             reloadState.withLock { $0.lastError = nil }
             metrics.configReload(result: "applied")
             if restart.isEmpty {

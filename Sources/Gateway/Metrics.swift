@@ -30,6 +30,10 @@ public enum RequestOutcome: String, Sendable, CaseIterable {
     case replayed
     /// A payment identifier in use by another payment or request, or still in flight: 409.
     case identifierConflict = "identifier_conflict"
+    /// Answered 429: the route's rate limit for this client (payer or address) was reached.
+    case rateLimited = "rate_limited"
+    /// Forwarded on a priced route without a payment, under the route's free allowance.
+    case freeAllowance = "free_allowance"
     /// Upstream unreachable or slow on a free route.
     case upstreamError = "upstream_error"
     /// Malformed request (path, host, body too large).
@@ -47,7 +51,9 @@ public enum RequestOutcome: String, Sendable, CaseIterable {
 /// `upstream_response_duration_seconds{upstream}`, `requests_in_flight`, `config_reloads_total{result}`,
 /// `reconciliations_total{outcome}`, `payments_unknown{network}`, `passes_issued_total`,
 /// `passes_refused_total{reason}`, `connections_open`, `connections_refused_total{limit}`,
-/// `request_head_timeouts_total`.
+/// `request_head_timeouts_total`, `rate_limit_requests_total{route,result}`,
+/// `free_allowance_requests_total{route,result}` (see ``RouteLimitMetrics``), `limit_keys{table}`,
+/// `limit_evictions_total{table}`, `limit_store_errors_total{operation}`.
 public final class GatewayMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
@@ -56,6 +62,8 @@ public final class GatewayMetrics: Sendable {
     private let meters = Mutex<[CounterKey: CoreMetrics.Meter]>([:])
     /// By route id; exposed beside the registry (see ``RouteMetrics``).
     private let routeCounters = Mutex<[String: RouteMetrics]>([:])
+    /// By route id, for routes with a rate limit or a free allowance.
+    private let routeLimitCounters = Mutex<[String: RouteLimitMetrics]>([:])
     private let inFlight: CoreMetrics.Meter
     private let openConnections: CoreMetrics.Meter
 
@@ -130,6 +138,41 @@ public final class GatewayMetrics: Sendable {
             routes[route] = counters
             return counters
         }
+    }
+
+    /// The limit counters of a route with a rate limit or a free allowance (kept by route id across
+    /// reloads, like ``route(_:)``).
+    package func routeLimits(_ route: String, rateLimit: Bool, allowance: Bool) -> RouteLimitMetrics {
+        let counters = routeLimitCounters.withLock { routes in
+            if let known = routes[route] { return known }
+            let counters = RouteLimitMetrics(route: route)
+            routes[route] = counters
+            return counters
+        }
+        counters.configure(rateLimit: rateLimit, allowance: allowance)
+        return counters
+    }
+
+    /// Clients tracked in memory by the limiter, per table (`rate`, `free`).
+    func limitKeys(table: String, count: Int) {
+        meters.withLock { cache in
+            let key = CounterKey(name: "x402_limit_keys", a: table)
+            let meter = cache[key] ?? CoreMetrics.Meter(label: key.name, dimensions: [("table", table)], factory: factory)
+            cache[key] = meter
+            meter.set(count)
+        }
+    }
+
+    /// Live clients the limiter forgot to make room (a full table).
+    func limitEvictions(table: String, count: Int) {
+        guard count > 0 else { return }
+        counter(CounterKey(name: "x402_limit_evictions_total", a: table), [("table", table)]).increment(by: Int64(count))
+    }
+
+    /// The limit counters' store failed: `free` (an allowance not counted: the 402) or `sync` (rate
+    /// limits not shared this round).
+    func limitStoreError(operation: String) {
+        counter(CounterKey(name: "x402_limit_store_errors_total", a: operation), [("operation", operation)]).increment()
     }
 
     /// `reason` must come from a bounded set (``RefusalReason`` raw values or `facilitator_refused`).
@@ -212,6 +255,8 @@ public final class GatewayMetrics: Sendable {
         var out = registry.emitToBuffer()
         let used = routeCounters.withLock { Array($0.values) }.filter(\.isUsed).sorted { $0.route < $1.route }
         RouteMetrics.exposition(of: used, into: &out)
+        let limited = routeLimitCounters.withLock { Array($0.values) }.filter(\.isUsed).sorted { $0.route < $1.route }
+        RouteLimitMetrics.exposition(of: limited, into: &out)
         return out
     }
 }

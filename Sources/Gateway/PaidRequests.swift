@@ -58,6 +58,8 @@ struct PaidRequestHandler: Sendable {
         var hop: any UpstreamHop
         /// The route's pass rules, when a settled payment on it earns a pass.
         var passPolicy: RoutePassPolicy? = nil
+        /// The route's position in the snapshot's table (its rate limit and counters).
+        var routeIndex: Int
 
         /// Paid requests only reach priced routes.
         var challenge: Challenge { route.challenge! }
@@ -208,6 +210,13 @@ struct PaidRequestHandler: Sendable {
         let responses = ctx.snapshot.responses
         let isHead = ctx.head.method == .HEAD
         var action = flow.start(payment, offers: ctx.route.offers, now: clock())
+        // The payer the signature just proved is the rate limit's key: a limited payer costs no
+        // store write and no facilitator call.
+        if action == .claim || action == .claimIdentifier || action == .lookUpIdentifier,
+           let refusal = Routing.rateLimitAnswer(routeIndex: ctx.routeIndex, client: .payer(address: payment.payload.authorization.from),
+                                                 isHead: isHead, snapshot: ctx.snapshot, logger: logger, requestID: ctx.requestID) {
+            return (.answer(refusal), .rateLimited)
+        }
         var upstream: HTTPResponseHead?
         var buffered: ByteBuffer?
         /// The identifier's record as found (to replay, or to quote in a conflict).

@@ -9,6 +9,8 @@ import Logging
 /// connection pool); the executable runs `background` as a service until shutdown.
 public struct OpenPaymentStore: Sendable {
     public var store: any PaymentStore
+    /// Rate-limit and free-allowance counters in the same database (nil in memory).
+    public var counters: (any LimitCounterStore)?
     public var background: (@Sendable () async -> Void)?
 }
 
@@ -33,7 +35,7 @@ public enum PaymentStoreOpener {
                                metadata: ["x402.unknown": "\(recovered.unknown)", "x402.released": "\(recovered.released)"])
             }
             logger.info("payment ledger open", metadata: ["storage": "sqlite", "path": "\(path)", "x402.instance": "\(store.instanceID)"])
-            return OpenPaymentStore(store: store)
+            return OpenPaymentStore(store: store, counters: SQLLimitCounters(database: store.database, shared: false))
         case .postgres(let url):
             let database = try PostgresDatabase(url: url, poolSize: config.poolSize)
             // Several instances share the database: without a configured id, one per process
@@ -42,7 +44,8 @@ public enum PaymentStoreOpener {
             let store = try await SQLPaymentStore(database: database, settings: StoreSettings(instanceID: instance, leaseMilliseconds: lease))
             logger.info("payment ledger open", metadata: ["storage": "postgres", "database": "\(database.configuration.target)",
                                                          "x402.instance": "\(store.instanceID)"])
-            return OpenPaymentStore(store: store, background: { await database.run() })
+            return OpenPaymentStore(store: store, counters: SQLLimitCounters(database: database, shared: true),
+                                    background: { await database.run() })
         }
     }
 

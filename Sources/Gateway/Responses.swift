@@ -70,6 +70,15 @@ struct GatewayResponses: Sendable {
         return Answer(status: status, headers: headers, body: head ? nil : ByteBuffer(string: body))
     }
 
+    /// 429 with `Retry-After` (whole seconds), readable by pages on other origins.
+    func rateLimited(retryAfter seconds: Int, head: Bool) -> Answer {
+        var answer = error(.tooManyRequests, code: "rate_limited",
+                           message: "too many requests to this route from this client: retry after \(seconds) s", head: head)
+        answer.headers.add(name: "Retry-After", value: String(seconds))
+        answer.headers.replaceOrAdd(name: "Access-Control-Expose-Headers", value: Self.exposedHeaders + ", Retry-After")
+        return answer
+    }
+
     /// The 402 for API clients: v2 challenge in `PAYMENT-REQUIRED`, v1 challenge as the JSON body.
     /// With a `paywall` (browsers only), the body is that HTML page instead; the header stays.
     func paymentRequired(

@@ -47,7 +47,15 @@ package final class RouteMetrics: Sendable {
     private static func line(_ name: String, _ route: String, outcome: String?, _ value: Int, into out: inout [UInt8]) {
         out.append(contentsOf: name.utf8)
         out.append(contentsOf: "{route=\"".utf8)
-        for byte in route.utf8 {
+        appendLabelValue(route, into: &out)
+        out.append(UInt8(ascii: "\""))
+        if let outcome { out.append(contentsOf: ",outcome=\"\(outcome)\"".utf8) }
+        out.append(contentsOf: "} \(value)\n".utf8)
+    }
+
+    /// A label value, escaped for the text format (`\\`, `\"`, `\n`).
+    static func appendLabelValue(_ value: String, into out: inout [UInt8]) {
+        for byte in value.utf8 {
             switch byte {
             case UInt8(ascii: "\\"): out.append(contentsOf: "\\\\".utf8)
             case UInt8(ascii: "\""): out.append(contentsOf: "\\\"".utf8)
@@ -55,13 +63,10 @@ package final class RouteMetrics: Sendable {
             default: out.append(byte)
             }
         }
-        out.append(UInt8(ascii: "\""))
-        if let outcome { out.append(contentsOf: ",outcome=\"\(outcome)\"".utf8) }
-        out.append(contentsOf: "} \(value)\n".utf8)
     }
 
     /// A counter incremented without a lock.
-    private final class Tally: Sendable {
+    final class Tally: Sendable {
         private let count = Atomic<Int>(0)
 
         func increment() { count.wrappingAdd(1, ordering: .relaxed) }

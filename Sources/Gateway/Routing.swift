@@ -26,6 +26,12 @@ final class GatewaySnapshot: Sendable {
     let passKeyring: PassKeyring?
     /// Each route's pass rules (same positions as `table.routes`; nil for routes without `pass`).
     let passPolicies: [RoutePassPolicy?]
+    /// The process's rate limits and free allowances (the same object in every snapshot).
+    let limiter: RequestLimiter
+    /// Each route's limit counters (same positions as `table.routes`; nil for routes without limits).
+    let limitMetrics: [RouteLimitMetrics?]
+    /// The rate limit of each route that has one, by route id (for the limiter's synchronisation).
+    let rateLimits: [String: RateLimit]
     /// Each priced route's last 402 for API clients: clients keep asking for the same URL, so most
     /// 402s reuse it (headers already built and validated) instead of rendering it again.
     private let lastChallenges: [LastChallenge]
@@ -34,9 +40,16 @@ final class GatewaySnapshot: Sendable {
         let slot = Mutex<(url: String, answer: EncodedAnswer)?>(nil)
     }
 
-    init(config: GatewayConfig, upstreams: [String: Upstream], facilitator: (any Facilitator)?, metrics: GatewayMetrics) {
+    init(config: GatewayConfig, upstreams: [String: Upstream], facilitator: (any Facilitator)?, metrics: GatewayMetrics,
+         limiter: RequestLimiter) {
         self.config = config
         self.table = RouteTable(config: config)
+        self.limiter = limiter
+        self.limitMetrics = table.routes.map { route in
+            let (rate, free) = (route.config.rateLimit != nil, route.config.freePerClient != nil)
+            return rate || free ? metrics.routeLimits(route.config.id, rateLimit: rate, allowance: free) : nil
+        }
+        self.rateLimits = Dictionary(config.routes.compactMap { route in route.rateLimit.map { (route.id, $0) } }, uniquingKeysWith: { a, _ in a })
         self.routeMetrics = table.routes.map { metrics.route($0.config.id) }
         self.unmatchedMetrics = metrics.route("-")
         self.metrics = metrics
@@ -109,10 +122,14 @@ final class SnapshotBox: Sendable {
 enum Decision {
     /// An answer the gateway writes itself (400, 402, 404, preflight).
     case answer(EncodedAnswer, RouteMetrics, RequestOutcome)
-    /// Forward for free to the named upstream, or under a pass (`pass` set) on a priced route.
-    case forward(upstream: String, path: CanonicalPath, RouteMetrics, pass: PassAccess? = nil)
+    /// Forward for free to the named upstream, or on a priced route under a pass (`pass` set) or
+    /// the route's free allowance (`free` set).
+    case forward(upstream: String, path: CanonicalPath, RouteMetrics, pass: PassAccess? = nil, free: FreeAccess? = nil)
     /// A payment was presented on a priced route.
     case pay(Paid)
+    /// No payment on a priced route with a free allowance counted in the database: ask it, then
+    /// forward or answer the 402.
+    case admit(Admission)
 
     struct Paid {
         var routeIndex: Int
@@ -121,6 +138,27 @@ enum Decision {
         var paywall: PaywallPage?
         var header: String
         var version: Int
+    }
+
+    /// A request the route's free allowance opened: its answer is marked like a paid one.
+    struct FreeAccess {
+        var caching: PaidResponseCaching
+        var allowOrigin: String
+    }
+
+    /// A request waiting for its free allowance to be counted in the store.
+    struct Admission {
+        var routeIndex: Int
+        var upstream: String
+        var path: CanonicalPath
+        var client: ClientKey
+        var allowance: FreeAllowance
+        /// Unix seconds: the window counted in.
+        var now: UInt64
+        var access: FreeAccess
+        /// The answer when nothing free is left (the route's 402), and how it is counted.
+        var challenge: EncodedAnswer
+        var outcome: RequestOutcome
     }
 
     /// A request a valid pass opened: what the upstream is told, and how its answer is marked.
@@ -192,7 +230,15 @@ enum Routing {
         }
         let route = snapshot.table.routes[routeIndex]
         let counters = snapshot.routeMetrics[routeIndex]
+        // Rate limits and free allowances count against the client's address, trusted proxies
+        // honoured (worked out only for routes that have them), or the payer of a pass.
+        lazy var address = Self.addressKey(peer: peer, head: head, snapshot: snapshot)
+        func rateRefusal(_ client: ClientKey?) -> Decision? {
+            Self.rateLimitAnswer(routeIndex: routeIndex, client: client, isHead: isHead, snapshot: snapshot, logger: logger,
+                                 requestID: requestID).map { .answer($0.encoded(), counters, .rateLimited) }
+        }
         guard let challenge = route.challenge else {
+            if route.config.rateLimit != nil, let refusal = rateRefusal(address) { return refusal }
             return .forward(upstream: route.config.upstream, path: path, counters)
         }
         // Made only for a 402 or a payment: a request a pass opens needs neither.
@@ -209,6 +255,7 @@ enum Routing {
             if !tokens.isEmpty {
                 switch snapshot.checkPass(tokens, routeIndex: routeIndex, path: path.path, now: clock()) {
                 case .success(let claims):
+                    if route.config.rateLimit != nil, let refusal = rateRefusal(.payer(address: claims.payer)) { return refusal }
                     logger.info("pass accepted", metadata: [
                         "request.id": "\(requestID)", "x402.route": "\(route.config.id)", "x402.pass.expires": "\(claims.expiresAt)",
                     ])
@@ -222,12 +269,34 @@ enum Routing {
                     outcome = .passRefused
                 }
             }
+            // Before the 402: a flood gets 429s, and never reaches the allowance.
+            if route.config.rateLimit != nil, let refusal = rateRefusal(address) { return refusal }
+            func paymentRequired() -> EncodedAnswer {
+                paywall == nil && !isHead
+                    ? snapshot.challengeAnswer(routeIndex: routeIndex, challenge: challenge, resourceURL: resourceURL)
+                    : responses.paymentRequired(challenge, resourceURL: resourceURL, head: isHead, paywall: paywall,
+                                                method: head.method.rawValue).encoded()
+            }
+            if let allowance = route.config.freePerClient {
+                let limits = snapshot.limitMetrics[routeIndex]
+                let access = Decision.FreeAccess(caching: route.config.cache, allowOrigin: snapshot.config.cors.allowOrigin)
+                let now = clock()
+                // No address, no count: nothing free.
+                let check = address.map { snapshot.limiter.takeFree(route: route.config.id, client: $0, allowance: allowance, now: now) }
+                switch check ?? .unavailable {
+                case .free:
+                    limits?.freeServed()
+                    return .forward(upstream: route.config.upstream, path: path, counters, free: access)
+                case .askStore:
+                    return .admit(Decision.Admission(
+                        routeIndex: routeIndex, upstream: route.config.upstream, path: path, client: address!, allowance: allowance,
+                        now: now, access: access, challenge: paymentRequired(), outcome: outcome))
+                case .exhausted: limits?.freeExhausted()
+                case .unavailable: limits?.freeUnavailable()
+                }
+            }
             counters.challenged()
-            let answer = paywall == nil && !isHead
-                ? snapshot.challengeAnswer(routeIndex: routeIndex, challenge: challenge, resourceURL: resourceURL)
-                : responses.paymentRequired(challenge, resourceURL: resourceURL, head: isHead, paywall: paywall,
-                                            method: head.method.rawValue).encoded()
-            return .answer(answer, counters, outcome)
+            return .answer(paymentRequired(), counters, outcome)
         }
         return .pay(Decision.Paid(routeIndex: routeIndex, path: path, resourceURL: resourceURL, paywall: paywall,
                                   header: header, version: version))

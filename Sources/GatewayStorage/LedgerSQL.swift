@@ -42,6 +42,8 @@ public enum LedgerSQL {
             """,
             "CREATE INDEX x402_payment_identifiers_expiry ON x402_payment_identifiers (expires_at)",
         ],
+        // 3: the counters of rate limits and free allowances (``LimitSQL``).
+        LimitSQL.migration,
     ]
 
     public static var schemaVersion: Int { migrations.count }

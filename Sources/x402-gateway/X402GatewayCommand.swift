@@ -96,7 +96,7 @@ struct Run: AsyncParsableCommand {
             throw ExitCode(1)
         }
         let server = GatewayServer(
-            config: loaded, logger: logger, store: opened.store,
+            config: loaded, logger: logger, store: opened.store, counters: opened.counters,
             source: ConfigSource(path: config, environment: ProcessInfo.processInfo.environment))
         var configuration = ServiceGroupConfiguration(
             services: [
