@@ -10,10 +10,10 @@ import Synchronization
 ///
 /// - Rate limits are always decided here, in memory, without I/O: a token bucket per (route,
 ///   client) in ``RateLimitTable``s, split in shards under their own locks. With a shared store
-///   (PostgreSQL) each instance adds what it took to running totals every `clientLimits.sync` and
-///   takes from its own buckets what the others took (see ``RateLimitTable``): no request waits on
-///   the database. If the store cannot be reached the buckets go on alone (each instance then keeps
-///   the rate by itself).
+///   (PostgreSQL) each instance adds the tokens it handed out to the client's bucket in the table
+///   every `clientLimits.sync`, and makes its own bucket at least as empty as the shared one (see
+///   ``RateLimitTable``): no request waits on the database. If the store cannot be reached the
+///   buckets go on alone (each instance then keeps the rate by itself).
 /// - Free allowances are counted here when there is no database (``FreeAllowanceTable``, bounded:
 ///   when full a new client gets no free request), else in the database, one atomic statement per
 ///   free request (``LimitCounterStore/takeOne(_:limit:)``), with the allowances known to be used up

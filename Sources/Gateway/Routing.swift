@@ -177,6 +177,11 @@ enum Routing {
     /// A priced request without a payment that carries a pass the route accepts at `clock()` is
     /// forwarded under it; any other pass is ignored: the request gets the route's 402, counted as
     /// `pass_refused`.
+    ///
+    /// A route's `rateLimit` answers 429 before anything else is done for the request (keyed by the
+    /// pass's payer, else the client's address; paid requests are limited by their payer in
+    /// ``PaidRequestHandler``); its `freePerClient` forwards an unpaid request instead of the 402
+    /// while the client has free requests left (`.admit` when the count is in the database).
     static func decide(
         _ head: HTTPRequestHead, peer: String?, snapshot: GatewaySnapshot, logger: Logger, requestID: String,
         clock: () -> UInt64
