@@ -43,14 +43,18 @@ struct SharedLimitsPostgresTests {
         }
     }
 
-    /// Runs `body` with the URL of a new database on `server`, dropped afterwards.
+    /// Runs `body` with the URL of a new database on `server`, dropped afterwards. Connections may
+    /// take 30 s to come: the whole test run starts at once on a loaded machine.
     static func withFreshDatabase(_ server: String, _ body: (String) async throws -> Void) async throws {
         let name = "x402_limits_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        var components = try #require(URLComponents(string: server))
+        components.queryItems = (components.queryItems ?? []) + [URLQueryItem(name: "connect_timeout", value: "30")]
+        var patient = try PostgresConfiguration(url: try #require(components.string), poolSize: 1)
+        patient.acquireTimeout = .seconds(30)
         func admin(_ sql: String) async throws {
-            try await PostgresDatabase.withDatabase(url: server, poolSize: 1) { _ = try await $0.query(SQLStatement(sql)) }
+            try await PostgresDatabase.withDatabase(patient) { _ = try await $0.query(SQLStatement(sql)) }
         }
         try await admin("CREATE DATABASE \(name)")
-        var components = try #require(URLComponents(string: server))
         components.path = "/" + name
         do {
             try await body(try #require(components.string))
