@@ -183,14 +183,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Tests only: fixture edits by text that fail when the text to replace is missing.
+        .target(name: "FixtureEditing", swiftSettings: swiftSettings),
         .testTarget(
             name: "GatewayStorageTests",
-            dependencies: ["GatewayStorage", "GatewayStorageSQLite", "GatewayStoragePostgres", .product(name: "BigInt", package: "BigInt")],
+            dependencies: ["FixtureEditing", "GatewayStorage", "GatewayStorageSQLite", "GatewayStoragePostgres", .product(name: "BigInt", package: "BigInt")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "X402Tests",
-            dependencies: ["X402", "X402Crypto", .product(name: "BigInt", package: "BigInt")],
+            dependencies: ["FixtureEditing", "X402", "X402Crypto", .product(name: "BigInt", package: "BigInt")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -202,6 +204,7 @@ let package = Package(
         .testTarget(
             name: "GatewayCoreTests",
             dependencies: [
+                "FixtureEditing",
                 "GatewayCore", "X402", "X402Crypto", .product(name: "BigInt", package: "BigInt"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -216,6 +219,7 @@ let package = Package(
         .testTarget(
             name: "GatewayTests",
             dependencies: [
+                "FixtureEditing",
                 "Gateway", "GatewayCore", "GatewayTestSupport", "X402", "X402Crypto", "X402Facilitator", "GatewayStorage",
                 "GatewayStorageSQLite", .product(name: "BigInt", package: "BigInt"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
