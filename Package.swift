@@ -122,7 +122,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Layer 3: the HTTP gateway (Hummingbird server, AsyncHTTPClient proxy, YAML loading).
+        // Layer 3: the HTTP gateway (NIO listener and reverse proxy, Hummingbird admin listener,
+        // YAML loading; AsyncHTTPClient only for the `reload` command's admin call).
         .target(
             name: "Gateway",
             dependencies: [
