@@ -10,6 +10,7 @@ import NIOHTTP1
 import NIOPosix
 import Paywall
 import X402
+import X402Facilitator
 
 /// The admin listener: `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /payments`, `GET /revenue`,
 /// `GET /dashboard`, `POST /reload`, and with `admin.token` the sign-in form (`/login`, `/logout`).
@@ -112,6 +113,13 @@ extension GatewayServer {
         case .unreachable(let why):
             ready = false
             checks.append(("facilitator", "unreachable: \(why)"))
+        }
+        if let group = box.snapshot.facilitatorGroup {
+            // Each member: a resting one does not make the gateway unready while another serves.
+            let members = group.status().map { member in
+                "\(member.name): " + (member.resting.map { "resting after a failure (\($0))" } ?? "serving")
+            }
+            checks.append(("facilitators", members.joined(separator: "; ")))
         }
         do {
             try await store.ping()

@@ -8,7 +8,7 @@ import Yams
 
 extension YAMLReader {
     static let topLevelKeys = [
-        "listen", "publicBaseURL", "payTo", "network", "facilitator", "upstreams", "routes", "unmatched",
+        "listen", "publicBaseURL", "payTo", "network", "facilitator", "facilitators", "upstreams", "routes", "unmatched",
         "defaultUpstream", "trustedProxies", "caseSensitiveRoutes", "limits", "cors", "payerHeader", "maxTimeoutSeconds",
         "admin", "reload", "paywall", "storage", "networks", "reconcile", "paymentIdentifier", "passes",
     ]
@@ -44,7 +44,7 @@ extension YAMLReader {
         let network = top["network"].flatMap { self.network($0.value, "network") }
         let maxTimeout = top["maxTimeoutSeconds"].flatMap { int($0.value, "maxTimeoutSeconds", range: 1...86_400) } ?? 300
         let caseSensitive = top["caseSensitiveRoutes"].flatMap { bool($0.value, "caseSensitiveRoutes") } ?? false
-        let facilitator = top["facilitator"].flatMap { facilitatorConfig($0.value) }
+        let facilitators = facilitatorsConfig(single: top["facilitator"], list: top["facilitators"])
         let upstreams = top["upstreams"].map { upstreamsConfig($0.value) } ?? [:]
         if top["upstreams"] == nil { error(root, "missing \"upstreams\": name at least one upstream API to forward to") }
 
@@ -111,14 +111,14 @@ extension YAMLReader {
             }
         }
 
-        var storage = top["storage"].map { storageConfig($0.value, facilitator: facilitator, upstreams: upstreams) } ?? StorageConfig(
+        var storage = top["storage"].map { storageConfig($0.value, facilitators: facilitators, upstreams: upstreams) } ?? StorageConfig(
             backend: .sqlite(path: resolvePath(StorageConfig.defaultSQLitePath)))
         if top["storage"].flatMap({ node -> Node? in
             if case .mapping(let m) = node.value { return m["lease"] }
             return nil
         }) == nil {
             // The default lease outlives the slowest paid request, whatever the timeouts.
-            storage.lease = max(storage.lease, Self.slowestPaidRequest(facilitator: facilitator, upstreams: upstreams) + .seconds(60))
+            storage.lease = max(storage.lease, Self.slowestPaidRequest(facilitators: facilitators, upstreams: upstreams) + .seconds(60))
         }
 
         var reload = ReloadConfig()
@@ -196,7 +196,7 @@ extension YAMLReader {
         }
 
         return GatewayConfig(
-            listen: listen, publicBaseURL: publicBaseURL, payTo: payTo, network: network?.caip2, facilitator: facilitator,
+            listen: listen, publicBaseURL: publicBaseURL, payTo: payTo, network: network?.caip2, facilitators: facilitators,
             upstreams: upstreams, routes: routes, unmatched: unmatched, trustedProxies: trusted,
             caseSensitiveRoutes: caseSensitive, limits: limits, cors: cors, payerHeader: payerHeader, admin: admin,
             reload: reload, paywall: paywall, storage: storage, networks: networks, reconcile: reconcile, passes: passes)
@@ -204,27 +204,51 @@ extension YAMLReader {
 
     // MARK: Sections
 
-    func facilitatorConfig(_ node: Node) -> FacilitatorConfig? {
-        guard let m = mapping(node, "facilitator", allowed: ["url", "timeout", "connectTimeout", "headers", "caFile", "cdp"]) else { return nil }
+    /// `facilitator: {…}` (one) or `facilitators: [{…}, …]` (several, asked in order), not both.
+    func facilitatorsConfig(single: (key: Node, value: Node)?, list: (key: Node, value: Node)?) -> [FacilitatorConfig] {
+        if let single, list != nil {
+            error(single.key, "use either facilitator (one) or facilitators (a list), not both")
+            return []
+        }
+        if let single { return facilitatorConfig(single.value).map { [$0] } ?? [] }
+        guard let list else { return [] }
+        guard let entries = list.value.sequence, !entries.isEmpty else {
+            error(list.value, "facilitators must be a list of { url: ... } entries, asked in order")
+            return []
+        }
+        var out: [FacilitatorConfig] = []
+        for (index, entry) in entries.enumerated() {
+            guard let config = facilitatorConfig(entry, what: "facilitators[\(index)]") else { continue }
+            if out.contains(where: { $0.url == config.url }) {
+                error(entry, "facilitators[\(index)] repeats the url \(config.url)")
+                continue
+            }
+            out.append(config)
+        }
+        return out
+    }
+
+    func facilitatorConfig(_ node: Node, what: String = "facilitator") -> FacilitatorConfig? {
+        guard let m = mapping(node, what, allowed: ["url", "timeout", "connectTimeout", "headers", "caFile", "cdp"]) else { return nil }
         guard let urlNode = m["url"]?.value else {
-            error(node, "facilitator needs a \"url\"")
+            error(node, "\(what) needs a \"url\"")
             return nil
         }
-        guard let url = string(urlNode, "facilitator.url") else { return nil }
+        guard let url = string(urlNode, "\(what).url") else { return nil }
         guard let parsed = parseBaseURL(url, allowPath: true), HTTPFacilitatorClient.accepts(url: parsed) else {
-            error(urlNode, "facilitator.url must be an absolute http(s) URL, not \"\(url)\"")
+            error(urlNode, "\(what).url must be an absolute http(s) URL, not \"\(url)\"")
             return nil
         }
-        let timeout = m["timeout"].flatMap { duration($0.value, "facilitator.timeout") } ?? .seconds(30)
-        let connectTimeout = m["connectTimeout"].flatMap { duration($0.value, "facilitator.connectTimeout") } ?? .seconds(2)
-        let headers = m["headers"].flatMap { stringMap($0.value, "facilitator.headers") } ?? []
+        let timeout = m["timeout"].flatMap { duration($0.value, "\(what).timeout") } ?? .seconds(30)
+        let connectTimeout = m["connectTimeout"].flatMap { duration($0.value, "\(what).connectTimeout") } ?? .seconds(2)
+        let headers = m["headers"].flatMap { stringMap($0.value, "\(what).headers") } ?? []
         var caFile: String?
-        if let n = m["caFile"]?.value, let path = string(n, "facilitator.caFile") {
-            if let problem = HTTPFacilitatorClient.caFileProblem(path) { error(n, "facilitator.caFile: \(problem)") } else { caFile = path }
+        if let n = m["caFile"]?.value, let path = string(n, "\(what).caFile") {
+            if let problem = HTTPFacilitatorClient.caFileProblem(path) { error(n, "\(what).caFile: \(problem)") } else { caFile = path }
         }
-        let cdp = m["cdp"].flatMap { cdpKey($0.value) }
+        let cdp = m["cdp"].flatMap { cdpKey($0.value, what: "\(what).cdp") }
         if cdp != nil, headers.contains(where: { $0.0.lowercased() == "authorization" }) {
-            error(m["cdp"]!.value, "facilitator.cdp signs the Authorization header itself: remove Authorization from facilitator.headers")
+            error(m["cdp"]!.value, "\(what).cdp signs the Authorization header itself: remove Authorization from \(what).headers")
         }
         return FacilitatorConfig(url: parsed, timeout: timeout, connectTimeout: connectTimeout,
                                  headers: Dictionary(headers, uniquingKeysWith: { $1 }), caFile: caFile, cdp: cdp)
@@ -232,17 +256,17 @@ extension YAMLReader {
 
     /// `cdp: { keyId, keySecret }`, the key read now so that a secret that is no key is reported
     /// here (at the secret's position, never quoting it).
-    func cdpKey(_ node: Node) -> CDPKey? {
-        guard let m = mapping(node, "facilitator.cdp", allowed: ["keyId", "keySecret"]) else { return nil }
+    func cdpKey(_ node: Node, what: String = "facilitator.cdp") -> CDPKey? {
+        guard let m = mapping(node, what, allowed: ["keyId", "keySecret"]) else { return nil }
         guard let idNode = m["keyId"]?.value, let secretNode = m["keySecret"]?.value else {
-            error(node, "facilitator.cdp needs keyId and keySecret (usually \"${CDP_API_KEY_ID}\" and \"${CDP_API_KEY_SECRET}\")")
+            error(node, "\(what) needs keyId and keySecret (usually \"${CDP_API_KEY_ID}\" and \"${CDP_API_KEY_SECRET}\")")
             return nil
         }
-        guard let keyId = string(idNode, "facilitator.cdp.keyId"), let secret = string(secretNode, "facilitator.cdp.keySecret") else { return nil }
+        guard let keyId = string(idNode, "\(what).keyId"), let secret = string(secretNode, "\(what).keySecret") else { return nil }
         do throws(CDPKeyError) {
             _ = try CDPAuthenticator(keyId: keyId, keySecret: secret)
         } catch let problem {
-            error(keyId.trimmingCharacters(in: .whitespaces).isEmpty ? idNode : secretNode, "facilitator.cdp: \(problem)")
+            error(keyId.trimmingCharacters(in: .whitespaces).isEmpty ? idNode : secretNode, "\(what): \(problem)")
             return nil
         }
         return CDPKey(keyId: keyId, keySecret: secret)
@@ -250,7 +274,7 @@ extension YAMLReader {
 
     /// `storage: memory`, `storage: { sqlite: PATH }` or `storage: { postgres: URL }`, with
     /// `instance`, `lease` and `poolSize` beside the backend.
-    func storageConfig(_ node: Node, facilitator: FacilitatorConfig?, upstreams: [String: UpstreamConfig]) -> StorageConfig {
+    func storageConfig(_ node: Node, facilitators: [FacilitatorConfig], upstreams: [String: UpstreamConfig]) -> StorageConfig {
         var config = StorageConfig()
         if case .scalar = node {
             if string(node, "storage") != "memory" {
@@ -281,9 +305,9 @@ extension YAMLReader {
         if let n = m["poolSize"]?.value, let size = int(n, "storage.poolSize", range: 1...256) { config.poolSize = size }
         if let n = m["lease"]?.value, let lease = duration(n, "storage.lease") {
             // A claim must outlive the slowest paid request, or another instance could take it over mid-flight.
-            let slowest = Self.slowestPaidRequest(facilitator: facilitator, upstreams: upstreams)
+            let slowest = Self.slowestPaidRequest(facilitators: facilitators, upstreams: upstreams)
             if lease <= slowest {
-                error(n, "storage.lease must be longer than the slowest paid request (\(slowest): the longest upstream timeout plus two facilitator timeouts)")
+                error(n, "storage.lease must be longer than the slowest paid request (\(slowest): the longest upstream timeout, every facilitator's timeout once for verification, and the longest again for settlement)")
             } else {
                 config.lease = lease
             }
@@ -352,10 +376,11 @@ extension YAMLReader {
         return config
     }
 
-    /// The longest a paid request can hold its claim before settling: the longest upstream timeout
-    /// plus two facilitator calls.
-    static func slowestPaidRequest(facilitator: FacilitatorConfig?, upstreams: [String: UpstreamConfig]) -> Duration {
-        (upstreams.values.map(\.timeout).max() ?? .zero) + (facilitator?.timeout ?? .zero) * 2
+    /// The longest a paid request can hold its claim before settling: the longest upstream timeout,
+    /// a verification that may ask every facilitator in turn, and the slowest settlement.
+    static func slowestPaidRequest(facilitators: [FacilitatorConfig], upstreams: [String: UpstreamConfig]) -> Duration {
+        (upstreams.values.map(\.timeout).max() ?? .zero) + facilitators.map(\.timeout).reduce(.zero, +)
+            + (facilitators.map(\.timeout).max() ?? .zero)
     }
 
     /// Why a PostgreSQL URL is unusable, or nil.

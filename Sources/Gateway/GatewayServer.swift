@@ -54,7 +54,8 @@ public final class GatewayServer: Service {
     }
 
     /// - Parameters:
-    ///   - facilitator: defaults to an HTTP client for `config.facilitator`.
+    ///   - facilitator: defaults to an HTTP client for `config.facilitator`, or a
+    ///     ``FacilitatorGroup`` of clients when `config.facilitators` lists several.
     ///   - store: where payment claims and the ledger live (in memory by default; the executable
     ///     opens the configured database).
     ///   - clock: unix seconds, injected so tests control time windows.
@@ -87,7 +88,7 @@ public final class GatewayServer: Service {
     private static func snapshot(
         _ config: GatewayConfig, clients: ClientPool, facilitator: (any Facilitator)?, metrics: GatewayMetrics
     ) -> GatewaySnapshot {
-        let inner = facilitator ?? config.facilitator.map { clients.facilitator($0) }
+        let inner = facilitator ?? clients.facilitator(config.facilitators)
         return GatewaySnapshot(
             config: config, upstreams: clients.upstreams(config.upstreams),
             facilitator: inner.map { MeteredFacilitator(inner: $0, metrics: metrics) }, metrics: metrics)

@@ -53,6 +53,9 @@ final class GatewaySnapshot: Sendable {
         self.facilitator = facilitator
     }
 
+    /// The facilitators behind ``facilitator`` when `facilitators:` lists several.
+    var facilitatorGroup: FacilitatorGroup? { (facilitator as? MeteredFacilitator)?.inner as? FacilitatorGroup }
+
     /// The 402 (GET, API client, default error) of a route for `resourceURL`.
     func challengeAnswer(routeIndex: Int, challenge: Challenge, resourceURL: String) -> EncodedAnswer {
         let last = lastChallenges[routeIndex]

@@ -391,7 +391,10 @@ public struct GatewayConfig: Sendable {
     public var publicBaseURL: String?
     public var payTo: String?
     public var network: String?
-    public var facilitator: FacilitatorConfig?
+    /// The facilitators, in the order they are asked (`facilitator:` gives one, `facilitators:` several).
+    public var facilitators: [FacilitatorConfig]
+    /// The first facilitator (the only one, unless `facilitators:` lists several).
+    public var facilitator: FacilitatorConfig? { facilitators.first }
     public var upstreams: [String: UpstreamConfig]
     public var routes: [RouteConfig]
     public var unmatched: UnmatchedPolicy
@@ -412,7 +415,8 @@ public struct GatewayConfig: Sendable {
     public var passes: PassesConfig?
 
     public init(listen: ListenAddress, publicBaseURL: String? = nil, payTo: String? = nil, network: String? = nil,
-                facilitator: FacilitatorConfig? = nil, upstreams: [String: UpstreamConfig], routes: [RouteConfig],
+                facilitator: FacilitatorConfig? = nil, facilitators: [FacilitatorConfig] = [], upstreams: [String: UpstreamConfig],
+                routes: [RouteConfig],
                 unmatched: UnmatchedPolicy, trustedProxies: [IPRange] = [], caseSensitiveRoutes: Bool = false,
                 limits: Limits = Limits(), cors: CORSConfig = CORSConfig(), payerHeader: String = "X-Payment-Payer",
                 admin: AdminConfig? = nil, reload: ReloadConfig = ReloadConfig(), paywall: PaywallConfig = PaywallConfig(),
@@ -422,7 +426,7 @@ public struct GatewayConfig: Sendable {
         self.publicBaseURL = publicBaseURL
         self.payTo = payTo
         self.network = network
-        self.facilitator = facilitator
+        self.facilitators = facilitators.isEmpty ? facilitator.map { [$0] } ?? [] : facilitators
         self.upstreams = upstreams
         self.routes = routes
         self.unmatched = unmatched
