@@ -394,6 +394,14 @@ http {{
 
     # --- gateway and the Python reference ------------------------------------------------------
 
+    def close(self) -> None:
+        """Stops everything started here and removes the work directory (kept with BENCH_KEEP=1)."""
+        self.procs.stop_all()
+        if os.environ.get("BENCH_KEEP") == "1":
+            log(f"work directory kept: {self.work}")
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
+
     def start_gateway(self, storage: str = "memory", routes_before: int | None = None, extra_yaml: str = "") -> subprocess.Popen:
         """storage: "memory", or "sqlite" (a fresh ledger file in a folder of the gateway's user).
         routes_before: when given, that many priced routes `GET /svcN/items/:id` come before
@@ -946,11 +954,7 @@ def main() -> None:
         print()
         log(f"done in {r['elapsed_s']:.0f}s; results in {RESULTS_DIR}/last-run.{{md,json}}")
     finally:
-        b.procs.stop_all()
-        if os.environ.get("BENCH_KEEP") == "1":
-            log(f"work directory kept: {b.work}")
-        else:
-            shutil.rmtree(b.work, ignore_errors=True)
+        b.close()
 
 
 if __name__ == "__main__":

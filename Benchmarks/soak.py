@@ -23,7 +23,6 @@ import json
 import os
 import queue
 import random
-import shutil
 import signal
 import sys
 import threading
@@ -287,9 +286,7 @@ def main() -> None:
     b = run.Bench()
 
     def on_signal(signum, frame):
-        b.procs.stop_all()
-        shutil.rmtree(b.work, ignore_errors=True)
-        sys.exit(128 + signum)
+        raise KeyboardInterrupt  # the finally below stops everything
 
     signal.signal(signal.SIGTERM, on_signal)
     samples: list[dict] = []
@@ -360,11 +357,7 @@ def main() -> None:
         if not all(ok for _, _, ok in targets):
             sys.exit(1)
     finally:
-        b.procs.stop_all()
-        if os.environ.get("BENCH_KEEP") == "1":
-            log(f"work directory kept: {b.work}")
-        else:
-            shutil.rmtree(b.work, ignore_errors=True)
+        b.close()
 
 
 if __name__ == "__main__":
