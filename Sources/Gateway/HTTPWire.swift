@@ -121,6 +121,24 @@ enum HTTPWire {
         buffer.writeStaticString("\r\n")
     }
 
+    /// The `101 Switching Protocols` of a proxied WebSocket: the upstream's fields minus hop-by-hop,
+    /// `Connection`-listed and gateway-owned ones, the request id, and the upgrade's own
+    /// `Connection: Upgrade` and `Upgrade: websocket`.
+    static func writeSwitchingProtocolsHead(upstream: HTTPHeaders, requestID: String, into buffer: inout ByteBuffer) {
+        writeStatusLine(.switchingProtocols, into: &buffer)
+        let listed = connectionListed(upstream)
+        var hasRequestID = false
+        for (name, value) in upstream {
+            if unrelayedResponseHeaders.contains(where: { nameEquals(name, $0) }) || nameEquals(name, "content-length") { continue }
+            if ReverseProxy.isGatewayOwnedResponseField(name) { continue }
+            if !listed.isEmpty, listed.contains(where: { nameEquals(name, $0) }) { continue }
+            if nameEquals(name, "x-request-id") { hasRequestID = true }
+            writeHeader(name, value, into: &buffer)
+        }
+        if !hasRequestID { writeHeader("X-Request-Id", requestID, into: &buffer) }
+        buffer.writeStaticString("Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+    }
+
     /// Names listed in `Connection` (lower-cased); they are hop-by-hop too.
     static func connectionListed(_ headers: HTTPHeaders) -> [String] {
         var names: [String] = []
