@@ -9,6 +9,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Paywall
+import Synchronization
 import X402
 
 /// The admin listener: `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /payments`, `GET /revenue`,
@@ -112,6 +113,15 @@ extension GatewayServer {
         case .unreachable(let why):
             ready = false
             checks.append(("facilitator", "unreachable: \(why)"))
+        }
+        if let tls = serverTLS.withLock({ $0 }) {
+            let (info, refused) = tls.status
+            if Date() > info.notAfter {
+                ready = false
+                checks.append(("tls", "the served certificate expired: \(info)"))
+            } else {
+                checks.append(("tls", "ok (serving \(info)" + (refused.map { "; the files as they are now are not served: \($0)" } ?? "") + ")"))
+            }
         }
         do {
             try await store.ping()

@@ -10,7 +10,7 @@ extension YAMLReader {
     static let topLevelKeys = [
         "listen", "publicBaseURL", "payTo", "network", "facilitator", "upstreams", "routes", "unmatched",
         "defaultUpstream", "trustedProxies", "caseSensitiveRoutes", "limits", "cors", "payerHeader", "maxTimeoutSeconds",
-        "admin", "reload", "paywall", "storage", "networks", "reconcile", "paymentIdentifier", "passes", "discovery",
+        "admin", "reload", "paywall", "storage", "networks", "reconcile", "paymentIdentifier", "passes", "discovery", "tls",
     ]
 
     /// Defaults every route inherits.
@@ -196,7 +196,8 @@ extension YAMLReader {
             upstreams: upstreams, routes: routes, unmatched: unmatched, trustedProxies: trusted,
             caseSensitiveRoutes: caseSensitive, limits: limits, cors: cors, payerHeader: payerHeader, admin: admin,
             reload: reload, paywall: paywall, storage: storage, networks: networks, reconcile: reconcile, passes: passes,
-            discoveryManifest: top["discovery"].map { discoveryManifest($0.value) } ?? true)
+            discoveryManifest: top["discovery"].map { discoveryManifest($0.value) } ?? true,
+            tls: top["tls"].flatMap { tlsConfig($0.value) })
     }
 
     // MARK: Sections

@@ -268,7 +268,7 @@ enum Routing {
         ReverseProxy.Forwarding(
             clientAddress: peer, clientIsTrustedProxy: isTrustedProxy(peer, snapshot),
             requestHost: head.headers.first(name: "host"), payerHeader: snapshot.config.payerHeader,
-            extraHeaders: [("X-Request-Id", requestID)])
+            extraHeaders: [("X-Request-Id", requestID)], tls: snapshot.config.tls != nil)
     }
 
     /// Whether the peer is one of `trustedProxies` (not even parsed when there are none).
@@ -287,7 +287,7 @@ enum Routing {
     /// What public URLs start with: `publicBaseURL`, else `scheme://authority` of the request.
     static func baseURL(head: HTTPRequestHead, host: String, snapshot: GatewaySnapshot, trusted: Bool) -> String {
         if let base = snapshot.config.publicBaseURL { return base }
-        var scheme = "http"
+        var scheme = snapshot.config.tls == nil ? "http" : "https"
         var authority = host
         if trusted {
             if let proto = head.headers.first(name: "x-forwarded-proto")?.split(separator: ",").first, proto == "https" || proto == "http" {

@@ -399,6 +399,8 @@ public struct GatewayConfig: Sendable {
     public var passes: PassesConfig?
     /// Whether the gateway answers `GET /.well-known/x402` itself (`discovery.manifest`).
     public var discoveryManifest: Bool
+    /// TLS on the main listener (nil: plain HTTP).
+    public var tls: TLSConfig?
 
     public init(listen: ListenAddress, publicBaseURL: String? = nil, payTo: String? = nil, network: String? = nil,
                 facilitator: FacilitatorConfig? = nil, upstreams: [String: UpstreamConfig], routes: [RouteConfig],
@@ -406,7 +408,8 @@ public struct GatewayConfig: Sendable {
                 limits: Limits = Limits(), cors: CORSConfig = CORSConfig(), payerHeader: String = "X-Payment-Payer",
                 admin: AdminConfig? = nil, reload: ReloadConfig = ReloadConfig(), paywall: PaywallConfig = PaywallConfig(),
                 storage: StorageConfig = StorageConfig(backend: .memory), networks: [String: ChainRPCConfig] = [:],
-                reconcile: ReconcileConfig = ReconcileConfig(), passes: PassesConfig? = nil, discoveryManifest: Bool = true) {
+                reconcile: ReconcileConfig = ReconcileConfig(), passes: PassesConfig? = nil, discoveryManifest: Bool = true,
+                tls: TLSConfig? = nil) {
         self.listen = listen
         self.publicBaseURL = publicBaseURL
         self.payTo = payTo
@@ -428,5 +431,6 @@ public struct GatewayConfig: Sendable {
         self.reconcile = reconcile
         self.passes = passes
         self.discoveryManifest = discoveryManifest
+        self.tls = tls
     }
 }
