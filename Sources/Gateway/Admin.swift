@@ -9,6 +9,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Paywall
+import Synchronization
 import X402
 import X402Facilitator
 
@@ -120,6 +121,15 @@ extension GatewayServer {
                 "\(member.name): " + (member.resting.map { "resting after a failure (\($0))" } ?? "serving")
             }
             checks.append(("facilitators", members.joined(separator: "; ")))
+        }
+        if let tls = serverTLS.withLock({ $0 }) {
+            let (info, refused) = tls.status
+            if Date() > info.notAfter {
+                ready = false
+                checks.append(("tls", "the served certificate expired: \(info)"))
+            } else {
+                checks.append(("tls", "ok (serving \(info)" + (refused.map { "; the files as they are now are not served: \($0)" } ?? "") + ")"))
+            }
         }
         do {
             try await store.ping()

@@ -10,7 +10,7 @@ extension YAMLReader {
     static let topLevelKeys = [
         "listen", "publicBaseURL", "payTo", "network", "facilitator", "facilitators", "upstreams", "routes", "unmatched",
         "defaultUpstream", "trustedProxies", "caseSensitiveRoutes", "limits", "cors", "payerHeader", "maxTimeoutSeconds",
-        "admin", "reload", "paywall", "storage", "networks", "reconcile", "paymentIdentifier", "passes",
+        "admin", "reload", "paywall", "storage", "networks", "reconcile", "paymentIdentifier", "passes", "discovery", "tls",
     ]
 
     /// Defaults every route inherits.
@@ -199,7 +199,9 @@ extension YAMLReader {
             listen: listen, publicBaseURL: publicBaseURL, payTo: payTo, network: network?.caip2, facilitators: facilitators,
             upstreams: upstreams, routes: routes, unmatched: unmatched, trustedProxies: trusted,
             caseSensitiveRoutes: caseSensitive, limits: limits, cors: cors, payerHeader: payerHeader, admin: admin,
-            reload: reload, paywall: paywall, storage: storage, networks: networks, reconcile: reconcile, passes: passes)
+            reload: reload, paywall: paywall, storage: storage, networks: networks, reconcile: reconcile, passes: passes,
+            discoveryManifest: top["discovery"].map { discoveryManifest($0.value) } ?? true,
+            tls: top["tls"].flatMap { tlsConfig($0.value) })
     }
 
     // MARK: Sections
@@ -488,7 +490,7 @@ extension YAMLReader {
 
     static let routeKeys = [
         "id", "match", "host", "upstream", "price", "network", "payTo", "free", "accepts", "description", "mimeType",
-        "maxTimeoutSeconds", "settlement", "paymentIdentifier", "cache", "pass",
+        "maxTimeoutSeconds", "settlement", "paymentIdentifier", "cache", "pass", "discoverable", "input", "output",
     ]
 
     /// `optional`, `required` or `off`: `.some(nil)` for `off`, nil when the value is invalid (reported).
@@ -611,13 +613,14 @@ extension YAMLReader {
                 pass = parsed
             }
         }
+        let discovery = routeDiscovery(m, pattern: pattern, isFree: isFree, mimeType: mimeType)
         let explicitId = m["id"].flatMap { string($0.value, "id") }
         let id = explicitId ?? (host.map { "\($0) " } ?? "") + pattern.description
         if explicitId != nil { explicitIds.insert(id) }
         return RouteConfig(
             id: id, pattern: pattern, host: host, upstream: upstream, access: access, description: description,
             mimeType: mimeType, settlement: settlement, paymentIdentifier: paymentIdentifier, cache: cache, pass: pass,
-            location: location(matchNode))
+            discovery: discovery, location: location(matchNode))
     }
 
     /// `network`, `payTo` and `maxTimeoutSeconds` given on a route or an accepts entry win over `defaults`.

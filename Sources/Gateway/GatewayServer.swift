@@ -7,6 +7,7 @@ import NIOCore
 import NIOExtras
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 import X402
@@ -47,6 +48,8 @@ public final class GatewayServer: Service {
     private let reloadState = Mutex(ReloadState())
     /// Held by the reload in progress, on the thread pool.
     private let reloading = Mutex(())
+    /// The main listener's certificate, once it listens with `tls`.
+    let serverTLS = Mutex<ServerTLS?>(nil)
 
     private struct ReloadState {
         var text: String?
@@ -103,6 +106,7 @@ public final class GatewayServer: Service {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await self.logFacilitatorCoverage() }
                 group.addTask { try? await cancelWhenGracefulShutdown { try await self.watchConfigFile() } }
+                group.addTask { try? await cancelWhenGracefulShutdown { try await self.watchCertificate() } }
                 group.addTask { try? await cancelWhenGracefulShutdown { try await self.reconciler.run() } }
                 if let admin = config.admin { group.addTask { try await self.adminApplication(admin).run() } }
                 group.addTask { try await self.serve(config) }
@@ -119,14 +123,20 @@ public final class GatewayServer: Service {
         await clients.shutdown()
     }
 
-    /// The main listener: NIO's HTTP/1 request decoder and a ``GatewayHandler`` per connection. On
-    /// graceful shutdown it stops accepting, lets every connection finish the request in flight and
-    /// returns once all are closed (or when cancelled, at the end of the shutdown grace period).
+    /// The main listener: NIO's HTTP/1 request decoder and a ``GatewayHandler`` per connection, behind
+    /// a TLS handler with `tls` (a plain listener has none). On graceful shutdown it stops accepting,
+    /// lets every connection finish the request in flight and returns once all are closed (or when
+    /// cancelled, at the end of the shutdown grace period).
     private func serve(_ config: GatewayConfig) async throws {
         let group = MultiThreadedEventLoopGroup.singleton
         let quiesce = ServerQuiescingHelper(group: group)
         let makeHandlers = connectionHandlers(config)
         let logger = self.logger
+        var tls: ServerTLS?
+        if let tlsConfig = config.tls {
+            tls = try await NIOThreadPool.singleton.runIfActive { try ServerTLS(config: tlsConfig, logger: logger) }
+            serverTLS.withLock { $0 = tls }
+        }
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -141,8 +151,10 @@ public final class GatewayServer: Service {
             }
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { channel in
+            .childChannelInitializer { [tls] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // The certificate current now: a rotation applies to the connections accepted after it.
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context)) }
                     try channel.pipeline.syncOperations.addHandlers(makeHandlers())
                 }
             }
@@ -262,6 +274,8 @@ public final class GatewayServer: Service {
     /// a noticeable time to load.
     @discardableResult
     public func reload(trigger: String) async -> ReloadResult {
+        // The certificate is read again whatever becomes of the configuration.
+        await reloadCertificate(force: true)
         guard source != nil else { return .noSource }
         do {
             return try await NIOThreadPool.singleton.runIfActive { self.reloadNow(trigger: trigger) }
@@ -312,6 +326,7 @@ public final class GatewayServer: Service {
             keep(\.limits.headerTimeout, "limits.headerTimeout")
             keep(\.limits.shutdownGrace, "limits.shutdownGrace")
             keep(\.storage, "storage")
+            keep(\.tls, "tls")
             box.replace(Self.snapshot(config, clients: clients, facilitator: facilitatorOverride, metrics: metrics))
             reloadState.withLock { $0.lastError = nil }
             metrics.configReload(result: "applied")
@@ -335,6 +350,24 @@ public final class GatewayServer: Service {
 
     /// The last reload's errors, while the file stays invalid.
     var lastReloadError: String? { reloadState.withLock { $0.lastError } }
+
+    /// Re-reads the certificate and key (when they changed, or always with `force`), off the event loops.
+    @discardableResult
+    func reloadCertificate(force: Bool) async -> ServerTLS.ReloadOutcome? {
+        guard let tls = serverTLS.withLock({ $0 }) else { return nil }
+        return try? await NIOThreadPool.singleton.runIfActive { tls.reload(force: force) }
+    }
+
+    /// Polls the certificate and key files (at `reload.interval`, a `stat` of each) while the
+    /// listener serves TLS, and serves a changed pair once it checks out.
+    private func watchCertificate() async throws {
+        guard box.snapshot.config.tls != nil else { return }
+        while true {
+            guard let interval = box.snapshot.config.reload.watchInterval else { return }
+            try await Task.sleep(for: interval)
+            await reloadCertificate(force: false)
+        }
+    }
 
     /// Polls the file (interval from the serving configuration) and reloads when its text changes.
     private func watchConfigFile() async throws {

@@ -218,12 +218,14 @@ public struct RouteConfig: Sendable, Hashable {
     public var cache: PaidResponseCaching
     /// The pass a settled payment on this route earns (nil: none; every request pays).
     public var pass: RoutePass?
+    /// Whether a priced route is listed (bazaar extension, `/.well-known/x402`) and how it is described.
+    public var discovery: RouteDiscovery
     public var location: SourceLocation?
 
     public init(id: String, pattern: RoutePattern, host: HostPattern? = nil, upstream: String, access: RouteAccess,
                 description: String = "", mimeType: String = "", settlement: SettlementPolicy = .afterSuccess,
                 paymentIdentifier: PaymentIdentifierMode? = nil, cache: PaidResponseCaching = .private,
-                pass: RoutePass? = nil, location: SourceLocation? = nil) {
+                pass: RoutePass? = nil, discovery: RouteDiscovery = RouteDiscovery(), location: SourceLocation? = nil) {
         self.id = id
         self.pattern = pattern
         self.host = host
@@ -235,6 +237,7 @@ public struct RouteConfig: Sendable, Hashable {
         self.paymentIdentifier = paymentIdentifier
         self.cache = cache
         self.pass = pass
+        self.discovery = discovery
         self.location = location
     }
 }
@@ -413,6 +416,10 @@ public struct GatewayConfig: Sendable {
     public var reconcile: ReconcileConfig
     /// The keys route passes are signed with (nil: no route issues passes).
     public var passes: PassesConfig?
+    /// Whether the gateway answers `GET /.well-known/x402` itself (`discovery.manifest`).
+    public var discoveryManifest: Bool
+    /// TLS on the main listener (nil: plain HTTP).
+    public var tls: TLSConfig?
 
     public init(listen: ListenAddress, publicBaseURL: String? = nil, payTo: String? = nil, network: String? = nil,
                 facilitator: FacilitatorConfig? = nil, facilitators: [FacilitatorConfig] = [], upstreams: [String: UpstreamConfig],
@@ -421,7 +428,8 @@ public struct GatewayConfig: Sendable {
                 limits: Limits = Limits(), cors: CORSConfig = CORSConfig(), payerHeader: String = "X-Payment-Payer",
                 admin: AdminConfig? = nil, reload: ReloadConfig = ReloadConfig(), paywall: PaywallConfig = PaywallConfig(),
                 storage: StorageConfig = StorageConfig(backend: .memory), networks: [String: ChainRPCConfig] = [:],
-                reconcile: ReconcileConfig = ReconcileConfig(), passes: PassesConfig? = nil) {
+                reconcile: ReconcileConfig = ReconcileConfig(), passes: PassesConfig? = nil, discoveryManifest: Bool = true,
+                tls: TLSConfig? = nil) {
         self.listen = listen
         self.publicBaseURL = publicBaseURL
         self.payTo = payTo
@@ -442,5 +450,7 @@ public struct GatewayConfig: Sendable {
         self.networks = networks
         self.reconcile = reconcile
         self.passes = passes
+        self.discoveryManifest = discoveryManifest
+        self.tls = tls
     }
 }

@@ -37,9 +37,11 @@ public struct Offer: Sendable, Hashable {
     }
 
     /// The v1 requirements entry, or nil when the network has no v1 name (v1 clients cannot pay there).
-    public func requirementsV1(resourceURL: String, description: String, mimeType: String, method: String?) -> PaymentRequirementsV1? {
+    /// Its `outputSchema` is v1's discovery data: `{input: {type, method, discoverable}, output}`.
+    public func requirementsV1(resourceURL: String, description: String, mimeType: String, method: String?,
+                               discoverable: Bool = true) -> PaymentRequirementsV1? {
         guard let v1Name = network.v1Name else { return nil }
-        var input: [String: JSONValue] = ["type": .string("http"), "discoverable": .bool(true)]
+        var input: [String: JSONValue] = ["type": .string("http"), "discoverable": .bool(discoverable)]
         if let method { input["method"] = .string(method) }
         return PaymentRequirementsV1(
             scheme: scheme, network: v1Name, maxAmountRequired: String(amount), resource: resourceURL,

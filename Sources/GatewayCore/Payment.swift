@@ -91,9 +91,12 @@ public struct PreparedOffer: Sendable {
     public let offer: Offer
     public let requirementsJSON: [UInt8]
     let domainSeparator: [UInt8]?
+    /// Position among the distinct offers of the route table (the same offer, the same number).
+    let distinct: Int
 
-    init(offer: Offer) {
+    init(offer: Offer, distinct: Int = 0) {
         self.offer = offer
+        self.distinct = distinct
         self.requirementsJSON = (try? HeaderCodec.compactJSON(offer.requirements)) ?? []
         if let name = offer.extra["name"]?.stringValue, let version = offer.extra["version"]?.stringValue,
            let asset = EVMAddress(hex: offer.asset)

@@ -302,7 +302,9 @@ struct CraftedRequestTests {
             #expect(bytes.statusCode == 200, "\(bytes.text.prefix(200))")
             #expect(bytes.text.contains("/free/ws") && bytes.text.contains("Connection: close"))
             #expect(end == .closed)
-            #expect(growth < 16 << 20, "RSS grew by \(growth >> 20) MiB after \(sent >> 20) MiB were sent")
+            // The whole test process's RSS (other suites run alongside): the bound catches the gateway
+            // keeping what was sent (64 MiB), not a few MiB of noise.
+            #expect(growth < 32 << 20, "RSS grew by \(growth >> 20) MiB after \(sent >> 20) MiB were sent")
             #expect(gw.upstream.count == 1)
             let later = try await gw.get("/free/after")
             #expect(later.status == 200)
