@@ -4,18 +4,21 @@
 /// payments together, as one statement over many rows (``sql(readingRowsFrom:bind:)``).
 public enum HotStatement: String, Sendable, CaseIterable {
     case claim
+    /// The deferred claim, straight into `settlement_pending` (deferred settlement, local checks only).
+    case claimPending = "claim_pending"
     /// `verified`, `forwarded`, `settling` in one change (settlement after the upstream answered).
     case settlingAfterForward = "settling_after_forward"
     /// `verified`, `settling` in one change (settlement before forwarding).
     case settlingBeforeForward = "settling_before_forward"
     case settled
-    /// The upstream's status on a row settled already.
+    /// The upstream's status on a row settled already, or on a queued deferred settlement (which
+    /// hands it to the settlement workers).
     case forwardedAfterSettlement = "forwarded_after_settlement"
 
     /// The statement's text, as ``LedgerSQL`` writes it.
     public var sql: String {
         if let targets = recordedTargets { return LedgerSQL.recordSQL(targets) }
-        return LedgerSQL.claimSQL
+        return self == .claimPending ? LedgerSQL.claimPendingSQL : LedgerSQL.claimSQL
     }
 
     /// The statement for many rows at once, reading each row's values from `source` (a `FROM`
@@ -23,19 +26,20 @@ public enum HotStatement: String, Sendable, CaseIterable {
     /// returns, for each row it changed, what ``sql`` returns for one, the key last.
     public func sql(readingRowsFrom source: String, bind: (Int) -> String) -> String {
         if let targets = recordedTargets { return LedgerSQL.recordSQL(targets, bind: bind, from: "FROM \(source)") }
-        return LedgerSQL.claimSQL(rows: { "SELECT \($0) FROM \(source)" }, bind: bind)
+        return LedgerSQL.claimSQL(rows: { "SELECT \($0) FROM \(source)" }, bind: bind, pending: self == .claimPending)
     }
 
     /// The types of the statement's values, in order (every value of a hot statement is non-null).
     public var bindTypes: [SQLType] {
         if let targets = recordedTargets { return LedgerSQL.recordBindTypes(targets) }
-        return Array(repeating: .text, count: 12) + [.integer, .integer, .integer]
+        let claim: [SQLType] = Array(repeating: .text, count: 12) + [.integer, .integer, .integer]
+        return self == .claimPending ? claim + [.integer, .text, .text] : claim
     }
 
     /// The chain of steps this statement records; nil for the claim.
     var recordedTargets: [PaymentState]? {
         switch self {
-        case .claim: nil
+        case .claim, .claimPending: nil
         case .settlingAfterForward: [.verified, .forwarded, .settling]
         case .settlingBeforeForward: [.verified, .settling]
         case .settled: [.settled]

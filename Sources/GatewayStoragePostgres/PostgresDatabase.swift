@@ -151,6 +151,7 @@ public final class PostgresDatabase: SQLDatabase {
                 }
                 switch hot {
                 case .claim: return try await execute(ClaimKind.self)
+                case .claimPending: return try await execute(ClaimPendingKind.self)
                 case .settlingAfterForward: return try await execute(SettlingAfterForwardKind.self)
                 case .settlingBeforeForward: return try await execute(SettlingBeforeForwardKind.self)
                 case .settled: return try await execute(SettledKind.self)

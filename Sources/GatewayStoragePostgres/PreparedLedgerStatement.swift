@@ -8,6 +8,7 @@ protocol HotStatementKind: Sendable {
 }
 
 enum ClaimKind: HotStatementKind { static var hot: HotStatement { .claim } }
+enum ClaimPendingKind: HotStatementKind { static var hot: HotStatement { .claimPending } }
 enum SettlingAfterForwardKind: HotStatementKind { static var hot: HotStatement { .settlingAfterForward } }
 enum SettlingBeforeForwardKind: HotStatementKind { static var hot: HotStatement { .settlingBeforeForward } }
 enum SettledKind: HotStatementKind { static var hot: HotStatement { .settled } }

@@ -279,6 +279,10 @@ struct HotStatementTests {
         let request = PaymentStoreConformanceTests.request()
         let claim = LedgerSQL.claim(request, instance: "a", now: 1, leaseUntil: 2)
         #expect(claim.hot == .claim && claim.sql == HotStatement.claim.sql)
+        let pending = LedgerSQL.claimPending(request, PendingSettlement(x402Version: 2, payload: "{}", requirements: "{}"),
+                                             instance: "a", now: 1, leaseUntil: 2)
+        #expect(pending.hot == .claimPending && pending.sql == HotStatement.claimPending.sql)
+        #expect(pending.binds.count == HotStatement.claimPending.bindTypes.count)
         let ticket = ClaimTicket(key: request.key, attempt: 1)
         let chains: [([PaymentTransition], HotStatement?)] = [
             ([.verified(payer: "0x1"), .forwarded(upstreamStatus: 200), .settling], .settlingAfterForward),
@@ -292,6 +296,6 @@ struct HotStatementTests {
             #expect(statement.hot == hot)
             if let hot { #expect(statement.sql == hot.sql) }
         }
-        #expect(Set(chains.compactMap(\.1)).union([.claim]) == Set(HotStatement.allCases))
+        #expect(Set(chains.compactMap(\.1)).union([.claim, .claimPending]) == Set(HotStatement.allCases))
     }
 }

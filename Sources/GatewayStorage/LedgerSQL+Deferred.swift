@@ -1,0 +1,120 @@
+/// The deferred-settlement queue's statements (see ``DeferredSettlement``), shared by the SQL
+/// backends.
+extension LedgerSQL {
+    /// What a take returns, in order (read by ``deferredSettlement(from:)``).
+    static let takenColumns = """
+        network, asset, payer, nonce, scheme, pay_to, amount, route_id, valid_before, claimed_at, upstream_status, \
+        settle_attempts, x402_version, payment_payload, payment_requirements
+        """
+
+    /// Takes up to `limit` queued rows whose lease has ended, oldest lease first, for this instance
+    /// until `leaseUntil`, counting a settle attempt; returns ``takenColumns`` per row. The outer
+    /// condition repeats the inner one: a row another worker took meanwhile is not taken again.
+    /// `skipLocked` (PostgreSQL): concurrent takes from several instances pass over each other's
+    /// rows instead of waiting for them.
+    public static func takePending(instance: String, now: Int64, leaseUntil: Int64, limit: Int, skipLocked: Bool) -> SQLStatement {
+        SQLStatement("""
+            UPDATE x402_payments SET instance_id = $1, lease_until = $3, settle_attempts = settle_attempts + 1, settling_at = $2,
+              updated_at = $2
+            WHERE state = 'settlement_pending' AND lease_until <= $2 AND (network, asset, payer, nonce) IN (
+              SELECT network, asset, payer, nonce FROM x402_payments WHERE state = 'settlement_pending' AND lease_until <= $2
+              ORDER BY lease_until LIMIT $4\(skipLocked ? " FOR UPDATE SKIP LOCKED" : ""))
+            RETURNING \(takenColumns)
+            """, [.text(instance), .integer(now), .integer(leaseUntil), .integer(Int64(max(0, limit)))])
+    }
+
+    /// A taken row from the values of ``takenColumns``.
+    public static func deferredSettlement(from v: [SQLValue]) throws(StorageError) -> DeferredSettlement {
+        func text(_ i: Int) throws(StorageError) -> String {
+            guard i < v.count, let value = v[i].text else { throw StorageError(.corrupt, "x402_payments: column \(i) is not text") }
+            return value
+        }
+        func int(_ i: Int) throws(StorageError) -> Int64 {
+            guard i < v.count, let value = v[i].integer else { throw StorageError(.corrupt, "x402_payments: column \(i) is not an integer") }
+            return value
+        }
+        let key = PaymentKey(network: try text(0), asset: try text(1), payer: try text(2), nonce: try text(3))
+        var pending: PendingSettlement?
+        if let version = v[12].integer, let payload = v[13].text, let requirements = v[14].text {
+            pending = PendingSettlement(x402Version: Int(version), payload: payload, requirements: requirements)
+        }
+        return DeferredSettlement(
+            ticket: DeferredTicket(key: key, settleAttempt: Int(try int(11))), routeID: try text(7),
+            offer: PaymentOffer(scheme: try text(4), network: key.network, asset: key.asset, amount: try text(6), payTo: try text(5)),
+            validBefore: UInt64(max(0, try int(8))), claimedAt: try int(9), upstreamStatus: v[10].integer.map { Int($0) },
+            pending: pending)
+    }
+
+    /// Records a take's outcome when the ticket still holds the row; returns `attempt` when applied.
+    public static func finishPending(_ ticket: DeferredTicket, _ outcome: DeferredOutcome, now: Int64) -> SQLStatement {
+        let ended = "finished_at = $5, lease_until = $5, updated_at = $5, payment_payload = NULL, payment_requirements = NULL"
+        var binds = keyBinds(ticket.key) + [.integer(now), .integer(Int64(ticket.settleAttempt))]
+        let sets: String
+        switch outcome {
+        case .settled(let transaction):
+            sets = "state = 'settled', transaction_hash = $7, charged_amount = amount, reason = NULL, \(ended)"
+            binds.append(.text(transaction))
+        case .failed(let reason), .unknown(let reason), .released(let reason):
+            let state: PaymentState = switch outcome {
+            case .failed: .settleFailedAfterDelivery
+            case .unknown: .unknown
+            default: .released
+            }
+            sets = "state = '\(state.rawValue)', reason = $7, \(ended)"
+            binds.append(.text(reason))
+        case .retry(let reason, let notBefore):
+            sets = "reason = $7, lease_until = $8, updated_at = $5"
+            binds += [.text(reason), .integer(notBefore)]
+        }
+        return SQLStatement("""
+            UPDATE x402_payments SET \(sets)
+            WHERE \(keyMatch) AND state = 'settlement_pending' AND settle_attempts = $6
+            RETURNING attempt
+            """, binds)
+    }
+
+    /// The queued rows, grouped by route, payer and amount (read by ``summaryGroup(from:state:)``).
+    public static let pendingGroups = SQLStatement("""
+        SELECT route_id, payer, amount, COUNT(*), MIN(claimed_at) FROM x402_payments WHERE state = 'settlement_pending'
+        GROUP BY route_id, payer, amount
+        """)
+
+    /// Deferred rows whose settlement outcome is unknown, grouped like ``pendingGroups``.
+    public static let deferredUnknownGroups = SQLStatement("""
+        SELECT route_id, payer, amount, COUNT(*), MIN(claimed_at) FROM x402_payments WHERE state = 'unknown' AND deferred = 1
+        GROUP BY route_id, payer, amount
+        """)
+
+    public static func summaryGroup(from v: [SQLValue], state: PaymentState) throws(StorageError) -> DeferredSummary.Group {
+        guard v.count == 5, let route = v[0].text, let payer = v[1].text, let amount = v[2].text, let count = v[3].integer,
+              let oldest = v[4].integer
+        else { throw StorageError(.corrupt, "x402_payments: a deferred group is not what the query returns") }
+        return DeferredSummary.Group(routeID: route, payer: payer, amount: amount, state: state, count: Int(count), oldestClaimedAt: oldest)
+    }
+
+    /// Payers with a deferred failure finished at or after `since`, and their latest.
+    public static func failedPayers(since: Int64) -> SQLStatement {
+        SQLStatement("""
+            SELECT payer, MAX(finished_at) FROM x402_payments WHERE state = 'settle_failed_after_delivery' AND finished_at >= $1
+            GROUP BY payer
+            """, [.integer(since)])
+    }
+
+    public static let countDeferredFailures = SQLStatement("SELECT COUNT(*) FROM x402_payments WHERE state = 'settle_failed_after_delivery'")
+
+    /// At the start of an instance that alone uses its id: queued rows it held go back to the
+    /// queue at once (lease ended), and those its requests never handed over (the upstream's answer
+    /// never came back) are released. Returns the new state of each row changed.
+    public static func recoverPending(_ instance: String, now: Int64) -> SQLStatement {
+        SQLStatement("""
+            UPDATE x402_payments SET lease_until = $2, updated_at = $2,
+              state = CASE WHEN forwarded_at IS NULL THEN 'released' ELSE state END,
+              reason = CASE WHEN forwarded_at IS NULL THEN 'instance_restarted' ELSE reason END,
+              finished_at = CASE WHEN forwarded_at IS NULL THEN $2 ELSE finished_at END,
+              payment_payload = CASE WHEN forwarded_at IS NULL THEN NULL ELSE payment_payload END,
+              payment_requirements = CASE WHEN forwarded_at IS NULL THEN NULL ELSE payment_requirements END
+            WHERE instance_id = $1 AND state = 'settlement_pending'
+            RETURNING state
+            """, [.text(instance), .integer(now)])
+    }
+}
