@@ -35,6 +35,33 @@ struct Ledger {
         }
     }
 
+    /// Claims the payment straight into the settlement queue (deferred settlement): `.some(nil)`
+    /// when the store could not (the caller claims the ordinary way to learn why), nil when it failed.
+    mutating func claimPending(_ request: ClaimRequest, _ pending: PendingSettlement) async -> ClaimTicket?? {
+        do {
+            let ticket = try await store.claimPending(request, pending)
+            if let ticket { self.ticket = ticket }
+            return .some(ticket)
+        } catch {
+            logger.error("payment store failed; failing closed", metadata: ["x402.stage": "claim", "error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// Writes the steps noted so far, alone; false when the store failed (logged here).
+    mutating func writeNoted() async -> Bool {
+        guard let ticket, let last = noted.last else { return false }
+        let steps = noted
+        noted = []
+        do {
+            try await store.record(ticket, steps)
+            return true
+        } catch {
+            logger.error("payment store failed", metadata: ["x402.stage": "\(last.transition.target.rawValue)", "error": "\(error)"])
+            return false
+        }
+    }
+
     /// Notes a step that needs no durability of its own (`verified`, `forwarded` before any
     /// settlement: a crash there ends the claim as released either way) with its time; it is
     /// written with the next ``step(_:)``, which saves the paid path a write per step.

@@ -169,6 +169,12 @@ public enum SettlementPolicy: String, Sendable, Hashable, CaseIterable {
     case afterSuccess = "after-success"
     /// verify → settle → stream the upstream response.
     case before
+    /// verify → forward → settle once the upstream's head says < 400, before its body is relayed
+    /// (streamed, never held back).
+    case afterHeaders = "after-headers"
+    /// check (locally, or with `/verify` too) → queue the settlement durably → forward and stream;
+    /// a settlement worker settles it afterwards, within the route's risk budget (``Deferral``).
+    case deferred
 }
 
 /// How shared caches may treat a priced route's paid answers (`cache:` on a route).
@@ -202,12 +208,14 @@ public struct RouteConfig: Sendable, Hashable {
     public var cache: PaidResponseCaching
     /// The pass a settled payment on this route earns (nil: none; every request pays).
     public var pass: RoutePass?
+    /// How payments are checked and how much may stay unsettled, under `settlement: deferred`.
+    public var deferral: Deferral?
     public var location: SourceLocation?
 
     public init(id: String, pattern: RoutePattern, host: HostPattern? = nil, upstream: String, access: RouteAccess,
                 description: String = "", mimeType: String = "", settlement: SettlementPolicy = .afterSuccess,
                 paymentIdentifier: PaymentIdentifierMode? = nil, cache: PaidResponseCaching = .private,
-                pass: RoutePass? = nil, location: SourceLocation? = nil) {
+                pass: RoutePass? = nil, deferral: Deferral? = nil, location: SourceLocation? = nil) {
         self.id = id
         self.pattern = pattern
         self.host = host
@@ -219,6 +227,7 @@ public struct RouteConfig: Sendable, Hashable {
         self.paymentIdentifier = paymentIdentifier
         self.cache = cache
         self.pass = pass
+        self.deferral = deferral
         self.location = location
     }
 }
@@ -394,6 +403,8 @@ public struct GatewayConfig: Sendable {
     public var reconcile: ReconcileConfig
     /// The keys route passes are signed with (nil: no route issues passes).
     public var passes: PassesConfig?
+    /// The settlement workers of `settlement: deferred` routes.
+    public var deferredSettlement: DeferredSettlementConfig
 
     public init(listen: ListenAddress, publicBaseURL: String? = nil, payTo: String? = nil, network: String? = nil,
                 facilitator: FacilitatorConfig? = nil, upstreams: [String: UpstreamConfig], routes: [RouteConfig],
@@ -401,7 +412,8 @@ public struct GatewayConfig: Sendable {
                 limits: Limits = Limits(), cors: CORSConfig = CORSConfig(), payerHeader: String = "X-Payment-Payer",
                 admin: AdminConfig? = nil, reload: ReloadConfig = ReloadConfig(), paywall: PaywallConfig = PaywallConfig(),
                 storage: StorageConfig = StorageConfig(backend: .memory), networks: [String: ChainRPCConfig] = [:],
-                reconcile: ReconcileConfig = ReconcileConfig(), passes: PassesConfig? = nil) {
+                reconcile: ReconcileConfig = ReconcileConfig(), passes: PassesConfig? = nil,
+                deferredSettlement: DeferredSettlementConfig = DeferredSettlementConfig()) {
         self.listen = listen
         self.publicBaseURL = publicBaseURL
         self.payTo = payTo
@@ -422,5 +434,6 @@ public struct GatewayConfig: Sendable {
         self.networks = networks
         self.reconcile = reconcile
         self.passes = passes
+        self.deferredSettlement = deferredSettlement
     }
 }

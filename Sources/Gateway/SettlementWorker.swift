@@ -1,0 +1,269 @@
+import BigInt
+import GatewayCore
+import GatewayStorage
+import Logging
+import ServiceLifecycle
+import Synchronization
+import X402
+import X402Facilitator
+
+/// Settles the payments served before their settlement (`settlement: deferred`): one per instance,
+/// beside the others sharing the store (each payment goes to one of them, under a lease).
+///
+/// The queue: take the queued payments whose lease has ended (at most `concurrency` at once, each
+/// for `lease`), call `/settle` for each, and record the outcome (``DeferredOutcome``):
+///
+/// - settled: the transaction;
+/// - refused: `settle_failed_after_delivery` with the facilitator's reason, and the payer is served
+///   after-success for `failedPayerHold`; a refusal after an earlier attempt that got no clear answer
+///   is `unknown` instead (that attempt may have moved the money: reconciliation decides);
+/// - no clear answer (timeout, connection lost, 5xx, or `settlement_pending`): tried again after
+///   `retry.initial`, doubled up to `retry.max`, while the authorization's `validBefore` minus
+///   `margin` has not passed; after that, `unknown`;
+/// - a payment its request never handed over (the gateway died before the upstream's answer):
+///   released, nothing charged.
+///
+/// It wakes when a payment is handed over, when a settlement ends, and every `poll`. Every
+/// `refresh` (and at start, before anything is deferred) it reads the ledger's deferred part back
+/// into the exposure (``DeferralGate``) and the metrics. On graceful shutdown it takes nothing more
+/// and lets the settlements in flight finish.
+package final class SettlementWorker: Sendable {
+    package let gate = DeferralGate()
+    private let store: any PaymentStore
+    private let snapshot: @Sendable () -> GatewaySnapshot
+    private let metrics: GatewayMetrics
+    private let logger: Logger
+    /// Unix milliseconds.
+    private let clock: @Sendable () -> Int64
+    private let wake = Mutex<AsyncStream<Void>.Continuation?>(nil)
+    /// Whether the ledger was read since start: until then nothing is deferred.
+    private let ready = Atomic<Bool>(false)
+
+    init(store: any PaymentStore, snapshot: @escaping @Sendable () -> GatewaySnapshot, metrics: GatewayMetrics, logger: Logger,
+         clock: @escaping @Sendable () -> Int64 = StoreSettings.systemClock) {
+        self.store = store
+        self.snapshot = snapshot
+        self.metrics = metrics
+        self.logger = logger
+        self.clock = clock
+    }
+
+    /// Whether deferral may be offered: the ledger's exposure has been read.
+    package var isReady: Bool { ready.load(ordering: .acquiring) }
+
+    /// A payment was handed over: look at the queue now.
+    package func nudge() {
+        wake.withLock { $0 }?.yield()
+    }
+
+    /// Runs the queue and the periodic reads of the ledger until graceful shutdown (then it waits
+    /// for the settlements in flight) or cancellation. Deferral is offered once the ledger was read
+    /// (``refresh(_:)``; the server reads it once before it listens).
+    package func run() async {
+        let (events, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        wake.withLock { $0 = continuation }
+        defer { wake.withLock { $0 = nil } }
+        let stopping = Flag()
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    while !stopping.isSet, !Task.isCancelled {
+                        let config = self.snapshot().config.deferredSettlement
+                        do {
+                            try await self.refresh(config)
+                        } catch {
+                            self.logger.warning("deferred settlements: the payment store failed; reading again later",
+                                                metadata: ["error": "\(error)"])
+                        }
+                        try? await Task.sleep(for: config.refresh)
+                    }
+                }
+                group.addTask {
+                    while !stopping.isSet, !Task.isCancelled {
+                        try? await Task.sleep(for: self.snapshot().config.deferredSettlement.poll)
+                        continuation.yield()
+                    }
+                }
+                await self.runQueue(events, stopping: stopping)
+                group.cancelAll()
+            }
+        } onGracefulShutdown: {
+            stopping.set()
+            continuation.yield()
+        }
+    }
+
+    /// A flag set once, read from any task.
+    final class Flag: Sendable {
+        private let value = Atomic<Bool>(false)
+        var isSet: Bool { value.load(ordering: .acquiring) }
+        func set() { value.store(true, ordering: .releasing) }
+    }
+
+    /// The settlements in flight.
+    final class Running: Sendable {
+        private let value = Mutex(0)
+        var count: Int { value.withLock { $0 } }
+        func add(_ n: Int) { value.withLock { $0 += n } }
+    }
+
+    // MARK: The ledger's view
+
+    /// One read of the ledger's deferred part (exposure, failed payers, metrics); deferral is
+    /// offered from the first that succeeds.
+    package func refresh(_ config: DeferredSettlementConfig? = nil) async throws {
+        let now = clock()
+        let summary = try await gate.read(store, config: config ?? snapshot().config.deferredSettlement, now: now)
+        var pending = 0, unknown = 0, oldest = now
+        var exposure: [String: Double] = [:]
+        for group in summary.unsettled {
+            if group.state == .settlementPending {
+                pending += group.count
+                oldest = min(oldest, group.oldestClaimedAt)
+            } else {
+                unknown += group.count
+            }
+            exposure[group.routeID, default: 0] += (Double(group.amount) ?? 0) * Double(group.count)
+        }
+        metrics.deferredLedger(pending: pending, unknown: unknown, failures: summary.failures,
+                               oldestPendingSeconds: pending == 0 ? 0 : Double(now - oldest) / 1000, exposure: exposure)
+        ready.store(true, ordering: .releasing)
+    }
+
+    // MARK: The queue
+
+    private func runQueue(_ events: AsyncStream<Void>, stopping: Flag) async {
+        let running = Running()
+        await withTaskGroup(of: Void.self) { group in
+            var iterator = events.makeAsyncIterator()
+            while !stopping.isSet {
+                let config = snapshot().config.deferredSettlement
+                let free = config.concurrency - running.count
+                var full = false
+                if free > 0 {
+                    let limit = min(free, 100)
+                    do {
+                        let taken = try await store.takePending(limit: limit, leaseMilliseconds: config.lease.wholeMilliseconds)
+                        for settlement in taken {
+                            running.add(1)
+                            group.addTask {
+                                await self.settle(settlement)
+                                running.add(-1)
+                                self.nudge()
+                            }
+                        }
+                        full = taken.count == limit
+                    } catch {
+                        logger.warning("deferred settlements: the payment store failed; taking again later", metadata: ["error": "\(error)"])
+                    }
+                }
+                if full { continue }  // more may be waiting
+                if await iterator.next() == nil { break }
+            }
+            // Graceful shutdown: nothing more is taken; the settlements in flight finish.
+            await group.waitForAll()
+        }
+    }
+
+    /// Settles one taken payment and records what became of it.
+    func settle(_ settlement: DeferredSettlement) async {
+        let snapshot = snapshot()
+        let config = snapshot.config.deferredSettlement
+        let key = settlement.ticket.key
+        var logger = self.logger
+        logger[metadataKey: "x402.route"] = "\(settlement.routeID)"
+        logger[metadataKey: "x402.payer"] = "\(key.payer)"
+        logger[metadataKey: "x402.nonce"] = "\(key.nonce.prefix(10))"
+        logger[metadataKey: "x402.settle_attempt"] = "\(settlement.ticket.settleAttempt)"
+        let deadline = Int64(clamping: settlement.validBefore) * 1000 - config.margin.wholeMilliseconds
+        let unsure = settlement.earlierAttemptUnsure
+
+        guard settlement.upstreamStatus != nil else {
+            await finish(settlement, .released(reason: "not_delivered"), logger: logger)
+            return
+        }
+        guard let pending = settlement.pending else {
+            await finish(settlement, unsure ? .unknown(reason: "payment_not_kept") : .failed(reason: "payment_not_kept"), logger: logger)
+            return
+        }
+        if clock() >= deadline {
+            await finish(settlement, unsure ? .unknown(reason: "deadline_passed") : .failed(reason: "deadline_passed"), logger: logger)
+            return
+        }
+        guard let facilitator = snapshot.facilitator else {
+            await finish(settlement, retry("facilitator_not_configured", settlement, deadline: deadline, config: config), logger: logger)
+            return
+        }
+        let outcome: DeferredOutcome
+        do throws(FacilitatorFailure) {
+            let answer = try await facilitator.settle(version: pending.x402Version, paymentPayload: Array(pending.payload.utf8),
+                                                      requirements: Array(pending.requirements.utf8))
+            if answer.success {
+                outcome = .settled(transaction: answer.transaction)
+            } else if answer.errorReason == SettleResponse.pendingReason {
+                outcome = retry(SettleResponse.pendingReason, settlement, deadline: deadline, config: config)
+            } else {
+                // A refusal after an attempt without an answer may mean that attempt went through.
+                let reason = answer.errorReason ?? "settlement_failed"
+                outcome = unsure ? .unknown(reason: reason) : .failed(reason: reason)
+            }
+        } catch {
+            logger.warning("deferred settlement got no clear answer", metadata: ["error": "\(error)"])
+            outcome = retry(error == .timeout ? "facilitator_timeout" : "facilitator_unavailable", settlement, deadline: deadline, config: config)
+        }
+        await finish(settlement, outcome, logger: logger)
+    }
+
+    /// Back in the queue after the backoff, or `unknown` when the next try would be past the deadline.
+    private func retry(_ reason: String, _ settlement: DeferredSettlement, deadline: Int64, config: DeferredSettlementConfig) -> DeferredOutcome {
+        let doublings = min(max(0, settlement.ticket.settleAttempt - 1), 30)
+        let delay = min(config.retryInitial.wholeMilliseconds << doublings, config.retryMax.wholeMilliseconds)
+        let next = clock() + delay
+        return next >= deadline ? .unknown(reason: reason) : .retry(reason: reason, notBefore: next)
+    }
+
+    private func finish(_ settlement: DeferredSettlement, _ outcome: DeferredOutcome, logger: Logger) async {
+        let name: String
+        switch outcome {
+        case .settled: name = "settled"
+        case .failed: name = "failed"
+        case .unknown: name = "unknown"
+        case .released: name = "released"
+        case .retry: name = "retry"
+        }
+        do {
+            guard try await store.finishPending(settlement.ticket, outcome) else {
+                logger.warning("deferred settlement: another worker holds the payment now; outcome not recorded", metadata: ["x402.outcome": "\(name)"])
+                return
+            }
+        } catch {
+            // The row stays taken until its lease ends; the next take is then an unsure retry.
+            logger.error("deferred settlement: the payment store failed; outcome not recorded",
+                         metadata: ["x402.outcome": "\(name)", "error": "\(error)"])
+            return
+        }
+        metrics.deferredSettlement(outcome: name)
+        let amount = BigUInt(settlement.offer.amount) ?? 0
+        switch outcome {
+        case .settled(let transaction):
+            logger.info("deferred payment settled", metadata: ["x402.transaction": "\(transaction)"])
+            metrics.settlement(outcome: "settled")
+            metrics.settled(network: settlement.offer.network, asset: settlement.offer.asset, amount: amount)
+            gate.release(route: settlement.routeID, payer: settlement.ticket.key.payer, amount: amount)
+        case .failed(let reason):
+            logger.warning("deferred settlement failed after delivery", metadata: ["x402.reason": "\(reason)"])
+            metrics.settlement(outcome: "failed")
+            gate.release(route: settlement.routeID, payer: settlement.ticket.key.payer, amount: amount)
+            gate.failed(payer: settlement.ticket.key.payer, at: clock())
+        case .released(let reason):
+            logger.notice("deferred payment released: its answer was never delivered", metadata: ["x402.reason": "\(reason)"])
+            gate.release(route: settlement.routeID, payer: settlement.ticket.key.payer, amount: amount)
+        case .unknown(let reason):
+            // Still unsettled (counted until reconciled).
+            logger.error("deferred settlement outcome unknown; left for reconciliation", metadata: ["x402.reason": "\(reason)"])
+            metrics.settlement(outcome: "unknown")
+        case .retry(let reason, let notBefore):
+            logger.info("deferred settlement to be tried again", metadata: ["x402.reason": "\(reason)", "x402.not_before": "\(notBefore)"])
+        }
+    }
+}
