@@ -275,6 +275,38 @@ struct DeferredSettlementTests {
         }
     }
 
+    @Test("the admin /payments/deferred and the metrics show what is pending, unknown and failed, and the exposure per route")
+    func ledgerViews() async throws {
+        let facilitator = FakeFacilitator()
+        facilitator.setFault(.settleRefuses("invalid_exact_evm_insufficient_balance"))
+        try await TestHarness.withPaidGateway(yaml: deferredYAML(extra: "admin: { listen: \"127.0.0.1:0\" }"), facilitator: facilitator) { gw, fac in
+            let failed = try await signedHeader(gw, "/deferred/f", other)
+            #expect(try await pay(gw, "/deferred/f", failed).status == 200)
+            try await eventually("failed") { try await ledgerRow(gw, payer: other, failed).state == .settleFailedAfterDelivery }
+            fac.setFault(.settleSlow(milliseconds: 3000))
+            for i in 0..<2 { #expect(try await pay(gw, "/deferred/\(i)", try await signedHeader(gw, "/deferred/\(i)", payer)).status == 200) }
+            try await Task.sleep(for: .milliseconds(300))
+            let admin = try #require(gw.adminPort)
+            let r = try await RawHTTP.send(port: admin, raw: "GET /payments/deferred HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            #expect(r.status == 200)
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(r.bodyText.utf8)) as? [String: Any])
+            #expect(json["pending"] as? Int == 2 && json["unknown"] as? Int == 0 && json["failures"] as? Int == 1)
+            #expect((json["oldestPendingSeconds"] as? Double ?? 0) > 0.2)
+            let routes = try #require(json["routes"] as? [[String: Any]])
+            #expect(routes.count == 1 && routes[0]["route"] as? String == "GET /deferred/*" && routes[0]["exposure"] as? String == "20000")
+            let payers = try #require(json["failedPayers"] as? [[String: Any]])
+            #expect(payers.map { $0["payer"] as? String } == [other.address.lowercased()])
+            let metrics = String(decoding: gw.server.metrics.exposition(), as: UTF8.self)
+            #expect(metrics.contains("x402_deferred_pending 2"))
+            #expect(metrics.contains("x402_deferred_failures 1"))
+            #expect(metrics.contains("x402_deferred_exposure{route=\"GET /deferred/*\"} 20000"))
+            #expect(metrics.contains("x402_deferred_oldest_pending_seconds 0."))
+            // The rows themselves, filtered by the new states.
+            let rows = try await RawHTTP.send(port: admin, raw: "GET /payments?state=settlement_pending HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            #expect(rows.bodyText.components(separatedBy: "\"deferred\":true").count == 3)
+        }
+    }
+
     @Test("after-headers: settled on the upstream's head, then the body streams (larger than any hold-back buffer)")
     func afterHeadersStreams() async throws {
         try await TestHarness.withPaidGateway(yaml: deferredYAML().replacingOccurrences(of: "GET /headers/*", with: "GET /bytes/:n")) { gw, fac in
