@@ -25,23 +25,16 @@ extension LedgerSQL {
 
     /// A taken row from the values of ``takenColumns``.
     public static func deferredSettlement(from v: [SQLValue]) throws(StorageError) -> DeferredSettlement {
-        func text(_ i: Int) throws(StorageError) -> String {
-            guard i < v.count, let value = v[i].text else { throw StorageError(.corrupt, "x402_payments: column \(i) is not text") }
-            return value
-        }
-        func int(_ i: Int) throws(StorageError) -> Int64 {
-            guard i < v.count, let value = v[i].integer else { throw StorageError(.corrupt, "x402_payments: column \(i) is not an integer") }
-            return value
-        }
-        let key = PaymentKey(network: try text(0), asset: try text(1), payer: try text(2), nonce: try text(3))
+        let c = Columns(values: v)
+        let key = PaymentKey(network: try c.text(0), asset: try c.text(1), payer: try c.text(2), nonce: try c.text(3))
         var pending: PendingSettlement?
-        if let version = v[12].integer, let payload = v[13].text, let requirements = v[14].text {
+        if let version = c.optionalInt(12), let payload = c.optionalText(13), let requirements = c.optionalText(14) {
             pending = PendingSettlement(x402Version: Int(version), payload: payload, requirements: requirements)
         }
         return DeferredSettlement(
-            ticket: DeferredTicket(key: key, settleAttempt: Int(try int(11))), routeID: try text(7),
-            offer: PaymentOffer(scheme: try text(4), network: key.network, asset: key.asset, amount: try text(6), payTo: try text(5)),
-            validBefore: UInt64(max(0, try int(8))), claimedAt: try int(9), upstreamStatus: v[10].integer.map { Int($0) },
+            ticket: DeferredTicket(key: key, settleAttempt: Int(try c.int(11))), routeID: try c.text(7),
+            offer: PaymentOffer(scheme: try c.text(4), network: key.network, asset: key.asset, amount: try c.text(6), payTo: try c.text(5)),
+            validBefore: UInt64(max(0, try c.int(8))), claimedAt: try c.int(9), upstreamStatus: c.optionalInt(10).map { Int($0) },
             pending: pending)
     }
 

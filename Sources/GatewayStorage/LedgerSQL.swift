@@ -367,18 +367,33 @@ public enum LedgerSQL {
             """, binds + [.integer(Int64(max(0, q.limit)))])
     }
 
+    /// The values of a returned `x402_payments` row, read by position.
+    struct Columns {
+        let values: [SQLValue]
+
+        func text(_ i: Int) throws(StorageError) -> String {
+            guard i < values.count, let value = values[i].text else { throw StorageError(.corrupt, "x402_payments: column \(i) is not text") }
+            return value
+        }
+
+        func int(_ i: Int) throws(StorageError) -> Int64 {
+            guard i < values.count, let value = values[i].integer else {
+                throw StorageError(.corrupt, "x402_payments: column \(i) is not an integer")
+            }
+            return value
+        }
+
+        func optionalText(_ i: Int) -> String? { i < values.count ? values[i].text : nil }
+        func optionalInt(_ i: Int) -> Int64? { i < values.count ? values[i].integer : nil }
+    }
+
     /// A ledger row from the values of ``columns``, in order.
     public static func record(from v: [SQLValue]) throws(StorageError) -> PaymentRecord {
-        func text(_ i: Int) throws(StorageError) -> String {
-            guard i < v.count, let value = v[i].text else { throw StorageError(.corrupt, "x402_payments: column \(i) is not text") }
-            return value
-        }
-        func int(_ i: Int) throws(StorageError) -> Int64 {
-            guard i < v.count, let value = v[i].integer else { throw StorageError(.corrupt, "x402_payments: column \(i) is not an integer") }
-            return value
-        }
-        func optionalText(_ i: Int) -> String? { i < v.count ? v[i].text : nil }
-        func optionalInt(_ i: Int) -> Int64? { i < v.count ? v[i].integer : nil }
+        let c = Columns(values: v)
+        func text(_ i: Int) throws(StorageError) -> String { try c.text(i) }
+        func int(_ i: Int) throws(StorageError) -> Int64 { try c.int(i) }
+        func optionalText(_ i: Int) -> String? { c.optionalText(i) }
+        func optionalInt(_ i: Int) -> Int64? { c.optionalInt(i) }
         guard let state = PaymentState(rawValue: try text(11)) else { throw StorageError(.corrupt, "x402_payments: unknown state") }
         return PaymentRecord(
             key: PaymentKey(network: try text(0), asset: try text(1), payer: try text(2), nonce: try text(3)),
