@@ -48,16 +48,21 @@ struct Ledger {
         }
     }
 
-    /// Writes the steps noted so far, alone; false when the store failed (logged here).
-    mutating func writeNoted() async -> Bool {
-        guard let ticket, let last = noted.last else { return false }
-        let steps = noted
-        noted = []
+    /// The steps noted so far and the ticket they are for, handed to someone else to write (they
+    /// are no longer noted here); nil when there is nothing to write.
+    mutating func takeNoted() -> (ticket: ClaimTicket, steps: [PaymentStep])? {
+        guard let ticket, !noted.isEmpty else { return nil }
+        defer { noted = [] }
+        return (ticket, noted)
+    }
+
+    /// Writes `steps` for `ticket` in one change; false when the store failed (logged here).
+    func write(_ ticket: ClaimTicket, _ steps: [PaymentStep]) async -> Bool {
         do {
             try await store.record(ticket, steps)
             return true
         } catch {
-            logger.error("payment store failed", metadata: ["x402.stage": "\(last.transition.target.rawValue)", "error": "\(error)"])
+            logger.error("payment store failed", metadata: ["x402.stage": "\(steps.last?.transition.target.rawValue ?? "")", "error": "\(error)"])
             return false
         }
     }
@@ -79,13 +84,7 @@ struct Ledger {
         guard let ticket else { return false }
         let steps = noted + [PaymentStep(transition, at: store.now())]
         noted = []
-        do {
-            try await store.record(ticket, steps)
-            return true
-        } catch {
-            logger.error("payment store failed", metadata: ["x402.stage": "\(transition.target.rawValue)", "error": "\(error)"])
-            return false
-        }
+        return await write(ticket, steps)
     }
 
     /// Claims the payment's identifier; nil when the store failed.

@@ -315,8 +315,14 @@ struct PaidRequestHandler: Sendable {
                 // As before a settlement: a client gone before its answer is not charged.
                 if ctx.clientGone() {
                     action = flow.clientGone()
+                } else if let noted = ledger.takeNoted() {
+                    // Written by the worker, off the answer's path (see ``SettlementWorker/handOver(_:_:)``),
+                    // or here when it has stopped.
+                    var written = settlements?.handOver(noted.ticket, noted.steps) == true
+                    if !written { written = await ledger.write(noted.ticket, noted.steps) }
+                    action = written ? flow.handedOver() : flow.storageFailed()
                 } else {
-                    action = await ledger.writeNoted() ? flow.handedOver() : flow.storageFailed()
+                    action = flow.storageFailed()
                 }
 
             case .deliverPending:

@@ -38,6 +38,13 @@ package final class SettlementWorker: Sendable {
     private let wake = Mutex<AsyncStream<Void>.Continuation?>(nil)
     /// Whether the ledger was read since start: until then nothing is deferred.
     private let ready = Atomic<Bool>(false)
+    /// Requests' hand-overs waiting to be written, and whether the worker still takes them.
+    private let handOvers = Mutex(HandOvers())
+
+    private struct HandOvers {
+        var waiting: [(ticket: ClaimTicket, steps: [PaymentStep])] = []
+        var closed = false
+    }
 
     init(store: any PaymentStore, snapshot: @escaping @Sendable () -> GatewaySnapshot, metrics: GatewayMetrics, logger: Logger,
          clock: @escaping @Sendable () -> Int64 = StoreSettings.systemClock) {
@@ -51,9 +58,43 @@ package final class SettlementWorker: Sendable {
     /// Whether deferral may be offered: the ledger's exposure has been read.
     package var isReady: Bool { ready.load(ordering: .acquiring) }
 
-    /// A payment was handed over: look at the queue now.
+    /// Look at the queue now.
     package func nudge() {
         wake.withLock { $0 }?.yield()
+    }
+
+    /// A request's queued payment whose upstream answered < 400: its `forwarded` step, which hands
+    /// it to the workers, is written here rather than on the answer's path (one durable write
+    /// less before the client gets its answer). Should the process die before it is written, the
+    /// payment is released at restart as never handed over: delivered, and not charged. False once
+    /// the worker has stopped taking them: the caller writes it.
+    package func handOver(_ ticket: ClaimTicket, _ steps: [PaymentStep]) -> Bool {
+        let accepted = handOvers.withLock { waiting in
+            guard !waiting.closed else { return false }
+            waiting.waiting.append((ticket, steps))
+            return true
+        }
+        if accepted { nudge() }
+        return accepted
+    }
+
+    private func takeHandOvers(closing: Bool = false) -> [(ticket: ClaimTicket, steps: [PaymentStep])] {
+        handOvers.withLock { waiting in
+            if closing { waiting.closed = true }
+            defer { waiting.waiting = [] }
+            return waiting.waiting
+        }
+    }
+
+    private func write(handOver: (ticket: ClaimTicket, steps: [PaymentStep])) async {
+        do {
+            try await store.record(handOver.ticket, handOver.steps)
+            nudge()
+        } catch {
+            logger.error("deferred settlement: the hand-over could not be written; the payment stays held until its lease ends, then is released unpaid",
+                         metadata: ["x402.payer": "\(handOver.ticket.key.payer)", "x402.nonce": "\(handOver.ticket.key.nonce.prefix(10))",
+                                    "error": "\(error)"])
+        }
     }
 
     /// Runs the queue and the periodic reads of the ledger until graceful shutdown (then it waits
@@ -137,6 +178,7 @@ package final class SettlementWorker: Sendable {
         await withTaskGroup(of: Void.self) { group in
             var iterator = events.makeAsyncIterator()
             while !stopping.isSet {
+                for handOver in takeHandOvers() { group.addTask { await self.write(handOver: handOver) } }
                 let config = snapshot().config.deferredSettlement
                 let free = config.concurrency - running.count
                 var full = false
@@ -160,7 +202,9 @@ package final class SettlementWorker: Sendable {
                 if full { continue }  // more may be waiting
                 if await iterator.next() == nil { break }
             }
-            // Graceful shutdown: nothing more is taken; the settlements in flight finish.
+            // Graceful shutdown: nothing more is taken; the hand-overs waiting are written (later ones
+            // are written by their requests) and the settlements in flight finish.
+            for handOver in takeHandOvers(closing: true) { group.addTask { await self.write(handOver: handOver) } }
             await group.waitForAll()
         }
     }

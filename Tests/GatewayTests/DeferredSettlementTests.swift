@@ -78,11 +78,11 @@ struct DeferredSettlementTests {
             #expect(fac.verifyCalls == 0)
             #expect(fac.settledCount == 0)
             #expect(gw.upstream.requests.first?.headers[.init("X-Payment-Payer")!] == payer.address)
-            var row = try await ledgerRow(gw, payer: payer, header)
-            #expect(row.deferred && row.upstreamStatus == 200)
-            #expect(row.state == .settlementPending)
+            // Durable before the answer: queued (its hand-over, with the upstream's status, follows).
+            #expect(try await ledgerRow(gw, payer: payer, header).state == .settlementPending)
             try await eventually("the worker settles the payment") { try await ledgerRow(gw, payer: payer, header).state == .settled }
-            row = try await ledgerRow(gw, payer: payer, header)
+            let row = try await ledgerRow(gw, payer: payer, header)
+            #expect(row.deferred && row.upstreamStatus == 200)
             #expect(row.transaction == "0x" + String(repeating: "ab", count: 32))
             #expect(fac.settledCount == 1 && fac.settleCalls == 1)
             // Spent: the same payment is not served again.
