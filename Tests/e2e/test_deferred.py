@@ -7,15 +7,18 @@ queued; two instances on one PostgreSQL ledger sharing the queue.
 from __future__ import annotations
 
 import collections
+import json
 import os
+import pwd
 import signal
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from x402 import ERR_SETTLEMENT_PENDING
 
-from conftest import GATEWAY_YAML_HEAD
+from conftest import GATEWAY_USER, GATEWAY_YAML_HEAD, gateway_binary
 from rig.clients import decode_challenge, decode_settlement, requests_session, signed_payment
 from test_instances import fresh_database, postgres_server  # noqa: F401  (a fixture)
 from test_ledger import admin_port, ledger_rows, nonce_of, restart
@@ -142,6 +145,17 @@ def test_a_payer_without_funds_is_served_within_the_budget_then_refused(
     summary = requests.get(f"{admin}/payments/deferred", timeout=10).json()
     assert summary["failures"] == 3 and summary["pending"] == 0, summary
     assert [p["payer"] for p in summary["failedPayers"]] == [poor_buyer.address.lower()]
+    # The seller's command line reads the same from the ledger file while the gateway runs.
+    config = gw.proc.argv[gw.proc.argv.index("--config") + 1]
+    identity = {}
+    if GATEWAY_USER is not None:
+        account = pwd.getpwnam(GATEWAY_USER)
+        identity = dict(user=account.pw_uid, group=account.pw_gid, extra_groups=[])
+    listed = subprocess.run([gateway_binary(), "payments", "--config", config, "--deferred", "--json"],
+                            capture_output=True, text=True, timeout=30, env=gw.proc.env, **identity)
+    assert listed.returncode == 0, listed.stderr
+    cli = json.loads(listed.stdout)
+    assert (cli["failures"], cli["pending"], cli["failedPayers"]) == (3, 0, summary["failedPayers"]), cli
     metrics = requests.get(f"{admin}/metrics", timeout=10).text
     assert 'x402_deferred_settlements_total{outcome="failed"} 3' in metrics
     wait_for("the ledger's failures in the metrics",  # read back every refresh (500ms)
