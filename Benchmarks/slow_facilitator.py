@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import time
 
 NETWORK = "eip155:84532"
@@ -24,22 +25,26 @@ VERIFIED = json.dumps({"isValid": True, "payer": PAYER})
 SETTLED = json.dumps({"success": True, "transaction": "0x" + "ab" * 32, "network": NETWORK, "payer": PAYER})
 
 stats = {"verify": 0, "settle": 0, "distinct": 0, "duplicates": 0, "late": 0}
-seen: set[str] = set()
+seen: set[bytes] = set()
+
+
+FIELD = re.compile(rb'"(from|nonce|validBefore)"\s*:\s*"([^"]*)"')
 
 
 def book_settlement(body: bytes) -> int | None:
-    """Counts the payment; returns its validBefore (unix seconds) when readable."""
-    try:
-        authorization = json.loads(body)["paymentPayload"]["payload"]["authorization"]
-    except (ValueError, KeyError, TypeError):
+    """Counts the payment; returns its validBefore (unix seconds) when readable. The three fields
+    are read with a regular expression: a full JSON parse per settlement would cost this stub more
+    CPU than the gateway spends, on the same cores."""
+    fields = {name: value for name, value in FIELD.findall(body)}
+    if len(fields) != 3:
         return None
-    key = (authorization["from"] + authorization["nonce"]).lower()
+    key = (fields[b"from"] + fields[b"nonce"]).lower()
     if key in seen:
         stats["duplicates"] += 1
     else:
         seen.add(key)
         stats["distinct"] += 1
-    return int(authorization["validBefore"])
+    return int(fields[b"validBefore"])
 
 
 async def respond(writer: asyncio.StreamWriter, status: int, body: str) -> None:
@@ -96,4 +101,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        import uvloop  # in the bench venv (uvicorn's); plain asyncio otherwise
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())

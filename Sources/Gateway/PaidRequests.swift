@@ -328,7 +328,6 @@ struct PaidRequestHandler: Sendable {
             case .deliverPending:
                 let offer = ctx.route.offers[flow.offerIndex!].offer
                 logger.info("payment accepted; settlement deferred")
-                settlements?.nudge()
                 let pending = SettleResponse.pending(payer: flow.payer ?? payment.payload.authorization.from, network: offer.network.caip2)
                 return (.upstream(status: upstream!.status, headers: upstream!.headers, extra: [paymentResponse(pending, version: payment.version)],
                                   body: .relay), .deferred)

@@ -38,6 +38,8 @@ package final class SettlementWorker: Sendable {
     private let wake = Mutex<AsyncStream<Void>.Continuation?>(nil)
     /// Whether the ledger was read since start: until then nothing is deferred.
     private let ready = Atomic<Bool>(false)
+    /// Set every `poll`: the queue is read then (other instances' payments, retries that are due).
+    private let pollDue = Flag()
     /// Requests' hand-overs waiting to be written, and whether the worker still takes them.
     private let handOvers = Mutex(HandOvers())
 
@@ -122,6 +124,7 @@ package final class SettlementWorker: Sendable {
                 group.addTask {
                     while !stopping.isSet, !Task.isCancelled {
                         try? await Task.sleep(for: self.snapshot().config.deferredSettlement.poll)
+                        self.pollDue.set()
                         continuation.yield()
                     }
                 }
@@ -134,11 +137,13 @@ package final class SettlementWorker: Sendable {
         }
     }
 
-    /// A flag set once, read from any task.
+    /// A flag set from any task (and, for ``pollDue``, taken back by the queue).
     final class Flag: Sendable {
         private let value = Atomic<Bool>(false)
         var isSet: Bool { value.load(ordering: .acquiring) }
         func set() { value.store(true, ordering: .releasing) }
+        /// Whether it was set, clearing it.
+        func take() -> Bool { value.exchange(false, ordering: .acquiringAndReleasing) }
     }
 
     /// The settlements in flight.
@@ -173,39 +178,78 @@ package final class SettlementWorker: Sendable {
 
     // MARK: The queue
 
+    /// The queue: payments handed over by this instance's requests are taken with their hand-over
+    /// (one write) and settled at once while there is room; others wait in the ledger's queue,
+    /// which is read every `poll` and whenever it may hold more than was taken (`backlog`), never
+    /// on every wake-up (a take is a write).
     private func runQueue(_ events: AsyncStream<Void>, stopping: Flag) async {
         let running = Running()
         await withTaskGroup(of: Void.self) { group in
+            func settle(_ settlement: DeferredSettlement) {
+                group.addTask {
+                    await self.settle(settlement)
+                    running.add(-1)
+                    self.nudge()
+                }
+            }
             var iterator = events.makeAsyncIterator()
+            var backlog = true  // at start: whatever an earlier run left
             while !stopping.isSet {
-                for handOver in takeHandOvers() { group.addTask { await self.write(handOver: handOver) } }
                 let config = snapshot().config.deferredSettlement
-                let free = config.concurrency - running.count
-                var full = false
-                if free > 0 {
-                    let limit = min(free, 100)
-                    do {
-                        let taken = try await store.takePending(limit: limit, leaseMilliseconds: config.lease.wholeMilliseconds)
-                        for settlement in taken {
-                            running.add(1)
-                            group.addTask {
-                                await self.settle(settlement)
-                                running.add(-1)
-                                self.nudge()
-                            }
+                let lease = config.lease.wholeMilliseconds
+                for handOver in takeHandOvers() {
+                    if running.count < config.concurrency, handOver.steps.count == 1,
+                       case .forwarded(let status) = handOver.steps[0].transition {
+                        running.add(1)
+                        group.addTask {
+                            await self.takeAndSettle(handOver.ticket, status: status, at: handOver.steps[0].at, lease: lease)
+                            running.add(-1)
+                            self.nudge()
                         }
-                        full = taken.count == limit
-                    } catch {
-                        logger.warning("deferred settlements: the payment store failed; taking again later", metadata: ["error": "\(error)"])
+                    } else {
+                        backlog = true
+                        group.addTask { await self.write(handOver: handOver) }
                     }
                 }
-                if full { continue }  // more may be waiting
+                if pollDue.take() { backlog = true }
+                let free = config.concurrency - running.count
+                if backlog, free > 0 {
+                    let limit = min(free, 100)
+                    do {
+                        let taken = try await store.takePending(limit: limit, leaseMilliseconds: lease)
+                        for settlement in taken {
+                            running.add(1)
+                            settle(settlement)
+                        }
+                        backlog = taken.count == limit
+                    } catch {
+                        logger.warning("deferred settlements: the payment store failed; taking again later", metadata: ["error": "\(error)"])
+                        backlog = false  // the next poll tries again
+                    }
+                    if backlog { continue }  // more may be waiting
+                }
                 if await iterator.next() == nil { break }
             }
             // Graceful shutdown: nothing more is taken; the hand-overs waiting are written (later ones
             // are written by their requests) and the settlements in flight finish.
             for handOver in takeHandOvers(closing: true) { group.addTask { await self.write(handOver: handOver) } }
             await group.waitForAll()
+        }
+    }
+
+    /// Takes this instance's hand-over with the row and settles it; a hand-over the store no
+    /// longer accepts (the request's hold ended and the row was released meanwhile) is logged.
+    private func takeAndSettle(_ ticket: ClaimTicket, status: Int, at: Int64, lease: Int64) async {
+        do {
+            if let settlement = try await store.takeHandedOver(ticket, upstreamStatus: status, forwardedAt: at, leaseMilliseconds: lease) {
+                await settle(settlement)
+            } else {
+                logger.warning("deferred settlement: the hand-over came after the payment left the request's hold",
+                               metadata: ["x402.payer": "\(ticket.key.payer)", "x402.nonce": "\(ticket.key.nonce.prefix(10))"])
+            }
+        } catch {
+            logger.error("deferred settlement: the hand-over could not be written; the payment stays held until its lease ends, then is released unpaid",
+                         metadata: ["x402.payer": "\(ticket.key.payer)", "x402.nonce": "\(ticket.key.nonce.prefix(10))", "error": "\(error)"])
         }
     }
 

@@ -214,6 +214,27 @@ public final class InMemoryPaymentStore: PaymentStore {
         }
     }
 
+    public func takeHandedOver(_ ticket: ClaimTicket, upstreamStatus: Int, forwardedAt: Int64, leaseMilliseconds: Int64) async throws
+        -> DeferredSettlement?
+    {
+        let now = settings.clock()
+        return state.withLock { state in
+            guard var row = state.rows[ticket.key], row.attempt == ticket.attempt, row.state == .settlementPending, row.forwardedAt == nil
+            else { return nil }
+            row.upstreamStatus = upstreamStatus
+            row.forwardedAt = forwardedAt
+            row.instanceID = instanceID
+            row.leaseUntil = now + leaseMilliseconds
+            row.settleAttempts += 1
+            row.settlingAt = now
+            row.updatedAt = now
+            state.rows[ticket.key] = row
+            return DeferredSettlement(
+                ticket: DeferredTicket(key: row.key, settleAttempt: row.settleAttempts), routeID: row.routeID, offer: row.offer,
+                validBefore: row.validBefore, claimedAt: row.claimedAt, upstreamStatus: upstreamStatus, pending: state.pending[row.key])
+        }
+    }
+
     public func finishPending(_ ticket: DeferredTicket, _ outcome: DeferredOutcome) async throws -> Bool {
         let now = settings.clock()
         return state.withLock { state in

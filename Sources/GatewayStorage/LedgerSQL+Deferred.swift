@@ -23,6 +23,19 @@ extension LedgerSQL {
             """, [.text(instance), .integer(now), .integer(leaseUntil), .integer(Int64(max(0, limit)))])
     }
 
+    /// The hand-over of a queued row by the request holding it (`attempt`), and its take by this
+    /// instance's worker, in one change; returns ``takenColumns`` when applied.
+    public static func takeHandedOver(_ ticket: ClaimTicket, upstreamStatus: Int, forwardedAt: Int64, instance: String, now: Int64,
+                                      leaseUntil: Int64) -> SQLStatement {
+        SQLStatement("""
+            UPDATE x402_payments SET upstream_status = $6, forwarded_at = $7, instance_id = $8, lease_until = $9,
+              settle_attempts = settle_attempts + 1, settling_at = $10, updated_at = $10
+            WHERE \(keyMatch) AND attempt = $5 AND state = 'settlement_pending' AND forwarded_at IS NULL
+            RETURNING \(takenColumns)
+            """, keyBinds(ticket.key) + [.integer(Int64(ticket.attempt)), .integer(Int64(upstreamStatus)), .integer(forwardedAt),
+                                         .text(instance), .integer(leaseUntil), .integer(now)])
+    }
+
     /// A taken row from the values of ``takenColumns``.
     public static func deferredSettlement(from v: [SQLValue]) throws(StorageError) -> DeferredSettlement {
         let c = Columns(values: v)

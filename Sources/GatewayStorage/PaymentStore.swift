@@ -58,6 +58,12 @@ public protocol PaymentStore: Sendable {
     /// Takes up to `limit` `settlement_pending` rows whose lease has ended (oldest lease first),
     /// each for `leaseMilliseconds`, bumping its settle attempt; durable before it returns.
     func takePending(limit: Int, leaseMilliseconds: Int64) async throws -> [DeferredSettlement]
+    /// Hands over a queued row its request holds (the upstream answered `upstreamStatus` < 400 at
+    /// `forwardedAt`) and takes it for this instance's worker in the same change, for
+    /// `leaseMilliseconds`: the worker that got the hand-over settles it at once, and the row is
+    /// never in the queue unheld. nil when the ticket no longer holds a row not yet handed over.
+    func takeHandedOver(_ ticket: ClaimTicket, upstreamStatus: Int, forwardedAt: Int64, leaseMilliseconds: Int64) async throws
+        -> DeferredSettlement?
     /// Records what became of a taken row; false when the ticket no longer holds it (its lease
     /// ended and it was taken again, or it left the queue).
     func finishPending(_ ticket: DeferredTicket, _ outcome: DeferredOutcome) async throws -> Bool

@@ -132,6 +132,15 @@ public final class SQLPaymentStore<Database: SQLDatabase>: PaymentStore {
         return try rows.map { row throws(StorageError) in try LedgerSQL.deferredSettlement(from: row) }
     }
 
+    public func takeHandedOver(_ ticket: ClaimTicket, upstreamStatus: Int, forwardedAt: Int64, leaseMilliseconds: Int64) async throws
+        -> DeferredSettlement?
+    {
+        let now = settings.clock()
+        let rows = try await database.query(LedgerSQL.takeHandedOver(
+            ticket, upstreamStatus: upstreamStatus, forwardedAt: forwardedAt, instance: instanceID, now: now, leaseUntil: now + leaseMilliseconds))
+        return try rows.first.map { row throws(StorageError) in try LedgerSQL.deferredSettlement(from: row) }
+    }
+
     public func finishPending(_ ticket: DeferredTicket, _ outcome: DeferredOutcome) async throws -> Bool {
         !(try await database.query(LedgerSQL.finishPending(ticket, outcome, now: settings.clock()))).isEmpty
     }

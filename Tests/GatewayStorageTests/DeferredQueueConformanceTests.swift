@@ -55,6 +55,34 @@ struct DeferredQueueConformanceTests {
         }
     }
 
+    @Test("a hand-over taken by a worker in the same change: held by that worker at once, settled once", arguments: Backend.all)
+    func handOverTaken(_ backend: Backend) async throws {
+        try await Contract.withInstances(backend) { a, b, clock in
+            let request = Contract.request()
+            let ticket = try #require(try await a.claimPending(request, Self.pending(request)))
+            let at = a.now() + 1
+            clock.advance(milliseconds: 2)
+            let taken = try #require(try await a.takeHandedOver(ticket, upstreamStatus: 201, forwardedAt: at,
+                                                                 leaseMilliseconds: Self.workerLease))
+            #expect(taken.ticket == DeferredTicket(key: request.key, settleAttempt: 1) && !taken.earlierAttemptUnsure)
+            #expect(taken.upstreamStatus == 201 && taken.pending == Self.pending(request))
+            let row = try await Contract.row(b, request.key)
+            #expect(row.state == .settlementPending && row.forwardedAt == at && row.upstreamStatus == 201 && row.settleAttempts == 1)
+            // Never unheld: no other take finds it, and a second hand-over changes nothing.
+            #expect(try await b.takePending(limit: 10, leaseMilliseconds: Self.workerLease).isEmpty)
+            #expect(try await a.takeHandedOver(ticket, upstreamStatus: 200, forwardedAt: at, leaseMilliseconds: Self.workerLease) == nil)
+            #expect(try await a.finishPending(taken.ticket, .settled(transaction: "0x5e")))
+            #expect(try await Contract.row(b, request.key).state == .settled)
+            // Only the request's own ticket hands over, and only a queued row.
+            let other = Contract.request()
+            let held = try #require(try await a.claimPending(other, Self.pending(other)))
+            let stale = ClaimTicket(key: other.key, attempt: held.attempt + 1)
+            #expect(try await b.takeHandedOver(stale, upstreamStatus: 200, forwardedAt: at, leaseMilliseconds: Self.workerLease) == nil)
+            try await a.record(held, .released(reason: "unsettled"))
+            #expect(try await b.takeHandedOver(held, upstreamStatus: 200, forwardedAt: at, leaseMilliseconds: Self.workerLease) == nil)
+        }
+    }
+
     @Test("a deferred claim takes only what a fresh claim may and never a payment whose settlement was attempted",
           arguments: Backend.all)
     func claimPendingTakesOnlyFresh(_ backend: Backend) async throws {
