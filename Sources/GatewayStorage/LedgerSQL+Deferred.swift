@@ -24,16 +24,44 @@ extension LedgerSQL {
     }
 
     /// The hand-over of a queued row by the request holding it (`attempt`), and its take by this
-    /// instance's worker, in one change; returns ``takenColumns`` when applied.
+    /// instance's worker, in one change; returns ``takenColumns`` (then the key) when applied.
     public static func takeHandedOver(_ ticket: ClaimTicket, upstreamStatus: Int, forwardedAt: Int64, instance: String, now: Int64,
                                       leaseUntil: Int64) -> SQLStatement {
-        SQLStatement("""
-            UPDATE x402_payments SET upstream_status = $6, forwarded_at = $7, instance_id = $8, lease_until = $9,
-              settle_attempts = settle_attempts + 1, settling_at = $10, updated_at = $10
-            WHERE \(keyMatch) AND attempt = $5 AND state = 'settlement_pending' AND forwarded_at IS NULL
-            RETURNING \(takenColumns)
-            """, keyBinds(ticket.key) + [.integer(Int64(ticket.attempt)), .integer(Int64(upstreamStatus)), .integer(forwardedAt),
-                                         .text(instance), .integer(leaseUntil), .integer(now)])
+        SQLStatement(takeHandedOverSQL, keyBinds(ticket.key) + [
+            .integer(Int64(ticket.attempt)), .integer(Int64(upstreamStatus)), .integer(forwardedAt), .text(instance),
+            .integer(leaseUntil), .integer(now),
+        ], hot: .takeHandedOver)
+    }
+
+    static let takeHandedOverSQL = takeHandedOverSQL(bind: { "$\($0)" }, from: "")
+
+    /// ``takeHandedOver(_:upstreamStatus:forwardedAt:instance:now:leaseUntil:)``'s text, its values
+    /// named by `bind(n)` and read `from` a source of rows (empty for one; `unnest` for a batch).
+    static func takeHandedOverSQL(bind: (Int) -> String, from: String) -> String {
+        """
+        UPDATE x402_payments SET upstream_status = \(bind(6)), forwarded_at = \(bind(7)), instance_id = \(bind(8)),
+          lease_until = \(bind(9)), settle_attempts = settle_attempts + 1, settling_at = \(bind(10)), updated_at = \(bind(10))
+        \(from)
+        WHERE \(key(bind)) AND attempt = \(bind(5)) AND state = 'settlement_pending' AND forwarded_at IS NULL
+        RETURNING \(takenColumns), \(keyColumns)
+        """
+    }
+
+    /// The settled outcome, the statement of every deferred payment (the others are rare).
+    static let settledDeferredSQL = settledDeferredSQL(bind: { "$\($0)" }, from: "")
+
+    static func settledDeferredSQL(bind: (Int) -> String, from: String) -> String {
+        """
+        UPDATE x402_payments SET state = 'settled', transaction_hash = \(bind(7)), charged_amount = amount, reason = NULL,
+          finished_at = \(bind(5)), lease_until = \(bind(5)), updated_at = \(bind(5)), payment_payload = NULL, payment_requirements = NULL
+        \(from)
+        WHERE \(key(bind)) AND state = 'settlement_pending' AND settle_attempts = \(bind(6))
+        RETURNING attempt, \(keyColumns)
+        """
+    }
+
+    private static func key(_ bind: (Int) -> String) -> String {
+        "network = \(bind(1)) AND asset = \(bind(2)) AND payer = \(bind(3)) AND nonce = \(bind(4))"
     }
 
     /// A taken row from the values of ``takenColumns``.
@@ -58,8 +86,7 @@ extension LedgerSQL {
         let sets: String
         switch outcome {
         case .settled(let transaction):
-            sets = "state = 'settled', transaction_hash = $7, charged_amount = amount, reason = NULL, \(ended)"
-            binds.append(.text(transaction))
+            return SQLStatement(settledDeferredSQL, binds + [.text(transaction)], hot: .settledDeferred)
         case .failed(let reason), .unknown(let reason), .released(let reason):
             let state: PaymentState = switch outcome {
             case .failed: .settleFailedAfterDelivery
