@@ -3,7 +3,8 @@
 // of any instance sharing the store takes it under a lease and records what became of it.
 //
 //     request:  claim ─▶ settlement_pending (held by the request) ─▶ forward
-//               upstream < 400: `forwarded` hands the row over (its lease ends now)
+//               upstream < 400: handed over, with `forwarded`: taken by this instance's worker in
+//               the same change (`takeHandedOver`), or into the queue (its lease ends now)
 //               upstream ≥ 400 or unreachable: `released` (nothing charged)
 //     worker:   take (lease, settle attempt + 1; durable before `/settle`) ─▶ /settle ─▶ finish:
 //               settled │ settle_failed_after_delivery │ unknown │ released │ back in the queue
