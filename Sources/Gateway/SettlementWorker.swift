@@ -10,8 +10,10 @@ import X402Facilitator
 /// Settles the payments served before their settlement (`settlement: deferred`): one per instance,
 /// beside the others sharing the store (each payment goes to one of them, under a lease).
 ///
-/// The queue: take the queued payments whose lease has ended (at most `concurrency` at once, each
-/// for `lease`), call `/settle` for each, and record the outcome (``DeferredOutcome``):
+/// A payment this instance's request hands over is taken with its hand-over, in one write, and
+/// settled at once while fewer than `concurrency` settlements run; otherwise it waits in the
+/// ledger's queue, from which any instance takes the payments whose lease has ended (each for
+/// `lease`). For each: `/settle`, then the outcome is recorded (``DeferredOutcome``):
 ///
 /// - settled: the transaction;
 /// - refused: `settle_failed_after_delivery` with the facilitator's reason, and the payer is served
@@ -185,9 +187,11 @@ package final class SettlementWorker: Sendable {
     private func runQueue(_ events: AsyncStream<Void>, stopping: Flag) async {
         let running = Running()
         await withTaskGroup(of: Void.self) { group in
-            func settle(_ settlement: DeferredSettlement) {
+            /// One settlement in flight (counted against `concurrency`); its end wakes the loop.
+            func start(_ work: @escaping @Sendable () async -> Void) {
+                running.add(1)
                 group.addTask {
-                    await self.settle(settlement)
+                    await work()
                     running.add(-1)
                     self.nudge()
                 }
@@ -200,12 +204,7 @@ package final class SettlementWorker: Sendable {
                 for handOver in takeHandOvers() {
                     if running.count < config.concurrency, handOver.steps.count == 1,
                        case .forwarded(let status) = handOver.steps[0].transition {
-                        running.add(1)
-                        group.addTask {
-                            await self.takeAndSettle(handOver.ticket, status: status, at: handOver.steps[0].at, lease: lease)
-                            running.add(-1)
-                            self.nudge()
-                        }
+                        start { await self.takeAndSettle(handOver.ticket, status: status, at: handOver.steps[0].at, lease: lease) }
                     } else {
                         backlog = true
                         group.addTask { await self.write(handOver: handOver) }
@@ -217,10 +216,7 @@ package final class SettlementWorker: Sendable {
                     let limit = min(free, 100)
                     do {
                         let taken = try await store.takePending(limit: limit, leaseMilliseconds: lease)
-                        for settlement in taken {
-                            running.add(1)
-                            settle(settlement)
-                        }
+                        for settlement in taken { start { await self.settle(settlement) } }
                         backlog = taken.count == limit
                     } catch {
                         logger.warning("deferred settlements: the payment store failed; taking again later", metadata: ["error": "\(error)"])
