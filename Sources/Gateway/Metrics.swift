@@ -82,7 +82,7 @@ public final class GatewayMetrics: Sendable {
         _ = passesIssued
         for reason in PassRejection.allCases { _ = passRefusedCounter(reason) }
         for outcome in ["settled", "failed", "unknown", "released", "retry"] { deferredSettlement(outcome: outcome, count: 0) }
-        for reason in ["over_payer_budget", "over_total_budget", "payer_failed"] { deferralDeclined(reason, count: 0) }
+        for decision in DeferralExposure.Decision.allCases where decision != .deferred { deferralDeclined(decision.rawValue, count: 0) }
         deferredLedger(pending: 0, unknown: 0, failures: 0, oldestPendingSeconds: 0, exposure: [:])
     }
 

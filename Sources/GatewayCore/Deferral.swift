@@ -83,7 +83,7 @@ public struct DeferralExposure: Sendable, Equatable {
         }
     }
 
-    public enum Decision: String, Sendable, Equatable {
+    public enum Decision: String, Sendable, Equatable, CaseIterable {
         case deferred
         /// The payer's unsettled deferred payments on the route would pass `riskBudget.perPayer`.
         case overPayerBudget = "over_payer_budget"
