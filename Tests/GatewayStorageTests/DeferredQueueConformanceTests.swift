@@ -6,7 +6,7 @@ import Testing
 
 /// The deferred-settlement part of the storage contract (the queue of payments served before their
 /// settlement), against every backend.
-@Suite("Deferred settlement queue contract")
+@Suite("Deferred settlement queue contract", .serialized)  // one test at a time: each holds two pools on the PostgreSQL server
 struct DeferredQueueConformanceTests {
     typealias Contract = PaymentStoreConformanceTests
     static let workerLease: Int64 = 20_000
