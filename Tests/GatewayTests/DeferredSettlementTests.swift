@@ -15,10 +15,10 @@ func deferredYAML(verify: String = "local", perPayer: String = "$0.03", total: S
     listen: 127.0.0.1:0
     payTo: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
     network: eip155:84532
-    facilitator: { url: "{{FACILITATOR}}", timeout: 3s }
+    facilitator: { url: "{{FACILITATOR}}", timeout: 10s }
     upstreams:
       api: { url: "{{UPSTREAM}}", timeout: 5s }
-    deferredSettlement: { poll: 50ms, refresh: 200ms, retry: { initial: 100ms, max: 200ms }, margin: 6s, lease: 10s }
+    deferredSettlement: { poll: 50ms, refresh: 200ms, retry: { initial: 100ms, max: 200ms }, margin: 6s, lease: 20s }
     routes:
       - match: "GET /deferred/*"
         price: "$0.01"
@@ -63,7 +63,7 @@ struct DeferredSettlementTests {
     @Test("served with a pending PAYMENT-RESPONSE before its settlement, which the worker then makes; no /verify with verify: local")
     func servedThenSettled() async throws {
         let facilitator = FakeFacilitator()
-        facilitator.setFault(.settleSlow(milliseconds: 2800))  // under facilitator.timeout (3 s)
+        facilitator.setFault(.settleSlow(milliseconds: 2800))  // well under facilitator.timeout (10 s)
         try await TestHarness.withPaidGateway(yaml: deferredYAML(), facilitator: facilitator) { gw, fac in
             let header = try await signedHeader(gw, "/deferred/a", payer)
             let started = ContinuousClock.now
