@@ -292,7 +292,7 @@ def main() -> None:
     samples: list[dict] = []
     try:
         b.start_backend()
-        b.start_gateway(storage="sqlite", extra_yaml=f"limits: {{ headerTimeout: {HEADER_TIMEOUT}s }}\n")
+        b.start_gateway(storage="sqlite", extra=f"limits: {{ headerTimeout: {HEADER_TIMEOUT}s }}\n")
         soak = Soak(b)
         pid = b.gateway.pid
         sampling = threading.Event()

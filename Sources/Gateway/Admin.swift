@@ -13,7 +13,8 @@ import Synchronization
 import X402
 import X402Facilitator
 
-/// The admin listener: `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /payments`, `GET /revenue`,
+/// The admin listener: `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /payments`,
+/// `GET /payments/deferred`, `GET /revenue`,
 /// `GET /dashboard`, `POST /reload`, and with `admin.token` the sign-in form (`/login`, `/logout`).
 extension GatewayServer {
     func adminApplication(_ admin: AdminConfig) -> some ApplicationProtocol {
@@ -46,6 +47,15 @@ extension GatewayServer {
                 let rows = try await self.store.payments(query)
                 let next = rows.count == query.limit ? rows.last?.claimedAt : nil
                 return Self.json(.ok, LedgerReport.json(rows, next: next))
+            } catch {
+                return Self.json(.serviceUnavailable, "{\"error\":\"storage_unavailable\",\"message\":\(JSONString.quoted("\(error)"))}")
+            }
+        }
+        router.get("payments/deferred") { _, _ in
+            let now = self.store.now()
+            let hold = self.box.snapshot.config.deferredSettlement.failedPayerHold?.wholeMilliseconds ?? 0
+            do {
+                return Self.json(.ok, LedgerReport.deferredJSON(try await self.store.deferredSummary(failuresSince: now - hold), now: now))
             } catch {
                 return Self.json(.serviceUnavailable, "{\"error\":\"storage_unavailable\",\"message\":\(JSONString.quoted("\(error)"))}")
             }

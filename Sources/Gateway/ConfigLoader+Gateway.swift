@@ -10,7 +10,7 @@ extension YAMLReader {
     static let topLevelKeys = [
         "listen", "publicBaseURL", "payTo", "network", "facilitator", "facilitators", "upstreams", "routes", "unmatched",
         "defaultUpstream", "trustedProxies", "caseSensitiveRoutes", "limits", "cors", "payerHeader", "maxTimeoutSeconds",
-        "admin", "reload", "paywall", "storage", "networks", "reconcile", "paymentIdentifier", "passes", "discovery", "tls",
+        "admin", "reload", "paywall", "storage", "networks", "reconcile", "paymentIdentifier", "passes", "discovery", "tls", "deferredSettlement",
     ]
 
     /// Defaults every route inherits.
@@ -131,6 +131,8 @@ extension YAMLReader {
 
         let networks = top["networks"].map { networksConfig($0.value) } ?? [:]
         let reconcile = top["reconcile"].map { reconcileConfig($0.value) } ?? ReconcileConfig()
+        let deferredSettlement = top["deferredSettlement"].map { deferredSettlementConfig($0.value, facilitator: facilitator) }
+            ?? DeferredSettlementConfig()
 
         var cors = CORSConfig()
         if let node = top["cors"]?.value, let m = mapping(node, "cors", allowed: ["allowOrigin", "maxAge"]) {
@@ -201,7 +203,7 @@ extension YAMLReader {
             caseSensitiveRoutes: caseSensitive, limits: limits, cors: cors, payerHeader: payerHeader, admin: admin,
             reload: reload, paywall: paywall, storage: storage, networks: networks, reconcile: reconcile, passes: passes,
             discoveryManifest: top["discovery"].map { discoveryManifest($0.value) } ?? true,
-            tls: top["tls"].flatMap { tlsConfig($0.value) })
+            tls: top["tls"].flatMap { tlsConfig($0.value) }, deferredSettlement: deferredSettlement)
     }
 
     // MARK: Sections
@@ -490,7 +492,7 @@ extension YAMLReader {
 
     static let routeKeys = [
         "id", "match", "host", "upstream", "price", "network", "payTo", "free", "accepts", "description", "mimeType",
-        "maxTimeoutSeconds", "settlement", "paymentIdentifier", "cache", "pass", "discoverable", "input", "output",
+        "maxTimeoutSeconds", "settlement", "paymentIdentifier", "cache", "pass", "discoverable", "input", "output", "verify", "riskBudget",
     ]
 
     /// `optional`, `required` or `off`: `.some(nil)` for `off`, nil when the value is invalid (reported).
@@ -536,7 +538,7 @@ extension YAMLReader {
         var settlement = SettlementPolicy.afterSuccess
         if let n = m["settlement"]?.value, let s = string(n, "settlement") {
             if let p = SettlementPolicy(rawValue: s) { settlement = p } else {
-                error(n, "settlement must be \"after-success\" or \"before\", not \"\(s)\"")
+                error(n, "settlement must be \"after-success\", \"after-headers\", \"before\" or \"deferred\", not \"\(s)\"")
             }
         }
         let routeDefaults = overriding(defaults, with: m)
@@ -578,7 +580,7 @@ extension YAMLReader {
             if let mode = paymentIdentifierMode(entry.value), let mode {
                 if isFree {
                     error(entry.key, "a free route cannot offer paymentIdentifier (no payment, nothing to replay)")
-                } else if settlement == .before {
+                } else if settlement != .afterSuccess {
                     error(entry.key, "paymentIdentifier needs settlement: after-success (a streamed answer cannot be stored and replayed)")
                 } else {
                     paymentIdentifier = mode
@@ -607,6 +609,8 @@ extension YAMLReader {
                 error(entry.key, "a free route cannot have a pass (nothing is paid on it; a pass sent to it is ignored)")
             } else if cache == .upstream {
                 error(entry.key, "a route with cache: upstream cannot issue passes: a shared cache would hand the pass cookie to everyone")
+            } else if settlement == .deferred {
+                error(entry.key, "a route with settlement: deferred cannot issue passes: a pass would outlive a payment not settled yet")
             } else if !passKeys {
                 error(entry.key, "pass needs the top-level passes: { keys: [{ id, secret: \"${PASS_KEY}\" }] } that passes are signed with")
             } else {
@@ -614,13 +618,14 @@ extension YAMLReader {
             }
         }
         let discovery = routeDiscovery(m, pattern: pattern, isFree: isFree, mimeType: mimeType)
+        let deferral = routeDeferral(m, settlement: settlement, access: access)
         let explicitId = m["id"].flatMap { string($0.value, "id") }
         let id = explicitId ?? (host.map { "\($0) " } ?? "") + pattern.description
         if explicitId != nil { explicitIds.insert(id) }
         return RouteConfig(
             id: id, pattern: pattern, host: host, upstream: upstream, access: access, description: description,
             mimeType: mimeType, settlement: settlement, paymentIdentifier: paymentIdentifier, cache: cache, pass: pass,
-            discovery: discovery, location: location(matchNode))
+            discovery: discovery, deferral: deferral, location: location(matchNode))
     }
 
     /// `network`, `payTo` and `maxTimeoutSeconds` given on a route or an accepts entry win over `defaults`.

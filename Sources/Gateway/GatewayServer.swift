@@ -39,6 +39,8 @@ public final class GatewayServer: Service {
     public let store: any PaymentStore
     public let metrics: GatewayMetrics
     let reconciler: Reconciler
+    /// Settles the payments of `settlement: deferred` routes after delivery.
+    let settlements: SettlementWorker
     let logger: Logger
     let source: ConfigSource?
     let onListening: @Sendable (Int) async -> Void
@@ -81,9 +83,10 @@ public final class GatewayServer: Service {
         self.onListening = onListening
         self.onAdminListening = onAdminListening
         self.store = store
-        self.paid = PaidRequestHandler(store: store, metrics: metrics, clock: clock)
         let box = SnapshotBox(Self.snapshot(config, clients: clients, facilitator: facilitator, metrics: metrics))
         self.box = box
+        self.settlements = SettlementWorker(store: store, snapshot: { box.snapshot }, metrics: metrics, logger: logger)
+        self.paid = PaidRequestHandler(store: store, metrics: metrics, clock: clock, settlements: settlements)
         self.reconciler = Reconciler(store: store, config: { box.snapshot.config }, metrics: metrics, logger: logger)
         if let source { reloadState.withLock { $0.text = try? String(contentsOfFile: source.path, encoding: .utf8) } }
     }
@@ -102,9 +105,17 @@ public final class GatewayServer: Service {
 
     public func run() async throws {
         let config = box.snapshot.config
+        // The deferred exposure is known before anything is served (else nothing is deferred until
+        // the worker's next read succeeds).
+        do {
+            try await settlements.refresh()
+        } catch {
+            logger.warning("deferred settlements: the payment store failed; nothing is deferred until it answers", metadata: ["error": "\(error)"])
+        }
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await self.logFacilitatorCoverage() }
+                group.addTask { await self.settlements.run() }
                 group.addTask { try? await cancelWhenGracefulShutdown { try await self.watchConfigFile() } }
                 group.addTask { try? await cancelWhenGracefulShutdown { try await self.watchCertificate() } }
                 group.addTask { try? await cancelWhenGracefulShutdown { try await self.reconciler.run() } }

@@ -23,6 +23,7 @@ public enum LedgerReport {
         ]
         func add(_ name: String, _ value: String?) { if let value { fields.append((name, JSONString.quoted(value))) } }
         if let status = r.upstreamStatus { fields.append(("upstreamStatus", "\(status)")) }
+        if r.deferred { fields += [("deferred", "true"), ("settleAttempts", "\(r.settleAttempts)")] }
         add("verifiedPayer", r.verifiedPayer)
         add("reason", r.reason)
         add("transaction", r.transaction)

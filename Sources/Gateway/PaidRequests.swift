@@ -38,6 +38,8 @@ struct PaidRequestHandler: Sendable {
     let clock: @Sendable () -> UInt64
     /// This process's count of upstream runs each payer left unsettled (see ``UnsettledRuns``).
     let unsettledRuns = UnsettledRunCounter()
+    /// The settlement worker of `settlement: deferred` routes, and its exposure (none: nothing is deferred).
+    var settlements: SettlementWorker? = nil
 
     struct Context {
         var head: HTTPRequestHead
@@ -86,16 +88,22 @@ struct PaidRequestHandler: Sendable {
         let limits = ctx.snapshot.config.limits
         let runs = UnsettledRuns.Key(route: ctx.route.config.id, payer: payment.payload.authorization.from)
         var policy = ctx.route.config.settlement
-        if policy == .afterSuccess, let limit = limits.unsettledRunsPerPayer,
+        if policy != .before, let limit = limits.unsettledRunsPerPayer,
            unsettledRuns.mustSettleFirst(runs, limit: limit, window: limits.unsettledRunsWindow, now: clock()) {
             policy = .before
         }
-        var flow = PaymentFlow(policy: policy, identifierMode: ctx.route.config.paymentIdentifier)
+        let admitted = policy == .deferred ? admitDeferral(payment, ctx: ctx) : nil
+        if policy == .deferred, admitted == nil { policy = .afterSuccess }
+        var flow = PaymentFlow(policy: policy, identifierMode: ctx.route.config.paymentIdentifier,
+                               verification: ctx.route.config.deferral?.verify ?? .facilitator)
         var ledger = Ledger(store: store, logger: logger)
         var forwarded = false
         let answer = await drive(&flow, ledger: &ledger, forwarded: &forwarded, payment: payment, facilitator: facilitator, ctx: ctx,
                                  logger: logger)
-        if forwarded, policy == .afterSuccess, answer.1 != .paid, let limit = limits.unsettledRunsPerPayer {
+        if let admitted, flow.claim != .queued {
+            settlements?.gate.release(route: admitted.route, payer: admitted.payer, amount: admitted.amount)
+        }
+        if forwarded, policy != .before, answer.1 != .paid, answer.1 != .deferred, let limit = limits.unsettledRunsPerPayer {
             unsettledRuns.record(runs, limit: limit, window: limits.unsettledRunsWindow, now: clock())
         }
         if policy != ctx.route.config.settlement, flow.settlement != nil {
@@ -107,7 +115,7 @@ struct PaidRequestHandler: Sendable {
             switch flow.claim {
             case .release: await ledger.step(ledger.refusal.map { .refused(reason: $0) } ?? .released(reason: answer.1.rawValue))
             case .unknown: await ledger.step(.unknown(reason: answer.1.rawValue))
-            case .spend, .none: break
+            case .spend, .none, .queued: break
             }
         }
         if ledger.identifierTicket != nil {
@@ -288,26 +296,41 @@ struct PaidRequestHandler: Sendable {
                 return (.answer(response), .refused)
 
             case .claim:
-                let offer = ctx.route.offers[flow.offerIndex!].offer
-                let authorization = payment.payload.authorization
-                let request = ClaimRequest(
-                    key: PaymentKey(network: offer.network.caip2, asset: offer.asset, payer: authorization.from, nonce: authorization.nonce),
-                    offer: PaymentOffer(scheme: offer.scheme, network: offer.network.caip2, asset: offer.asset, amount: String(offer.amount),
-                                        payTo: offer.payTo),
-                    routeID: ctx.route.config.id, method: ctx.head.method.rawValue, path: ctx.path.path, requestID: ctx.requestID,
-                    validBefore: UInt64(authorization.validBefore) ?? 0)
-                let claimed: ClaimResult? = await ledger.claim(request)
-                switch claimed {
-                case .claimed?:
-                    action = flow.claimed(.fresh)
-                case .claimedAfterUnknownOutcome?:
-                    logger.notice("retrying a payment whose earlier settlement outcome is unknown")
-                    action = flow.claimed(.afterUnknownOutcome)
-                case .taken?:
-                    action = flow.claimed(.taken)
-                case nil:
+                action = await claim(claimRequest(flow, payment, ctx), &flow, &ledger, logger)
+
+            case .claimPending:
+                let request = claimRequest(flow, payment, ctx)
+                switch await ledger.claimPending(request, pendingSettlement(flow, payment, ctx)) {
+                case .some(.some):
+                    ctx.counters.verified()
+                    action = flow.claimed(.pending)
+                case .some(.none): action = await claim(request, &flow, &ledger, logger)
+                case .none: action = flow.storageFailed()
+                }
+
+            case .recordPending:
+                action = await ledger.step(.pending(pendingSettlement(flow, payment, ctx))) ? flow.pendingRecorded() : flow.storageFailed()
+
+            case .handOver:
+                // As before a settlement: a client gone before its answer is not charged.
+                if ctx.clientGone() {
+                    action = flow.clientGone()
+                } else if let noted = ledger.takeNoted() {
+                    // Written by the worker, off the answer's path (see ``SettlementWorker/handOver(_:_:)``),
+                    // or here when it has stopped.
+                    var written = settlements?.handOver(noted.ticket, noted.steps) == true
+                    if !written { written = await ledger.write(noted.ticket, noted.steps) }
+                    action = written ? flow.handedOver() : flow.storageFailed()
+                } else {
                     action = flow.storageFailed()
                 }
+
+            case .deliverPending:
+                let offer = ctx.route.offers[flow.offerIndex!].offer
+                logger.info("payment accepted; settlement deferred")
+                let pending = SettleResponse.pending(payer: flow.payer ?? payment.payload.authorization.from, network: offer.network.caip2)
+                return (.upstream(status: upstream!.status, headers: upstream!.headers, extra: [paymentResponse(pending, version: payment.version)],
+                                  body: .relay), .deferred)
 
             case .verify:
                 let requirements = requirementsJSON(ctx.route.offers[flow.offerIndex!], payment, ctx)
@@ -317,7 +340,7 @@ struct PaidRequestHandler: Sendable {
                 if case .success(let response) = verified, !response.isValid { ledger.refusal = response.invalidReason ?? "invalid_payment" }
                 action = flow.verified(verified)
                 switch action {
-                case .forward, .settle:
+                case .forward, .settle, .recordPending:
                     ctx.counters.verified()
                     ledger.note(.verified(payer: flow.payer ?? payment.payload.authorization.from))
                 default: break
@@ -431,6 +454,18 @@ struct PaidRequestHandler: Sendable {
         }
     }
 
+    /// The ordinary claim, its answer given to the flow.
+    private func claim(_ request: ClaimRequest, _ flow: inout PaymentFlow, _ ledger: inout Ledger, _ logger: Logger) async -> PaymentFlow.Action {
+        switch await ledger.claim(request) {
+        case .claimed?: return flow.claimed(.fresh)
+        case .claimedAfterUnknownOutcome?:
+            logger.notice("retrying a payment whose earlier settlement outcome is unknown")
+            return flow.claimed(.afterUnknownOutcome)
+        case .taken?: return flow.claimed(.taken)
+        case nil: return flow.storageFailed()
+        }
+    }
+
     /// One facilitator call, its transport trouble reduced to what the flow needs to know.
     /// A failed settle is logged as an error: its outcome is unknown.
     private func call<T>(
@@ -446,7 +481,7 @@ struct PaidRequestHandler: Sendable {
     }
 
     /// The requirements sent to the facilitator: ours (never the client's copy), in the payment's version.
-    private func requirementsJSON(_ prepared: PreparedOffer, _ payment: PresentedPayment, _ ctx: Context) -> [UInt8] {
+    func requirementsJSON(_ prepared: PreparedOffer, _ payment: PresentedPayment, _ ctx: Context) -> [UInt8] {
         if payment.version == 1, let v1 = prepared.offer.requirementsV1(
             resourceURL: ctx.resourceURL, description: ctx.route.config.description, mimeType: ctx.route.config.mimeType,
             method: ctx.route.config.pattern.method), let json = try? HeaderCodec.compactJSON(v1)
@@ -457,7 +492,7 @@ struct PaidRequestHandler: Sendable {
     }
 
     /// The `PAYMENT-RESPONSE` (v2) or `X-PAYMENT-RESPONSE` (v1) header.
-    private func paymentResponse(_ settlement: SettleResponse, version: Int) -> (String, String) {
+    func paymentResponse(_ settlement: SettleResponse, version: Int) -> (String, String) {
         var settlement = settlement
         if version == 1, let name = Networks.named(settlement.network)?.v1Name { settlement.network = name }
         return (version == 1 ? X402Header.xPaymentResponse : X402Header.paymentResponse,

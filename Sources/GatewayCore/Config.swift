@@ -185,6 +185,12 @@ public enum SettlementPolicy: String, Sendable, Hashable, CaseIterable {
     case afterSuccess = "after-success"
     /// verify → settle → stream the upstream response.
     case before
+    /// verify → forward → settle once the upstream's head says < 400, before its body is relayed
+    /// (streamed, never held back).
+    case afterHeaders = "after-headers"
+    /// check (locally, or with `/verify` too) → queue the settlement durably → forward and stream;
+    /// a settlement worker settles it afterwards, within the route's risk budget (``Deferral``).
+    case deferred
 }
 
 /// How shared caches may treat a priced route's paid answers (`cache:` on a route).
@@ -220,12 +226,15 @@ public struct RouteConfig: Sendable, Hashable {
     public var pass: RoutePass?
     /// Whether a priced route is listed (bazaar extension, `/.well-known/x402`) and how it is described.
     public var discovery: RouteDiscovery
+    /// How payments are checked and how much may stay unsettled, under `settlement: deferred`.
+    public var deferral: Deferral?
     public var location: SourceLocation?
 
     public init(id: String, pattern: RoutePattern, host: HostPattern? = nil, upstream: String, access: RouteAccess,
                 description: String = "", mimeType: String = "", settlement: SettlementPolicy = .afterSuccess,
                 paymentIdentifier: PaymentIdentifierMode? = nil, cache: PaidResponseCaching = .private,
-                pass: RoutePass? = nil, discovery: RouteDiscovery = RouteDiscovery(), location: SourceLocation? = nil) {
+                pass: RoutePass? = nil, discovery: RouteDiscovery = RouteDiscovery(), deferral: Deferral? = nil,
+                location: SourceLocation? = nil) {
         self.id = id
         self.pattern = pattern
         self.host = host
@@ -238,6 +247,7 @@ public struct RouteConfig: Sendable, Hashable {
         self.cache = cache
         self.pass = pass
         self.discovery = discovery
+        self.deferral = deferral
         self.location = location
     }
 }
@@ -420,6 +430,8 @@ public struct GatewayConfig: Sendable {
     public var discoveryManifest: Bool
     /// TLS on the main listener (nil: plain HTTP).
     public var tls: TLSConfig?
+    /// The settlement workers of `settlement: deferred` routes.
+    public var deferredSettlement: DeferredSettlementConfig
 
     public init(listen: ListenAddress, publicBaseURL: String? = nil, payTo: String? = nil, network: String? = nil,
                 facilitator: FacilitatorConfig? = nil, facilitators: [FacilitatorConfig] = [], upstreams: [String: UpstreamConfig],
@@ -429,7 +441,7 @@ public struct GatewayConfig: Sendable {
                 admin: AdminConfig? = nil, reload: ReloadConfig = ReloadConfig(), paywall: PaywallConfig = PaywallConfig(),
                 storage: StorageConfig = StorageConfig(backend: .memory), networks: [String: ChainRPCConfig] = [:],
                 reconcile: ReconcileConfig = ReconcileConfig(), passes: PassesConfig? = nil, discoveryManifest: Bool = true,
-                tls: TLSConfig? = nil) {
+                tls: TLSConfig? = nil, deferredSettlement: DeferredSettlementConfig = DeferredSettlementConfig()) {
         self.listen = listen
         self.publicBaseURL = publicBaseURL
         self.payTo = payTo
@@ -452,5 +464,6 @@ public struct GatewayConfig: Sendable {
         self.passes = passes
         self.discoveryManifest = discoveryManifest
         self.tls = tls
+        self.deferredSettlement = deferredSettlement
     }
 }

@@ -28,12 +28,17 @@ public struct PaymentRecord: Sendable, Equatable {
     public var finishedAt: Int64?
     public var reconciledAt: Int64?
     public var updatedAt: Int64
+    /// Served before its settlement (`settlement: deferred`).
+    public var deferred: Bool
+    /// How many times a settlement worker took the row (deferred settlement).
+    public var settleAttempts: Int
 
     public init(key: PaymentKey, offer: PaymentOffer, routeID: String, method: String, path: String, requestID: String,
                 state: PaymentState, attempt: Int, instanceID: String, leaseUntil: Int64, validBefore: UInt64,
                 verifiedPayer: String? = nil, upstreamStatus: Int? = nil, reason: String? = nil, transaction: String? = nil,
                 claimedAt: Int64, verifiedAt: Int64? = nil, forwardedAt: Int64? = nil, settlingAt: Int64? = nil,
-                finishedAt: Int64? = nil, reconciledAt: Int64? = nil, updatedAt: Int64) {
+                finishedAt: Int64? = nil, reconciledAt: Int64? = nil, updatedAt: Int64, deferred: Bool = false,
+                settleAttempts: Int = 0) {
         self.key = key
         self.offer = offer
         self.routeID = routeID
@@ -56,6 +61,8 @@ public struct PaymentRecord: Sendable, Equatable {
         self.finishedAt = finishedAt
         self.reconciledAt = reconciledAt
         self.updatedAt = updatedAt
+        self.deferred = deferred
+        self.settleAttempts = settleAttempts
     }
 }
 

@@ -26,6 +26,8 @@ public final class FakeFacilitator: Sendable {
         var verifyCalls = 0
         var settleCalls = 0
         var usedNonces: Set<String> = []
+        /// `/settle` calls per payment (payer + nonce).
+        var settlesByPayment: [String: Int] = [:]
     }
 
     private let state = Mutex(State())
@@ -40,6 +42,8 @@ public final class FakeFacilitator: Sendable {
     /// Payments it actually settled (its "chain").
     public var settledCount: Int { state.withLock { $0.usedNonces.count } }
     public func setFault(_ fault: Fault) { state.withLock { $0.fault = fault } }
+    /// `/settle` calls per payment (lower-cased payer + nonce), whatever their answer.
+    public var settlesByPayment: [String: Int] { state.withLock { $0.settlesByPayment } }
 
     private struct Call: Decodable {
         var x402Version: Int
@@ -116,6 +120,10 @@ public final class FakeFacilitator: Sendable {
             return json(String(decoding: try JSONEncoder().encode(response), as: UTF8.self))
         }
         if path.hasSuffix("/settle") {
+            if case .object(let p) = call.paymentPayload, case .object(let inner)? = p["payload"],
+               case .object(let auth)? = inner["authorization"], let from = auth["from"]?.stringValue, let nonce = auth["nonce"]?.stringValue {
+                state.withLock { $0.settlesByPayment[from.lowercased() + nonce.lowercased(), default: 0] += 1 }
+            }
             state.withLock { $0.settleCalls += 1 }
             switch fault {
             case .settleStatus(let code): return json("{}", status: code)

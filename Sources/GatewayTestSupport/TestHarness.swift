@@ -2,6 +2,7 @@ import Foundation
 import Gateway
 import X402Facilitator
 import GatewayCore
+import GatewayStorage
 import Logging
 import NIOCore
 import NIOPosix
@@ -39,7 +40,7 @@ public enum TestHarness {
     public static func withGateway<T: Sendable>(
         yaml: String, environment: [String: String] = [:], upstream: RecordingUpstream = RecordingUpstream(),
         facilitator: (any Facilitator)? = nil, clock: (@Sendable () -> UInt64)? = nil, configFile: String? = nil,
-        gatewayLogger: Logger? = nil, _ body: @Sendable (LiveGateway) async throws -> T
+        gatewayLogger: Logger? = nil, store: (any PaymentStore)? = nil, _ body: @Sendable (LiveGateway) async throws -> T
     ) async throws -> T {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
@@ -54,7 +55,7 @@ public enum TestHarness {
             let (adminPorts, adminPort) = AsyncStream<Int>.makeStream()
             let server = GatewayServer(
                 config: config, logger: gatewayLogger ?? logger, facilitator: facilitator,
-                clock: clock ?? { UInt64(Date().timeIntervalSince1970) },
+                store: store ?? InMemoryPaymentStore(), clock: clock ?? { UInt64(Date().timeIntervalSince1970) },
                 source: configFile.map { ConfigSource(path: $0, environment: environment) },
                 onListening: { gatewayPort.yield($0) }, onAdminListening: { adminPort.yield($0) })
             return try await withRunning(server, logger: logger) {
@@ -75,7 +76,7 @@ public enum TestHarness {
     public static func withPaidGateway<T: Sendable>(
         yaml: String, environment: [String: String] = [:], facilitator: FakeFacilitator = FakeFacilitator(),
         upstream: RecordingUpstream = RecordingUpstream(), facilitatorPort: Int = 0, clock: (@Sendable () -> UInt64)? = nil,
-        gatewayLogger: Logger? = nil, _ body: @Sendable (LiveGateway, FakeFacilitator) async throws -> T
+        gatewayLogger: Logger? = nil, store: (any PaymentStore)? = nil, _ body: @Sendable (LiveGateway, FakeFacilitator) async throws -> T
     ) async throws -> T {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
@@ -85,7 +86,7 @@ public enum TestHarness {
             guard let p = await iterator.next() else { throw TestHarnessError.noPort }
             let text = yaml.replacingOccurrences(of: "{{FACILITATOR}}", with: "http://127.0.0.1:\(p)")
             return try await withGateway(yaml: text, environment: environment, upstream: upstream, clock: clock,
-                                         gatewayLogger: gatewayLogger) { try await body($0, facilitator) }
+                                         gatewayLogger: gatewayLogger, store: store) { try await body($0, facilitator) }
         }
     }
 

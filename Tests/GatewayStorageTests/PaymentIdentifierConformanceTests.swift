@@ -189,9 +189,14 @@ struct SQLiteLedgerSchemaTests {
             for sql in LedgerSQL.migrations[0] { _ = try await database.query(SQLStatement(sql)) }
             _ = try await database.query(LedgerSQL.writeVersion(1))
             let clock = TestClock()
-            // A row written by a version-1 gateway (the claim statement is unchanged by migration 2).
+            // A row as a version-1 gateway wrote it.
             let claim = PaymentStoreConformanceTests.request()
-            _ = try await database.query(LedgerSQL.claim(claim, instance: "old", now: clock.read(), leaseUntil: clock.read() + 1000))
+            _ = try await database.query(SQLStatement("""
+                INSERT INTO x402_payments (network, asset, payer, nonce, scheme, pay_to, amount, route_id, method, path, request_id, state,
+                  attempt, instance_id, lease_until, valid_before, claimed_at, updated_at)
+                VALUES ($1, $2, $3, $4, 'exact', '0x01', '1000', 'weather', 'GET', '/weather', 'r1', 'claimed', 1, 'old', $5, 1900000000, $6, $6)
+                """, [.text(claim.key.network), .text(claim.key.asset), .text(claim.key.payer), .text(claim.key.nonce),
+                      .integer(clock.read() + 1000), .integer(clock.read())]))
             let store = try await SQLPaymentStore(database: database, settings: StoreSettings(instanceID: "new", clock: clock.read))
             let version = try await database.query(LedgerSQL.readVersion).first?.first
             #expect(version == .text(String(LedgerSQL.schemaVersion)))

@@ -280,6 +280,24 @@ struct HotStatementTests {
         let request = PaymentStoreConformanceTests.request()
         let claim = LedgerSQL.claim(request, instance: "a", now: 1, leaseUntil: 2)
         #expect(claim.hot == .claim && claim.sql == HotStatement.claim.sql)
+        let pending = LedgerSQL.claimPending(request, PendingSettlement(x402Version: 2, payload: "{}", requirements: "{}"),
+                                             instance: "a", now: 1, leaseUntil: 2)
+        #expect(pending.hot == .claimPending && pending.sql == HotStatement.claimPending.sql)
+        #expect(pending.binds.count == HotStatement.claimPending.bindTypes.count)
+        let handOver = LedgerSQL.takeHandedOver(ClaimTicket(key: request.key, attempt: 1), upstreamStatus: 200, forwardedAt: 1,
+                                                instance: "a", now: 1, leaseUntil: 2)
+        #expect(handOver.hot == .takeHandedOver && handOver.sql == HotStatement.takeHandedOver.sql)
+        let settled = LedgerSQL.finishPending(DeferredTicket(key: request.key, settleAttempt: 1), .settled(transaction: "0x1"), now: 1)
+        #expect(settled.hot == .settledDeferred && settled.sql == HotStatement.settledDeferred.sql)
+        for statement in [pending, handOver, settled] {
+            #expect(zip(statement.binds, statement.hot!.bindTypes).allSatisfy { value, type in
+                switch (value, type) {
+                case (.text, .text), (.integer, .integer): true
+                default: false
+                }
+            } && statement.binds.count == statement.hot!.bindTypes.count)
+        }
+        #expect(LedgerSQL.finishPending(DeferredTicket(key: request.key, settleAttempt: 1), .failed(reason: "x"), now: 1).hot == nil)
         let ticket = ClaimTicket(key: request.key, attempt: 1)
         let chains: [([PaymentTransition], HotStatement?)] = [
             ([.verified(payer: "0x1"), .forwarded(upstreamStatus: 200), .settling], .settlingAfterForward),
@@ -293,6 +311,6 @@ struct HotStatementTests {
             #expect(statement.hot == hot)
             if let hot { #expect(statement.sql == hot.sql) }
         }
-        #expect(Set(chains.compactMap(\.1)).union([.claim]) == Set(HotStatement.allCases))
+        #expect(Set(chains.compactMap(\.1)).union([.claim, .claimPending, .takeHandedOver, .settledDeferred]) == Set(HotStatement.allCases))
     }
 }

@@ -230,10 +230,10 @@ package struct DashboardPage {
     static func tone(_ state: PaymentState) -> String {
         switch state {
         case .settled, .reconciledSettled: "ok"
-        case .refused: "bad"
+        case .refused, .settleFailedAfterDelivery: "bad"
         case .unknown: "alert"
         case .released, .reconciledUnsettled: "warn"
-        case .claimed, .verified, .forwarded, .settling: "busy"
+        case .claimed, .verified, .forwarded, .settling, .settlementPending: "busy"
         }
     }
 
