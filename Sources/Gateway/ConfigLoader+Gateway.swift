@@ -131,7 +131,7 @@ extension YAMLReader {
 
         let networks = top["networks"].map { networksConfig($0.value) } ?? [:]
         let reconcile = top["reconcile"].map { reconcileConfig($0.value) } ?? ReconcileConfig()
-        let deferredSettlement = top["deferredSettlement"].map { deferredSettlementConfig($0.value, facilitator: facilitator) }
+        let deferredSettlement = top["deferredSettlement"].map { deferredSettlementConfig($0.value, facilitator: facilitators.max { $0.timeout < $1.timeout }) }
             ?? DeferredSettlementConfig()
 
         var cors = CORSConfig()
