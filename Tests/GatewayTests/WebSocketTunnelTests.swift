@@ -177,7 +177,9 @@ struct WebSocketTunnelTests {
             }
             let growth = residentBytes() - before
             #expect(sent < 64 << 20, "the client could send \(sent >> 20) MiB into a tunnel nobody reads")
-            #expect(growth < 24 << 20, "RSS grew by \(growth >> 20) MiB")
+            // The test process's RSS (other suites run alongside): catches the gateway keeping what
+            // was sent (up to 256 MiB would be tried), not a few MiB of noise.
+            #expect(growth < 48 << 20, "RSS grew by \(growth >> 20) MiB")
         }
         try await stalled.close()
     }
