@@ -834,6 +834,18 @@ def scenario_preverify() -> dict:
 # report
 
 
+def write_results(directory: str, data: dict, table: str) -> None:
+    """`last-run.json` (the data) and `last-run.md` (the table) in `directory`; the table printed."""
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "last-run.json"), "w") as f:
+        json.dump(data, f, indent=2)
+    with open(os.path.join(directory, "last-run.md"), "w") as f:
+        f.write(table + "\n")
+    print()
+    print(table)
+    print()
+
+
 def machine() -> dict:
     model = ""
     with open("/proc/cpuinfo") as f:
@@ -1057,14 +1069,7 @@ def main() -> None:
             r["s5"] = scenario_preverify()
         r["elapsed_s"] = time.time() - started
         table = render(r)
-        os.makedirs(RESULTS_DIR, exist_ok=True)
-        with open(os.path.join(RESULTS_DIR, "last-run.json"), "w") as f:
-            json.dump(r, f, indent=2)
-        with open(os.path.join(RESULTS_DIR, "last-run.md"), "w") as f:
-            f.write(table + "\n")
-        print()
-        print(table)
-        print()
+        write_results(RESULTS_DIR, r, table)
         log(f"done in {r['elapsed_s']:.0f}s; results in {RESULTS_DIR}/last-run.{{md,json}}")
     finally:
         b.close()

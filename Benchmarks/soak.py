@@ -19,7 +19,6 @@ Results: .build-release/soak/last-run.{md,json}.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import queue
 import random
@@ -343,16 +342,10 @@ def main() -> None:
         if soak.tally.examples:
             lines += ["", "Unexpected (first 20):", ""] + [f"- {e}" for e in soak.tally.examples]
         table = "\n".join(lines)
-        os.makedirs(RESULTS_DIR, exist_ok=True)
-        with open(os.path.join(RESULTS_DIR, "last-run.json"), "w") as f:
-            json.dump({"minutes": MINUTES, "warmup_s": WARMUP, "base": base, "final": final, "peak_rss_mb": peak,
-                       "tally": {"ok": soak.tally.ok, "unexpected": soak.tally.unexpected, "examples": soak.tally.examples},
-                       "samples": samples, "elapsed_s": time.time() - started}, f, indent=2)
-        with open(os.path.join(RESULTS_DIR, "last-run.md"), "w") as f:
-            f.write(table + "\n")
-        print()
-        print(table)
-        print()
+        run.write_results(RESULTS_DIR, {
+            "minutes": MINUTES, "warmup_s": WARMUP, "base": base, "final": final, "peak_rss_mb": peak,
+            "tally": {"ok": soak.tally.ok, "unexpected": soak.tally.unexpected, "examples": soak.tally.examples},
+            "samples": samples, "elapsed_s": time.time() - started}, table)
         log(f"done; results in {RESULTS_DIR}/last-run.{{md,json}}")
         if not all(ok for _, _, ok in targets):
             sys.exit(1)

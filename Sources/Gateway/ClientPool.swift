@@ -73,21 +73,16 @@ final class ClientPool: Sendable {
     func facilitator(_ configs: [FacilitatorConfig]) -> (any Facilitator)? {
         guard configs.count > 1 else { return configs.first.map { facilitator($0) } }
         if let group = state.withLock({ $0.groups[configs] }) { return group }
-        let members = configs.map { FacilitatorGroup.Member(name: Self.origin($0.url), facilitator: facilitator($0)) }
+        let members = configs.map { config in
+            let client = facilitator(config)
+            return FacilitatorGroup.Member(name: client.origin, facilitator: client)
+        }
         return state.withLock { state in
             if let group = state.groups[configs] { return group }
             let group = FacilitatorGroup(members: members)
             state.groups[configs] = group
             return group
         }
-    }
-
-    /// `scheme://host[:port]` of a URL: how a facilitator is named in `/readyz` and logs (its path
-    /// and query may hold a key).
-    static func origin(_ url: String) -> String {
-        let parts = url.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: false)
-        guard parts.count >= 3, parts[0].hasSuffix(":"), parts[1].isEmpty else { return url }
-        return "\(parts[0])//\(parts[2].prefix { $0 != "?" })"
     }
 
     func shutdown() async {

@@ -166,9 +166,7 @@ struct PaidRequestHandler: Sendable {
                                 ctx: Context) -> StoredResponse {
         let listed = HTTPWire.connectionListed(headers)
         var fields: [HeaderField] = []
-        for (name, value) in headers {
-            if HTTPWire.unrelayedResponseHeaders.contains(where: { HTTPWire.nameEquals(name, $0) }) { continue }
-            if listed.contains(where: { HTTPWire.nameEquals(name, $0) }) { continue }
+        for (name, value) in headers where HTTPWire.isRelayed(name, listed: listed) {
             if HTTPWire.nameEquals(name, "x-request-id") { continue }
             if extra.contains(where: { HTTPWire.equalsIgnoringCase($0.0, name) }) { continue }
             fields.append(HeaderField(name, value))
