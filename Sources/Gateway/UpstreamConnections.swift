@@ -147,9 +147,6 @@ final class UpstreamConnections: Sendable {
             .connect(host: config.host, port: config.port)
     }
 
-    /// Whether ``shutdown()`` was called (at stop, or when a reload retired this upstream).
-    var isShutDown: Bool { closed.load(ordering: .relaxed) }
-
     /// Closes every idle connection; connections released later are closed instead of kept.
     func shutdown() {
         closed.store(true, ordering: .relaxed)
