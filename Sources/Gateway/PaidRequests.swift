@@ -1,3 +1,4 @@
+import BigInt
 import GatewayCore
 import GatewayStorage
 import Logging
@@ -84,7 +85,7 @@ struct PaidRequestHandler: Sendable {
         // A payer whose upstream runs here keep ending unsettled pays first from now on. The payer is
         // the one the authorization names: the flow refuses it unless its signature says so.
         let limits = ctx.snapshot.config.limits
-        let runs = UnsettledRuns.Key(route: ctx.route.config.id, payer: payment.payload.authorization.from)
+        let runs = UnsettledRuns.Key(route: ctx.route.config.id, payer: payment.from)
         var policy = ctx.route.config.settlement
         if policy == .afterSuccess, let limit = limits.unsettledRunsPerPayer,
            unsettledRuns.mustSettleFirst(runs, limit: limit, window: limits.unsettledRunsWindow, now: clock()) {
@@ -141,7 +142,7 @@ struct PaidRequestHandler: Sendable {
     private func issuePass(flow: PaymentFlow, payment: PresentedPayment, ctx: Context) -> (token: String, cookie: String)? {
         guard let policy = ctx.passPolicy, let keyring = ctx.snapshot.passKeyring, let offerIndex = flow.offerIndex else { return nil }
         let now = clock()
-        let claims = policy.claims(path: ctx.path.path, payer: flow.payer ?? payment.payload.authorization.from,
+        let claims = policy.claims(path: ctx.path.path, payer: flow.payer ?? payment.from,
                                    network: ctx.route.offers[offerIndex].offer.network.caip2, now: now)
         let token = keyring.issue(claims)
         // Secure when the buyer reached the gateway over https (the public URL says how).
@@ -234,11 +235,10 @@ struct PaidRequestHandler: Sendable {
                     }
                     continue
                 }
-                let authorization = payment.payload.authorization
                 let retention = ctx.snapshot.config.limits.storedResponseRetention
                 let request = IdentifierClaimRequest(
                     routeID: routeID, id: id, paymentHash: paymentHash, bindingHash: bindingHash,
-                    key: PaymentKey(network: offer.network.caip2, asset: offer.asset, payer: authorization.from, nonce: authorization.nonce),
+                    key: PaymentKey(network: offer.network.caip2, asset: offer.asset, payer: payment.from, nonce: payment.nonce),
                     requestID: ctx.requestID,
                     expiresAt: Int64(clamping: clock()) * 1000 + Int64(retention.components.seconds) * 1000)
                 switch await ledger.claimIdentifier(request) {
@@ -289,13 +289,12 @@ struct PaidRequestHandler: Sendable {
 
             case .claim:
                 let offer = ctx.route.offers[flow.offerIndex!].offer
-                let authorization = payment.payload.authorization
                 let request = ClaimRequest(
-                    key: PaymentKey(network: offer.network.caip2, asset: offer.asset, payer: authorization.from, nonce: authorization.nonce),
+                    key: PaymentKey(network: offer.network.caip2, asset: offer.asset, payer: payment.from, nonce: payment.nonce),
                     offer: PaymentOffer(scheme: offer.scheme, network: offer.network.caip2, asset: offer.asset, amount: String(offer.amount),
-                                        payTo: offer.payTo),
+                                        payTo: offer.payTo, transferMethod: offer.transferMethod.rawValue),
                     routeID: ctx.route.config.id, method: ctx.head.method.rawValue, path: ctx.path.path, requestID: ctx.requestID,
-                    validBefore: UInt64(authorization.validBefore) ?? 0)
+                    validBefore: UInt64(payment.payload.validBefore) ?? 0)
                 let claimed: ClaimResult? = await ledger.claim(request)
                 switch claimed {
                 case .claimed?:
@@ -319,13 +318,13 @@ struct PaidRequestHandler: Sendable {
                 switch action {
                 case .forward, .settle:
                     ctx.counters.verified()
-                    ledger.note(.verified(payer: flow.payer ?? payment.payload.authorization.from))
+                    ledger.note(.verified(payer: flow.payer ?? payment.from))
                 default: break
                 }
 
             case .forward:
                 var forwarding = ctx.forwarding
-                forwarding.extraHeaders.append((ctx.snapshot.config.payerHeader, flow.payer ?? payment.payload.authorization.from))
+                forwarding.extraHeaders.append((ctx.snapshot.config.payerHeader, flow.payer ?? payment.from))
                 do throws(ReverseProxy.Failure) {
                     guard let target = ctx.snapshot.upstreams[ctx.route.config.upstream] else { throw .unavailable("not configured") }
                     forwarded = true
@@ -356,20 +355,32 @@ struct PaidRequestHandler: Sendable {
                     action = flow.clientGone()
                     continue
                 }
-                // The row says "settling" on disk before money can move: a crash from here on leaves an unknown, never nothing.
-                if await !ledger.step(.settling) {
+                let prepared = ctx.route.offers[flow.offerIndex!]
+                let offer = prepared.offer
+                // upto: the charge depends on the answer (held back whole: the route is after-success).
+                let upto = ctx.route.config.upto.map { metering in
+                    UptoSettlement.charge(offer, metering, response: upstream!, bodyBytes: buffered?.readableBytes ?? 0,
+                                          json: UptoSettlement.json(metering, body: buffered), logger: logger)
+                }
+                // The row says "settling" (and what it charges) on disk before money can move: a crash
+                // from here on leaves an unknown, never nothing.
+                if await !ledger.step(.settling, charge: upto.map(UptoSettlement.ledgerCharge)) {
                     action = flow.storageFailed()
                     continue
                 }
-                let requirements = requirementsJSON(ctx.route.offers[flow.offerIndex!], payment, ctx)
-                let result = await call(.settle, logger) { () async throws(FacilitatorFailure) in
-                    try await facilitator.settle(version: payment.version, paymentPayload: payment.rawJSON, requirements: requirements)
+                let requirements = upto.map { UptoSettlement.requirementsJSON(offer, amount: $0.amount) }
+                    ?? requirementsJSON(prepared, payment, ctx)
+                let result: Result<SettleResponse, PaymentFlow.CallFailure> = if upto?.amount == 0 {
+                    .success(UptoSettlement.nothingMoved(payer: flow.payer ?? payment.from, network: offer.network.caip2))
+                } else {
+                    await call(.settle, logger) { () async throws(FacilitatorFailure) in
+                        try await facilitator.settle(version: payment.version, paymentPayload: payment.rawJSON, requirements: requirements)
+                    }
                 }
                 switch result {
                 case .success(let settlement) where settlement.success:
                     metrics.settlement(outcome: "settled")
-                    let offer = ctx.route.offers[flow.offerIndex!].offer
-                    metrics.settled(network: offer.network.caip2, asset: offer.asset, amount: offer.amount)
+                    metrics.settled(network: offer.network.caip2, asset: offer.asset, amount: upto?.amount ?? offer.amount)
                     await ledger.step(.settled(transaction: settlement.transaction))
                 case .success(let settlement):
                     metrics.settlement(outcome: "failed")

@@ -272,7 +272,7 @@ package final class Reconciler: Sendable {
             return Outcome(key: row.key, decision: decision, applied: false)
         }
         metrics.reconciliation(outcome: decision.outcome)
-        if case .settled = decision, let amount = BigUInt(row.offer.amount) {
+        if case .settled = decision, let amount = BigUInt(row.revenueAmount) {
             metrics.settled(network: row.key.network, asset: row.key.asset, amount: amount)
         }
         logger.notice("reconciliation decision", metadata: metadata)

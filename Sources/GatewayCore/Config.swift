@@ -202,12 +202,14 @@ public struct RouteConfig: Sendable, Hashable {
     public var cache: PaidResponseCaching
     /// The pass a settled payment on this route earns (nil: none; every request pays).
     public var pass: RoutePass?
+    /// How an `upto` route decides what to charge (nil: the route's offers are `exact`).
+    public var upto: UptoMetering?
     public var location: SourceLocation?
 
     public init(id: String, pattern: RoutePattern, host: HostPattern? = nil, upstream: String, access: RouteAccess,
                 description: String = "", mimeType: String = "", settlement: SettlementPolicy = .afterSuccess,
                 paymentIdentifier: PaymentIdentifierMode? = nil, cache: PaidResponseCaching = .private,
-                pass: RoutePass? = nil, location: SourceLocation? = nil) {
+                pass: RoutePass? = nil, upto: UptoMetering? = nil, location: SourceLocation? = nil) {
         self.id = id
         self.pattern = pattern
         self.host = host
@@ -219,6 +221,7 @@ public struct RouteConfig: Sendable, Hashable {
         self.paymentIdentifier = paymentIdentifier
         self.cache = cache
         self.pass = pass
+        self.upto = upto
         self.location = location
     }
 }

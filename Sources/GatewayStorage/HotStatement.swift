@@ -29,7 +29,7 @@ public enum HotStatement: String, Sendable, CaseIterable {
     /// The types of the statement's values, in order (every value of a hot statement is non-null).
     public var bindTypes: [SQLType] {
         if let targets = recordedTargets { return LedgerSQL.recordBindTypes(targets) }
-        return Array(repeating: .text, count: 12) + [.integer, .integer, .integer]
+        return Array(repeating: .text, count: 12) + [.integer, .integer, .integer, .text]
     }
 
     /// The chain of steps this statement records; nil for the claim.

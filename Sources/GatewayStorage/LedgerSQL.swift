@@ -42,6 +42,14 @@ public enum LedgerSQL {
             """,
             "CREATE INDEX x402_payment_identifiers_expiry ON x402_payment_identifiers (expires_at)",
         ],
+        // 3: Permit2 and `upto`. `transfer_method` says which nonce the key holds (EIP-3009's or
+        // Permit2's; NULL on older rows: EIP-3009); `charge_basis` how an upto charge was decided.
+        // `amount` stays the offer's (for upto the maximum); `charged_amount`, now written with
+        // `settling`, what the settlement moves.
+        [
+            "ALTER TABLE x402_payments ADD COLUMN transfer_method TEXT",
+            "ALTER TABLE x402_payments ADD COLUMN charge_basis TEXT",
+        ],
     ]
 
     public static var schemaVersion: Int { migrations.count }
@@ -96,10 +104,10 @@ public enum LedgerSQL {
     /// a `SELECT` over PostgreSQL's `unnest` for many. A take-over is judged against the time of the
     /// claim being made (`excluded.updated_at`), so each row of a batch carries its own.
     static func claimSQL(rows: (String) -> String, bind: (Int) -> String) -> String {
-        let values = (1...11).map(bind) + ["'claimed'", "NULL", "1"] + [12, 13, 14, 15, 15].map(bind)
+        let values = (1...11).map(bind) + ["'claimed'", "NULL", "1"] + [12, 13, 14, 15, 15, 16].map(bind)
         return """
             INSERT INTO x402_payments (network, asset, payer, nonce, scheme, pay_to, amount, route_id, method, path, request_id,
-              state, prior_state, attempt, instance_id, lease_until, valid_before, claimed_at, updated_at)
+              state, prior_state, attempt, instance_id, lease_until, valid_before, claimed_at, updated_at, transfer_method)
             \(rows(values.joined(separator: ", ")))
             ON CONFLICT (network, asset, payer, nonce) DO UPDATE SET
               prior_state = CASE WHEN x402_payments.state IN ('claimed', 'verified', 'forwarded')
@@ -109,8 +117,8 @@ public enum LedgerSQL {
               scheme = excluded.scheme, pay_to = excluded.pay_to, amount = excluded.amount, route_id = excluded.route_id,
               method = excluded.method, path = excluded.path, request_id = excluded.request_id,
               instance_id = excluded.instance_id, lease_until = excluded.lease_until, valid_before = excluded.valid_before,
-              claimed_at = excluded.claimed_at, updated_at = excluded.updated_at,
-              verified_payer = NULL, upstream_status = NULL, reason = NULL, transaction_hash = NULL, charged_amount = NULL,
+              claimed_at = excluded.claimed_at, updated_at = excluded.updated_at, transfer_method = excluded.transfer_method,
+              verified_payer = NULL, upstream_status = NULL, reason = NULL, transaction_hash = NULL, charged_amount = NULL, charge_basis = NULL,
               verified_at = NULL, forwarded_at = NULL, settling_at = NULL, finished_at = NULL, reconciled_at = NULL
             WHERE x402_payments.state IN (\(list(PaymentState.claimable)))
                OR (x402_payments.state IN (\(list(inFlight))) AND x402_payments.lease_until <= excluded.updated_at)
@@ -128,7 +136,7 @@ public enum LedgerSQL {
             [.text(r.key.network), .text(r.key.asset), .text(r.key.payer), .text(r.key.nonce),
              .text(r.offer.scheme), .text(r.offer.payTo), .text(r.offer.amount),
              .text(r.routeID), .text(r.method), .text(r.path), .text(r.requestID),
-             .text(instance), .integer(leaseUntil), .integer(Int64(clamping: r.validBefore)), .integer(now)],
+             .text(instance), .integer(leaseUntil), .integer(Int64(clamping: r.validBefore)), .integer(now), .text(r.offer.transferMethod)],
             hot: .claim)
     }
 
@@ -159,7 +167,7 @@ public enum LedgerSQL {
             switch step.transition {
             case .verified(let payer): binds.append(.text(payer.lowercased()))
             case .forwarded(let status): binds.append(.integer(Int64(status)))
-            case .settling: break
+            case .settling: binds += [.text(step.charge?.amount ?? ""), .text(step.charge?.basis ?? "")]
             case .settled(let hash): binds.append(.text(hash))
             case .refused(let why), .released(let why), .unknown(let why): binds.append(.text(why))
             }
@@ -169,7 +177,8 @@ public enum LedgerSQL {
     }
 
     /// The statement for a chain of step kinds: `$5` attempt, `$6` now, `$7` lease, then each
-    /// step's time and value (`settling` has no value). Made once per chain.
+    /// step's time and value (`settling`: the charge's amount and basis, empty for the offer's
+    /// amount). Made once per chain.
     static func recordSQL(_ targets: [PaymentState]) -> String {
         if let made = madeRecordSQL.withLock({ $0[targets] }) { return made }
         let sql = recordSQL(targets, bind: { "$\($0)" }, from: "")
@@ -191,8 +200,10 @@ public enum LedgerSQL {
             switch target {
             case .verified: sets.append("verified_payer = \(nextBind()), verified_at = \(at)")
             case .forwarded: sets.append("upstream_status = \(nextBind()), forwarded_at = \(at)")
-            case .settling: sets.append("settling_at = \(at)")
-            case .settled: sets.append("transaction_hash = \(nextBind()), charged_amount = amount, finished_at = \(at)")
+            case .settling:
+                let (charged, basis) = (nextBind(), nextBind())
+                sets.append("settling_at = \(at), charged_amount = COALESCE(NULLIF(\(charged), ''), amount), charge_basis = NULLIF(\(basis), '')")
+            case .settled: sets.append("transaction_hash = \(nextBind()), charged_amount = COALESCE(charged_amount, amount), finished_at = \(at)")
             default: sets.append("reason = \(nextBind()), finished_at = \(at)")  // refused, released, unknown
             }
         }
@@ -214,7 +225,7 @@ public enum LedgerSQL {
             types.append(.integer)  // the step's time
             switch target {
             case .forwarded: types.append(.integer)
-            case .settling: break
+            case .settling: types += [.text, .text]  // the charge's amount and basis
             default: types.append(.text)  // verified's payer, settled's transaction, a reason
             }
         }
@@ -274,7 +285,7 @@ public enum LedgerSQL {
     public static let columns = """
         network, asset, payer, nonce, scheme, pay_to, amount, route_id, method, path, request_id, state, attempt, instance_id, \
         lease_until, valid_before, verified_payer, upstream_status, reason, transaction_hash, claimed_at, verified_at, \
-        forwarded_at, settling_at, finished_at, reconciled_at, updated_at
+        forwarded_at, settling_at, finished_at, reconciled_at, updated_at, transfer_method, charged_amount, charge_basis
         """
 
     public static func payments(_ q: PaymentQuery) -> SQLStatement {
@@ -311,11 +322,12 @@ public enum LedgerSQL {
         guard let state = PaymentState(rawValue: try text(11)) else { throw StorageError(.corrupt, "x402_payments: unknown state") }
         return PaymentRecord(
             key: PaymentKey(network: try text(0), asset: try text(1), payer: try text(2), nonce: try text(3)),
-            offer: PaymentOffer(scheme: try text(4), network: try text(0), asset: try text(1), amount: try text(6), payTo: try text(5)),
+            offer: PaymentOffer(scheme: try text(4), network: try text(0), asset: try text(1), amount: try text(6), payTo: try text(5),
+                                transferMethod: optionalText(27) ?? "eip3009"),
             routeID: try text(7), method: try text(8), path: try text(9), requestID: try text(10), state: state,
             attempt: Int(try int(12)), instanceID: try text(13), leaseUntil: try int(14), validBefore: UInt64(max(0, try int(15))),
             verifiedPayer: optionalText(16), upstreamStatus: optionalInt(17).map { Int($0) }, reason: optionalText(18),
-            transaction: optionalText(19), claimedAt: try int(20), verifiedAt: optionalInt(21), forwardedAt: optionalInt(22),
+            transaction: optionalText(19), chargedAmount: optionalText(28), chargeBasis: optionalText(29), claimedAt: try int(20), verifiedAt: optionalInt(21), forwardedAt: optionalInt(22),
             settlingAt: optionalInt(23), finishedAt: optionalInt(24), reconciledAt: optionalInt(25), updatedAt: try int(26))
     }
 }
