@@ -283,6 +283,9 @@ struct PaidRequestHandler: Sendable {
             case .refuse(let reason, let detail):
                 logger.info("payment refused", metadata: ["x402.reason": "\(reason.rawValue)", "x402.detail": "\(detail ?? "")"])
                 metrics.paymentRefused(reason: reason.rawValue)
+                if let mapped = FacilitatorRefusal.answer(for: detail) {
+                    return (.answer(refusalAnswer(mapped, ctx)), .refused)
+                }
                 let response = responses.paymentRequired(ctx.challenge, resourceURL: ctx.resourceURL, error: detail ?? reason.rawValue,
                                                          head: isHead, paywall: ctx.paywall, method: ctx.head.method.rawValue)
                 return (.answer(response), .refused)
@@ -403,6 +406,12 @@ struct PaidRequestHandler: Sendable {
 
             case .settlementFailed(let settlement):
                 logger.warning("settlement refused; content withheld", metadata: ["x402.reason": "\(settlement.errorReason ?? "")"])
+                if let mapped = FacilitatorRefusal.answer(for: settlement.errorReason) {
+                    var answer = refusalAnswer(mapped, ctx)
+                    let (name, value) = paymentResponse(settlement, version: payment.version)
+                    answer.headers.add(name: name, value: value)
+                    return (.answer(answer), .settlementFailed)
+                }
                 var headers: HTTPHeaders = ["Content-Type": "application/json", "Cache-Control": "no-store"]
                 responses.addCORS(&headers)
                 let (name, value) = paymentResponse(settlement, version: payment.version)
@@ -465,6 +474,15 @@ struct PaidRequestHandler: Sendable {
             return json
         }
         return prepared.requirementsJSON
+    }
+
+    /// A facilitator refusal the buyer can act on (see ``FacilitatorRefusal``): its status, code and
+    /// advice, with the route's offer in `PAYMENT-REQUIRED` so the buyer can pay again once it has acted.
+    private func refusalAnswer(_ refusal: FacilitatorRefusal, _ ctx: Context) -> Answer {
+        var answer = ctx.snapshot.responses.error(HTTPResponseStatus(statusCode: refusal.status), code: refusal.code,
+                                                  message: refusal.message, head: ctx.head.method == .HEAD)
+        answer.headers.add(name: X402Header.paymentRequired, value: ctx.challenge.header(resourceURL: ctx.resourceURL, error: refusal.code))
+        return answer
     }
 
     /// The `PAYMENT-RESPONSE` (v2) or `X-PAYMENT-RESPONSE` (v1) header.
