@@ -4,7 +4,9 @@ import X402
 /// a bare 402 that invites signing the same failing payment again. Reason codes are the official
 /// Python SDK 2.25's (`x402/mechanisms/evm/constants.py`); the 412 is the x402 `upto` spec's
 /// (`specs/schemes/upto/scheme_upto_evm.md`, verification step 2) and applies to `exact` through
-/// Permit2 alike. Any other refusal stays a 402 carrying the facilitator's reason.
+/// Permit2 alike. Any other refusal stays a 402 (the challenge again, for v1 clients in the body)
+/// whose `error` is the facilitator's reason verbatim (`permit2_insufficient_balance`,
+/// `upto_facilitator_mismatch`, `invalid_permit2_spender`, …).
 public struct FacilitatorRefusal: Sendable, Equatable {
     /// The HTTP status of the answer.
     public var status: Int
@@ -20,10 +22,6 @@ public struct FacilitatorRefusal: Sendable, Equatable {
                 status: 412, code: "PERMIT2_ALLOWANCE_REQUIRED",
                 message: "the paying address has not approved Permit2 (\(Permit2Contracts.permit2)) to spend this token: "
                     + "send approve(Permit2, amount) on the token once, then pay again (PAYMENT-REQUIRED holds the offer)")
-        case "permit2_insufficient_balance", "invalid_exact_evm_insufficient_balance", "insufficient_funds":
-            FacilitatorRefusal(
-                status: 402, code: reason!,
-                message: "the paying address holds less of the token than the amount (for upto: the maximum); top it up or pay from another address")
         default:
             nil
         }
