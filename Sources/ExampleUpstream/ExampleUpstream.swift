@@ -32,7 +32,7 @@ struct ExampleUpstream: AsyncParsableCommand {
             let prompt = try await request.body.collect(upTo: 64 * 1024)
             let tokens = 20 + prompt.readableBytes / 4
             var response = json(#"{"completion":"hello from the example model","usage":{"total_tokens":\#(tokens)}}"#)
-            response.headers[HTTPField.Name("Settlement-Overrides")!] = #"{"amount":"\#(tokens * 10)"}"#
+            response.headers[.init("Settlement-Overrides")!] = #"{"amount":"\#(tokens * 10)"}"#
             return response
         }
         router.get("/public/hello") { _, _ -> Response in
