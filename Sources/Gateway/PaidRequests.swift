@@ -20,6 +20,16 @@ enum PaidResult: Sendable {
         /// Still with the hop: relayed from where it is.
         case relay
     }
+
+    /// A streamed `upto` answer, its head and most of its body already out (``UpstreamHop/relay``).
+    case streamed(StreamEnd)
+
+    enum StreamEnd: Sendable {
+        /// Settled: the held-back tail, then the receipt as a trailer (chunked answers only).
+        case release(trailer: (String, String)?)
+        /// Not settled: the tail is never sent, the connection closes.
+        case abort
+    }
 }
 
 /// The paid request's one request to the upstream. The response body stays with the hop until the
@@ -30,6 +40,10 @@ protocol UpstreamHop: Sendable {
               body: ByteBuffer?) async throws(ReverseProxy.Failure) -> HTTPResponseHead
     /// The rest of the response body; fails when it is longer than `limit` bytes.
     func collect(upTo limit: Int) async throws(ReverseProxy.Failure) -> ByteBuffer
+    /// Streamed `upto`: sends the head (`headers` as given) and relays the body but its last `limit`
+    /// bytes; returns what was counted when the upstream's body has ended, the tail still held.
+    func relay(status: HTTPResponseStatus, headers: HTTPHeaders, holdingBack limit: Int) async throws(ReverseProxy.Failure)
+        -> StreamedBody
 }
 
 /// The async shell around ``PaymentFlow``: performs each action the flow asks for.
@@ -87,15 +101,22 @@ struct PaidRequestHandler: Sendable {
         let limits = ctx.snapshot.config.limits
         let runs = UnsettledRuns.Key(route: ctx.route.config.id, payer: payment.from)
         var policy = ctx.route.config.settlement
-        if policy == .afterSuccess, let limit = limits.unsettledRunsPerPayer,
+        // Not upto: what it charges is only known once the upstream has answered.
+        if policy == .afterSuccess, ctx.route.config.upto == nil, let limit = limits.unsettledRunsPerPayer,
            unsettledRuns.mustSettleFirst(runs, limit: limit, window: limits.unsettledRunsWindow, now: clock()) {
             policy = .before
         }
         var flow = PaymentFlow(policy: policy, identifierMode: ctx.route.config.paymentIdentifier)
         var ledger = Ledger(store: store, logger: logger)
         var forwarded = false
-        let answer = await drive(&flow, ledger: &ledger, forwarded: &forwarded, payment: payment, facilitator: facilitator, ctx: ctx,
-                                 logger: logger)
+        var streaming = false
+        var answer = await drive(&flow, ledger: &ledger, forwarded: &forwarded, streaming: &streaming, payment: payment,
+                                 facilitator: facilitator, ctx: ctx, logger: logger)
+        if streaming {
+            // The head is out: a settled answer ends with its tail and receipt, anything else is cut short.
+            let trailer: (String, String)? = if case .upstream(_, _, let extra, _) = answer.0 { extra.first } else { nil }
+            answer.0 = answer.1 == .paid ? .streamed(.release(trailer: trailer)) : .streamed(.abort)
+        }
         if forwarded, policy == .afterSuccess, answer.1 != .paid, let limit = limits.unsettledRunsPerPayer {
             unsettledRuns.record(runs, limit: limit, window: limits.unsettledRunsWindow, now: clock())
         }
@@ -203,7 +224,8 @@ struct PaidRequestHandler: Sendable {
     /// Performs the flow's actions until it produces the answer.
     /// `forwarded` is set once the request has gone to the upstream.
     private func drive(
-        _ flow: inout PaymentFlow, ledger: inout Ledger, forwarded: inout Bool, payment: PresentedPayment, facilitator: any Facilitator,
+        _ flow: inout PaymentFlow, ledger: inout Ledger, forwarded: inout Bool, streaming: inout Bool, payment: PresentedPayment,
+        facilitator: any Facilitator,
         ctx: Context, logger: Logger
     ) async -> (PaidResult, RequestOutcome) {
         let responses = ctx.snapshot.responses
@@ -211,6 +233,8 @@ struct PaidRequestHandler: Sendable {
         var action = flow.start(payment, offers: ctx.route.offers, now: clock())
         var upstream: HTTPResponseHead?
         var buffered: ByteBuffer?
+        /// Streamed upto: what the relayed body counted.
+        var streamed: StreamedBody?
         /// The identifier's record as found (to replay, or to quote in a conflict).
         var identifierRecord: IdentifierRecord?
         while true {
@@ -334,10 +358,18 @@ struct PaidRequestHandler: Sendable {
                     let response = try await ctx.hop.send(ctx.head, path: ctx.path, to: target, forwarding: forwarding, body: ctx.body)
                     upstream = response
                     if flow.policy == .afterSuccess && response.status.code < 400 {
+                        let holdBack = ctx.route.config.upto?.holdBack
                         do throws(ReverseProxy.Failure) {
-                            buffered = try await ctx.hop.collect(upTo: ctx.snapshot.config.limits.maxBufferedResponseBytes)
+                            if let holdBack {
+                                streaming = true
+                                streamed = try await ctx.hop.relay(status: response.status, headers: UptoSettlement.streamedHeaders(response, ctx),
+                                                                   holdingBack: holdBack)
+                            } else {
+                                buffered = try await ctx.hop.collect(upTo: ctx.snapshot.config.limits.maxBufferedResponseBytes)
+                            }
                         } catch {
-                            logger.warning("upstream response too large to hold back", metadata: ["x402.stage": "upstream"])
+                            logger.warning(holdBack == nil ? "upstream response too large to hold back" : "upstream stream ended early",
+                                           metadata: ["x402.stage": "upstream", "error": "\(error)"])
                             action = flow.upstreamFailed(.unavailable)
                             continue
                         }
@@ -360,10 +392,11 @@ struct PaidRequestHandler: Sendable {
                 }
                 let prepared = ctx.route.offers[flow.offerIndex!]
                 let offer = prepared.offer
-                // upto: the charge depends on the answer (held back whole: the route is after-success).
+                // upto: the charge depends on the answer (held back whole, or streamed and counted).
                 let upto = ctx.route.config.upto.map { metering in
-                    UptoSettlement.charge(offer, metering, response: upstream!, bodyBytes: buffered?.readableBytes ?? 0,
-                                          json: UptoSettlement.json(metering, body: buffered), logger: logger)
+                    UptoSettlement.charge(offer, metering, response: upstream!,
+                                          bodyBytes: streamed?.bytes ?? buffered?.readableBytes ?? 0,
+                                          json: streamed.map(\.lastJSONEvent) ?? UptoSettlement.json(metering, body: buffered), logger: logger)
                 }
                 // The row says "settling" (and what it charges) on disk before money can move: a crash
                 // from here on leaves an unknown, never nothing.

@@ -6,6 +6,13 @@ import NIOCore
 import NIOHTTP1
 import X402
 
+/// What a streamed `upto` answer counted while it was relayed (``UpstreamHop/relay``).
+struct StreamedBody: Sendable {
+    var bytes: Int
+    /// The data of its last server-sent event that is a JSON object (for `perUnit`).
+    var lastJSONEvent: [UInt8]?
+}
+
 /// The `upto` part of a paid request once the upstream has answered: what to charge (from the
 /// upstream's `Settlement-Overrides`, the route's rule, or the maximum; see ``UptoCharge``), and
 /// the requirements that ask the facilitator to settle that amount. The header itself never
@@ -26,6 +33,12 @@ enum UptoSettlement {
             ])
         }
         return charge
+    }
+
+    /// The head of a streamed answer, sent before the settlement: rewritten as every paid answer is
+    /// (private, `Vary`, CORS; see ``PaidResponseHeaders``). The receipt follows as a trailer.
+    static func streamedHeaders(_ response: HTTPResponseHead, _ ctx: PaidRequestHandler.Context) -> HTTPHeaders {
+        PaidResponseHeaders.rewrite(response.headers, extra: [], caching: ctx.route.config.cache, allowOrigin: ctx.snapshot.config.cors.allowOrigin)
     }
 
     /// The JSON body the per-unit rule reads from a held-back answer; nil for other rules (not parsed).

@@ -140,3 +140,42 @@ struct UptoChargeTests {
         #expect(perKiB.cost(count: 1023, per: 1024) == 999 && perKiB.cost(count: 1024, per: 1024) == 1000)
     }
 }
+
+@Suite("upto: the stream meter")
+struct StreamMeterTests {
+    @Test("counts every byte and keeps the last JSON event, whatever the chunking", arguments: [1, 2, 3, 7, 64, 10_000])
+    func lastJSONEvent(chunk: Int) {
+        let text = "event: tick\ndata: {\"i\":0}\n\n: comment\ndata: {\"usage\":\r\ndata: {\"total_tokens\":42}}\r\n\r\ndata: [DONE]\n\n"
+        let bytes = Array(text.utf8)
+        var meter = StreamMeter()
+        var start = 0
+        while start < bytes.count {
+            meter.feed(bytes[start..<min(start + chunk, bytes.count)])
+            start += chunk
+        }
+        #expect(meter.bytes == bytes.count)
+        #expect(meter.lastJSONEvent.map { String(decoding: $0, as: UTF8.self) } == "{\"usage\":\n{\"total_tokens\":42}}")
+    }
+
+    @Test("an event not ended by a blank line, or not JSON, is not kept; a plain body is only counted")
+    func incomplete() {
+        var meter = StreamMeter()
+        meter.feed(Array("data: {\"a\":1}\n".utf8))
+        #expect(meter.lastJSONEvent == nil)
+        meter.feed(Array("\n".utf8))
+        #expect(meter.lastJSONEvent == Array("{\"a\":1}".utf8))
+        var plain = StreamMeter()
+        plain.feed(Array(repeating: UInt8(ascii: "x"), count: 100_000))
+        #expect(plain.bytes == 100_000 && plain.lastJSONEvent == nil)
+    }
+
+    @Test("the per-unit rule reads the usage from the stream's last JSON event")
+    func perUnitOnStream() throws {
+        var meter = StreamMeter()
+        meter.feed(Array("data: {\"usage\":{\"total_tokens\":7}}\n\ndata: [DONE]\n\n".utf8))
+        let rule = UptoMetering.Rule.perUnit(field: ["usage", "total_tokens"], price: try UnitPrice.parse("100", decimals: 6).get())
+        let charge = UptoCharge.decide(offer: UptoChargeTests.offer(), metering: UptoMetering(rule: rule), report: nil,
+                                       bodyBytes: meter.bytes, json: meter.lastJSONEvent)
+        #expect(charge == UptoCharge(amount: 700, basis: .perUnit))
+    }
+}

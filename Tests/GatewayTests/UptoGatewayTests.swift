@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Gateway
 import GatewayCore
 import GatewayStorage
@@ -171,6 +172,93 @@ struct UptoGatewayTests {
             fac.setFault(.none)
             let again = try await pay(gw, "/p2/a", header)
             #expect(again.status == 200 && fac.settledAmounts == ["2000"])
+        }
+    }
+}
+
+private let streamedYAML = """
+    listen: 127.0.0.1:0
+    payTo: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+    network: eip155:84532
+    facilitator: { url: "{{FACILITATOR}}", timeout: 2s }
+    upstreams:
+      api: { url: "{{UPSTREAM}}", timeout: 2s }
+    routes:
+      - match: "GET /chunked/:n"
+        upto: { max: "$0.01", perKiB: "$0.001", holdBack: 1KiB }
+      - match: "GET /bytes/:n"
+        upto: { max: "$0.01", perKiB: "$0.001", holdBack: 0 }
+    unmatched: pass
+    """
+
+/// Streamed `upto` (`holdBack`): the answer goes out as it comes but for its last bytes, which wait
+/// for the settlement at the end; the receipt follows as a trailer.
+@Suite("upto streamed with a hold-back (fake facilitator)")
+struct UptoStreamTests {
+    let payer = TestPayer()
+
+    func header(_ gw: LiveGateway, _ path: String) async throws -> String {
+        let accepted = try await offer(gw, path)
+        return payer.header(accepted: accepted, payload: .permit2(payer.permit2(for: accepted, now: now)))
+    }
+
+    @Test("settled: the whole body, chunked, then PAYMENT-RESPONSE as a trailer; charged for what was counted",
+          arguments: [("/chunked/4096", 4096, "4000"), ("/bytes/200000", 200_000, "10000"), ("/chunked/100", 100, "97")])
+    func settled(path: String, size: Int, charged: String) async throws {
+        try await TestHarness.withPaidGateway(yaml: streamedYAML) { gw, fac in
+            let r = try await pay(gw, path, try await header(gw, path))
+            #expect(r.status == 200)
+            #expect(r.header("Transfer-Encoding") == "chunked" && r.header("Content-Length") == nil)
+            #expect(r.header("Trailer") == "PAYMENT-RESPONSE" && r.header("Cache-Control") == "private, no-store")
+            #expect(r.chunkedComplete && r.body.count == size)
+            let settlement = try HeaderCodec.decode(SettleResponse.self, from: try #require(r.trailer("PAYMENT-RESPONSE")))
+            #expect(settlement.success && settlement.amount == charged)
+            #expect(fac.settledAmounts == [charged])
+            let row = try #require(try await gw.server.store.payments(PaymentQuery()).first)
+            #expect(row.state == .settled && row.chargedAmount == charged && row.chargeBasis?.hasPrefix("per_kib") == true)
+        }
+    }
+
+    @Test("the body is relayed before the settlement: all but the hold-back arrives while /settle is still running")
+    func relayedBeforeSettlement() async throws {
+        try await TestHarness.withPaidGateway(yaml: streamedYAML) { gw, fac in
+            fac.setFault(.settleSlow(milliseconds: 1500))
+            let header = try await header(gw, "/chunked/8192")
+            let started = ContinuousClock.now
+            let released = Mutex<Duration?>(nil)
+            let raw = "GET /chunked/8192 HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\nPAYMENT-SIGNATURE: \(header)\r\n\r\n"
+            let r = try await RawHTTP.send(port: gw.port, raw: raw) { count in
+                // Chunk framing included: past 7 KiB of raw body, the released part (8 KiB − 1 KiB) is in.
+                if count >= 7 * 1024 { released.withLock { $0 = $0 ?? (ContinuousClock.now - started) } }
+            }
+            let total = ContinuousClock.now - started
+            #expect(r.chunkedComplete && r.body.count == 8192)
+            let early = try #require(released.withLock { $0 })
+            #expect(total - early >= .milliseconds(1000), "released at \(early), answer ended at \(total)")
+            #expect(fac.settledAmounts == ["8000"])
+        }
+    }
+
+    @Test("a refused settlement: the held-back tail is never sent and the connection closes mid-body")
+    func refused() async throws {
+        try await TestHarness.withPaidGateway(yaml: streamedYAML) { gw, fac in
+            fac.setFault(.settleRefuses("invalid_upto_evm_transaction_failed"))
+            let r = try await pay(gw, "/chunked/4096", try await header(gw, "/chunked/4096"))
+            #expect(r.status == 200)
+            #expect(!r.chunkedComplete)
+            #expect(r.body.count == 4096 - 1024)  // everything but the hold-back
+            #expect(r.trailer("PAYMENT-RESPONSE") == nil)
+            #expect(try await gw.server.store.payments(PaymentQuery()).first?.state == .refused)
+        }
+    }
+
+    @Test("an upstream that dies mid-stream is not charged")
+    func upstreamDies() async throws {
+        try await TestHarness.withPaidGateway(yaml: streamedYAML.replacingOccurrences(of: "/chunked/:n", with: "/abort/:n")) { gw, fac in
+            let r = try await pay(gw, "/abort/4096", try await header(gw, "/abort/4096"))
+            #expect(!r.chunkedComplete)
+            #expect(fac.settleCalls == 0)
+            #expect(try await gw.server.store.payments(PaymentQuery()).first?.state == .released)
         }
     }
 }

@@ -12,6 +12,7 @@ import base64
 import json
 import re
 import sqlite3
+import time
 import urllib.parse
 
 import pytest
@@ -38,6 +39,9 @@ routes:
     upto: {{ max: "$0.01", perKiB: "$0.001" }}
   - match: "GET /upto/tokens"
     upto: {{ max: "$0.01", perUnit: {{ field: usage.total_tokens, price: "$0.00001" }} }}
+  - match: "GET /events/metered"
+    upto: {{ max: "$0.01", perUnit: {{ field: usage.total_tokens, price: "$0.00001" }}, holdBack: 64 }}
+    mimeType: text/event-stream
   - match: "GET /plain"
     price: "$0.001"
 unmatched: deny
@@ -240,3 +244,27 @@ def test_an_override_on_an_exact_route_is_stripped_and_ignored(gw, chain, buyer,
     assert response.status_code == 200
     assert "settlement-overrides" not in {name.lower() for name in response.headers}
     assert (lost, gained) == (1000, 1000)
+
+
+def test_upto_stream_is_relayed_as_it_comes_and_charged_at_its_end(gw, chain, permit2_buyer, payee, tag):
+    """Server-sent events on an upto route with a hold-back: the events arrive as the upstream
+    produces them (all but the last 64 bytes: about one event, the final usage event), the settlement happens at the
+    end of the stream, and the buyer pays the usage the last event reports (250 tokens × 10 units)."""
+    url = f"{gw.url}/events/metered?{tag}&n=5&interval=0.4&usage=250"
+    headers = signed_payment(permit2_buyer, url)
+    before = balances(chain, permit2_buyer.address, payee)
+    arrivals = []
+    with requests.get(url, headers=headers, stream=True, timeout=60) as response:
+        assert response.status_code == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        assert "settlement-overrides" not in {name.lower() for name in response.headers}
+        for line in response.iter_lines():
+            if line.startswith(b"data:"):
+                arrivals.append((time.monotonic(), json.loads(line[5:])))
+    assert [event.get("i") for _, event in arrivals[:5]] == [0, 1, 2, 3, 4]
+    assert arrivals[-1][1] == {"usage": {"total_tokens": 250}}
+    # Streamed, not held: each event is out once the next one pushes it past the hold-back.
+    assert arrivals[4][0] - arrivals[0][0] >= 1.2
+    after = balances(chain, permit2_buyer.address, payee)
+    assert after[permit2_buyer.address] - before[permit2_buyer.address] == -2500
+    assert after[payee] - before[payee] == 2500
