@@ -553,11 +553,13 @@ extension YAMLReader {
                     error(entry.key, "a free route cannot offer paymentIdentifier (no payment, nothing to replay)")
                 } else if settlement == .before {
                     error(entry.key, "paymentIdentifier needs settlement: after-success (a streamed answer cannot be stored and replayed)")
+                } else if upto?.holdBack != nil {
+                    error(entry.key, "paymentIdentifier needs an answer held back whole, not upto.holdBack (a streamed answer cannot be stored and replayed)")
                 } else {
                     paymentIdentifier = mode
                 }
             }
-        } else if !isFree, settlement == .afterSuccess {
+        } else if !isFree, settlement == .afterSuccess, upto?.holdBack == nil {
             paymentIdentifier = defaults.paymentIdentifier
         }
         // cache: paid answers are private unless the route says its content may be shared.
@@ -580,6 +582,8 @@ extension YAMLReader {
                 error(entry.key, "a free route cannot have a pass (nothing is paid on it; a pass sent to it is ignored)")
             } else if cache == .upstream {
                 error(entry.key, "a route with cache: upstream cannot issue passes: a shared cache would hand the pass cookie to everyone")
+            } else if upto?.holdBack != nil {
+                error(entry.key, "a streamed upto route (upto.holdBack) cannot issue passes: its head, where the pass goes, leaves before the settlement")
             } else if !passKeys {
                 error(entry.key, "pass needs the top-level passes: { keys: [{ id, secret: \"${PASS_KEY}\" }] } that passes are signed with")
             } else {

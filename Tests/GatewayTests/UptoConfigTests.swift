@@ -121,10 +121,26 @@ struct UptoConfigTests {
           - match: "GET /a"
             upto: { max: "$0.01", holdBack: lots }
         """, "g.yaml:6:37: upto.holdBack must be a size"),
+        ("""
+          - match: "GET /a"
+            upto: { max: "$0.01", holdBack: 1KiB }
+            paymentIdentifier: optional
+        """, "g.yaml:7:5: paymentIdentifier needs an answer held back whole, not upto.holdBack"),
     ])
     func problems(routes: String, expected: String) {
         let text = ConfigProblems.of(ConfigProblems.head + routes)
         #expect(text.contains(expected), "\(text)")
+    }
+
+    @Test("a streamed upto route does not inherit the top-level paymentIdentifier; a held-back one does")
+    func identifierDefault() throws {
+        let c = try ConfigLoader.parse(yaml: "paymentIdentifier: optional\n" + ConfigProblems.head + """
+              - match: "GET /streamed"
+                upto: { max: "$0.01", holdBack: 1KiB }
+              - match: "GET /held"
+                upto: "$0.01"
+            """, file: "g.yaml", environment: [:])
+        #expect(c.routes[0].paymentIdentifier == nil && c.routes[1].paymentIdentifier == .optional)
     }
 
     @Test("a network whose default asset needs Permit2 cannot be forced to EIP-3009")
