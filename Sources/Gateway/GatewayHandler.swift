@@ -766,7 +766,11 @@ extension GatewayHandler: UpstreamExchangeDelegate {
         guard let exchange, let context else { return }
         switch exchange.state.responseBodyPart(now: context.eventLoop.now) {
         case .relay:
-            if let hop = exchange.hop, hop.heldBack != nil { relayHoldingBack(body, hop, context: context) } else { _ = writeBody(body, context: context) }
+            if let hop = exchange.hop, hop.heldBack != nil {
+                relayHoldingBack(body, hop, context: context)  // streamed upto
+            } else {
+                _ = writeBody(body, context: context)
+            }
         case .hold: if let hop = exchange.hop { hold(body, hop, exchange) }
         case .ignore: break
         }

@@ -118,7 +118,8 @@ public enum LedgerSQL {
               method = excluded.method, path = excluded.path, request_id = excluded.request_id,
               instance_id = excluded.instance_id, lease_until = excluded.lease_until, valid_before = excluded.valid_before,
               claimed_at = excluded.claimed_at, updated_at = excluded.updated_at, transfer_method = excluded.transfer_method,
-              verified_payer = NULL, upstream_status = NULL, reason = NULL, transaction_hash = NULL, charged_amount = NULL, charge_basis = NULL,
+              verified_payer = NULL, upstream_status = NULL, reason = NULL, transaction_hash = NULL, charged_amount = NULL,
+              charge_basis = NULL,
               verified_at = NULL, forwarded_at = NULL, settling_at = NULL, finished_at = NULL, reconciled_at = NULL
             WHERE x402_payments.state IN (\(list(PaymentState.claimable)))
                OR (x402_payments.state IN (\(list(inFlight))) AND x402_payments.lease_until <= excluded.updated_at)
@@ -327,7 +328,8 @@ public enum LedgerSQL {
             routeID: try text(7), method: try text(8), path: try text(9), requestID: try text(10), state: state,
             attempt: Int(try int(12)), instanceID: try text(13), leaseUntil: try int(14), validBefore: UInt64(max(0, try int(15))),
             verifiedPayer: optionalText(16), upstreamStatus: optionalInt(17).map { Int($0) }, reason: optionalText(18),
-            transaction: optionalText(19), chargedAmount: optionalText(28), chargeBasis: optionalText(29), claimedAt: try int(20), verifiedAt: optionalInt(21), forwardedAt: optionalInt(22),
-            settlingAt: optionalInt(23), finishedAt: optionalInt(24), reconciledAt: optionalInt(25), updatedAt: try int(26))
+            transaction: optionalText(19), chargedAmount: optionalText(28), chargeBasis: optionalText(29), claimedAt: try int(20),
+            verifiedAt: optionalInt(21), forwardedAt: optionalInt(22), settlingAt: optionalInt(23), finishedAt: optionalInt(24),
+            reconciledAt: optionalInt(25), updatedAt: try int(26))
     }
 }

@@ -39,7 +39,8 @@ public struct PaymentRecord: Sendable, Equatable {
     public init(key: PaymentKey, offer: PaymentOffer, routeID: String, method: String, path: String, requestID: String,
                 state: PaymentState, attempt: Int, instanceID: String, leaseUntil: Int64, validBefore: UInt64,
                 verifiedPayer: String? = nil, upstreamStatus: Int? = nil, reason: String? = nil, transaction: String? = nil,
-                chargedAmount: String? = nil, chargeBasis: String? = nil, claimedAt: Int64, verifiedAt: Int64? = nil, forwardedAt: Int64? = nil, settlingAt: Int64? = nil,
+                chargedAmount: String? = nil, chargeBasis: String? = nil, claimedAt: Int64, verifiedAt: Int64? = nil,
+                forwardedAt: Int64? = nil, settlingAt: Int64? = nil,
                 finishedAt: Int64? = nil, reconciledAt: Int64? = nil, updatedAt: Int64) {
         self.key = key
         self.offer = offer

@@ -73,7 +73,9 @@ public struct UptoCharge: Sendable, Equatable {
     /// The non-negative number at `field` as `count / divisor` (a decimal fraction kept exact).
     static func units(at field: [String], in json: [UInt8]?) -> Result<(BigUInt, BigUInt), UnitsProblem> {
         let path = field.joined(separator: ".")
-        guard let json, var node = try? JSONReader.parse(json) else { return .failure(UnitsProblem("the response is not JSON, so \(path) cannot be read")) }
+        guard let json, var node = try? JSONReader.parse(json) else {
+            return .failure(UnitsProblem("the response is not JSON, so \(path) cannot be read"))
+        }
         for key in field {
             switch node {
             case .object:
