@@ -23,6 +23,9 @@ extension YAMLReader {
         /// Set when a value was given but was invalid (already reported: no follow-up errors).
         var payToInvalid = false
         var networkInvalid = false
+        /// `assetTransferMethod` given on the route or an accepts entry (nil: from the asset).
+        var transferMethod: AssetTransferMethod?
+        var transferMethodInvalid = false
     }
 
     func gatewayConfig(_ root: Node) -> GatewayConfig? {
@@ -493,6 +496,7 @@ extension YAMLReader {
     static let routeKeys = [
         "id", "match", "host", "upstream", "price", "network", "payTo", "free", "accepts", "description", "mimeType",
         "maxTimeoutSeconds", "settlement", "paymentIdentifier", "cache", "pass", "discoverable", "input", "output", "verify", "riskBudget",
+        "assetTransferMethod", "upto",
     ]
 
     /// `optional`, `required` or `off`: `.some(nil)` for `off`, nil when the value is invalid (reported).
@@ -545,10 +549,21 @@ extension YAMLReader {
 
         let isFree = m["free"].flatMap { bool($0.value, "free") } ?? false
         let access: RouteAccess
-        let pricing = ["price", "accepts"].compactMap { m[$0] }
+        let pricing = ["price", "accepts", "upto"].compactMap { m[$0] }
+        var upto: UptoMetering?
         if isFree {
             if let first = pricing.first { error(first.key, "a free route cannot also have \"\(first.key.scalar?.string ?? "")\"") }
             access = .free
+        } else if let uptoNode = m["upto"] {
+            if let other = pricing.first(where: { $0.key != uptoNode.key }) {
+                error(other.key, "give either \"upto\" (a maximum, charged by use) or \"\(other.key.scalar?.string ?? "")\", not both")
+            }
+            guard let (offer, metering) = uptoRoute(uptoNode.value, defaults: routeDefaults) else { return nil }
+            if settlement != .afterSuccess, let n = m["settlement"] {
+                error(n.value, "an upto route settles once the upstream has answered in full (what it charges depends on the answer): settlement must be after-success")
+            }
+            access = .priced([offer])
+            upto = metering
         } else if let priceNode = m["price"]?.value {
             if let accepts = m["accepts"] { error(accepts.key, "give either \"price\" or \"accepts\", not both") }
             guard let offer = offer(priceNode, defaults: routeDefaults, at: node) else { return nil }
@@ -560,7 +575,8 @@ extension YAMLReader {
             }
             var offers: [Offer] = []
             for item in seq {
-                guard let e = mapping(item, "accepts entry", allowed: ["price", "network", "payTo", "maxTimeoutSeconds"]) else { continue }
+                guard let e = mapping(item, "accepts entry", allowed: ["price", "network", "payTo", "maxTimeoutSeconds", "assetTransferMethod"])
+                else { continue }
                 let d = overriding(routeDefaults, with: e)
                 guard let priceNode = e["price"]?.value else {
                     error(item, "accepts entry needs a \"price\"")
@@ -571,7 +587,7 @@ extension YAMLReader {
             guard offers.count == seq.count else { return nil }
             access = .priced(offers)
         } else {
-            error(node, "route \"\(matchText)\" needs \"price\", \"accepts\" or \"free: true\"")
+            error(node, "route \"\(matchText)\" needs \"price\", \"accepts\", \"upto\" or \"free: true\"")
             return nil
         }
         // payment-identifier: explicit on the route, else the top-level default for priced after-success routes.
@@ -582,11 +598,13 @@ extension YAMLReader {
                     error(entry.key, "a free route cannot offer paymentIdentifier (no payment, nothing to replay)")
                 } else if settlement != .afterSuccess {
                     error(entry.key, "paymentIdentifier needs settlement: after-success (a streamed answer cannot be stored and replayed)")
+                } else if upto?.holdBack != nil {
+                    error(entry.key, "paymentIdentifier needs an answer held back whole, not upto.holdBack (a streamed answer cannot be stored and replayed)")
                 } else {
                     paymentIdentifier = mode
                 }
             }
-        } else if !isFree, settlement == .afterSuccess {
+        } else if !isFree, settlement == .afterSuccess, upto?.holdBack == nil {
             paymentIdentifier = defaults.paymentIdentifier
         }
         // cache: paid answers are private unless the route says its content may be shared.
@@ -611,6 +629,8 @@ extension YAMLReader {
                 error(entry.key, "a route with cache: upstream cannot issue passes: a shared cache would hand the pass cookie to everyone")
             } else if settlement == .deferred {
                 error(entry.key, "a route with settlement: deferred cannot issue passes: a pass would outlive a payment not settled yet")
+            } else if upto?.holdBack != nil {
+                error(entry.key, "a streamed upto route (upto.holdBack) cannot issue passes: its head, where the pass goes, leaves before the settlement")
             } else if !passKeys {
                 error(entry.key, "pass needs the top-level passes: { keys: [{ id, secret: \"${PASS_KEY}\" }] } that passes are signed with")
             } else {
@@ -625,7 +645,7 @@ extension YAMLReader {
         return RouteConfig(
             id: id, pattern: pattern, host: host, upstream: upstream, access: access, description: description,
             mimeType: mimeType, settlement: settlement, paymentIdentifier: paymentIdentifier, cache: cache, pass: pass,
-            discovery: discovery, deferral: deferral, location: location(matchNode))
+            discovery: discovery, deferral: deferral, upto: upto, location: location(matchNode))
     }
 
     /// `network`, `payTo` and `maxTimeoutSeconds` given on a route or an accepts entry win over `defaults`.
@@ -640,12 +660,19 @@ extension YAMLReader {
             d.payToInvalid = d.payTo == nil
         }
         if let n = m["maxTimeoutSeconds"]?.value, let v = int(n, "maxTimeoutSeconds", range: 1...86_400) { d.maxTimeoutSeconds = v }
+        if let n = m["assetTransferMethod"]?.value, let text = string(n, "assetTransferMethod") {
+            d.transferMethod = AssetTransferMethod(rawValue: text)
+            d.transferMethodInvalid = d.transferMethod == nil
+            if d.transferMethod == nil { error(n, "assetTransferMethod must be \"eip3009\" or \"permit2\", not \"\(text)\"") }
+        }
         return d
     }
 
     /// `"$0.01"` (the network's default stablecoin) or `{ amount, asset, extra: { name, version } }`.
-    func offer(_ node: Node, defaults: RouteDefaults, at routeNode: Node) -> Offer? {
-        if defaults.networkInvalid || defaults.payToInvalid { return nil }
+    /// The transfer method is `assetTransferMethod` when given, else Permit2 for `upto` and for
+    /// assets that have no EIP-3009, else EIP-3009.
+    func offer(_ node: Node, defaults: RouteDefaults, at routeNode: Node, scheme: String = "exact") -> Offer? {
+        if defaults.networkInvalid || defaults.payToInvalid || defaults.transferMethodInvalid { return nil }
         guard let network = defaults.network else {
             error(node, "no network for this price: set a top-level \"network\" or one on the route")
             return nil
@@ -658,14 +685,26 @@ extension YAMLReader {
             error(node, "network \(network.caip2) is not an EVM network; only eip155 networks are supported")
             return nil
         }
+        /// The method for an asset, or nil (reported) when the configuration asks for one it cannot use.
+        func method(permit2Only: Bool, what: String) -> AssetTransferMethod? {
+            let method = defaults.transferMethod ?? (scheme == "upto" || permit2Only ? .permit2 : .eip3009)
+            if method == .eip3009 && scheme == "upto" {
+                error(node, "upto is paid through Permit2 only: remove assetTransferMethod: eip3009")
+                return nil
+            }
+            if method == .eip3009 && permit2Only {
+                error(node, "\(what) has no EIP-3009 transferWithAuthorization: it is paid through Permit2 (assetTransferMethod: permit2)")
+                return nil
+            }
+            return method
+        }
         if node.scalar != nil {
             guard let text = string(node, "price") else { return nil }
             guard let asset = network.defaultAsset else {
                 error(node, "network \(network.caip2) has no default stablecoin: give the price as { amount, asset, extra: { name, version } }")
                 return nil
             }
-            guard !asset.usesPermit2 else {
-                error(node, "the default asset of \(network.caip2) (\(asset.symbol)) needs Permit2, which this gateway does not support yet")
+            guard let method = method(permit2Only: asset.usesPermit2, what: "the default asset of \(network.caip2) (\(asset.symbol))") else {
                 return nil
             }
             let amount: BigUInt
@@ -675,11 +714,12 @@ extension YAMLReader {
                 self.error(node, "bad price \"\(text)\": \(error)")
                 return nil
             }
+            var extra: [String: JSONValue] = ["name": .string(asset.eip712Name), "version": .string(asset.eip712Version)]
+            if method == .permit2 { extra["assetTransferMethod"] = .string("permit2") }
             return Offer(
-                network: network, amount: amount, asset: asset.address, payTo: payTo,
-                maxTimeoutSeconds: defaults.maxTimeoutSeconds,
-                extra: ["name": .string(asset.eip712Name), "version": .string(asset.eip712Version)],
-                decimals: asset.decimals, symbol: asset.symbol)
+                scheme: scheme, network: network, amount: amount, asset: asset.address, payTo: payTo,
+                maxTimeoutSeconds: defaults.maxTimeoutSeconds, extra: extra, decimals: asset.decimals, symbol: asset.symbol,
+                transferMethod: method)
         }
         guard let m = mapping(node, "price", allowed: ["amount", "asset", "extra", "decimals", "symbol"]) else { return nil }
         guard let amountNode = m["amount"]?.value, let assetNode = m["asset"]?.value else {
@@ -699,15 +739,18 @@ extension YAMLReader {
         let known = network.defaultAsset.flatMap { $0.address.lowercased() == asset.lowercased() ? $0 : nil }
         if extra["name"] == nil, let known { extra["name"] = .string(known.eip712Name) }
         if extra["version"] == nil, let known { extra["version"] = .string(known.eip712Version) }
-        if extra["name"] == nil || extra["version"] == nil {
-            error(node, "asset \(asset) needs extra: { name, version } (the token's EIP-712 domain) so clients can sign")
+        guard let method = method(permit2Only: known?.usesPermit2 ?? false, what: "asset \(asset)") else { return nil }
+        if method == .permit2 {
+            extra["assetTransferMethod"] = .string("permit2")
+        } else if extra["name"] == nil || extra["version"] == nil {
+            error(node, "asset \(asset) needs extra: { name, version } (the token's EIP-712 domain) so clients can sign, or assetTransferMethod: permit2 (any ERC-20)")
             return nil
         }
         let decimals = m["decimals"].flatMap { int($0.value, "decimals", range: 0...36) } ?? known?.decimals
         let symbol = m["symbol"].flatMap { string($0.value, "symbol") } ?? known?.symbol
         return Offer(
-            network: network, amount: amount, asset: asset, payTo: payTo, maxTimeoutSeconds: defaults.maxTimeoutSeconds,
-            extra: extra, decimals: decimals, symbol: symbol)
+            scheme: scheme, network: network, amount: amount, asset: asset, payTo: payTo, maxTimeoutSeconds: defaults.maxTimeoutSeconds,
+            extra: extra, decimals: decimals, symbol: symbol, transferMethod: method)
     }
 
     /// `pass: { for: 24h, scope: path | route, group: NAME }`.

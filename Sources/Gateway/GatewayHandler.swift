@@ -585,6 +585,8 @@ extension GatewayHandler {
                 loop.execute { bound.value.paidRelay(status, headers, extra, buffered: body, current.value) }
             case .upstream(let status, let headers, let extra, .relay):
                 loop.execute { bound.value.paidRelay(status, headers, extra, buffered: nil, current.value) }
+            case .streamed(let end):
+                loop.execute { bound.value.paidStreamFinish(end, current.value) }
             }
         }
     }
@@ -853,7 +855,12 @@ extension GatewayHandler: UpstreamExchangeDelegate {
     func upstreamResponseBody(_ body: ByteBuffer) {
         guard let exchange, let context else { return }
         switch exchange.state.responseBodyPart(now: context.eventLoop.now) {
-        case .relay: _ = writeBody(body, context: context)
+        case .relay:
+            if let hop = exchange.hop, hop.heldBack != nil {
+                relayHoldingBack(body, hop, context: context)  // streamed upto
+            } else {
+                _ = writeBody(body, context: context)
+            }
         case .hold: if let hop = exchange.hop { hold(body, hop, exchange) }
         case .ignore: break
         }
@@ -878,6 +885,13 @@ extension GatewayHandler: UpstreamExchangeDelegate {
                 promise.succeed(hop.body ?? ByteBuffer())
                 hop.body = nil
             }
+            return
+        }
+        if let hop = exchange.hop, hop.streamEnd != nil {
+            // Streamed upto: the held-back tail waits for the flow's settlement (``paidStreamFinish``).
+            self.exchange = nil
+            hop.ended = true
+            completeStream(hop)
             return
         }
         endRelayedBody(close: closeAfter(exchange.closeClient), context: context)
@@ -929,7 +943,9 @@ extension GatewayHandler: UpstreamExchangeDelegate {
                 }
                 return
             }
-            // The head is out: the only honest way left to say the body is incomplete.
+            // The head is out: the only honest way left to say the body is incomplete. A streamed
+            // upto payment learns it too (nothing is settled).
+            exchange.hop?.fail(.unavailable("upstream failed mid-response"))
             logger.warning("upstream failed mid-response", metadata: [
                 "request.id": "\(exchange.requestID)", "x402.upstream": "\(exchange.upstream.name)", "error": "\(error.map { "\($0)" } ?? "closed")"])
             state.closeNow()
@@ -1042,6 +1058,11 @@ extension GatewayHandler {
         var ended = false
         /// The upstream failed after the head; a later `collect` fails with this.
         var failure: ReverseProxy.Failure?
+        /// Streamed upto: the body relayed but its last bytes (``relayHop``), counted, and the flow
+        /// waiting for its end.
+        var heldBack: HeldBackBody?
+        var meter: StreamMeter?
+        var streamEnd: EventLoopPromise<StreamedBody>?
 
         init(payment: PaidExchange, head: EventLoopPromise<HTTPResponseHead>) {
             self.payment = payment
@@ -1051,11 +1072,13 @@ extension GatewayHandler {
         /// Completes whatever the flow is waiting for with `failure`.
         func fail(_ failure: ReverseProxy.Failure) {
             self.failure = failure
-            let (head, collect) = (self.head, self.collect)
+            let (head, collect, streamEnd) = (self.head, self.collect, self.streamEnd)
             self.head = nil
             self.collect = nil
+            self.streamEnd = nil
             head?.fail(failure)
             collect?.promise.fail(failure)
+            streamEnd?.fail(failure)
         }
     }
 
@@ -1126,6 +1149,95 @@ extension GatewayHandler {
     }
 }
 
+// MARK: - Streamed upto: relayed with a hold-back, settled at the end
+
+extension GatewayHandler {
+    /// Sends the response head and relays the body as it comes, all but its last `limit` bytes;
+    /// succeeds with what was counted once the upstream's body has ended (the tail still held).
+    /// The head leaves chunked (so `PAYMENT-RESPONSE` can follow as a trailer) and without
+    /// `Content-Length`.
+    fileprivate func relayHop(_ payment: PaidExchange, status: HTTPResponseStatus, headers: HTTPHeaders, holdingBack limit: Int,
+                              loop: any EventLoop) -> EventLoopFuture<StreamedBody> {
+        guard let hop = payment.hop else { return loop.makeFailedFuture(ReverseProxy.Failure.unavailable("no upstream response")) }
+        if let failure = hop.failure { return loop.makeFailedFuture(failure) }
+        guard isCurrent(payment), let context else {
+            discardHop(payment)
+            return loop.makeFailedFuture(ReverseProxy.Failure.unavailable("the client connection is gone"))
+        }
+        var headers = headers
+        headers.remove(name: "content-length")
+        var buffer = context.channel.allocator.buffer(capacity: 512)
+        framing = HTTPWire.writeRelayedHead(
+            status: status, upstream: headers, extra: payment.http10 ? [] : [("Trailer", X402Header.paymentResponse)],
+            requestID: payment.requestID, isHead: payment.head.method == .HEAD, clientIsHTTP10: payment.http10,
+            close: closeAfter(payment.closeClient), into: &buffer)
+        context.write(wrapOutboundOut(buffer), promise: nil)
+        hop.heldBack = HeldBackBody(limit: limit)
+        hop.meter = StreamMeter()
+        let promise = loop.makePromise(of: StreamedBody.self)
+        hop.streamEnd = promise
+        if let body = hop.body {
+            hop.body = nil
+            relayHoldingBack(body, hop, context: context)
+        }
+        context.flush()
+        if hop.ended {
+            completeStream(hop)
+        } else if let exchange, exchange.hop === hop {
+            exchange.state.startRelaying()
+            exchange.connection?.read()
+        } else {
+            hop.fail(.unavailable("upstream failed mid-response"))
+        }
+        return promise.futureResult
+    }
+
+    /// One part of a streamed upto body: counted, then relayed but for the hold-back.
+    private func relayHoldingBack(_ body: ByteBuffer, _ hop: Hop, context: ChannelHandlerContext) {
+        hop.meter?.feed(body.readableBytesView)
+        for part in hop.heldBack?.append(body) ?? [] { _ = writeBody(part, context: context) }
+    }
+
+    /// The upstream's body has ended: the flow gets what was counted (and settles).
+    private func completeStream(_ hop: Hop) {
+        guard let promise = hop.streamEnd else { return }
+        hop.streamEnd = nil
+        promise.succeed(StreamedBody(bytes: hop.meter?.bytes ?? 0, lastJSONEvent: hop.meter?.lastJSONEvent))
+    }
+
+    /// The flow's end of a streamed upto answer: the tail and the receipt (a trailer) once settled,
+    /// else the connection closes with the tail unsent (the head is out: a truncated body is the
+    /// only way left to say it).
+    fileprivate func paidStreamFinish(_ end: PaidResult.StreamEnd, _ payment: PaidExchange) {
+        let hop = payment.hop
+        payment.hop = nil
+        guard isCurrent(payment), let context else {
+            finishPayment(payment)
+            return
+        }
+        switch end {
+        case .release(let trailer):
+            var tail = hop?.heldBack
+            for part in tail?.drain() ?? [] { _ = writeBody(part, context: context) }
+            if framing == .chunked {
+                var last = context.channel.allocator.buffer(capacity: 256)
+                last.writeStaticString("0\r\n")
+                if let (name, value) = trailer { last.writeString("\(name): \(value)\r\n") }
+                last.writeStaticString("\r\n")
+                context.write(wrapOutboundOut(last), promise: nil)
+                framing = .none
+            }
+            endRelayedBody(close: closeAfter(payment.closeClient), context: context)
+        case .abort:
+            framing = .none
+            state.closeNow()
+            context.flush()
+            context.close(promise: nil)
+        }
+        finishPayment(payment)
+    }
+}
+
 /// ``UpstreamHop`` for ``PaidRequestHandler``: each step runs on the client connection's loop.
 struct ConnectionHop: UpstreamHop {
     let handler: NIOLoopBound<GatewayHandler>
@@ -1144,6 +1256,15 @@ struct ConnectionHop: UpstreamHop {
         let (handler, payment) = (self.handler, self.payment)
         return try await Self.value(handler.eventLoop.flatSubmit {
             handler.value.collectHop(payment.value, limit: limit, loop: handler.eventLoop)
+        })
+    }
+
+    func relay(status: HTTPResponseStatus, headers: HTTPHeaders, holdingBack limit: Int) async throws(ReverseProxy.Failure)
+        -> StreamedBody
+    {
+        let (handler, payment) = (self.handler, self.payment)
+        return try await Self.value(handler.eventLoop.flatSubmit {
+            handler.value.relayHop(payment.value, status: status, headers: headers, holdingBack: limit, loop: handler.eventLoop)
         })
     }
 

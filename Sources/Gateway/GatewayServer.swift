@@ -48,10 +48,12 @@ public final class GatewayServer: Service {
     /// The file text last read by a reload (changed text triggers the watcher) and the last failure.
     /// Held only for a moment: the watcher reads it on an event loop.
     private let reloadState = Mutex(ReloadState())
-    /// Held by the reload in progress, on the thread pool.
+    /// Held by the reload in progress, on the thread pool (and by a snapshot swap for new `upto` addresses).
     private let reloading = Mutex(())
     /// The main listener's certificate, once it listens with `tls`.
     let serverTLS = Mutex<ServerTLS?>(nil)
+    /// The facilitator's `upto` addresses learnt from `/supported` (see ``UptoFacilitatorAddresses``).
+    private let uptoAddresses = Mutex<[String: String]>([:])
 
     private struct ReloadState {
         var text: String?
@@ -92,11 +94,12 @@ public final class GatewayServer: Service {
     }
 
     private static func snapshot(
-        _ config: GatewayConfig, clients: ClientPool, facilitator: (any Facilitator)?, metrics: GatewayMetrics
+        _ config: GatewayConfig, clients: ClientPool, facilitator: (any Facilitator)?, metrics: GatewayMetrics,
+        uptoAddresses: [String: String] = [:]
     ) -> GatewaySnapshot {
         let inner = facilitator ?? clients.facilitator(config.facilitators)
         return GatewaySnapshot(
-            config: config, upstreams: clients.upstreams(config.upstreams),
+            config: UptoFacilitatorAddresses.fill(config, with: uptoAddresses), upstreams: clients.upstreams(config.upstreams),
             facilitator: inner.map { MeteredFacilitator(inner: $0, metrics: metrics) }, metrics: metrics)
     }
 
@@ -112,10 +115,13 @@ public final class GatewayServer: Service {
         } catch {
             logger.warning("deferred settlements: the payment store failed; nothing is deferred until it answers", metadata: ["error": "\(error)"])
         }
+        // upto offers need the facilitator's address before their first 402: ask once before listening.
+        await learnUptoAddresses()
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await self.logFacilitatorCoverage() }
                 group.addTask { await self.settlements.run() }
+                group.addTask { try? await cancelWhenGracefulShutdown { try await self.keepLearningUptoAddresses() } }
                 group.addTask { try? await cancelWhenGracefulShutdown { try await self.watchConfigFile() } }
                 group.addTask { try? await cancelWhenGracefulShutdown { try await self.watchCertificate() } }
                 group.addTask { try? await cancelWhenGracefulShutdown { try await self.reconciler.run() } }
@@ -247,7 +253,9 @@ public final class GatewayServer: Service {
             let missing = needed.filter { pair in
                 !offered.contains(pair) && !wildcard.contains(String(pair.split(separator: " ")[0]))
             }.sorted()
-            return missing.isEmpty ? .complete : .missing(missing)
+            // An upto offer also needs the facilitator's address (learnt from the same answer).
+            let unbound = UptoFacilitatorAddresses.missing(snapshot.config, known: [:]).sorted().map { "upto \($0) (no facilitatorAddress yet)" }
+            return missing.isEmpty && unbound.isEmpty ? .complete : .missing(missing + unbound)
         } catch {
             return .unreachable("\(error)")
         }
@@ -264,6 +272,49 @@ public final class GatewayServer: Service {
                          metadata: ["x402.missing": "\(missing)"])
         case .unreachable(let why):
             logger.error("facilitator /supported check failed", metadata: ["error": "\(why)"])
+        }
+    }
+
+    // MARK: upto facilitator addresses
+
+    /// Asks `/supported` for the `upto` addresses the serving configuration lacks, and serves it
+    /// again with them. Nothing to do when none is missing; a failure is logged and retried.
+    func learnUptoAddresses() async {
+        let snapshot = box.snapshot
+        guard !UptoFacilitatorAddresses.missing(snapshot.config, known: uptoAddresses.withLock { $0 }).isEmpty,
+              let facilitator = snapshot.facilitator
+        else { return }
+        let supported: SupportedResponse
+        do {
+            supported = try await facilitator.supported()
+        } catch {
+            logger.error("facilitator /supported failed: upto routes take no payment until it answers", metadata: ["error": "\(error)"])
+            return
+        }
+        let found = UptoFacilitatorAddresses.addresses(from: supported)
+        let known = uptoAddresses.withLock { known in
+            known.merge(found) { _, new in new }
+            return known
+        }
+        let missing = reloading.withLock { _ -> Set<String> in
+            let current = box.snapshot.config
+            box.replace(Self.snapshot(current, clients: clients, facilitator: facilitatorOverride, metrics: metrics, uptoAddresses: known))
+            return UptoFacilitatorAddresses.missing(current, known: known)
+        }
+        if missing.isEmpty {
+            logger.info("upto routes bound to the facilitator's address", metadata: ["x402.upto.facilitators": "\(known)"])
+        } else {
+            logger.error("the facilitator announces no upto address for these networks: their upto routes take no payment",
+                         metadata: ["x402.network": "\(missing.sorted())"])
+        }
+    }
+
+    /// Looks again every few seconds while an `upto` offer lacks its address (a facilitator down at
+    /// start, a reload that added a network).
+    private func keepLearningUptoAddresses() async throws {
+        while true {
+            try await Task.sleep(for: .seconds(5))
+            await learnUptoAddresses()
         }
     }
 
@@ -338,7 +389,8 @@ public final class GatewayServer: Service {
             keep(\.limits.shutdownGrace, "limits.shutdownGrace")
             keep(\.storage, "storage")
             keep(\.tls, "tls")
-            box.replace(Self.snapshot(config, clients: clients, facilitator: facilitatorOverride, metrics: metrics))
+            box.replace(Self.snapshot(config, clients: clients, facilitator: facilitatorOverride, metrics: metrics,
+                                      uptoAddresses: uptoAddresses.withLock { $0 }))
             reloadState.withLock { $0.lastError = nil }
             metrics.configReload(result: "applied")
             if restart.isEmpty {

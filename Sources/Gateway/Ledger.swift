@@ -80,9 +80,9 @@ struct Ledger {
     /// it, a row left in `settling` is an unknown outcome for reconciliation and any other
     /// in-flight row is free again once its lease ends.
     @discardableResult
-    mutating func step(_ transition: PaymentTransition) async -> Bool {
+    mutating func step(_ transition: PaymentTransition, charge: PaymentCharge? = nil) async -> Bool {
         guard let ticket else { return false }
-        let steps = noted + [PaymentStep(transition, at: store.now())]
+        let steps = noted + [PaymentStep(transition, at: store.now(), charge: charge)]
         noted = []
         return await write(ticket, steps)
     }

@@ -27,6 +27,9 @@ public enum LedgerReport {
         add("verifiedPayer", r.verifiedPayer)
         add("reason", r.reason)
         add("transaction", r.transaction)
+        if r.offer.transferMethod != "eip3009" { add("transferMethod", r.offer.transferMethod) }
+        add("chargedAmount", r.chargedAmount)
+        add("chargeBasis", r.chargeBasis)
         add("claimedAt", timestamp(r.claimedAt))
         add("verifiedAt", r.verifiedAt.map(timestamp))
         add("forwardedAt", r.forwardedAt.map(timestamp))

@@ -20,29 +20,27 @@ extension PaidRequestHandler {
     /// the payment unless its signature and the offer agree; the amount counted is then taken back).
     func admitDeferral(_ payment: PresentedPayment, ctx: Context) -> Admitted? {
         guard let deferral = ctx.route.config.deferral, let settlements, settlements.isReady else { return nil }
-        let authorization = payment.payload.authorization
-        guard let amount = BigUInt(authorization.value) else { return nil }
+        guard let amount = BigUInt(payment.payload.value) else { return nil }
         let route = ctx.route.config.id
-        let decision = settlements.gate.admit(route: route, payer: authorization.from, amount: amount, deferral: deferral,
+        let decision = settlements.gate.admit(route: route, payer: payment.from, amount: amount, deferral: deferral,
                                               config: ctx.snapshot.config.deferredSettlement, now: Int64(clamping: clock()) * 1000)
         guard decision == .deferred else {
             ctx.logger.info("payment not deferred; settled before delivery", metadata: ["x402.reason": "\(decision.rawValue)"])
             metrics.deferralDeclined(decision.rawValue)
             return nil
         }
-        return Admitted(route: route, payer: authorization.from, amount: amount)
+        return Admitted(route: route, payer: payment.from, amount: amount)
     }
 
     /// What the ledger's claim of this payment holds.
     func claimRequest(_ flow: PaymentFlow, _ payment: PresentedPayment, _ ctx: Context) -> ClaimRequest {
         let offer = ctx.route.offers[flow.offerIndex!].offer
-        let authorization = payment.payload.authorization
         return ClaimRequest(
-            key: PaymentKey(network: offer.network.caip2, asset: offer.asset, payer: authorization.from, nonce: authorization.nonce),
+            key: PaymentKey(network: offer.network.caip2, asset: offer.asset, payer: payment.from, nonce: payment.nonce),
             offer: PaymentOffer(scheme: offer.scheme, network: offer.network.caip2, asset: offer.asset, amount: String(offer.amount),
-                                payTo: offer.payTo),
+                                payTo: offer.payTo, transferMethod: offer.transferMethod.rawValue),
             routeID: ctx.route.config.id, method: ctx.head.method.rawValue, path: ctx.path.path, requestID: ctx.requestID,
-            validBefore: UInt64(authorization.validBefore) ?? 0)
+            validBefore: UInt64(payment.payload.validBefore) ?? 0)
     }
 
     /// The payment as the settlement worker will send it to `/settle`: the client's payload, and

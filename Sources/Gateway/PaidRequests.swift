@@ -1,3 +1,4 @@
+import BigInt
 import GatewayCore
 import GatewayStorage
 import Logging
@@ -19,6 +20,16 @@ enum PaidResult: Sendable {
         /// Still with the hop: relayed from where it is.
         case relay
     }
+
+    /// A streamed `upto` answer, its head and most of its body already out (``UpstreamHop/relay``).
+    case streamed(StreamEnd)
+
+    enum StreamEnd: Sendable {
+        /// Settled: the held-back tail, then the receipt as a trailer (chunked answers only).
+        case release(trailer: (String, String)?)
+        /// Not settled: the tail is never sent, the connection closes.
+        case abort
+    }
 }
 
 /// The paid request's one request to the upstream. The response body stays with the hop until the
@@ -29,6 +40,10 @@ protocol UpstreamHop: Sendable {
               body: ByteBuffer?) async throws(ReverseProxy.Failure) -> HTTPResponseHead
     /// The rest of the response body; fails when it is longer than `limit` bytes.
     func collect(upTo limit: Int) async throws(ReverseProxy.Failure) -> ByteBuffer
+    /// Streamed `upto`: sends the head (`headers` as given) and relays the body but its last `limit`
+    /// bytes; returns what was counted when the upstream's body has ended, the tail still held.
+    func relay(status: HTTPResponseStatus, headers: HTTPHeaders, holdingBack limit: Int) async throws(ReverseProxy.Failure)
+        -> StreamedBody
 }
 
 /// The async shell around ``PaymentFlow``: performs each action the flow asks for.
@@ -86,9 +101,10 @@ struct PaidRequestHandler: Sendable {
         // A payer whose upstream runs here keep ending unsettled pays first from now on. The payer is
         // the one the authorization names: the flow refuses it unless its signature says so.
         let limits = ctx.snapshot.config.limits
-        let runs = UnsettledRuns.Key(route: ctx.route.config.id, payer: payment.payload.authorization.from)
+        let runs = UnsettledRuns.Key(route: ctx.route.config.id, payer: payment.from)
         var policy = ctx.route.config.settlement
-        if policy != .before, let limit = limits.unsettledRunsPerPayer,
+        // Not upto: what it charges is only known once the upstream has answered.
+        if policy != .before, ctx.route.config.upto == nil, let limit = limits.unsettledRunsPerPayer,
            unsettledRuns.mustSettleFirst(runs, limit: limit, window: limits.unsettledRunsWindow, now: clock()) {
             policy = .before
         }
@@ -98,8 +114,14 @@ struct PaidRequestHandler: Sendable {
                                verification: ctx.route.config.deferral?.verify ?? .facilitator)
         var ledger = Ledger(store: store, logger: logger)
         var forwarded = false
-        let answer = await drive(&flow, ledger: &ledger, forwarded: &forwarded, payment: payment, facilitator: facilitator, ctx: ctx,
-                                 logger: logger)
+        var streaming = false
+        var answer = await drive(&flow, ledger: &ledger, forwarded: &forwarded, streaming: &streaming, payment: payment,
+                                 facilitator: facilitator, ctx: ctx, logger: logger)
+        if streaming {
+            // The head is out: a settled answer ends with its tail and receipt, anything else is cut short.
+            let trailer: (String, String)? = if case .upstream(_, _, let extra, _) = answer.0 { extra.first } else { nil }
+            answer.0 = answer.1 == .paid ? .streamed(.release(trailer: trailer)) : .streamed(.abort)
+        }
         if let admitted, flow.claim != .queued {
             settlements?.gate.release(route: admitted.route, payer: admitted.payer, amount: admitted.amount)
         }
@@ -149,7 +171,7 @@ struct PaidRequestHandler: Sendable {
     private func issuePass(flow: PaymentFlow, payment: PresentedPayment, ctx: Context) -> (token: String, cookie: String)? {
         guard let policy = ctx.passPolicy, let keyring = ctx.snapshot.passKeyring, let offerIndex = flow.offerIndex else { return nil }
         let now = clock()
-        let claims = policy.claims(path: ctx.path.path, payer: flow.payer ?? payment.payload.authorization.from,
+        let claims = policy.claims(path: ctx.path.path, payer: flow.payer ?? payment.from,
                                    network: ctx.route.offers[offerIndex].offer.network.caip2, now: now)
         let token = keyring.issue(claims)
         // Secure when the buyer reached the gateway over https (the public URL says how).
@@ -208,7 +230,8 @@ struct PaidRequestHandler: Sendable {
     /// Performs the flow's actions until it produces the answer.
     /// `forwarded` is set once the request has gone to the upstream.
     private func drive(
-        _ flow: inout PaymentFlow, ledger: inout Ledger, forwarded: inout Bool, payment: PresentedPayment, facilitator: any Facilitator,
+        _ flow: inout PaymentFlow, ledger: inout Ledger, forwarded: inout Bool, streaming: inout Bool, payment: PresentedPayment,
+        facilitator: any Facilitator,
         ctx: Context, logger: Logger
     ) async -> (PaidResult, RequestOutcome) {
         let responses = ctx.snapshot.responses
@@ -216,6 +239,8 @@ struct PaidRequestHandler: Sendable {
         var action = flow.start(payment, offers: ctx.route.offers, now: clock())
         var upstream: HTTPResponseHead?
         var buffered: ByteBuffer?
+        /// Streamed upto: what the relayed body counted.
+        var streamed: StreamedBody?
         /// The identifier's record as found (to replay, or to quote in a conflict).
         var identifierRecord: IdentifierRecord?
         while true {
@@ -240,11 +265,10 @@ struct PaidRequestHandler: Sendable {
                     }
                     continue
                 }
-                let authorization = payment.payload.authorization
                 let retention = ctx.snapshot.config.limits.storedResponseRetention
                 let request = IdentifierClaimRequest(
                     routeID: routeID, id: id, paymentHash: paymentHash, bindingHash: bindingHash,
-                    key: PaymentKey(network: offer.network.caip2, asset: offer.asset, payer: authorization.from, nonce: authorization.nonce),
+                    key: PaymentKey(network: offer.network.caip2, asset: offer.asset, payer: payment.from, nonce: payment.nonce),
                     requestID: ctx.requestID,
                     expiresAt: Int64(clamping: clock()) * 1000 + Int64(retention.components.seconds) * 1000)
                 switch await ledger.claimIdentifier(request) {
@@ -289,6 +313,9 @@ struct PaidRequestHandler: Sendable {
             case .refuse(let reason, let detail):
                 logger.info("payment refused", metadata: ["x402.reason": "\(reason.rawValue)", "x402.detail": "\(detail ?? "")"])
                 metrics.paymentRefused(reason: reason.rawValue)
+                if let mapped = FacilitatorRefusal.answer(for: detail) {
+                    return (.answer(refusalAnswer(mapped, ctx)), .refused)
+                }
                 let response = responses.paymentRequired(ctx.challenge, resourceURL: ctx.resourceURL, error: detail ?? reason.rawValue,
                                                          head: isHead, paywall: ctx.paywall, method: ctx.head.method.rawValue)
                 return (.answer(response), .refused)
@@ -326,7 +353,7 @@ struct PaidRequestHandler: Sendable {
             case .deliverPending:
                 let offer = ctx.route.offers[flow.offerIndex!].offer
                 logger.info("payment accepted; settlement deferred")
-                let pending = SettleResponse.pending(payer: flow.payer ?? payment.payload.authorization.from, network: offer.network.caip2)
+                let pending = SettleResponse.pending(payer: flow.payer ?? payment.from, network: offer.network.caip2)
                 return (.upstream(status: upstream!.status, headers: upstream!.headers, extra: [paymentResponse(pending, version: payment.version)],
                                   body: .relay), .deferred)
 
@@ -340,23 +367,31 @@ struct PaidRequestHandler: Sendable {
                 switch action {
                 case .forward, .settle, .recordPending:
                     ctx.counters.verified()
-                    ledger.note(.verified(payer: flow.payer ?? payment.payload.authorization.from))
+                    ledger.note(.verified(payer: flow.payer ?? payment.from))
                 default: break
                 }
 
             case .forward:
                 var forwarding = ctx.forwarding
-                forwarding.extraHeaders.append((ctx.snapshot.config.payerHeader, flow.payer ?? payment.payload.authorization.from))
+                forwarding.extraHeaders.append((ctx.snapshot.config.payerHeader, flow.payer ?? payment.from))
                 do throws(ReverseProxy.Failure) {
                     guard let target = ctx.snapshot.upstreams[ctx.route.config.upstream] else { throw .unavailable("not configured") }
                     forwarded = true
                     let response = try await ctx.hop.send(ctx.head, path: ctx.path, to: target, forwarding: forwarding, body: ctx.body)
                     upstream = response
                     if flow.policy == .afterSuccess && response.status.code < 400 {
+                        let holdBack = ctx.route.config.upto?.holdBack
                         do throws(ReverseProxy.Failure) {
-                            buffered = try await ctx.hop.collect(upTo: ctx.snapshot.config.limits.maxBufferedResponseBytes)
+                            if let holdBack {
+                                streaming = true
+                                streamed = try await ctx.hop.relay(status: response.status, headers: UptoSettlement.streamedHeaders(response, ctx),
+                                                                   holdingBack: holdBack)
+                            } else {
+                                buffered = try await ctx.hop.collect(upTo: ctx.snapshot.config.limits.maxBufferedResponseBytes)
+                            }
                         } catch {
-                            logger.warning("upstream response too large to hold back", metadata: ["x402.stage": "upstream"])
+                            logger.warning(holdBack == nil ? "upstream response too large to hold back" : "upstream stream ended early",
+                                           metadata: ["x402.stage": "upstream", "error": "\(error)"])
                             action = flow.upstreamFailed(.unavailable)
                             continue
                         }
@@ -377,20 +412,33 @@ struct PaidRequestHandler: Sendable {
                     action = flow.clientGone()
                     continue
                 }
-                // The row says "settling" on disk before money can move: a crash from here on leaves an unknown, never nothing.
-                if await !ledger.step(.settling) {
+                let prepared = ctx.route.offers[flow.offerIndex!]
+                let offer = prepared.offer
+                // upto: the charge depends on the answer (held back whole, or streamed and counted).
+                let upto = ctx.route.config.upto.map { metering in
+                    UptoSettlement.charge(offer, metering, response: upstream!,
+                                          bodyBytes: streamed?.bytes ?? buffered?.readableBytes ?? 0,
+                                          json: streamed.map(\.lastJSONEvent) ?? UptoSettlement.json(metering, body: buffered), logger: logger)
+                }
+                // The row says "settling" (and what it charges) on disk before money can move: a crash
+                // from here on leaves an unknown, never nothing.
+                if await !ledger.step(.settling, charge: upto.map(UptoSettlement.ledgerCharge)) {
                     action = flow.storageFailed()
                     continue
                 }
-                let requirements = requirementsJSON(ctx.route.offers[flow.offerIndex!], payment, ctx)
-                let result = await call(.settle, logger) { () async throws(FacilitatorFailure) in
-                    try await facilitator.settle(version: payment.version, paymentPayload: payment.rawJSON, requirements: requirements)
+                let requirements = upto.map { UptoSettlement.requirementsJSON(offer, amount: $0.amount) }
+                    ?? requirementsJSON(prepared, payment, ctx)
+                let result: Result<SettleResponse, PaymentFlow.CallFailure> = if upto?.amount == 0 {
+                    .success(UptoSettlement.nothingMoved(payer: flow.payer ?? payment.from, network: offer.network.caip2))
+                } else {
+                    await call(.settle, logger) { () async throws(FacilitatorFailure) in
+                        try await facilitator.settle(version: payment.version, paymentPayload: payment.rawJSON, requirements: requirements)
+                    }
                 }
                 switch result {
                 case .success(let settlement) where settlement.success:
                     metrics.settlement(outcome: "settled")
-                    let offer = ctx.route.offers[flow.offerIndex!].offer
-                    metrics.settled(network: offer.network.caip2, asset: offer.asset, amount: offer.amount)
+                    metrics.settled(network: offer.network.caip2, asset: offer.asset, amount: upto?.amount ?? offer.amount)
                     await ledger.step(.settled(transaction: settlement.transaction))
                 case .success(let settlement):
                     metrics.settlement(outcome: "failed")
@@ -413,6 +461,12 @@ struct PaidRequestHandler: Sendable {
 
             case .settlementFailed(let settlement):
                 logger.warning("settlement refused; content withheld", metadata: ["x402.reason": "\(settlement.errorReason ?? "")"])
+                if let mapped = FacilitatorRefusal.answer(for: settlement.errorReason) {
+                    var answer = refusalAnswer(mapped, ctx)
+                    let (name, value) = paymentResponse(settlement, version: payment.version)
+                    answer.headers.add(name: name, value: value)
+                    return (.answer(answer), .settlementFailed)
+                }
                 var headers: HTTPHeaders = ["Content-Type": "application/json", "Cache-Control": "no-store"]
                 responses.addCORS(&headers)
                 let (name, value) = paymentResponse(settlement, version: payment.version)
@@ -487,6 +541,15 @@ struct PaidRequestHandler: Sendable {
             return json
         }
         return prepared.requirementsJSON
+    }
+
+    /// A facilitator refusal the buyer can act on (see ``FacilitatorRefusal``): its status, code and
+    /// advice, with the route's offer in `PAYMENT-REQUIRED` so the buyer can pay again once it has acted.
+    private func refusalAnswer(_ refusal: FacilitatorRefusal, _ ctx: Context) -> Answer {
+        var answer = ctx.snapshot.responses.error(HTTPResponseStatus(statusCode: refusal.status), code: refusal.code,
+                                                  message: refusal.message, head: ctx.head.method == .HEAD)
+        answer.headers.add(name: X402Header.paymentRequired, value: ctx.challenge.header(resourceURL: ctx.resourceURL, error: refusal.code))
+        return answer
     }
 
     /// The `PAYMENT-RESPONSE` (v2) or `X-PAYMENT-RESPONSE` (v1) header.

@@ -228,13 +228,15 @@ public struct RouteConfig: Sendable, Hashable {
     public var discovery: RouteDiscovery
     /// How payments are checked and how much may stay unsettled, under `settlement: deferred`.
     public var deferral: Deferral?
+    /// How an `upto` route decides what to charge (nil: the route's offers are `exact`).
+    public var upto: UptoMetering?
     public var location: SourceLocation?
 
     public init(id: String, pattern: RoutePattern, host: HostPattern? = nil, upstream: String, access: RouteAccess,
                 description: String = "", mimeType: String = "", settlement: SettlementPolicy = .afterSuccess,
                 paymentIdentifier: PaymentIdentifierMode? = nil, cache: PaidResponseCaching = .private,
                 pass: RoutePass? = nil, discovery: RouteDiscovery = RouteDiscovery(), deferral: Deferral? = nil,
-                location: SourceLocation? = nil) {
+                upto: UptoMetering? = nil, location: SourceLocation? = nil) {
         self.id = id
         self.pattern = pattern
         self.host = host
@@ -248,6 +250,7 @@ public struct RouteConfig: Sendable, Hashable {
         self.pass = pass
         self.discovery = discovery
         self.deferral = deferral
+        self.upto = upto
         self.location = location
     }
 }

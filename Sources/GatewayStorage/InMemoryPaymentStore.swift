@@ -75,7 +75,7 @@ public final class InMemoryPaymentStore: PaymentStore {
                 throw StorageError(.outOfOrder, "\(first.target.rawValue) cannot follow \(row.state.rawValue)")
             }
             let wasQueued = row.state == .settlementPending
-            for step in steps { row.apply(step.transition, at: step.at) }
+            for step in steps { row.apply(step) }
             // `forwarded` on a queued row hands it to the settlement workers: its lease ends now.
             row.leaseUntil = wasQueued && row.state == .settlementPending ? now : now + settings.leaseMilliseconds
             row.updatedAt = now
@@ -307,7 +307,8 @@ public final class InMemoryPaymentStore: PaymentStore {
 
 extension PaymentRecord {
     /// The row after `transition` at time `now` (already checked against the order), as every backend writes it.
-    mutating func apply(_ transition: PaymentTransition, at now: Int64) {
+    mutating func apply(_ step: PaymentStep) {
+        let (transition, now) = (step.transition, step.at)
         state = transition.state(after: state)
         switch transition {
         case .verified(let payer):
@@ -318,8 +319,11 @@ extension PaymentRecord {
             forwardedAt = now
         case .settling:
             settlingAt = now
+            chargedAmount = step.charge?.amount ?? offer.amount
+            chargeBasis = step.charge?.basis
         case .settled(let hash):
             transaction = hash
+            chargedAmount = chargedAmount ?? offer.amount
             finishedAt = now
         case .refused(let why), .released(let why), .unknown(let why):
             reason = why

@@ -4,7 +4,7 @@ extension LedgerSQL {
     /// What a take returns, in order (read by ``deferredSettlement(from:)``).
     static let takenColumns = """
         network, asset, payer, nonce, scheme, pay_to, amount, route_id, valid_before, claimed_at, upstream_status, \
-        settle_attempts, x402_version, payment_payload, payment_requirements
+        settle_attempts, x402_version, payment_payload, payment_requirements, transfer_method
         """
 
     /// Takes up to `limit` queued rows whose lease has ended, oldest lease first, for this instance
@@ -74,7 +74,8 @@ extension LedgerSQL {
         }
         return DeferredSettlement(
             ticket: DeferredTicket(key: key, settleAttempt: Int(try c.int(11))), routeID: try c.text(7),
-            offer: PaymentOffer(scheme: try c.text(4), network: key.network, asset: key.asset, amount: try c.text(6), payTo: try c.text(5)),
+            offer: PaymentOffer(scheme: try c.text(4), network: key.network, asset: key.asset, amount: try c.text(6), payTo: try c.text(5),
+                                transferMethod: c.optionalText(15) ?? "eip3009"),
             validBefore: UInt64(max(0, try c.int(8))), claimedAt: try c.int(9), upstreamStatus: c.optionalInt(10).map { Int($0) },
             pending: pending)
     }

@@ -54,6 +54,14 @@ public enum LedgerSQL {
             "CREATE INDEX x402_payments_deferred_unknown ON x402_payments (claimed_at) WHERE state = 'unknown' AND deferred = 1",
             "CREATE INDEX x402_payments_settle_failed ON x402_payments (finished_at) WHERE state = 'settle_failed_after_delivery'",
         ],
+        // 4: Permit2 and `upto`. `transfer_method` says which nonce the key holds (EIP-3009's or
+        // Permit2's; NULL on older rows: EIP-3009); `charge_basis` how an upto charge was decided.
+        // `amount` stays the offer's (for upto the maximum); `charged_amount`, now written with
+        // `settling`, what the settlement moves.
+        [
+            "ALTER TABLE x402_payments ADD COLUMN transfer_method TEXT",
+            "ALTER TABLE x402_payments ADD COLUMN charge_basis TEXT",
+        ],
     ]
 
     public static var schemaVersion: Int { migrations.count }
@@ -110,10 +118,10 @@ public enum LedgerSQL {
     /// claim being made (`excluded.updated_at`), so each row of a batch carries its own.
     ///
     /// `pending`: the deferred claim, straight into `settlement_pending` with the payment kept to
-    /// settle it (values 16–18: version, payload, requirements); it takes only rows a fresh claim
+    /// settle it (values 17–19: version, payload, requirements); it takes only rows a fresh claim
     /// may take and whose settlement was never attempted (no unknown outcome behind it).
     static func claimSQL(rows: (String) -> String, bind: (Int) -> String, pending: Bool = false) -> String {
-        var values = (1...11).map(bind) + [pending ? "'settlement_pending'" : "'claimed'", "NULL", "1"] + [12, 13, 14, 15, 15].map(bind)
+        var values = (1...11).map(bind) + [pending ? "'settlement_pending'" : "'claimed'", "NULL", "1"] + [12, 13, 14, 15, 15, 16].map(bind)
         var columns = ""
         var deferredSet = "deferred = 0, settle_attempts = 0, x402_version = NULL, payment_payload = NULL, payment_requirements = NULL"
         var takable = """
@@ -121,7 +129,7 @@ public enum LedgerSQL {
                OR (x402_payments.state IN (\(list(inFlight))) AND x402_payments.lease_until <= excluded.updated_at)
             """
         if pending {
-            values += ["1"] + [16, 17, 18].map(bind)
+            values += ["1"] + [17, 18, 19].map(bind)
             columns = ", deferred, x402_version, payment_payload, payment_requirements"
             deferredSet = """
                 deferred = 1, settle_attempts = 0, x402_version = excluded.x402_version, payment_payload = excluded.payment_payload,
@@ -136,7 +144,7 @@ public enum LedgerSQL {
         }
         return """
             INSERT INTO x402_payments (network, asset, payer, nonce, scheme, pay_to, amount, route_id, method, path, request_id,
-              state, prior_state, attempt, instance_id, lease_until, valid_before, claimed_at, updated_at\(columns))
+              state, prior_state, attempt, instance_id, lease_until, valid_before, claimed_at, updated_at, transfer_method\(columns))
             \(rows(values.joined(separator: ", ")))
             ON CONFLICT (network, asset, payer, nonce) DO UPDATE SET
               prior_state = CASE WHEN x402_payments.state IN ('claimed', 'verified', 'forwarded')
@@ -146,8 +154,9 @@ public enum LedgerSQL {
               scheme = excluded.scheme, pay_to = excluded.pay_to, amount = excluded.amount, route_id = excluded.route_id,
               method = excluded.method, path = excluded.path, request_id = excluded.request_id,
               instance_id = excluded.instance_id, lease_until = excluded.lease_until, valid_before = excluded.valid_before,
-              claimed_at = excluded.claimed_at, updated_at = excluded.updated_at,
+              claimed_at = excluded.claimed_at, updated_at = excluded.updated_at, transfer_method = excluded.transfer_method,
               verified_payer = NULL, upstream_status = NULL, reason = NULL, transaction_hash = NULL, charged_amount = NULL,
+              charge_basis = NULL,
               verified_at = NULL, forwarded_at = NULL, settling_at = NULL, finished_at = NULL, reconciled_at = NULL,
               \(deferredSet)
             WHERE \(takable)
@@ -165,7 +174,7 @@ public enum LedgerSQL {
             [.text(r.key.network), .text(r.key.asset), .text(r.key.payer), .text(r.key.nonce),
              .text(r.offer.scheme), .text(r.offer.payTo), .text(r.offer.amount),
              .text(r.routeID), .text(r.method), .text(r.path), .text(r.requestID),
-             .text(instance), .integer(leaseUntil), .integer(Int64(clamping: r.validBefore)), .integer(now)],
+             .text(instance), .integer(leaseUntil), .integer(Int64(clamping: r.validBefore)), .integer(now), .text(r.offer.transferMethod)],
             hot: .claim)
     }
 
@@ -175,7 +184,7 @@ public enum LedgerSQL {
             [.text(r.key.network), .text(r.key.asset), .text(r.key.payer), .text(r.key.nonce),
              .text(r.offer.scheme), .text(r.offer.payTo), .text(r.offer.amount),
              .text(r.routeID), .text(r.method), .text(r.path), .text(r.requestID),
-             .text(instance), .integer(leaseUntil), .integer(Int64(clamping: r.validBefore)), .integer(now),
+             .text(instance), .integer(leaseUntil), .integer(Int64(clamping: r.validBefore)), .integer(now), .text(r.offer.transferMethod),
              .integer(Int64(p.x402Version)), .text(p.payload), .text(p.requirements)],
             hot: .claimPending)
     }
@@ -211,7 +220,7 @@ public enum LedgerSQL {
             switch step.transition {
             case .verified(let payer): binds.append(.text(payer.lowercased()))
             case .forwarded(let status): binds.append(.integer(Int64(status)))
-            case .settling: break
+            case .settling: binds += [.text(step.charge?.amount ?? ""), .text(step.charge?.basis ?? "")]
             case .settled(let hash): binds.append(.text(hash))
             case .refused(let why), .released(let why), .unknown(let why): binds.append(.text(why))
             case .pending: break
@@ -222,7 +231,8 @@ public enum LedgerSQL {
     }
 
     /// The statement for a chain of step kinds: `$5` attempt, `$6` now, `$7` lease, then each
-    /// step's time and value (`settling` has no value). Made once per chain.
+    /// step's time and value (`settling`: the charge's amount and basis, empty for the offer's
+    /// amount). Made once per chain.
     static func recordSQL(_ targets: [PaymentState]) -> String {
         if let made = madeRecordSQL.withLock({ $0[targets] }) { return made }
         let sql = recordSQL(targets, bind: { "$\($0)" }, from: "")
@@ -248,8 +258,10 @@ public enum LedgerSQL {
             switch target {
             case .verified: sets.append("verified_payer = \(nextBind()), verified_at = \(at)")
             case .forwarded: sets.append("upstream_status = \(nextBind()), forwarded_at = \(at)")
-            case .settling: sets.append("settling_at = \(at)")
-            case .settled: sets.append("transaction_hash = \(nextBind()), charged_amount = amount, finished_at = \(at)")
+            case .settling:
+                let (charged, basis) = (nextBind(), nextBind())
+                sets.append("settling_at = \(at), charged_amount = COALESCE(NULLIF(\(charged), ''), amount), charge_basis = NULLIF(\(basis), '')")
+            case .settled: sets.append("transaction_hash = \(nextBind()), charged_amount = COALESCE(charged_amount, amount), finished_at = \(at)")
             default:  // refused, released, unknown: the payment kept for a deferred settlement goes
                 sets.append("reason = \(nextBind()), finished_at = \(at), payment_payload = NULL, payment_requirements = NULL")
             }
@@ -285,7 +297,7 @@ public enum LedgerSQL {
             types.append(.integer)  // the step's time
             switch target {
             case .forwarded: types.append(.integer)
-            case .settling: break
+            case .settling: types += [.text, .text]  // the charge's amount and basis
             default: types.append(.text)  // verified's payer, settled's transaction, a reason
             }
         }
@@ -345,7 +357,8 @@ public enum LedgerSQL {
     public static let columns = """
         network, asset, payer, nonce, scheme, pay_to, amount, route_id, method, path, request_id, state, attempt, instance_id, \
         lease_until, valid_before, verified_payer, upstream_status, reason, transaction_hash, claimed_at, verified_at, \
-        forwarded_at, settling_at, finished_at, reconciled_at, updated_at, deferred, settle_attempts
+        forwarded_at, settling_at, finished_at, reconciled_at, updated_at, deferred, settle_attempts, transfer_method, charged_amount, \
+        charge_basis
         """
 
     public static func payments(_ q: PaymentQuery) -> SQLStatement {
@@ -397,12 +410,13 @@ public enum LedgerSQL {
         guard let state = PaymentState(rawValue: try text(11)) else { throw StorageError(.corrupt, "x402_payments: unknown state") }
         return PaymentRecord(
             key: PaymentKey(network: try text(0), asset: try text(1), payer: try text(2), nonce: try text(3)),
-            offer: PaymentOffer(scheme: try text(4), network: try text(0), asset: try text(1), amount: try text(6), payTo: try text(5)),
+            offer: PaymentOffer(scheme: try text(4), network: try text(0), asset: try text(1), amount: try text(6), payTo: try text(5),
+                                transferMethod: optionalText(29) ?? "eip3009"),
             routeID: try text(7), method: try text(8), path: try text(9), requestID: try text(10), state: state,
             attempt: Int(try int(12)), instanceID: try text(13), leaseUntil: try int(14), validBefore: UInt64(max(0, try int(15))),
             verifiedPayer: optionalText(16), upstreamStatus: optionalInt(17).map { Int($0) }, reason: optionalText(18),
-            transaction: optionalText(19), claimedAt: try int(20), verifiedAt: optionalInt(21), forwardedAt: optionalInt(22),
-            settlingAt: optionalInt(23), finishedAt: optionalInt(24), reconciledAt: optionalInt(25), updatedAt: try int(26),
-            deferred: (optionalInt(27) ?? 0) != 0, settleAttempts: Int(optionalInt(28) ?? 0))
+            transaction: optionalText(19), chargedAmount: optionalText(30), chargeBasis: optionalText(31), claimedAt: try int(20),
+            verifiedAt: optionalInt(21), forwardedAt: optionalInt(22), settlingAt: optionalInt(23), finishedAt: optionalInt(24),
+            reconciledAt: optionalInt(25), updatedAt: try int(26), deferred: (optionalInt(27) ?? 0) != 0, settleAttempts: Int(optionalInt(28) ?? 0))
     }
 }

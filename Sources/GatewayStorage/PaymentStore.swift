@@ -110,16 +110,19 @@ public struct PaymentOffer: Sendable, Equatable {
     public var scheme: String
     public var network: String
     public var asset: String
-    /// Atomic units, decimal digits (never a float).
+    /// Atomic units, decimal digits (never a float); for `upto`, the maximum signed for.
     public var amount: String
     public var payTo: String
+    /// `eip3009` or `permit2` (how the token moves; which nonce the key's `nonce` is).
+    public var transferMethod: String
 
-    public init(scheme: String, network: String, asset: String, amount: String, payTo: String) {
+    public init(scheme: String, network: String, asset: String, amount: String, payTo: String, transferMethod: String = "eip3009") {
         self.scheme = scheme
         self.network = network
         self.asset = asset
         self.amount = amount
         self.payTo = payTo
+        self.transferMethod = transferMethod
     }
 }
 

@@ -8,7 +8,8 @@ import X402
 ///   is not resting after a failure; any failure (no answer, a timeout, a non-2xx status, an
 ///   answer that is not the expected JSON) rests that member and the next one is asked. Verifying
 ///   moves no money, so asking again elsewhere is safe. A member that answers — `isValid` true or
-///   false — ends the search.
+///   false — ends the search. An `upto` payment is bound to one facilitator address
+///   (`extra.facilitatorAddress`): only members announcing that address for its network are asked.
 /// - `/settle` goes to exactly one member, never to a second: the member that verified this
 ///   payment (remembered per payload), else the first member serving its kind that is not resting,
 ///   else the first serving it. A settlement that fails there is the caller's unknown outcome; it is
@@ -55,8 +56,17 @@ public final class FacilitatorGroup: Facilitator {
         }
     }
 
+    /// What a payment needs of a member: its kind, and for `upto` the facilitator address the buyer
+    /// bound its authorization to (only the facilitator at that address can settle it).
+    struct Target {
+        let kind: Kind
+        let uptoFacilitator: String?
+    }
+
     private struct MemberState {
         var kinds: Set<Kind>?
+        /// The `upto` facilitator address per network (`eip155:*` as announced), lower-cased.
+        var uptoAddresses: [String: String] = [:]
         var kindsFetchedAt: ContinuousClock.Instant?
         var refreshing = false
         var restingUntil: ContinuousClock.Instant?
@@ -98,10 +108,10 @@ public final class FacilitatorGroup: Facilitator {
     // MARK: Facilitator
 
     public func verify(version: Int, paymentPayload: [UInt8], requirements: [UInt8]) async throws(FacilitatorFailure) -> VerifyResponse {
-        let kind = Self.kind(version: version, requirements: requirements)
+        let target = Self.target(version: version, requirements: requirements)
         refreshKindsInBackground()
         var last = FacilitatorFailure.unreachable("no facilitator serves this payment's kind")
-        for index in order(for: kind) {
+        for index in order(for: target) {
             do throws(FacilitatorFailure) {
                 let answer = try await members[index].facilitator.verify(version: version, paymentPayload: paymentPayload, requirements: requirements)
                 succeeded(index)
@@ -116,8 +126,8 @@ public final class FacilitatorGroup: Facilitator {
     }
 
     public func settle(version: Int, paymentPayload: [UInt8], requirements: [UInt8]) async throws(FacilitatorFailure) -> SettleResponse {
-        let kind = Self.kind(version: version, requirements: requirements)
-        let index = state.withLock { $0.verifiedBy.removeValue(forKey: paymentPayload)?.member } ?? order(for: kind).first
+        let index = state.withLock { $0.verifiedBy.removeValue(forKey: paymentPayload)?.member }
+            ?? order(for: Self.target(version: version, requirements: requirements)).first
         guard let index else { throw .unreachable("no facilitator serves this payment's kind") }
         do throws(FacilitatorFailure) {
             let answer = try await members[index].facilitator.settle(version: version, paymentPayload: paymentPayload, requirements: requirements)
@@ -166,21 +176,27 @@ public final class FacilitatorGroup: Facilitator {
 
     // MARK: Routing
 
-    /// The payment's kind, read from the requirements JSON the caller sends (nil when it cannot
-    /// be read: then every member is a candidate).
-    static func kind(version: Int, requirements: [UInt8]) -> Kind? {
+    /// The payment's kind (and `upto` facilitator address), read from the requirements JSON the
+    /// caller sends (nil when it cannot be read: then every member is a candidate).
+    static func target(version: Int, requirements: [UInt8]) -> Target? {
         guard let node = try? JSONReader.parse(requirements),
               case .string(let scheme)? = node["scheme"], case .string(let network)? = node["network"] else { return nil }
-        return Kind(version: version, scheme: scheme, network: network)
+        var facilitator: String?
+        if scheme == "upto", case .string(let address)? = node["extra"]?["facilitatorAddress"] { facilitator = address.lowercased() }
+        return Target(kind: Kind(version: version, scheme: scheme, network: network), uptoFacilitator: facilitator)
     }
 
-    /// Members that serve `kind`, those not resting first, each group in configured order.
-    func order(for kind: Kind?) -> [Int] {
+    /// Members that serve `target`, those not resting first, each group in configured order. An
+    /// `upto` payment goes only to members announcing the address it is bound to (or not known yet).
+    func order(for target: Target?) -> [Int] {
         let at = now()
         return state.withLock { state in
             let serving = members.indices.filter { index in
-                guard let kind, let kinds = state.members[index].kinds else { return true }
-                return kind.isServed(by: kinds)
+                let member = state.members[index]
+                guard let target, let kinds = member.kinds else { return true }
+                guard target.kind.isServed(by: kinds) else { return false }
+                guard let bound = target.uptoFacilitator else { return true }
+                return (member.uptoAddresses[target.kind.network] ?? member.uptoAddresses["eip155:*"]) == bound
             }
             let awake = serving.filter { state.members[$0].restingUntil.map { $0 <= at } ?? true }
             return awake + serving.filter { !awake.contains($0) }
@@ -216,6 +232,10 @@ public final class FacilitatorGroup: Facilitator {
         let at = now()
         state.withLock { state in
             state.members[index].kinds = Set(answer.kinds.map { Kind(version: $0.x402Version, scheme: $0.scheme, network: $0.network) })
+            state.members[index].uptoAddresses = [:]
+            for kind in answer.kinds where kind.scheme == "upto" {
+                if let address = kind.extra?["facilitatorAddress"]?.stringValue { state.members[index].uptoAddresses[kind.network] = address.lowercased() }
+            }
             state.members[index].kindsFetchedAt = at
         }
     }

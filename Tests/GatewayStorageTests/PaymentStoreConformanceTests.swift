@@ -86,6 +86,46 @@ struct PaymentStoreConformanceTests {
         }
     }
 
+    @Test("an upto charge is recorded with settling (durable before /settle); revenue counts it, not the maximum", arguments: Backend.all)
+    func uptoCharge(_ backend: Backend) async throws {
+        try await Self.withInstances(backend) { a, b, _ in
+            var upto = Self.request(route: "llm")
+            upto.offer.scheme = "upto"
+            upto.offer.amount = "50000"  // the maximum signed for
+            upto.offer.transferMethod = "permit2"
+            upto.key.nonce = "123456789"  // Permit2 nonces are decimal
+            let exact = Self.request()
+            for request in [upto, exact] {
+                let ticket = try Self.ticket(try await a.claim(request))
+                let charge = request.offer.scheme == "upto" ? PaymentCharge(amount: "1234", basis: "report_capped") : nil
+                try await a.record(ticket, [
+                    PaymentStep(.verified(payer: request.key.payer), at: a.now()), PaymentStep(.forwarded(upstreamStatus: 200), at: a.now()),
+                    PaymentStep(.settling, at: a.now(), charge: charge),
+                ])
+                let settling = try await Self.row(b, request.key)
+                #expect(settling.chargedAmount == (charge?.amount ?? "1000") && settling.chargeBasis == charge?.basis)
+                try await a.record(ticket, .settled(transaction: "0xabc"))
+            }
+            let row = try await Self.row(b, upto.key)
+            #expect(row.state == .settled && row.offer.amount == "50000" && row.offer.transferMethod == "permit2")
+            #expect(row.chargedAmount == "1234" && row.chargeBasis == "report_capped" && row.revenueAmount == "1234")
+            let plain = try await Self.row(b, exact.key)
+            #expect(plain.offer.transferMethod == "eip3009" && plain.chargedAmount == "1000" && plain.chargeBasis == nil)
+            let summary = try await b.revenue(RevenueQuery(from: 0, to: Int64.max, bucketMilliseconds: 86_400_000))
+            #expect(summary.revenue.first { $0.routeID == "llm" }?.total == DecimalSum("1234"))
+            #expect(summary.payers.first?.total == DecimalSum("2234"))
+            // A new claim of a key (after the facilitator refused its settlement) starts without the old charge.
+            let again = Self.request(route: "llm")
+            let first = try Self.ticket(try await a.claim(again))
+            try await a.record(first, [PaymentStep(.verified(payer: again.key.payer), at: a.now()),
+                                       PaymentStep(.settling, at: a.now(), charge: PaymentCharge(amount: "7", basis: "per_kib"))])
+            try await a.record(first, .refused(reason: "invalid_upto_evm_transaction_failed"))
+            _ = try Self.ticket(try await b.claim(again))
+            let reclaimed = try await Self.row(b, again.key)
+            #expect(reclaimed.chargedAmount == nil && reclaimed.chargeBasis == nil)
+        }
+    }
+
     @Test("a claim that reached settling is never taken over as fresh: after its lease, only as a retry", arguments: Backend.all)
     func settlingIsUnknown(_ backend: Backend) async throws {
         try await Self.withInstances(backend) { a, b, clock in

@@ -120,8 +120,9 @@ struct FacilitatorClientTests {
             #expect(verified == VerifyResponse(isValid: false, invalidReason: "invalid_payload"))
             let settled = try await client.settle(version: 2, paymentPayload: Array("{}".utf8), requirements: Array("{}".utf8))
             #expect(!settled.success && settled.errorReason == "invalid_payload")
-            let answer1 = try await client.supported().kinds.count == 2
-            #expect(answer1)
+            let kinds = try await client.supported().kinds
+            #expect(kinds.map(\.scheme) == ["exact", "upto", "exact"])
+            #expect(kinds[1].extra?["facilitatorAddress"] == .string(FakeFacilitator.address))
             #expect(facilitator.verifyCalls == 1 && facilitator.settleCalls == 1)
             await client.shutdown()
         }

@@ -17,6 +17,8 @@ struct FacilitatorGroupTests {
         var supportedFailure: FacilitatorFailure?
         var isValid = true
         var networks: [String]
+        /// The `upto` facilitator address it announces for its networks (nil: no `upto`).
+        var uptoAddress: String?
         var verifyCalls = 0
         var settleCalls = 0
         var supportedCalls = 0
@@ -40,9 +42,13 @@ struct FacilitatorGroupTests {
         }
 
         func supported() async throws(FacilitatorFailure) -> SupportedResponse {
-            let (failure, networks) = lock.withLock { supportedCalls += 1; return (supportedFailure, self.networks) }
+            let (failure, networks, upto) = lock.withLock { supportedCalls += 1; return (supportedFailure, self.networks, uptoAddress) }
             if let failure { throw failure }
-            return SupportedResponse(kinds: networks.map { .init(x402Version: 2, scheme: "exact", network: $0) })
+            var kinds = networks.map { SupportedResponse.Kind(x402Version: 2, scheme: "exact", network: $0) }
+            if let upto {
+                kinds += networks.map { .init(x402Version: 2, scheme: "upto", network: $0, extra: ["facilitatorAddress": .string(upto)]) }
+            }
+            return SupportedResponse(kinds: kinds)
         }
     }
 
@@ -141,6 +147,28 @@ struct FacilitatorGroupTests {
             try await group.verify(version: 2, paymentPayload: Self.payload(3), requirements: Self.requirements("eip155:1"))
         }
         #expect(a.verifyCalls == 1 && b.verifyCalls == 1)
+    }
+
+    @Test("an upto payment goes only to the member announcing the facilitator address it is bound to, verify and settle")
+    func uptoBoundToItsFacilitator() async throws {
+        let (a, b, c, clock) = (Member("a"), Member("b"), Member("c"), Clock())
+        a.uptoAddress = "0x1111111111111111111111111111111111111111"
+        b.uptoAddress = "0x2222222222222222222222222222222222222222"
+        let group = try await Self.group([a, b, c], clock: clock)
+        let bound = Array(#"{"scheme":"upto","network":"eip155:84532","amount":"5","extra":{"facilitatorAddress":"0x2222222222222222222222222222222222222222"}}"#.utf8)
+        _ = try await group.verify(version: 2, paymentPayload: Self.payload(1), requirements: bound)
+        #expect(a.verifyCalls == 0 && b.verifyCalls == 1 && c.verifyCalls == 0)
+        // Even with b resting (failed), a never gets it: a could not settle it.
+        b.verifyFailure = .unreachable("down")
+        await #expect(throws: FacilitatorFailure.self) {
+            try await group.verify(version: 2, paymentPayload: Self.payload(2), requirements: bound)
+        }
+        #expect(a.verifyCalls == 0 && c.verifyCalls == 0)
+        #expect(try await group.settle(version: 2, paymentPayload: Self.payload(3), requirements: bound).transaction == "0xb")
+        #expect(a.settleCalls == 0 && c.settleCalls == 0)
+        // exact payments still go to the first member.
+        _ = try await group.verify(version: 2, paymentPayload: Self.payload(4), requirements: Self.requirements())
+        #expect(a.verifyCalls == 1)
     }
 
     @Test("when every member serving a kind rests they are still tried, in order; /supported leaves out the unreachable")
