@@ -43,6 +43,10 @@ let package = Package(
         // HMAC-SHA256 for route passes, and in tests an independent check of the CDP JWTs' signatures
         // (already in the graph through postgres-nio and jwt-kit).
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        // TLS on the main listener: reading and checking the certificate and key (X.509, PEM).
+        // Already in the graph through jwt-kit.
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         // Tests only: property-based tests (the route index against the first-match scan).
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
     ],
@@ -122,7 +126,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Layer 3: the HTTP gateway (Hummingbird server, AsyncHTTPClient proxy, YAML loading).
+        // Layer 3: the HTTP gateway (NIO listener and reverse proxy, Hummingbird admin listener,
+        // YAML loading; AsyncHTTPClient only for the `reload` command's admin call).
         .target(
             name: "Gateway",
             dependencies: [
@@ -140,6 +145,8 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "BigInt", package: "BigInt"),
             ],
             swiftSettings: swiftSettings
@@ -178,19 +185,22 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
+        // Tests only: fixture edits by text that fail when the text to replace is missing.
+        .target(name: "FixtureEditing", swiftSettings: swiftSettings),
         .testTarget(
             name: "GatewayStorageTests",
-            dependencies: ["GatewayStorage", "GatewayStorageSQLite", "GatewayStoragePostgres", .product(name: "BigInt", package: "BigInt")],
+            dependencies: ["FixtureEditing", "GatewayStorage", "GatewayStorageSQLite", "GatewayStoragePostgres", .product(name: "BigInt", package: "BigInt")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "X402Tests",
-            dependencies: ["X402", "X402Crypto", .product(name: "BigInt", package: "BigInt")],
+            dependencies: ["FixtureEditing", "X402", "X402Crypto", .product(name: "BigInt", package: "BigInt")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -202,6 +212,7 @@ let package = Package(
         .testTarget(
             name: "GatewayCoreTests",
             dependencies: [
+                "FixtureEditing",
                 "GatewayCore", "X402", "X402Crypto", .product(name: "BigInt", package: "BigInt"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -216,6 +227,7 @@ let package = Package(
         .testTarget(
             name: "GatewayTests",
             dependencies: [
+                "FixtureEditing",
                 "Gateway", "GatewayCore", "GatewayTestSupport", "X402", "X402Crypto", "X402Facilitator", "GatewayStorage",
                 "GatewayStorageSQLite", "GatewayStoragePostgres", .product(name: "BigInt", package: "BigInt"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -224,6 +236,10 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
             ],

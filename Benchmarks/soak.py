@@ -19,11 +19,9 @@ Results: .build-release/soak/last-run.{md,json}.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import queue
 import random
-import shutil
 import signal
 import sys
 import threading
@@ -287,15 +285,13 @@ def main() -> None:
     b = run.Bench()
 
     def on_signal(signum, frame):
-        b.procs.stop_all()
-        shutil.rmtree(b.work, ignore_errors=True)
-        sys.exit(128 + signum)
+        raise KeyboardInterrupt  # the finally below stops everything
 
     signal.signal(signal.SIGTERM, on_signal)
     samples: list[dict] = []
     try:
         b.start_backend()
-        b.start_gateway(storage="sqlite", extra_yaml=f"limits: {{ headerTimeout: {HEADER_TIMEOUT}s }}\n")
+        b.start_gateway(storage="sqlite", extra=f"limits: {{ headerTimeout: {HEADER_TIMEOUT}s }}\n")
         soak = Soak(b)
         pid = b.gateway.pid
         sampling = threading.Event()
@@ -346,25 +342,15 @@ def main() -> None:
         if soak.tally.examples:
             lines += ["", "Unexpected (first 20):", ""] + [f"- {e}" for e in soak.tally.examples]
         table = "\n".join(lines)
-        os.makedirs(RESULTS_DIR, exist_ok=True)
-        with open(os.path.join(RESULTS_DIR, "last-run.json"), "w") as f:
-            json.dump({"minutes": MINUTES, "warmup_s": WARMUP, "base": base, "final": final, "peak_rss_mb": peak,
-                       "tally": {"ok": soak.tally.ok, "unexpected": soak.tally.unexpected, "examples": soak.tally.examples},
-                       "samples": samples, "elapsed_s": time.time() - started}, f, indent=2)
-        with open(os.path.join(RESULTS_DIR, "last-run.md"), "w") as f:
-            f.write(table + "\n")
-        print()
-        print(table)
-        print()
+        run.write_results(RESULTS_DIR, {
+            "minutes": MINUTES, "warmup_s": WARMUP, "base": base, "final": final, "peak_rss_mb": peak,
+            "tally": {"ok": soak.tally.ok, "unexpected": soak.tally.unexpected, "examples": soak.tally.examples},
+            "samples": samples, "elapsed_s": time.time() - started}, table)
         log(f"done; results in {RESULTS_DIR}/last-run.{{md,json}}")
         if not all(ok for _, _, ok in targets):
             sys.exit(1)
     finally:
-        b.procs.stop_all()
-        if os.environ.get("BENCH_KEEP") == "1":
-            log(f"work directory kept: {b.work}")
-        else:
-            shutil.rmtree(b.work, ignore_errors=True)
+        b.close()
 
 
 if __name__ == "__main__":

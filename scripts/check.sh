@@ -27,7 +27,8 @@ own_test_processes() {
 }
 run_swift_tests() {
   rm -f .build/test-hung
-  setsid swift test --skip-build "${SWIFT_FLAGS[@]}" >.build/test-output.txt 2>&1 &
+  : >.build/test-output.txt  # exists before `tail` opens it (the background redirection may come later)
+  setsid swift test --skip-build "${SWIFT_FLAGS[@]}" >>.build/test-output.txt 2>&1 &
   local pid=$!
   ( sleep 600; [ -e "/proc/$pid" ] && touch .build/test-hung && kill -KILL -- "-$pid" ) >/dev/null 2>&1 &
   local watchdog=$!

@@ -46,11 +46,14 @@ fi
 [ -x "$X402_GATEWAY_BIN" ] || { echo "error: no gateway binary at $X402_GATEWAY_BIN" >&2; exit 1; }
 export X402_GATEWAY_BIN
 
-# --- a browser for the browser tests (Debian's chromium, driven over the DevTools protocol), and a
-# shared cache in front of the gateway for the caching test (Debian's nginx, run unprivileged) -------
+# --- a browser for the browser tests (Debian's chromium, driven over the DevTools protocol), a
+# shared cache in front of the gateway for the caching test (Debian's nginx, run unprivileged), and
+# the openssl CLI for the TLS tests -----------------------------------------------------------------
 need=()
 if [ -z "${E2E_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then need+=(chromium); fi
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then need+=(nginx); fi
+# openssl: the TLS tests make their CA with it and check the listener with `openssl s_client`.
+if ! command -v openssl >/dev/null 2>&1; then need+=(openssl); fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "== e2e: installing ${need[*]}"
   SUDO=""

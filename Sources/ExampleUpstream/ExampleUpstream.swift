@@ -26,6 +26,15 @@ struct ExampleUpstream: AsyncParsableCommand {
             let id = context.parameters.get("id") ?? ""
             return json(#"{"item":"\#(id.filter { $0.isLetter || $0.isNumber })"}"#)
         }
+        router.post("/v1/complete") { request, _ -> Response in
+            // A metered answer for an `upto` route: the usage, and what to charge for it in the
+            // header the official x402 SDK's servers use (the gateway strips it before the client).
+            let prompt = try await request.body.collect(upTo: 64 * 1024)
+            let tokens = 20 + prompt.readableBytes / 4
+            var response = json(#"{"completion":"hello from the example model","usage":{"total_tokens":\#(tokens)}}"#)
+            response.headers[.init("Settlement-Overrides")!] = #"{"amount":"\#(tokens * 10)"}"#
+            return response
+        }
         router.get("/public/hello") { _, _ -> Response in
             json(#"{"hello":"world"}"#)
         }

@@ -9,9 +9,12 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Paywall
+import Synchronization
 import X402
+import X402Facilitator
 
-/// The admin listener: `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /payments`, `GET /revenue`,
+/// The admin listener: `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /payments`,
+/// `GET /payments/deferred`, `GET /revenue`,
 /// `GET /dashboard`, `POST /reload`, and with `admin.token` the sign-in form (`/login`, `/logout`).
 extension GatewayServer {
     func adminApplication(_ admin: AdminConfig) -> some ApplicationProtocol {
@@ -44,6 +47,15 @@ extension GatewayServer {
                 let rows = try await self.store.payments(query)
                 let next = rows.count == query.limit ? rows.last?.claimedAt : nil
                 return Self.json(.ok, LedgerReport.json(rows, next: next))
+            } catch {
+                return Self.json(.serviceUnavailable, "{\"error\":\"storage_unavailable\",\"message\":\(JSONString.quoted("\(error)"))}")
+            }
+        }
+        router.get("payments/deferred") { _, _ in
+            let now = self.store.now()
+            let hold = self.box.snapshot.config.deferredSettlement.failedPayerHold?.wholeMilliseconds ?? 0
+            do {
+                return Self.json(.ok, LedgerReport.deferredJSON(try await self.store.deferredSummary(failuresSince: now - hold), now: now))
             } catch {
                 return Self.json(.serviceUnavailable, "{\"error\":\"storage_unavailable\",\"message\":\(JSONString.quoted("\(error)"))}")
             }
@@ -112,6 +124,22 @@ extension GatewayServer {
         case .unreachable(let why):
             ready = false
             checks.append(("facilitator", "unreachable: \(why)"))
+        }
+        if let group = box.snapshot.facilitatorGroup {
+            // Each member: a resting one does not make the gateway unready while another serves.
+            let members = group.status().map { member in
+                "\(member.name): " + (member.resting.map { "resting after a failure (\($0))" } ?? "serving")
+            }
+            checks.append(("facilitators", members.joined(separator: "; ")))
+        }
+        if let tls = serverTLS.withLock({ $0 }) {
+            let (info, refused) = tls.status
+            if Date() > info.notAfter {
+                ready = false
+                checks.append(("tls", "the served certificate expired: \(info)"))
+            } else {
+                checks.append(("tls", "ok (serving \(info)" + (refused.map { "; the files as they are now are not served: \($0)" } ?? "") + ")"))
+            }
         }
         do {
             try await store.ping()

@@ -8,9 +8,10 @@ import Yams
 
 extension YAMLReader {
     static let topLevelKeys = [
-        "listen", "publicBaseURL", "payTo", "network", "facilitator", "upstreams", "routes", "unmatched",
+        "listen", "publicBaseURL", "payTo", "network", "facilitator", "facilitators", "upstreams", "routes", "unmatched",
         "defaultUpstream", "trustedProxies", "caseSensitiveRoutes", "limits", "cors", "payerHeader", "maxTimeoutSeconds",
-        "admin", "reload", "paywall", "storage", "networks", "reconcile", "paymentIdentifier", "passes", "clientLimits",
+        "admin", "reload", "paywall", "storage", "networks", "reconcile", "paymentIdentifier", "passes", "discovery", "tls", "deferredSettlement",
+        "clientLimits",
     ]
 
     /// Defaults every route inherits.
@@ -23,6 +24,9 @@ extension YAMLReader {
         /// Set when a value was given but was invalid (already reported: no follow-up errors).
         var payToInvalid = false
         var networkInvalid = false
+        /// `assetTransferMethod` given on the route or an accepts entry (nil: from the asset).
+        var transferMethod: AssetTransferMethod?
+        var transferMethodInvalid = false
     }
 
     func gatewayConfig(_ root: Node) -> GatewayConfig? {
@@ -44,7 +48,7 @@ extension YAMLReader {
         let network = top["network"].flatMap { self.network($0.value, "network") }
         let maxTimeout = top["maxTimeoutSeconds"].flatMap { int($0.value, "maxTimeoutSeconds", range: 1...86_400) } ?? 300
         let caseSensitive = top["caseSensitiveRoutes"].flatMap { bool($0.value, "caseSensitiveRoutes") } ?? false
-        let facilitator = top["facilitator"].flatMap { facilitatorConfig($0.value) }
+        let facilitators = facilitatorsConfig(single: top["facilitator"], list: top["facilitators"])
         let upstreams = top["upstreams"].map { upstreamsConfig($0.value) } ?? [:]
         if top["upstreams"] == nil { error(root, "missing \"upstreams\": name at least one upstream API to forward to") }
 
@@ -111,14 +115,14 @@ extension YAMLReader {
             }
         }
 
-        var storage = top["storage"].map { storageConfig($0.value, facilitator: facilitator, upstreams: upstreams) } ?? StorageConfig(
+        var storage = top["storage"].map { storageConfig($0.value, facilitators: facilitators, upstreams: upstreams) } ?? StorageConfig(
             backend: .sqlite(path: resolvePath(StorageConfig.defaultSQLitePath)))
         if top["storage"].flatMap({ node -> Node? in
             if case .mapping(let m) = node.value { return m["lease"] }
             return nil
         }) == nil {
             // The default lease outlives the slowest paid request, whatever the timeouts.
-            storage.lease = max(storage.lease, Self.slowestPaidRequest(facilitator: facilitator, upstreams: upstreams) + .seconds(60))
+            storage.lease = max(storage.lease, Self.slowestPaidRequest(facilitators: facilitators, upstreams: upstreams) + .seconds(60))
         }
 
         var reload = ReloadConfig()
@@ -131,6 +135,8 @@ extension YAMLReader {
 
         let networks = top["networks"].map { networksConfig($0.value) } ?? [:]
         let reconcile = top["reconcile"].map { reconcileConfig($0.value) } ?? ReconcileConfig()
+        let deferredSettlement = top["deferredSettlement"].map { deferredSettlementConfig($0.value, facilitator: facilitators.max { $0.timeout < $1.timeout }) }
+            ?? DeferredSettlementConfig()
 
         var cors = CORSConfig()
         if let node = top["cors"]?.value, let m = mapping(node, "cors", allowed: ["allowOrigin", "maxAge"]) {
@@ -197,36 +203,61 @@ extension YAMLReader {
         }
 
         return GatewayConfig(
-            listen: listen, publicBaseURL: publicBaseURL, payTo: payTo, network: network?.caip2, facilitator: facilitator,
+            listen: listen, publicBaseURL: publicBaseURL, payTo: payTo, network: network?.caip2, facilitators: facilitators,
             upstreams: upstreams, routes: routes, unmatched: unmatched, trustedProxies: trusted,
             caseSensitiveRoutes: caseSensitive, limits: limits, cors: cors, payerHeader: payerHeader, admin: admin,
             reload: reload, paywall: paywall, storage: storage, networks: networks, reconcile: reconcile, passes: passes,
-            clientLimits: clientLimits)
+            discoveryManifest: top["discovery"].map { discoveryManifest($0.value) } ?? true,
+            tls: top["tls"].flatMap { tlsConfig($0.value) }, deferredSettlement: deferredSettlement, clientLimits: clientLimits)
     }
 
     // MARK: Sections
 
-    func facilitatorConfig(_ node: Node) -> FacilitatorConfig? {
-        guard let m = mapping(node, "facilitator", allowed: ["url", "timeout", "connectTimeout", "headers", "caFile", "cdp"]) else { return nil }
+    /// `facilitator: {…}` (one) or `facilitators: [{…}, …]` (several, asked in order), not both.
+    func facilitatorsConfig(single: (key: Node, value: Node)?, list: (key: Node, value: Node)?) -> [FacilitatorConfig] {
+        if let single, list != nil {
+            error(single.key, "use either facilitator (one) or facilitators (a list), not both")
+            return []
+        }
+        if let single { return facilitatorConfig(single.value).map { [$0] } ?? [] }
+        guard let list else { return [] }
+        guard let entries = list.value.sequence, !entries.isEmpty else {
+            error(list.value, "facilitators must be a list of { url: ... } entries, asked in order")
+            return []
+        }
+        var out: [FacilitatorConfig] = []
+        for (index, entry) in entries.enumerated() {
+            guard let config = facilitatorConfig(entry, what: "facilitators[\(index)]") else { continue }
+            if out.contains(where: { $0.url == config.url }) {
+                error(entry, "facilitators[\(index)] repeats the url \(config.url)")
+                continue
+            }
+            out.append(config)
+        }
+        return out
+    }
+
+    func facilitatorConfig(_ node: Node, what: String = "facilitator") -> FacilitatorConfig? {
+        guard let m = mapping(node, what, allowed: ["url", "timeout", "connectTimeout", "headers", "caFile", "cdp"]) else { return nil }
         guard let urlNode = m["url"]?.value else {
-            error(node, "facilitator needs a \"url\"")
+            error(node, "\(what) needs a \"url\"")
             return nil
         }
-        guard let url = string(urlNode, "facilitator.url") else { return nil }
+        guard let url = string(urlNode, "\(what).url") else { return nil }
         guard let parsed = parseBaseURL(url, allowPath: true), HTTPFacilitatorClient.accepts(url: parsed) else {
-            error(urlNode, "facilitator.url must be an absolute http(s) URL, not \"\(url)\"")
+            error(urlNode, "\(what).url must be an absolute http(s) URL, not \"\(url)\"")
             return nil
         }
-        let timeout = m["timeout"].flatMap { duration($0.value, "facilitator.timeout") } ?? .seconds(30)
-        let connectTimeout = m["connectTimeout"].flatMap { duration($0.value, "facilitator.connectTimeout") } ?? .seconds(2)
-        let headers = m["headers"].flatMap { stringMap($0.value, "facilitator.headers") } ?? []
+        let timeout = m["timeout"].flatMap { duration($0.value, "\(what).timeout") } ?? .seconds(30)
+        let connectTimeout = m["connectTimeout"].flatMap { duration($0.value, "\(what).connectTimeout") } ?? .seconds(2)
+        let headers = m["headers"].flatMap { stringMap($0.value, "\(what).headers") } ?? []
         var caFile: String?
-        if let n = m["caFile"]?.value, let path = string(n, "facilitator.caFile") {
-            if let problem = HTTPFacilitatorClient.caFileProblem(path) { error(n, "facilitator.caFile: \(problem)") } else { caFile = path }
+        if let n = m["caFile"]?.value, let path = string(n, "\(what).caFile") {
+            if let problem = HTTPFacilitatorClient.caFileProblem(path) { error(n, "\(what).caFile: \(problem)") } else { caFile = path }
         }
-        let cdp = m["cdp"].flatMap { cdpKey($0.value) }
+        let cdp = m["cdp"].flatMap { cdpKey($0.value, what: "\(what).cdp") }
         if cdp != nil, headers.contains(where: { $0.0.lowercased() == "authorization" }) {
-            error(m["cdp"]!.value, "facilitator.cdp signs the Authorization header itself: remove Authorization from facilitator.headers")
+            error(m["cdp"]!.value, "\(what).cdp signs the Authorization header itself: remove Authorization from \(what).headers")
         }
         return FacilitatorConfig(url: parsed, timeout: timeout, connectTimeout: connectTimeout,
                                  headers: Dictionary(headers, uniquingKeysWith: { $1 }), caFile: caFile, cdp: cdp)
@@ -234,17 +265,17 @@ extension YAMLReader {
 
     /// `cdp: { keyId, keySecret }`, the key read now so that a secret that is no key is reported
     /// here (at the secret's position, never quoting it).
-    func cdpKey(_ node: Node) -> CDPKey? {
-        guard let m = mapping(node, "facilitator.cdp", allowed: ["keyId", "keySecret"]) else { return nil }
+    func cdpKey(_ node: Node, what: String = "facilitator.cdp") -> CDPKey? {
+        guard let m = mapping(node, what, allowed: ["keyId", "keySecret"]) else { return nil }
         guard let idNode = m["keyId"]?.value, let secretNode = m["keySecret"]?.value else {
-            error(node, "facilitator.cdp needs keyId and keySecret (usually \"${CDP_API_KEY_ID}\" and \"${CDP_API_KEY_SECRET}\")")
+            error(node, "\(what) needs keyId and keySecret (usually \"${CDP_API_KEY_ID}\" and \"${CDP_API_KEY_SECRET}\")")
             return nil
         }
-        guard let keyId = string(idNode, "facilitator.cdp.keyId"), let secret = string(secretNode, "facilitator.cdp.keySecret") else { return nil }
+        guard let keyId = string(idNode, "\(what).keyId"), let secret = string(secretNode, "\(what).keySecret") else { return nil }
         do throws(CDPKeyError) {
             _ = try CDPAuthenticator(keyId: keyId, keySecret: secret)
         } catch let problem {
-            error(keyId.trimmingCharacters(in: .whitespaces).isEmpty ? idNode : secretNode, "facilitator.cdp: \(problem)")
+            error(keyId.trimmingCharacters(in: .whitespaces).isEmpty ? idNode : secretNode, "\(what): \(problem)")
             return nil
         }
         return CDPKey(keyId: keyId, keySecret: secret)
@@ -252,7 +283,7 @@ extension YAMLReader {
 
     /// `storage: memory`, `storage: { sqlite: PATH }` or `storage: { postgres: URL }`, with
     /// `instance`, `lease` and `poolSize` beside the backend.
-    func storageConfig(_ node: Node, facilitator: FacilitatorConfig?, upstreams: [String: UpstreamConfig]) -> StorageConfig {
+    func storageConfig(_ node: Node, facilitators: [FacilitatorConfig], upstreams: [String: UpstreamConfig]) -> StorageConfig {
         var config = StorageConfig()
         if case .scalar = node {
             if string(node, "storage") != "memory" {
@@ -283,9 +314,9 @@ extension YAMLReader {
         if let n = m["poolSize"]?.value, let size = int(n, "storage.poolSize", range: 1...256) { config.poolSize = size }
         if let n = m["lease"]?.value, let lease = duration(n, "storage.lease") {
             // A claim must outlive the slowest paid request, or another instance could take it over mid-flight.
-            let slowest = Self.slowestPaidRequest(facilitator: facilitator, upstreams: upstreams)
+            let slowest = Self.slowestPaidRequest(facilitators: facilitators, upstreams: upstreams)
             if lease <= slowest {
-                error(n, "storage.lease must be longer than the slowest paid request (\(slowest): the longest upstream timeout plus two facilitator timeouts)")
+                error(n, "storage.lease must be longer than the slowest paid request (\(slowest): the longest upstream timeout, every facilitator's timeout once for verification, and the longest again for settlement)")
             } else {
                 config.lease = lease
             }
@@ -354,10 +385,11 @@ extension YAMLReader {
         return config
     }
 
-    /// The longest a paid request can hold its claim before settling: the longest upstream timeout
-    /// plus two facilitator calls.
-    static func slowestPaidRequest(facilitator: FacilitatorConfig?, upstreams: [String: UpstreamConfig]) -> Duration {
-        (upstreams.values.map(\.timeout).max() ?? .zero) + (facilitator?.timeout ?? .zero) * 2
+    /// The longest a paid request can hold its claim before settling: the longest upstream timeout,
+    /// a verification that may ask every facilitator in turn, and the slowest settlement.
+    static func slowestPaidRequest(facilitators: [FacilitatorConfig], upstreams: [String: UpstreamConfig]) -> Duration {
+        (upstreams.values.map(\.timeout).max() ?? .zero) + facilitators.map(\.timeout).reduce(.zero, +)
+            + (facilitators.map(\.timeout).max() ?? .zero)
     }
 
     /// Why a PostgreSQL URL is unusable, or nil.
@@ -465,7 +497,8 @@ extension YAMLReader {
 
     static let routeKeys = [
         "id", "match", "host", "upstream", "price", "network", "payTo", "free", "accepts", "description", "mimeType",
-        "maxTimeoutSeconds", "settlement", "paymentIdentifier", "cache", "pass", "rateLimit", "freePerClient",
+        "maxTimeoutSeconds", "settlement", "paymentIdentifier", "cache", "pass", "discoverable", "input", "output", "verify", "riskBudget",
+        "assetTransferMethod", "upto", "rateLimit", "freePerClient",
     ]
 
     /// `optional`, `required` or `off`: `.some(nil)` for `off`, nil when the value is invalid (reported).
@@ -511,17 +544,28 @@ extension YAMLReader {
         var settlement = SettlementPolicy.afterSuccess
         if let n = m["settlement"]?.value, let s = string(n, "settlement") {
             if let p = SettlementPolicy(rawValue: s) { settlement = p } else {
-                error(n, "settlement must be \"after-success\" or \"before\", not \"\(s)\"")
+                error(n, "settlement must be \"after-success\", \"after-headers\", \"before\" or \"deferred\", not \"\(s)\"")
             }
         }
         let routeDefaults = overriding(defaults, with: m)
 
         let isFree = m["free"].flatMap { bool($0.value, "free") } ?? false
         let access: RouteAccess
-        let pricing = ["price", "accepts"].compactMap { m[$0] }
+        let pricing = ["price", "accepts", "upto"].compactMap { m[$0] }
+        var upto: UptoMetering?
         if isFree {
             if let first = pricing.first { error(first.key, "a free route cannot also have \"\(first.key.scalar?.string ?? "")\"") }
             access = .free
+        } else if let uptoNode = m["upto"] {
+            if let other = pricing.first(where: { $0.key != uptoNode.key }) {
+                error(other.key, "give either \"upto\" (a maximum, charged by use) or \"\(other.key.scalar?.string ?? "")\", not both")
+            }
+            guard let (offer, metering) = uptoRoute(uptoNode.value, defaults: routeDefaults) else { return nil }
+            if settlement != .afterSuccess, let n = m["settlement"] {
+                error(n.value, "an upto route settles once the upstream has answered in full (what it charges depends on the answer): settlement must be after-success")
+            }
+            access = .priced([offer])
+            upto = metering
         } else if let priceNode = m["price"]?.value {
             if let accepts = m["accepts"] { error(accepts.key, "give either \"price\" or \"accepts\", not both") }
             guard let offer = offer(priceNode, defaults: routeDefaults, at: node) else { return nil }
@@ -533,7 +577,8 @@ extension YAMLReader {
             }
             var offers: [Offer] = []
             for item in seq {
-                guard let e = mapping(item, "accepts entry", allowed: ["price", "network", "payTo", "maxTimeoutSeconds"]) else { continue }
+                guard let e = mapping(item, "accepts entry", allowed: ["price", "network", "payTo", "maxTimeoutSeconds", "assetTransferMethod"])
+                else { continue }
                 let d = overriding(routeDefaults, with: e)
                 guard let priceNode = e["price"]?.value else {
                     error(item, "accepts entry needs a \"price\"")
@@ -544,7 +589,7 @@ extension YAMLReader {
             guard offers.count == seq.count else { return nil }
             access = .priced(offers)
         } else {
-            error(node, "route \"\(matchText)\" needs \"price\", \"accepts\" or \"free: true\"")
+            error(node, "route \"\(matchText)\" needs \"price\", \"accepts\", \"upto\" or \"free: true\"")
             return nil
         }
         // payment-identifier: explicit on the route, else the top-level default for priced after-success routes.
@@ -553,13 +598,15 @@ extension YAMLReader {
             if let mode = paymentIdentifierMode(entry.value), let mode {
                 if isFree {
                     error(entry.key, "a free route cannot offer paymentIdentifier (no payment, nothing to replay)")
-                } else if settlement == .before {
+                } else if settlement != .afterSuccess {
                     error(entry.key, "paymentIdentifier needs settlement: after-success (a streamed answer cannot be stored and replayed)")
+                } else if upto?.holdBack != nil {
+                    error(entry.key, "paymentIdentifier needs an answer held back whole, not upto.holdBack (a streamed answer cannot be stored and replayed)")
                 } else {
                     paymentIdentifier = mode
                 }
             }
-        } else if !isFree, settlement == .afterSuccess {
+        } else if !isFree, settlement == .afterSuccess, upto?.holdBack == nil {
             paymentIdentifier = defaults.paymentIdentifier
         }
         // cache: paid answers are private unless the route says its content may be shared.
@@ -582,6 +629,10 @@ extension YAMLReader {
                 error(entry.key, "a free route cannot have a pass (nothing is paid on it; a pass sent to it is ignored)")
             } else if cache == .upstream {
                 error(entry.key, "a route with cache: upstream cannot issue passes: a shared cache would hand the pass cookie to everyone")
+            } else if settlement == .deferred {
+                error(entry.key, "a route with settlement: deferred cannot issue passes: a pass would outlive a payment not settled yet")
+            } else if upto?.holdBack != nil {
+                error(entry.key, "a streamed upto route (upto.holdBack) cannot issue passes: its head, where the pass goes, leaves before the settlement")
             } else if !passKeys {
                 error(entry.key, "pass needs the top-level passes: { keys: [{ id, secret: \"${PASS_KEY}\" }] } that passes are signed with")
             } else {
@@ -597,13 +648,16 @@ extension YAMLReader {
                 freePerClient = parsed
             }
         }
+        let discovery = routeDiscovery(m, pattern: pattern, isFree: isFree, mimeType: mimeType)
+        let deferral = routeDeferral(m, settlement: settlement, access: access)
         let explicitId = m["id"].flatMap { string($0.value, "id") }
         let id = explicitId ?? (host.map { "\($0) " } ?? "") + pattern.description
         if explicitId != nil { explicitIds.insert(id) }
         return RouteConfig(
             id: id, pattern: pattern, host: host, upstream: upstream, access: access, description: description,
             mimeType: mimeType, settlement: settlement, paymentIdentifier: paymentIdentifier, cache: cache, pass: pass,
-            rateLimit: rateLimit, freePerClient: freePerClient, location: location(matchNode))
+            discovery: discovery, deferral: deferral, upto: upto, rateLimit: rateLimit, freePerClient: freePerClient,
+            location: location(matchNode))
     }
 
     /// `network`, `payTo` and `maxTimeoutSeconds` given on a route or an accepts entry win over `defaults`.
@@ -618,12 +672,19 @@ extension YAMLReader {
             d.payToInvalid = d.payTo == nil
         }
         if let n = m["maxTimeoutSeconds"]?.value, let v = int(n, "maxTimeoutSeconds", range: 1...86_400) { d.maxTimeoutSeconds = v }
+        if let n = m["assetTransferMethod"]?.value, let text = string(n, "assetTransferMethod") {
+            d.transferMethod = AssetTransferMethod(rawValue: text)
+            d.transferMethodInvalid = d.transferMethod == nil
+            if d.transferMethod == nil { error(n, "assetTransferMethod must be \"eip3009\" or \"permit2\", not \"\(text)\"") }
+        }
         return d
     }
 
     /// `"$0.01"` (the network's default stablecoin) or `{ amount, asset, extra: { name, version } }`.
-    func offer(_ node: Node, defaults: RouteDefaults, at routeNode: Node) -> Offer? {
-        if defaults.networkInvalid || defaults.payToInvalid { return nil }
+    /// The transfer method is `assetTransferMethod` when given, else Permit2 for `upto` and for
+    /// assets that have no EIP-3009, else EIP-3009.
+    func offer(_ node: Node, defaults: RouteDefaults, at routeNode: Node, scheme: String = "exact") -> Offer? {
+        if defaults.networkInvalid || defaults.payToInvalid || defaults.transferMethodInvalid { return nil }
         guard let network = defaults.network else {
             error(node, "no network for this price: set a top-level \"network\" or one on the route")
             return nil
@@ -636,14 +697,26 @@ extension YAMLReader {
             error(node, "network \(network.caip2) is not an EVM network; only eip155 networks are supported")
             return nil
         }
+        /// The method for an asset, or nil (reported) when the configuration asks for one it cannot use.
+        func method(permit2Only: Bool, what: String) -> AssetTransferMethod? {
+            let method = defaults.transferMethod ?? (scheme == "upto" || permit2Only ? .permit2 : .eip3009)
+            if method == .eip3009 && scheme == "upto" {
+                error(node, "upto is paid through Permit2 only: remove assetTransferMethod: eip3009")
+                return nil
+            }
+            if method == .eip3009 && permit2Only {
+                error(node, "\(what) has no EIP-3009 transferWithAuthorization: it is paid through Permit2 (assetTransferMethod: permit2)")
+                return nil
+            }
+            return method
+        }
         if node.scalar != nil {
             guard let text = string(node, "price") else { return nil }
             guard let asset = network.defaultAsset else {
                 error(node, "network \(network.caip2) has no default stablecoin: give the price as { amount, asset, extra: { name, version } }")
                 return nil
             }
-            guard !asset.usesPermit2 else {
-                error(node, "the default asset of \(network.caip2) (\(asset.symbol)) needs Permit2, which this gateway does not support yet")
+            guard let method = method(permit2Only: asset.usesPermit2, what: "the default asset of \(network.caip2) (\(asset.symbol))") else {
                 return nil
             }
             let amount: BigUInt
@@ -653,11 +726,12 @@ extension YAMLReader {
                 self.error(node, "bad price \"\(text)\": \(error)")
                 return nil
             }
+            var extra: [String: JSONValue] = ["name": .string(asset.eip712Name), "version": .string(asset.eip712Version)]
+            if method == .permit2 { extra["assetTransferMethod"] = .string("permit2") }
             return Offer(
-                network: network, amount: amount, asset: asset.address, payTo: payTo,
-                maxTimeoutSeconds: defaults.maxTimeoutSeconds,
-                extra: ["name": .string(asset.eip712Name), "version": .string(asset.eip712Version)],
-                decimals: asset.decimals, symbol: asset.symbol)
+                scheme: scheme, network: network, amount: amount, asset: asset.address, payTo: payTo,
+                maxTimeoutSeconds: defaults.maxTimeoutSeconds, extra: extra, decimals: asset.decimals, symbol: asset.symbol,
+                transferMethod: method)
         }
         guard let m = mapping(node, "price", allowed: ["amount", "asset", "extra", "decimals", "symbol"]) else { return nil }
         guard let amountNode = m["amount"]?.value, let assetNode = m["asset"]?.value else {
@@ -677,15 +751,18 @@ extension YAMLReader {
         let known = network.defaultAsset.flatMap { $0.address.lowercased() == asset.lowercased() ? $0 : nil }
         if extra["name"] == nil, let known { extra["name"] = .string(known.eip712Name) }
         if extra["version"] == nil, let known { extra["version"] = .string(known.eip712Version) }
-        if extra["name"] == nil || extra["version"] == nil {
-            error(node, "asset \(asset) needs extra: { name, version } (the token's EIP-712 domain) so clients can sign")
+        guard let method = method(permit2Only: known?.usesPermit2 ?? false, what: "asset \(asset)") else { return nil }
+        if method == .permit2 {
+            extra["assetTransferMethod"] = .string("permit2")
+        } else if extra["name"] == nil || extra["version"] == nil {
+            error(node, "asset \(asset) needs extra: { name, version } (the token's EIP-712 domain) so clients can sign, or assetTransferMethod: permit2 (any ERC-20)")
             return nil
         }
         let decimals = m["decimals"].flatMap { int($0.value, "decimals", range: 0...36) } ?? known?.decimals
         let symbol = m["symbol"].flatMap { string($0.value, "symbol") } ?? known?.symbol
         return Offer(
-            network: network, amount: amount, asset: asset, payTo: payTo, maxTimeoutSeconds: defaults.maxTimeoutSeconds,
-            extra: extra, decimals: decimals, symbol: symbol)
+            scheme: scheme, network: network, amount: amount, asset: asset, payTo: payTo, maxTimeoutSeconds: defaults.maxTimeoutSeconds,
+            extra: extra, decimals: decimals, symbol: symbol, transferMethod: method)
     }
 
     /// `pass: { for: 24h, scope: path | route, group: NAME }`.

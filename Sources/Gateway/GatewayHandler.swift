@@ -48,6 +48,8 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private let connections: ConnectionLimiter
     /// This connection's admission under the connection limits, while it holds a place.
     private var admitted: ConnectionLimiter.Admission?
+    /// The upstream connection of a WebSocket handshake in progress (closed if the client leaves).
+    private var tunnelUpstream: (any Channel)?
     /// Why this connection was refused a place: its first request is answered 503, then it closes.
     private var refused: ConnectionLimiter.Admission?
     /// The answer to an intercepted request, written when its (discarded) body has been read.
@@ -122,6 +124,8 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func teardown() {
+        tunnelUpstream?.close(promise: nil)
+        tunnelUpstream = nil
         if let admitted {
             self.admitted = nil
             connections.release(admitted)
@@ -283,7 +287,13 @@ final class GatewayHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let http10 = head.version.major == 1 && head.version.minor == 0
         let decision = Routing.decide(head, peer: remoteAddress, snapshot: snapshot, logger: logger, requestID: requestID, clock: paid.clock)
         if upgrade == .refused {
-            refuseUpgrade(head, decision, snapshot: snapshot, requestID: requestID, context: context)
+            if case .forward(let name, let path, let counters, nil, nil) = decision, WebSocketTunnel.isWebSocketHandshake(head),
+               let upstream = snapshot.upstreams[name] {
+                startTunnel(head, path: path, upstream: upstream, counters: counters, snapshot: snapshot, requestID: requestID,
+                            remoteAddress: remoteAddress, context: context)
+            } else {
+                refuseUpgrade(head, decision, snapshot: snapshot, requestID: requestID, context: context)
+            }
             return
         }
         let expectsContinue = RequestRules.expectsContinue(head)
@@ -592,6 +602,8 @@ extension GatewayHandler {
                 loop.execute { bound.value.paidRelay(status, headers, extra, buffered: body, current.value) }
             case .upstream(let status, let headers, let extra, .relay):
                 loop.execute { bound.value.paidRelay(status, headers, extra, buffered: nil, current.value) }
+            case .streamed(let end):
+                loop.execute { bound.value.paidStreamFinish(end, current.value) }
             }
         }
     }
@@ -954,7 +966,12 @@ extension GatewayHandler: UpstreamExchangeDelegate {
     func upstreamResponseBody(_ body: ByteBuffer) {
         guard let exchange, let context else { return }
         switch exchange.state.responseBodyPart(now: context.eventLoop.now) {
-        case .relay: _ = writeBody(body, context: context)
+        case .relay:
+            if let hop = exchange.hop, hop.heldBack != nil {
+                relayHoldingBack(body, hop, context: context)  // streamed upto
+            } else {
+                _ = writeBody(body, context: context)
+            }
         case .hold: if let hop = exchange.hop { hold(body, hop, exchange) }
         case .ignore: break
         }
@@ -979,6 +996,13 @@ extension GatewayHandler: UpstreamExchangeDelegate {
                 promise.succeed(hop.body ?? ByteBuffer())
                 hop.body = nil
             }
+            return
+        }
+        if let hop = exchange.hop, hop.streamEnd != nil {
+            // Streamed upto: the held-back tail waits for the flow's settlement (``paidStreamFinish``).
+            self.exchange = nil
+            hop.ended = true
+            completeStream(hop)
             return
         }
         endRelayedBody(close: closeAfter(exchange.closeClient), context: context)
@@ -1030,7 +1054,9 @@ extension GatewayHandler: UpstreamExchangeDelegate {
                 }
                 return
             }
-            // The head is out: the only honest way left to say the body is incomplete.
+            // The head is out: the only honest way left to say the body is incomplete. A streamed
+            // upto payment learns it too (nothing is settled).
+            exchange.hop?.fail(.unavailable("upstream failed mid-response"))
             logger.warning("upstream failed mid-response", metadata: [
                 "request.id": "\(exchange.requestID)", "x402.upstream": "\(exchange.upstream.name)", "error": "\(error.map { "\($0)" } ?? "closed")"])
             state.closeNow()
@@ -1143,6 +1169,11 @@ extension GatewayHandler {
         var ended = false
         /// The upstream failed after the head; a later `collect` fails with this.
         var failure: ReverseProxy.Failure?
+        /// Streamed upto: the body relayed but its last bytes (``relayHop``), counted, and the flow
+        /// waiting for its end.
+        var heldBack: HeldBackBody?
+        var meter: StreamMeter?
+        var streamEnd: EventLoopPromise<StreamedBody>?
 
         init(payment: PaidExchange, head: EventLoopPromise<HTTPResponseHead>) {
             self.payment = payment
@@ -1152,11 +1183,13 @@ extension GatewayHandler {
         /// Completes whatever the flow is waiting for with `failure`.
         func fail(_ failure: ReverseProxy.Failure) {
             self.failure = failure
-            let (head, collect) = (self.head, self.collect)
+            let (head, collect, streamEnd) = (self.head, self.collect, self.streamEnd)
             self.head = nil
             self.collect = nil
+            self.streamEnd = nil
             head?.fail(failure)
             collect?.promise.fail(failure)
+            streamEnd?.fail(failure)
         }
     }
 
@@ -1227,6 +1260,95 @@ extension GatewayHandler {
     }
 }
 
+// MARK: - Streamed upto: relayed with a hold-back, settled at the end
+
+extension GatewayHandler {
+    /// Sends the response head and relays the body as it comes, all but its last `limit` bytes;
+    /// succeeds with what was counted once the upstream's body has ended (the tail still held).
+    /// The head leaves chunked (so `PAYMENT-RESPONSE` can follow as a trailer) and without
+    /// `Content-Length`.
+    fileprivate func relayHop(_ payment: PaidExchange, status: HTTPResponseStatus, headers: HTTPHeaders, holdingBack limit: Int,
+                              loop: any EventLoop) -> EventLoopFuture<StreamedBody> {
+        guard let hop = payment.hop else { return loop.makeFailedFuture(ReverseProxy.Failure.unavailable("no upstream response")) }
+        if let failure = hop.failure { return loop.makeFailedFuture(failure) }
+        guard isCurrent(payment), let context else {
+            discardHop(payment)
+            return loop.makeFailedFuture(ReverseProxy.Failure.unavailable("the client connection is gone"))
+        }
+        var headers = headers
+        headers.remove(name: "content-length")
+        var buffer = context.channel.allocator.buffer(capacity: 512)
+        framing = HTTPWire.writeRelayedHead(
+            status: status, upstream: headers, extra: payment.http10 ? [] : [("Trailer", X402Header.paymentResponse)],
+            requestID: payment.requestID, isHead: payment.head.method == .HEAD, clientIsHTTP10: payment.http10,
+            close: closeAfter(payment.closeClient), into: &buffer)
+        context.write(wrapOutboundOut(buffer), promise: nil)
+        hop.heldBack = HeldBackBody(limit: limit)
+        hop.meter = StreamMeter()
+        let promise = loop.makePromise(of: StreamedBody.self)
+        hop.streamEnd = promise
+        if let body = hop.body {
+            hop.body = nil
+            relayHoldingBack(body, hop, context: context)
+        }
+        context.flush()
+        if hop.ended {
+            completeStream(hop)
+        } else if let exchange, exchange.hop === hop {
+            exchange.state.startRelaying()
+            exchange.connection?.read()
+        } else {
+            hop.fail(.unavailable("upstream failed mid-response"))
+        }
+        return promise.futureResult
+    }
+
+    /// One part of a streamed upto body: counted, then relayed but for the hold-back.
+    private func relayHoldingBack(_ body: ByteBuffer, _ hop: Hop, context: ChannelHandlerContext) {
+        hop.meter?.feed(body.readableBytesView)
+        for part in hop.heldBack?.append(body) ?? [] { _ = writeBody(part, context: context) }
+    }
+
+    /// The upstream's body has ended: the flow gets what was counted (and settles).
+    private func completeStream(_ hop: Hop) {
+        guard let promise = hop.streamEnd else { return }
+        hop.streamEnd = nil
+        promise.succeed(StreamedBody(bytes: hop.meter?.bytes ?? 0, lastJSONEvent: hop.meter?.lastJSONEvent))
+    }
+
+    /// The flow's end of a streamed upto answer: the tail and the receipt (a trailer) once settled,
+    /// else the connection closes with the tail unsent (the head is out: a truncated body is the
+    /// only way left to say it).
+    fileprivate func paidStreamFinish(_ end: PaidResult.StreamEnd, _ payment: PaidExchange) {
+        let hop = payment.hop
+        payment.hop = nil
+        guard isCurrent(payment), let context else {
+            finishPayment(payment)
+            return
+        }
+        switch end {
+        case .release(let trailer):
+            var tail = hop?.heldBack
+            for part in tail?.drain() ?? [] { _ = writeBody(part, context: context) }
+            if framing == .chunked {
+                var last = context.channel.allocator.buffer(capacity: 256)
+                last.writeStaticString("0\r\n")
+                if let (name, value) = trailer { last.writeString("\(name): \(value)\r\n") }
+                last.writeStaticString("\r\n")
+                context.write(wrapOutboundOut(last), promise: nil)
+                framing = .none
+            }
+            endRelayedBody(close: closeAfter(payment.closeClient), context: context)
+        case .abort:
+            framing = .none
+            state.closeNow()
+            context.flush()
+            context.close(promise: nil)
+        }
+        finishPayment(payment)
+    }
+}
+
 /// ``UpstreamHop`` for ``PaidRequestHandler``: each step runs on the client connection's loop.
 struct ConnectionHop: UpstreamHop {
     let handler: NIOLoopBound<GatewayHandler>
@@ -1245,6 +1367,15 @@ struct ConnectionHop: UpstreamHop {
         let (handler, payment) = (self.handler, self.payment)
         return try await Self.value(handler.eventLoop.flatSubmit {
             handler.value.collectHop(payment.value, limit: limit, loop: handler.eventLoop)
+        })
+    }
+
+    func relay(status: HTTPResponseStatus, headers: HTTPHeaders, holdingBack limit: Int) async throws(ReverseProxy.Failure)
+        -> StreamedBody
+    {
+        let (handler, payment) = (self.handler, self.payment)
+        return try await Self.value(handler.eventLoop.flatSubmit {
+            handler.value.relayHop(payment.value, status: status, headers: headers, holdingBack: limit, loop: handler.eventLoop)
         })
     }
 
@@ -1278,3 +1409,154 @@ enum HTTPDate {
         return value
     }
 }
+
+// MARK: - WebSocket tunnels
+
+extension GatewayHandler {
+    /// A WebSocket handshake on a free route (``WebSocketTunnel``): sent to the upstream on a
+    /// connection of its own; on `101` this connection becomes one end of a tunnel, else the
+    /// upstream's answer (or 502/504) is written and the connection closes.
+    fileprivate func startTunnel(
+        _ head: HTTPRequestHead, path: CanonicalPath, upstream: Upstream, counters: RouteMetrics, snapshot: GatewaySnapshot,
+        requestID: String, remoteAddress: String?, context: ChannelHandlerContext
+    ) {
+        state.lastRequestOnConnection()
+        metrics.requestStarted()
+        let forwarding = Routing.forwardingInfo(head, peer: remoteAddress, snapshot: snapshot, requestID: requestID)
+        var headers = ReverseProxy.upstreamHeaders(head.headers, upstream: upstream.config, forwarding: forwarding)
+        headers.add(name: "Connection", value: "Upgrade")
+        headers.add(name: "Upgrade", value: "websocket")
+        let request = HTTPRequestHead(version: .http1_1, method: .GET, uri: upstream.config.basePath + path.pathAndQuery, headers: headers)
+        let timeout = TimeAmount.milliseconds(upstream.config.timeout.wholeMilliseconds)
+        let ended = { (outcome: RequestOutcome) in
+            counters.record(outcome)
+            self.metrics.requestEnded()
+        }
+        upstream.connections.connectTunnel(on: context.eventLoop).assumeIsolated().whenComplete { result in
+            guard let context = self.context, context.channel.isActive else {
+                if case .success(let channel) = result { channel.close(promise: nil) }
+                ended(.upstreamError)
+                return
+            }
+            switch result {
+            case .failure(let error):
+                self.tunnelFailed(error, snapshot: snapshot, requestID: requestID, context: context)
+                ended(.upstreamError)
+            case .success(let channel):
+                self.tunnelUpstream = channel
+                let handshake = TunnelHandshake(request: request, timeout: timeout) { answer in
+                    guard self.tunnelUpstream === channel, let context = self.context else {
+                        channel.close(promise: nil)
+                        ended(.upstreamError)
+                        return
+                    }
+                    self.tunnelUpstream = nil
+                    switch answer {
+                    case .success(.switched(let answerHead)):
+                        // On the next tick: the decoder is still delivering the 101's end here, and
+                        // must finish before the upstream's pipeline changes.
+                        context.eventLoop.assumeIsolated().execute {
+                            guard let context = self.context, context.channel.isActive else {
+                                channel.close(promise: nil)
+                                return
+                            }
+                            self.switchToTunnel(answerHead, upstream: channel, requestID: requestID, context: context)
+                        }
+                        ended(.free)
+                    case .success(.refused(let answerHead, let body)):
+                        channel.close(promise: nil)
+                        self.writeRefusal(answerHead, body: body, requestID: requestID, context: context)
+                        ended(.free)
+                    case .failure(let error):
+                        channel.close(promise: nil)
+                        self.tunnelFailed(error, snapshot: snapshot, requestID: requestID, context: context)
+                        ended(.upstreamError)
+                    }
+                }
+                do {
+                    try channel.pipeline.syncOperations.addHandler(handshake)
+                } catch {
+                    self.tunnelUpstream = nil
+                    channel.close(promise: nil)
+                    self.tunnelFailed(error, snapshot: snapshot, requestID: requestID, context: context)
+                    ended(.upstreamError)
+                }
+            }
+        }
+    }
+
+    /// The upstream switched: the `101` goes to the client, then both connections carry bytes
+    /// through a pair of ``TunnelGlue``s; this handler, the decoder and the head watch leave the
+    /// client's pipeline, the HTTP codecs the upstream's. The connection keeps its place under the
+    /// connection limits until the tunnel ends.
+    private func switchToTunnel(_ answer: HTTPResponseHead, upstream: any Channel, requestID: String, context: ChannelHandlerContext) {
+        var buffer = context.channel.allocator.buffer(capacity: 256)
+        HTTPWire.writeSwitchingProtocolsHead(upstream: answer.headers, requestID: requestID, into: &buffer)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        let (limiter, metrics, admission) = (connections, self.metrics, admitted)
+        admitted = nil  // released when the tunnel ends, not when this handler leaves
+        let activity = TunnelActivity(now: context.eventLoop.now) {
+            if let admission {
+                limiter.release(admission)
+                metrics.connectionClosed()
+            }
+        }
+        let clientEnd = TunnelGlue(activity: activity, idleTimeout: idleTimeout)
+        let upstreamEnd = TunnelGlue(activity: activity, idleTimeout: nil)
+        clientEnd.partner = upstreamEnd
+        upstreamEnd.partner = clientEnd
+        do {
+            let near = context.pipeline.syncOperations
+            try near.addHandler(clientEnd, position: .last)
+            if let headWatch { near.removeHandler(headWatch, promise: nil) }
+            near.removeHandler(try near.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self), promise: nil)
+            let far = upstream.pipeline.syncOperations
+            try far.addHandler(upstreamEnd, position: .last)
+            far.removeHandler(try far.handler(type: TunnelHandshake.self), promise: nil)
+            far.removeHandler(try far.handler(type: HTTPRequestEncoder.self), promise: nil)
+            // Bytes the upstream sent right after its 101 are passed on to `upstreamEnd` when the
+            // decoder leaves (on the next tick), with no read-complete after them: flushed here.
+            let decoderGone = upstream.eventLoop.makePromise(of: Void.self)
+            far.removeHandler(try far.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self), promise: decoderGone)
+            let client = context.channel
+            decoderGone.futureResult.whenComplete { _ in client.flush() }
+            upstream.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in upstream.close(promise: nil) }
+        } catch {
+            upstream.close(promise: nil)
+            context.close(promise: nil)
+            activity.end()
+            return
+        }
+        let channel = context.channel
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        channel.read()
+    }
+
+    /// The upstream refused the handshake: its answer, framed by length, then the close.
+    private func writeRefusal(_ answer: HTTPResponseHead, body: ByteBuffer, requestID: String, context: ChannelHandlerContext) {
+        var headers = ReverseProxy.withoutGatewayOwnedResponseFields(answer.headers)
+        headers.remove(name: "content-length")
+        headers.remove(name: "transfer-encoding")
+        headers.add(name: "Content-Length", value: String(body.readableBytes))
+        var buffer = context.channel.allocator.buffer(capacity: 256 + body.readableBytes)
+        _ = HTTPWire.writeRelayedHead(status: answer.status, upstream: headers, requestID: requestID, isHead: false,
+                                      clientIsHTTP10: false, close: true, into: &buffer)
+        buffer.writeImmutableBuffer(body)
+        context.write(wrapOutboundOut(buffer), promise: nil)
+        framing = .none
+        endResponse(close: true, context: context)
+        answerCompleted()
+    }
+
+    /// No handshake answer from the upstream: 504 after its timeout, else 502; then the close.
+    private func tunnelFailed(_ error: any Error, snapshot: GatewaySnapshot, requestID: String, context: ChannelHandlerContext) {
+        var timedOut = (error as? WebSocketTunnel.Failure) == .timeout
+        if case ChannelError.connectTimeout = error { timedOut = true }
+        let answer = timedOut
+            ? snapshot.responses.error(.gatewayTimeout, code: "upstream_timeout", message: "the upstream did not answer the WebSocket handshake in time")
+            : snapshot.responses.error(.badGateway, code: "upstream_unavailable", message: "the upstream could not take the WebSocket handshake")
+        write(answer.encoded(), requestID: requestID, close: true, http10: false, context: context)
+        answerCompleted()
+    }
+}
+

@@ -7,6 +7,7 @@ import NIOCore
 import NIOExtras
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 import X402
@@ -40,6 +41,8 @@ public final class GatewayServer: Service {
     let limiter: RequestLimiter
     public let metrics: GatewayMetrics
     let reconciler: Reconciler
+    /// Settles the payments of `settlement: deferred` routes after delivery.
+    let settlements: SettlementWorker
     let logger: Logger
     let source: ConfigSource?
     let onListening: @Sendable (Int) async -> Void
@@ -47,8 +50,12 @@ public final class GatewayServer: Service {
     /// The file text last read by a reload (changed text triggers the watcher) and the last failure.
     /// Held only for a moment: the watcher reads it on an event loop.
     private let reloadState = Mutex(ReloadState())
-    /// Held by the reload in progress, on the thread pool.
+    /// Held by the reload in progress, on the thread pool (and by a snapshot swap for new `upto` addresses).
     private let reloading = Mutex(())
+    /// The main listener's certificate, once it listens with `tls`.
+    let serverTLS = Mutex<ServerTLS?>(nil)
+    /// The facilitator's `upto` addresses learnt from `/supported` (see ``UptoFacilitatorAddresses``).
+    private let uptoAddresses = Mutex<[String: String]>([:])
 
     private struct ReloadState {
         var text: String?
@@ -56,7 +63,8 @@ public final class GatewayServer: Service {
     }
 
     /// - Parameters:
-    ///   - facilitator: defaults to an HTTP client for `config.facilitator`.
+    ///   - facilitator: defaults to an HTTP client for `config.facilitator`, or a
+    ///     ``FacilitatorGroup`` of clients when `config.facilitators` lists several.
     ///   - store: where payment claims and the ledger live (in memory by default; the executable
     ///     opens the configured database).
     ///   - counters: where free allowances (and, shared, rate limits) are counted: the same
@@ -81,21 +89,23 @@ public final class GatewayServer: Service {
         self.onListening = onListening
         self.onAdminListening = onAdminListening
         self.store = store
-        self.paid = PaidRequestHandler(store: store, metrics: metrics, clock: clock)
         let limiter = RequestLimiter(store: counters, maxKeys: config.clientLimits.maxKeys, metrics: metrics, logger: logger)
         self.limiter = limiter
         let box = SnapshotBox(Self.snapshot(config, clients: clients, facilitator: facilitator, metrics: metrics, limiter: limiter))
         self.box = box
+        self.settlements = SettlementWorker(store: store, snapshot: { box.snapshot }, metrics: metrics, logger: logger)
+        self.paid = PaidRequestHandler(store: store, metrics: metrics, clock: clock, settlements: settlements)
         self.reconciler = Reconciler(store: store, config: { box.snapshot.config }, metrics: metrics, logger: logger)
         if let source { reloadState.withLock { $0.text = try? String(contentsOfFile: source.path, encoding: .utf8) } }
     }
 
     private static func snapshot(
-        _ config: GatewayConfig, clients: ClientPool, facilitator: (any Facilitator)?, metrics: GatewayMetrics, limiter: RequestLimiter
+        _ config: GatewayConfig, clients: ClientPool, facilitator: (any Facilitator)?, metrics: GatewayMetrics, limiter: RequestLimiter,
+        uptoAddresses: [String: String] = [:]
     ) -> GatewaySnapshot {
-        let inner = facilitator ?? config.facilitator.map { clients.facilitator($0) }
+        let inner = facilitator ?? clients.facilitator(config.facilitators)
         return GatewaySnapshot(
-            config: config, upstreams: clients.upstreams(config.upstreams),
+            config: UptoFacilitatorAddresses.fill(config, with: uptoAddresses), upstreams: clients.upstreams(config.upstreams),
             facilitator: inner.map { MeteredFacilitator(inner: $0, metrics: metrics) }, metrics: metrics, limiter: limiter)
     }
 
@@ -113,10 +123,22 @@ public final class GatewayServer: Service {
 
     public func run() async throws {
         let config = box.snapshot.config
+        // The deferred exposure is known before anything is served (else nothing is deferred until
+        // the worker's next read succeeds).
+        do {
+            try await settlements.refresh()
+        } catch {
+            logger.warning("deferred settlements: the payment store failed; nothing is deferred until it answers", metadata: ["error": "\(error)"])
+        }
+        // upto offers need the facilitator's address before their first 402: ask once before listening.
+        await learnUptoAddresses()
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await self.logFacilitatorCoverage() }
+                group.addTask { await self.settlements.run() }
+                group.addTask { try? await cancelWhenGracefulShutdown { try await self.keepLearningUptoAddresses() } }
                 group.addTask { try? await cancelWhenGracefulShutdown { try await self.watchConfigFile() } }
+                group.addTask { try? await cancelWhenGracefulShutdown { try await self.watchCertificate() } }
                 group.addTask { try? await cancelWhenGracefulShutdown { try await self.reconciler.run() } }
                 group.addTask { try? await cancelWhenGracefulShutdown { try await self.runLimiter() } }
                 if let admin = config.admin { group.addTask { try await self.adminApplication(admin).run() } }
@@ -134,14 +156,20 @@ public final class GatewayServer: Service {
         await clients.shutdown()
     }
 
-    /// The main listener: NIO's HTTP/1 request decoder and a ``GatewayHandler`` per connection. On
-    /// graceful shutdown it stops accepting, lets every connection finish the request in flight and
-    /// returns once all are closed (or when cancelled, at the end of the shutdown grace period).
+    /// The main listener: NIO's HTTP/1 request decoder and a ``GatewayHandler`` per connection, behind
+    /// a TLS handler with `tls` (a plain listener has none). On graceful shutdown it stops accepting,
+    /// lets every connection finish the request in flight and returns once all are closed (or when
+    /// cancelled, at the end of the shutdown grace period).
     private func serve(_ config: GatewayConfig) async throws {
         let group = MultiThreadedEventLoopGroup.singleton
         let quiesce = ServerQuiescingHelper(group: group)
         let makeHandlers = connectionHandlers(config)
         let logger = self.logger
+        var tls: ServerTLS?
+        if let tlsConfig = config.tls {
+            tls = try await NIOThreadPool.singleton.runIfActive { try ServerTLS(config: tlsConfig, logger: logger) }
+            serverTLS.withLock { $0 = tls }
+        }
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -156,8 +184,10 @@ public final class GatewayServer: Service {
             }
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { channel in
+            .childChannelInitializer { [tls] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // The certificate current now: a rotation applies to the connections accepted after it.
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context)) }
                     try channel.pipeline.syncOperations.addHandlers(makeHandlers())
                 }
             }
@@ -239,7 +269,9 @@ public final class GatewayServer: Service {
             let missing = needed.filter { pair in
                 !offered.contains(pair) && !wildcard.contains(String(pair.split(separator: " ")[0]))
             }.sorted()
-            return missing.isEmpty ? .complete : .missing(missing)
+            // An upto offer also needs the facilitator's address (learnt from the same answer).
+            let unbound = UptoFacilitatorAddresses.missing(snapshot.config, known: [:]).sorted().map { "upto \($0) (no facilitatorAddress yet)" }
+            return missing.isEmpty && unbound.isEmpty ? .complete : .missing(missing + unbound)
         } catch {
             return .unreachable("\(error)")
         }
@@ -256,6 +288,50 @@ public final class GatewayServer: Service {
                          metadata: ["x402.missing": "\(missing)"])
         case .unreachable(let why):
             logger.error("facilitator /supported check failed", metadata: ["error": "\(why)"])
+        }
+    }
+
+    // MARK: upto facilitator addresses
+
+    /// Asks `/supported` for the `upto` addresses the serving configuration lacks, and serves it
+    /// again with them. Nothing to do when none is missing; a failure is logged and retried.
+    func learnUptoAddresses() async {
+        let snapshot = box.snapshot
+        guard !UptoFacilitatorAddresses.missing(snapshot.config, known: uptoAddresses.withLock { $0 }).isEmpty,
+              let facilitator = snapshot.facilitator
+        else { return }
+        let supported: SupportedResponse
+        do {
+            supported = try await facilitator.supported()
+        } catch {
+            logger.error("facilitator /supported failed: upto routes take no payment until it answers", metadata: ["error": "\(error)"])
+            return
+        }
+        let found = UptoFacilitatorAddresses.addresses(from: supported)
+        let known = uptoAddresses.withLock { known in
+            known.merge(found) { _, new in new }
+            return known
+        }
+        let missing = reloading.withLock { _ -> Set<String> in
+            let current = box.snapshot.config
+            box.replace(Self.snapshot(current, clients: clients, facilitator: facilitatorOverride, metrics: metrics, limiter: limiter,
+                                      uptoAddresses: known))
+            return UptoFacilitatorAddresses.missing(current, known: known)
+        }
+        if missing.isEmpty {
+            logger.info("upto routes bound to the facilitator's address", metadata: ["x402.upto.facilitators": "\(known)"])
+        } else {
+            logger.error("the facilitator announces no upto address for these networks: their upto routes take no payment",
+                         metadata: ["x402.network": "\(missing.sorted())"])
+        }
+    }
+
+    /// Looks again every few seconds while an `upto` offer lacks its address (a facilitator down at
+    /// start, a reload that added a network).
+    private func keepLearningUptoAddresses() async throws {
+        while true {
+            try await Task.sleep(for: .seconds(5))
+            await learnUptoAddresses()
         }
     }
 
@@ -277,6 +353,8 @@ public final class GatewayServer: Service {
     /// a noticeable time to load.
     @discardableResult
     public func reload(trigger: String) async -> ReloadResult {
+        // The certificate is read again whatever becomes of the configuration.
+        await reloadCertificate(force: true)
         guard source != nil else { return .noSource }
         do {
             return try await NIOThreadPool.singleton.runIfActive { self.reloadNow(trigger: trigger) }
@@ -327,7 +405,9 @@ public final class GatewayServer: Service {
             keep(\.limits.headerTimeout, "limits.headerTimeout")
             keep(\.limits.shutdownGrace, "limits.shutdownGrace")
             keep(\.storage, "storage")
-            box.replace(Self.snapshot(config, clients: clients, facilitator: facilitatorOverride, metrics: metrics, limiter: limiter))
+            keep(\.tls, "tls")
+            box.replace(Self.snapshot(config, clients: clients, facilitator: facilitatorOverride, metrics: metrics, limiter: limiter,
+                                      uptoAddresses: uptoAddresses.withLock { $0 }))
             reloadState.withLock { $0.lastError = nil }
             metrics.configReload(result: "applied")
             if restart.isEmpty {
@@ -350,6 +430,24 @@ public final class GatewayServer: Service {
 
     /// The last reload's errors, while the file stays invalid.
     var lastReloadError: String? { reloadState.withLock { $0.lastError } }
+
+    /// Re-reads the certificate and key (when they changed, or always with `force`), off the event loops.
+    @discardableResult
+    func reloadCertificate(force: Bool) async -> ServerTLS.ReloadOutcome? {
+        guard let tls = serverTLS.withLock({ $0 }) else { return nil }
+        return try? await NIOThreadPool.singleton.runIfActive { tls.reload(force: force) }
+    }
+
+    /// Polls the certificate and key files (at `reload.interval`, a `stat` of each) while the
+    /// listener serves TLS, and serves a changed pair once it checks out.
+    private func watchCertificate() async throws {
+        guard box.snapshot.config.tls != nil else { return }
+        while true {
+            guard let interval = box.snapshot.config.reload.watchInterval else { return }
+            try await Task.sleep(for: interval)
+            await reloadCertificate(force: false)
+        }
+    }
 
     /// Polls the file (interval from the serving configuration) and reloads when its text changes.
     private func watchConfigFile() async throws {

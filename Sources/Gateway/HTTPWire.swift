@@ -24,6 +24,14 @@ enum HTTPWire {
         "proxy-authenticate", "proxy-authorization", "settlement-overrides",
     ]
 
+    /// Whether an upstream response field goes on to the client: not hop-by-hop, not named in the
+    /// upstream's `Connection` (`listed`, lower case).
+    @inline(__always)
+    static func isRelayed(_ name: String, listed: [String]) -> Bool {
+        if unrelayedResponseHeaders.contains(where: { nameEquals(name, $0) }) { return false }
+        return listed.isEmpty || !listed.contains(where: { nameEquals(name, $0) })
+    }
+
     /// Whether `name` equals the lower-case ASCII `lower`, ignoring case, without allocating.
     @inline(__always)
     static func nameEquals(_ name: String, _ lower: String) -> Bool {
@@ -72,9 +80,7 @@ enum HTTPWire {
         let extraNames = extra.map { $0.0.lowercased() }
         var hasRequestID = false
         var contentLength: String?
-        for (name, value) in upstream {
-            if unrelayedResponseHeaders.contains(where: { nameEquals(name, $0) }) { continue }
-            if !listed.isEmpty, listed.contains(where: { nameEquals(name, $0) }) { continue }
+        for (name, value) in upstream where isRelayed(name, listed: listed) {
             if nameEquals(name, "content-length") {
                 contentLength = value
                 continue
@@ -112,13 +118,26 @@ enum HTTPWire {
     static func writeInterimHead(status: HTTPResponseStatus, upstream: HTTPHeaders, into buffer: inout ByteBuffer) {
         writeStatusLine(status, into: &buffer)
         let listed = connectionListed(upstream)
-        for (name, value) in upstream {
-            if unrelayedResponseHeaders.contains(where: { nameEquals(name, $0) }) { continue }
-            if !listed.isEmpty, listed.contains(where: { nameEquals(name, $0) }) { continue }
-            if nameEquals(name, "content-length") { continue }
+        for (name, value) in upstream where isRelayed(name, listed: listed) && !nameEquals(name, "content-length") {
             writeHeader(name, value, into: &buffer)
         }
         buffer.writeStaticString("\r\n")
+    }
+
+    /// The `101 Switching Protocols` of a proxied WebSocket: the upstream's fields minus hop-by-hop,
+    /// `Connection`-listed and gateway-owned ones, the request id, and the upgrade's own
+    /// `Connection: Upgrade` and `Upgrade: websocket`.
+    static func writeSwitchingProtocolsHead(upstream: HTTPHeaders, requestID: String, into buffer: inout ByteBuffer) {
+        writeStatusLine(.switchingProtocols, into: &buffer)
+        let listed = connectionListed(upstream)
+        var hasRequestID = false
+        for (name, value) in upstream where isRelayed(name, listed: listed) && !nameEquals(name, "content-length") {
+            if ReverseProxy.isGatewayOwnedResponseField(name) { continue }
+            if nameEquals(name, "x-request-id") { hasRequestID = true }
+            writeHeader(name, value, into: &buffer)
+        }
+        if !hasRequestID { writeHeader("X-Request-Id", requestID, into: &buffer) }
+        buffer.writeStaticString("Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
     }
 
     /// Names listed in `Connection` (lower-cased); they are hop-by-hop too.

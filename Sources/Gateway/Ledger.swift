@@ -35,6 +35,38 @@ struct Ledger {
         }
     }
 
+    /// Claims the payment straight into the settlement queue (deferred settlement): `.some(nil)`
+    /// when the store could not (the caller claims the ordinary way to learn why), nil when it failed.
+    mutating func claimPending(_ request: ClaimRequest, _ pending: PendingSettlement) async -> ClaimTicket?? {
+        do {
+            let ticket = try await store.claimPending(request, pending)
+            if let ticket { self.ticket = ticket }
+            return .some(ticket)
+        } catch {
+            logger.error("payment store failed; failing closed", metadata: ["x402.stage": "claim", "error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// The steps noted so far and the ticket they are for, handed to someone else to write (they
+    /// are no longer noted here); nil when there is nothing to write.
+    mutating func takeNoted() -> (ticket: ClaimTicket, steps: [PaymentStep])? {
+        guard let ticket, !noted.isEmpty else { return nil }
+        defer { noted = [] }
+        return (ticket, noted)
+    }
+
+    /// Writes `steps` for `ticket` in one change; false when the store failed (logged here).
+    func write(_ ticket: ClaimTicket, _ steps: [PaymentStep]) async -> Bool {
+        do {
+            try await store.record(ticket, steps)
+            return true
+        } catch {
+            logger.error("payment store failed", metadata: ["x402.stage": "\(steps.last?.transition.target.rawValue ?? "")", "error": "\(error)"])
+            return false
+        }
+    }
+
     /// Notes a step that needs no durability of its own (`verified`, `forwarded` before any
     /// settlement: a crash there ends the claim as released either way) with its time; it is
     /// written with the next ``step(_:)``, which saves the paid path a write per step.
@@ -48,17 +80,11 @@ struct Ledger {
     /// it, a row left in `settling` is an unknown outcome for reconciliation and any other
     /// in-flight row is free again once its lease ends.
     @discardableResult
-    mutating func step(_ transition: PaymentTransition) async -> Bool {
+    mutating func step(_ transition: PaymentTransition, charge: PaymentCharge? = nil) async -> Bool {
         guard let ticket else { return false }
-        let steps = noted + [PaymentStep(transition, at: store.now())]
+        let steps = noted + [PaymentStep(transition, at: store.now(), charge: charge)]
         noted = []
-        do {
-            try await store.record(ticket, steps)
-            return true
-        } catch {
-            logger.error("payment store failed", metadata: ["x402.stage": "\(transition.target.rawValue)", "error": "\(error)"])
-            return false
-        }
+        return await write(ticket, steps)
     }
 
     /// Claims the payment's identifier; nil when the store failed.

@@ -23,9 +23,13 @@ public enum LedgerReport {
         ]
         func add(_ name: String, _ value: String?) { if let value { fields.append((name, JSONString.quoted(value))) } }
         if let status = r.upstreamStatus { fields.append(("upstreamStatus", "\(status)")) }
+        if r.deferred { fields += [("deferred", "true"), ("settleAttempts", "\(r.settleAttempts)")] }
         add("verifiedPayer", r.verifiedPayer)
         add("reason", r.reason)
         add("transaction", r.transaction)
+        if r.offer.transferMethod != "eip3009" { add("transferMethod", r.offer.transferMethod) }
+        add("chargedAmount", r.chargedAmount)
+        add("chargeBasis", r.chargeBasis)
         add("claimedAt", timestamp(r.claimedAt))
         add("verifiedAt", r.verifiedAt.map(timestamp))
         add("forwardedAt", r.forwardedAt.map(timestamp))

@@ -14,6 +14,8 @@ public enum RequestOutcome: String, Sendable, CaseIterable {
     case refused
     /// Paid, settled and delivered.
     case paid
+    /// Paid with a payment that passed its checks, delivered, its settlement queued (`settlement: deferred`).
+    case deferred
     /// Forwarded on a priced route under a valid pass (no new payment).
     case pass
     /// A pass was sent and refused (forged, expired, another route's…): the route's 402.
@@ -53,7 +55,10 @@ public enum RequestOutcome: String, Sendable, CaseIterable {
 /// `passes_refused_total{reason}`, `connections_open`, `connections_refused_total{limit}`,
 /// `request_head_timeouts_total`, `rate_limit_requests_total{route,result}`,
 /// `free_allowance_requests_total{route,result}` (see ``RouteLimitMetrics``), `limit_keys{table}`,
-/// `limit_evictions_total{table}`, `limit_store_errors_total{operation}`.
+/// `limit_evictions_total{table}`, `limit_store_errors_total{operation}`; deferred settlement:
+/// `deferred_settlements_total{outcome}`, `deferrals_declined_total{reason}`, and from the ledger
+/// `deferred_pending`, `deferred_unknown`, `deferred_failures`, `deferred_oldest_pending_seconds`,
+/// `deferred_exposure{route}` (atomic units).
 public final class GatewayMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
@@ -88,6 +93,9 @@ public final class GatewayMetrics: Sendable {
         for outcome in ["settled", "unsettled", "pending", "error"] { _ = reconciliationCounter(outcome) }
         _ = passesIssued
         for reason in PassRejection.allCases { _ = passRefusedCounter(reason) }
+        for outcome in ["settled", "failed", "unknown", "released", "retry"] { deferredSettlement(outcome: outcome, count: 0) }
+        for decision in DeferralExposure.Decision.allCases where decision != .deferred { deferralDeclined(decision.rawValue, count: 0) }
+        deferredLedger(pending: 0, unknown: 0, failures: 0, oldestPendingSeconds: 0, exposure: [:])
     }
 
     /// A counter, created on first use and cached (the key's labels are bounded by the config).
@@ -242,6 +250,39 @@ public final class GatewayMetrics: Sendable {
                 cache[key] = meter
                 meter.set(counts[network] ?? 0)
             }
+        }
+    }
+
+    // MARK: Deferred settlement
+
+    /// A settlement worker's outcome: `settled`, `failed` (after delivery), `unknown`, `released`
+    /// (never delivered) or `retry`.
+    func deferredSettlement(outcome: String, count: Int64 = 1) {
+        counter(CounterKey(name: "x402_deferred_settlements_total", a: outcome), [("outcome", outcome)]).increment(by: count)
+    }
+
+    /// A payment on a deferred route served after-success instead (`over_payer_budget`, `over_total_budget`, `payer_failed`).
+    func deferralDeclined(_ reason: String, count: Int64 = 1) {
+        counter(CounterKey(name: "x402_deferrals_declined_total", a: reason), [("reason", reason)]).increment(by: count)
+    }
+
+    /// The ledger's deferred settlements as last read: queued, unknown, failed after delivery, the
+    /// age of the oldest queued one, and the unsettled amount per route (routes no longer listed go to 0).
+    func deferredLedger(pending: Int, unknown: Int, failures: Int, oldestPendingSeconds: Double, exposure: [String: Double]) {
+        meters.withLock { cache in
+            func meter(_ name: String, _ a: String = "", _ dimensions: [(String, String)] = []) -> CoreMetrics.Meter {
+                let key = CounterKey(name: name, a: a)
+                if let meter = cache[key] { return meter }
+                let meter = CoreMetrics.Meter(label: name, dimensions: dimensions, factory: factory)
+                cache[key] = meter
+                return meter
+            }
+            meter("x402_deferred_pending").set(pending)
+            meter("x402_deferred_unknown").set(unknown)
+            meter("x402_deferred_failures").set(failures)
+            meter("x402_deferred_oldest_pending_seconds").set(oldestPendingSeconds)
+            let routes = Set(exposure.keys).union(cache.keys.filter { $0.name == "x402_deferred_exposure" }.map(\.a))
+            for route in routes { meter("x402_deferred_exposure", route, [("route", route)]).set(exposure[route] ?? 0) }
         }
     }
 

@@ -1,3 +1,4 @@
+import BigInt
 import GatewayCore
 import GatewayStorage
 import Logging
@@ -19,6 +20,16 @@ enum PaidResult: Sendable {
         /// Still with the hop: relayed from where it is.
         case relay
     }
+
+    /// A streamed `upto` answer, its head and most of its body already out (``UpstreamHop/relay``).
+    case streamed(StreamEnd)
+
+    enum StreamEnd: Sendable {
+        /// Settled: the held-back tail, then the receipt as a trailer (chunked answers only).
+        case release(trailer: (String, String)?)
+        /// Not settled: the tail is never sent, the connection closes.
+        case abort
+    }
 }
 
 /// The paid request's one request to the upstream. The response body stays with the hop until the
@@ -29,6 +40,10 @@ protocol UpstreamHop: Sendable {
               body: ByteBuffer?) async throws(ReverseProxy.Failure) -> HTTPResponseHead
     /// The rest of the response body; fails when it is longer than `limit` bytes.
     func collect(upTo limit: Int) async throws(ReverseProxy.Failure) -> ByteBuffer
+    /// Streamed `upto`: sends the head (`headers` as given) and relays the body but its last `limit`
+    /// bytes; returns what was counted when the upstream's body has ended, the tail still held.
+    func relay(status: HTTPResponseStatus, headers: HTTPHeaders, holdingBack limit: Int) async throws(ReverseProxy.Failure)
+        -> StreamedBody
 }
 
 /// The async shell around ``PaymentFlow``: performs each action the flow asks for.
@@ -38,6 +53,8 @@ struct PaidRequestHandler: Sendable {
     let clock: @Sendable () -> UInt64
     /// This process's count of upstream runs each payer left unsettled (see ``UnsettledRuns``).
     let unsettledRuns = UnsettledRunCounter()
+    /// The settlement worker of `settlement: deferred` routes, and its exposure (none: nothing is deferred).
+    var settlements: SettlementWorker? = nil
 
     struct Context {
         var head: HTTPRequestHead
@@ -86,18 +103,31 @@ struct PaidRequestHandler: Sendable {
         // A payer whose upstream runs here keep ending unsettled pays first from now on. The payer is
         // the one the authorization names: the flow refuses it unless its signature says so.
         let limits = ctx.snapshot.config.limits
-        let runs = UnsettledRuns.Key(route: ctx.route.config.id, payer: payment.payload.authorization.from)
+        let runs = UnsettledRuns.Key(route: ctx.route.config.id, payer: payment.from)
         var policy = ctx.route.config.settlement
-        if policy == .afterSuccess, let limit = limits.unsettledRunsPerPayer,
+        // Not upto: what it charges is only known once the upstream has answered.
+        if policy != .before, ctx.route.config.upto == nil, let limit = limits.unsettledRunsPerPayer,
            unsettledRuns.mustSettleFirst(runs, limit: limit, window: limits.unsettledRunsWindow, now: clock()) {
             policy = .before
         }
-        var flow = PaymentFlow(policy: policy, identifierMode: ctx.route.config.paymentIdentifier)
+        let admitted = policy == .deferred ? admitDeferral(payment, ctx: ctx) : nil
+        if policy == .deferred, admitted == nil { policy = .afterSuccess }
+        var flow = PaymentFlow(policy: policy, identifierMode: ctx.route.config.paymentIdentifier,
+                               verification: ctx.route.config.deferral?.verify ?? .facilitator)
         var ledger = Ledger(store: store, logger: logger)
         var forwarded = false
-        let answer = await drive(&flow, ledger: &ledger, forwarded: &forwarded, payment: payment, facilitator: facilitator, ctx: ctx,
-                                 logger: logger)
-        if forwarded, policy == .afterSuccess, answer.1 != .paid, let limit = limits.unsettledRunsPerPayer {
+        var streaming = false
+        var answer = await drive(&flow, ledger: &ledger, forwarded: &forwarded, streaming: &streaming, payment: payment,
+                                 facilitator: facilitator, ctx: ctx, logger: logger)
+        if streaming {
+            // The head is out: a settled answer ends with its tail and receipt, anything else is cut short.
+            let trailer: (String, String)? = if case .upstream(_, _, let extra, _) = answer.0 { extra.first } else { nil }
+            answer.0 = answer.1 == .paid ? .streamed(.release(trailer: trailer)) : .streamed(.abort)
+        }
+        if let admitted, flow.claim != .queued {
+            settlements?.gate.release(route: admitted.route, payer: admitted.payer, amount: admitted.amount)
+        }
+        if forwarded, policy != .before, answer.1 != .paid, answer.1 != .deferred, let limit = limits.unsettledRunsPerPayer {
             unsettledRuns.record(runs, limit: limit, window: limits.unsettledRunsWindow, now: clock())
         }
         if policy != ctx.route.config.settlement, flow.settlement != nil {
@@ -109,7 +139,7 @@ struct PaidRequestHandler: Sendable {
             switch flow.claim {
             case .release: await ledger.step(ledger.refusal.map { .refused(reason: $0) } ?? .released(reason: answer.1.rawValue))
             case .unknown: await ledger.step(.unknown(reason: answer.1.rawValue))
-            case .spend, .none: break
+            case .spend, .none, .queued: break
             }
         }
         if ledger.identifierTicket != nil {
@@ -143,7 +173,7 @@ struct PaidRequestHandler: Sendable {
     private func issuePass(flow: PaymentFlow, payment: PresentedPayment, ctx: Context) -> (token: String, cookie: String)? {
         guard let policy = ctx.passPolicy, let keyring = ctx.snapshot.passKeyring, let offerIndex = flow.offerIndex else { return nil }
         let now = clock()
-        let claims = policy.claims(path: ctx.path.path, payer: flow.payer ?? payment.payload.authorization.from,
+        let claims = policy.claims(path: ctx.path.path, payer: flow.payer ?? payment.from,
                                    network: ctx.route.offers[offerIndex].offer.network.caip2, now: now)
         let token = keyring.issue(claims)
         // Secure when the buyer reached the gateway over https (the public URL says how).
@@ -160,9 +190,7 @@ struct PaidRequestHandler: Sendable {
                                 ctx: Context) -> StoredResponse {
         let listed = HTTPWire.connectionListed(headers)
         var fields: [HeaderField] = []
-        for (name, value) in headers {
-            if HTTPWire.unrelayedResponseHeaders.contains(where: { HTTPWire.nameEquals(name, $0) }) { continue }
-            if listed.contains(where: { HTTPWire.nameEquals(name, $0) }) { continue }
+        for (name, value) in headers where HTTPWire.isRelayed(name, listed: listed) {
             if HTTPWire.nameEquals(name, "x-request-id") { continue }
             if extra.contains(where: { HTTPWire.equalsIgnoringCase($0.0, name) }) { continue }
             fields.append(HeaderField(name, value))
@@ -204,7 +232,8 @@ struct PaidRequestHandler: Sendable {
     /// Performs the flow's actions until it produces the answer.
     /// `forwarded` is set once the request has gone to the upstream.
     private func drive(
-        _ flow: inout PaymentFlow, ledger: inout Ledger, forwarded: inout Bool, payment: PresentedPayment, facilitator: any Facilitator,
+        _ flow: inout PaymentFlow, ledger: inout Ledger, forwarded: inout Bool, streaming: inout Bool, payment: PresentedPayment,
+        facilitator: any Facilitator,
         ctx: Context, logger: Logger
     ) async -> (PaidResult, RequestOutcome) {
         let responses = ctx.snapshot.responses
@@ -212,13 +241,15 @@ struct PaidRequestHandler: Sendable {
         var action = flow.start(payment, offers: ctx.route.offers, now: clock())
         // The payer the signature just proved is the rate limit's key: a limited payer costs no
         // store write and no facilitator call.
-        if action == .claim || action == .claimIdentifier || action == .lookUpIdentifier,
-           let refusal = Routing.rateLimitAnswer(routeIndex: ctx.routeIndex, client: .payer(address: payment.payload.authorization.from),
+        if action == .claim || action == .claimPending || action == .claimIdentifier || action == .lookUpIdentifier,
+           let refusal = Routing.rateLimitAnswer(routeIndex: ctx.routeIndex, client: .payer(address: payment.from),
                                                  isHead: isHead, snapshot: ctx.snapshot, logger: logger, requestID: ctx.requestID) {
             return (.answer(refusal), .rateLimited)
         }
         var upstream: HTTPResponseHead?
         var buffered: ByteBuffer?
+        /// Streamed upto: what the relayed body counted.
+        var streamed: StreamedBody?
         /// The identifier's record as found (to replay, or to quote in a conflict).
         var identifierRecord: IdentifierRecord?
         while true {
@@ -243,11 +274,10 @@ struct PaidRequestHandler: Sendable {
                     }
                     continue
                 }
-                let authorization = payment.payload.authorization
                 let retention = ctx.snapshot.config.limits.storedResponseRetention
                 let request = IdentifierClaimRequest(
                     routeID: routeID, id: id, paymentHash: paymentHash, bindingHash: bindingHash,
-                    key: PaymentKey(network: offer.network.caip2, asset: offer.asset, payer: authorization.from, nonce: authorization.nonce),
+                    key: PaymentKey(network: offer.network.caip2, asset: offer.asset, payer: payment.from, nonce: payment.nonce),
                     requestID: ctx.requestID,
                     expiresAt: Int64(clamping: clock()) * 1000 + Int64(retention.components.seconds) * 1000)
                 switch await ledger.claimIdentifier(request) {
@@ -292,31 +322,49 @@ struct PaidRequestHandler: Sendable {
             case .refuse(let reason, let detail):
                 logger.info("payment refused", metadata: ["x402.reason": "\(reason.rawValue)", "x402.detail": "\(detail ?? "")"])
                 metrics.paymentRefused(reason: reason.rawValue)
+                if let mapped = FacilitatorRefusal.answer(for: detail) {
+                    return (.answer(refusalAnswer(mapped, ctx)), .refused)
+                }
                 let response = responses.paymentRequired(ctx.challenge, resourceURL: ctx.resourceURL, error: detail ?? reason.rawValue,
                                                          head: isHead, paywall: ctx.paywall, method: ctx.head.method.rawValue)
                 return (.answer(response), .refused)
 
             case .claim:
-                let offer = ctx.route.offers[flow.offerIndex!].offer
-                let authorization = payment.payload.authorization
-                let request = ClaimRequest(
-                    key: PaymentKey(network: offer.network.caip2, asset: offer.asset, payer: authorization.from, nonce: authorization.nonce),
-                    offer: PaymentOffer(scheme: offer.scheme, network: offer.network.caip2, asset: offer.asset, amount: String(offer.amount),
-                                        payTo: offer.payTo),
-                    routeID: ctx.route.config.id, method: ctx.head.method.rawValue, path: ctx.path.path, requestID: ctx.requestID,
-                    validBefore: UInt64(authorization.validBefore) ?? 0)
-                let claimed: ClaimResult? = await ledger.claim(request)
-                switch claimed {
-                case .claimed?:
-                    action = flow.claimed(.fresh)
-                case .claimedAfterUnknownOutcome?:
-                    logger.notice("retrying a payment whose earlier settlement outcome is unknown")
-                    action = flow.claimed(.afterUnknownOutcome)
-                case .taken?:
-                    action = flow.claimed(.taken)
-                case nil:
+                action = await claim(claimRequest(flow, payment, ctx), &flow, &ledger, logger)
+
+            case .claimPending:
+                let request = claimRequest(flow, payment, ctx)
+                switch await ledger.claimPending(request, pendingSettlement(flow, payment, ctx)) {
+                case .some(.some):
+                    ctx.counters.verified()
+                    action = flow.claimed(.pending)
+                case .some(.none): action = await claim(request, &flow, &ledger, logger)
+                case .none: action = flow.storageFailed()
+                }
+
+            case .recordPending:
+                action = await ledger.step(.pending(pendingSettlement(flow, payment, ctx))) ? flow.pendingRecorded() : flow.storageFailed()
+
+            case .handOver:
+                // As before a settlement: a client gone before its answer is not charged.
+                if ctx.clientGone() {
+                    action = flow.clientGone()
+                } else if let noted = ledger.takeNoted() {
+                    // Written by the worker, off the answer's path (see ``SettlementWorker/handOver(_:_:)``),
+                    // or here when it has stopped.
+                    var written = settlements?.handOver(noted.ticket, noted.steps) == true
+                    if !written { written = await ledger.write(noted.ticket, noted.steps) }
+                    action = written ? flow.handedOver() : flow.storageFailed()
+                } else {
                     action = flow.storageFailed()
                 }
+
+            case .deliverPending:
+                let offer = ctx.route.offers[flow.offerIndex!].offer
+                logger.info("payment accepted; settlement deferred")
+                let pending = SettleResponse.pending(payer: flow.payer ?? payment.from, network: offer.network.caip2)
+                return (.upstream(status: upstream!.status, headers: upstream!.headers, extra: [paymentResponse(pending, version: payment.version)],
+                                  body: .relay), .deferred)
 
             case .verify:
                 let requirements = requirementsJSON(ctx.route.offers[flow.offerIndex!], payment, ctx)
@@ -326,25 +374,33 @@ struct PaidRequestHandler: Sendable {
                 if case .success(let response) = verified, !response.isValid { ledger.refusal = response.invalidReason ?? "invalid_payment" }
                 action = flow.verified(verified)
                 switch action {
-                case .forward, .settle:
+                case .forward, .settle, .recordPending:
                     ctx.counters.verified()
-                    ledger.note(.verified(payer: flow.payer ?? payment.payload.authorization.from))
+                    ledger.note(.verified(payer: flow.payer ?? payment.from))
                 default: break
                 }
 
             case .forward:
                 var forwarding = ctx.forwarding
-                forwarding.extraHeaders.append((ctx.snapshot.config.payerHeader, flow.payer ?? payment.payload.authorization.from))
+                forwarding.extraHeaders.append((ctx.snapshot.config.payerHeader, flow.payer ?? payment.from))
                 do throws(ReverseProxy.Failure) {
                     guard let target = ctx.snapshot.upstreams[ctx.route.config.upstream] else { throw .unavailable("not configured") }
                     forwarded = true
                     let response = try await ctx.hop.send(ctx.head, path: ctx.path, to: target, forwarding: forwarding, body: ctx.body)
                     upstream = response
                     if flow.policy == .afterSuccess && response.status.code < 400 {
+                        let holdBack = ctx.route.config.upto?.holdBack
                         do throws(ReverseProxy.Failure) {
-                            buffered = try await ctx.hop.collect(upTo: ctx.snapshot.config.limits.maxBufferedResponseBytes)
+                            if let holdBack {
+                                streaming = true
+                                streamed = try await ctx.hop.relay(status: response.status, headers: UptoSettlement.streamedHeaders(response, ctx),
+                                                                   holdingBack: holdBack)
+                            } else {
+                                buffered = try await ctx.hop.collect(upTo: ctx.snapshot.config.limits.maxBufferedResponseBytes)
+                            }
                         } catch {
-                            logger.warning("upstream response too large to hold back", metadata: ["x402.stage": "upstream"])
+                            logger.warning(holdBack == nil ? "upstream response too large to hold back" : "upstream stream ended early",
+                                           metadata: ["x402.stage": "upstream", "error": "\(error)"])
                             action = flow.upstreamFailed(.unavailable)
                             continue
                         }
@@ -365,20 +421,33 @@ struct PaidRequestHandler: Sendable {
                     action = flow.clientGone()
                     continue
                 }
-                // The row says "settling" on disk before money can move: a crash from here on leaves an unknown, never nothing.
-                if await !ledger.step(.settling) {
+                let prepared = ctx.route.offers[flow.offerIndex!]
+                let offer = prepared.offer
+                // upto: the charge depends on the answer (held back whole, or streamed and counted).
+                let upto = ctx.route.config.upto.map { metering in
+                    UptoSettlement.charge(offer, metering, response: upstream!,
+                                          bodyBytes: streamed?.bytes ?? buffered?.readableBytes ?? 0,
+                                          json: streamed.map(\.lastJSONEvent) ?? UptoSettlement.json(metering, body: buffered), logger: logger)
+                }
+                // The row says "settling" (and what it charges) on disk before money can move: a crash
+                // from here on leaves an unknown, never nothing.
+                if await !ledger.step(.settling, charge: upto.map(UptoSettlement.ledgerCharge)) {
                     action = flow.storageFailed()
                     continue
                 }
-                let requirements = requirementsJSON(ctx.route.offers[flow.offerIndex!], payment, ctx)
-                let result = await call(.settle, logger) { () async throws(FacilitatorFailure) in
-                    try await facilitator.settle(version: payment.version, paymentPayload: payment.rawJSON, requirements: requirements)
+                let requirements = upto.map { UptoSettlement.requirementsJSON(offer, amount: $0.amount) }
+                    ?? requirementsJSON(prepared, payment, ctx)
+                let result: Result<SettleResponse, PaymentFlow.CallFailure> = if upto?.amount == 0 {
+                    .success(UptoSettlement.nothingMoved(payer: flow.payer ?? payment.from, network: offer.network.caip2))
+                } else {
+                    await call(.settle, logger) { () async throws(FacilitatorFailure) in
+                        try await facilitator.settle(version: payment.version, paymentPayload: payment.rawJSON, requirements: requirements)
+                    }
                 }
                 switch result {
                 case .success(let settlement) where settlement.success:
                     metrics.settlement(outcome: "settled")
-                    let offer = ctx.route.offers[flow.offerIndex!].offer
-                    metrics.settled(network: offer.network.caip2, asset: offer.asset, amount: offer.amount)
+                    metrics.settled(network: offer.network.caip2, asset: offer.asset, amount: upto?.amount ?? offer.amount)
                     await ledger.step(.settled(transaction: settlement.transaction))
                 case .success(let settlement):
                     metrics.settlement(outcome: "failed")
@@ -401,6 +470,12 @@ struct PaidRequestHandler: Sendable {
 
             case .settlementFailed(let settlement):
                 logger.warning("settlement refused; content withheld", metadata: ["x402.reason": "\(settlement.errorReason ?? "")"])
+                if let mapped = FacilitatorRefusal.answer(for: settlement.errorReason) {
+                    var answer = refusalAnswer(mapped, ctx)
+                    let (name, value) = paymentResponse(settlement, version: payment.version)
+                    answer.headers.add(name: name, value: value)
+                    return (.answer(answer), .settlementFailed)
+                }
                 var headers: HTTPHeaders = ["Content-Type": "application/json", "Cache-Control": "no-store"]
                 responses.addCORS(&headers)
                 let (name, value) = paymentResponse(settlement, version: payment.version)
@@ -440,6 +515,18 @@ struct PaidRequestHandler: Sendable {
         }
     }
 
+    /// The ordinary claim, its answer given to the flow.
+    private func claim(_ request: ClaimRequest, _ flow: inout PaymentFlow, _ ledger: inout Ledger, _ logger: Logger) async -> PaymentFlow.Action {
+        switch await ledger.claim(request) {
+        case .claimed?: return flow.claimed(.fresh)
+        case .claimedAfterUnknownOutcome?:
+            logger.notice("retrying a payment whose earlier settlement outcome is unknown")
+            return flow.claimed(.afterUnknownOutcome)
+        case .taken?: return flow.claimed(.taken)
+        case nil: return flow.storageFailed()
+        }
+    }
+
     /// One facilitator call, its transport trouble reduced to what the flow needs to know.
     /// A failed settle is logged as an error: its outcome is unknown.
     private func call<T>(
@@ -455,7 +542,7 @@ struct PaidRequestHandler: Sendable {
     }
 
     /// The requirements sent to the facilitator: ours (never the client's copy), in the payment's version.
-    private func requirementsJSON(_ prepared: PreparedOffer, _ payment: PresentedPayment, _ ctx: Context) -> [UInt8] {
+    func requirementsJSON(_ prepared: PreparedOffer, _ payment: PresentedPayment, _ ctx: Context) -> [UInt8] {
         if payment.version == 1, let v1 = prepared.offer.requirementsV1(
             resourceURL: ctx.resourceURL, description: ctx.route.config.description, mimeType: ctx.route.config.mimeType,
             method: ctx.route.config.pattern.method), let json = try? HeaderCodec.compactJSON(v1)
@@ -465,8 +552,17 @@ struct PaidRequestHandler: Sendable {
         return prepared.requirementsJSON
     }
 
+    /// A facilitator refusal the buyer can act on (see ``FacilitatorRefusal``): its status, code and
+    /// advice, with the route's offer in `PAYMENT-REQUIRED` so the buyer can pay again once it has acted.
+    private func refusalAnswer(_ refusal: FacilitatorRefusal, _ ctx: Context) -> Answer {
+        var answer = ctx.snapshot.responses.error(HTTPResponseStatus(statusCode: refusal.status), code: refusal.code,
+                                                  message: refusal.message, head: ctx.head.method == .HEAD)
+        answer.headers.add(name: X402Header.paymentRequired, value: ctx.challenge.header(resourceURL: ctx.resourceURL, error: refusal.code))
+        return answer
+    }
+
     /// The `PAYMENT-RESPONSE` (v2) or `X-PAYMENT-RESPONSE` (v1) header.
-    private func paymentResponse(_ settlement: SettleResponse, version: Int) -> (String, String) {
+    func paymentResponse(_ settlement: SettleResponse, version: Int) -> (String, String) {
         var settlement = settlement
         if version == 1, let name = Networks.named(settlement.network)?.v1Name { settlement.network = name }
         return (version == 1 ? X402Header.xPaymentResponse : X402Header.paymentResponse,

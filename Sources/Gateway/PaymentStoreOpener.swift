@@ -30,9 +30,10 @@ public enum PaymentStoreOpener {
                 keepInstanceID: config.instance == nil)
             // This process alone holds the file (the lock): claims its earlier run left in flight died with it.
             let recovered = try await store.recoverInstance()
-            if recovered.unknown + recovered.released > 0 {
+            if recovered.unknown + recovered.released + recovered.requeued > 0 {
                 logger.warning("claims left in flight by the previous run were recovered",
-                               metadata: ["x402.unknown": "\(recovered.unknown)", "x402.released": "\(recovered.released)"])
+                               metadata: ["x402.unknown": "\(recovered.unknown)", "x402.released": "\(recovered.released)",
+                                          "x402.requeued": "\(recovered.requeued)"])
             }
             logger.info("payment ledger open", metadata: ["storage": "sqlite", "path": "\(path)", "x402.instance": "\(store.instanceID)"])
             return OpenPaymentStore(store: store, counters: SQLLimitCounters(database: store.database, shared: false))

@@ -6,6 +6,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 import X402
+import X402Crypto
 import X402Facilitator
 
 /// Settles the ledger rows whose settlement outcome is unknown (`unknown`, or `settling` whose lease
@@ -143,7 +144,7 @@ package final class Reconciler: Sendable {
         }
         var outcomes: [Outcome] = []
         for (network, chain) in config.networks.sorted(by: { $0.key < $1.key }) where !Task.isCancelled {
-            let candidates = rows.filter { $0.key.network == network && $0.offer.scheme == "exact" }
+            let candidates = rows.filter { $0.key.network == network && ($0.offer.scheme == "exact" || $0.offer.scheme == "upto") }
                 .sorted { Self.unknownSince($0) < Self.unknownSince($1) }
                 .prefix(config.reconcile.batch)
             guard !candidates.isEmpty, let reader = reader(for: chain) else { continue }
@@ -208,6 +209,7 @@ package final class Reconciler: Sendable {
     private func read(_ row: PaymentRecord, on chain: ChainRPCConfig, with reader: EVMChainReader, at head: ChainHead) async
         -> (Reconciliation.Reading, ChainReadFailure?)
     {
+        if row.offer.transferMethod == "permit2" { return await readPermit2(row, with: reader, at: head) }
         guard let token = EVMAddress(hex: row.key.asset), let payer = EVMAddress(hex: row.key.payer),
               let nonce = Hex.decode(row.key.nonce, prefixed: true), nonce.count == 32
         else { return (.failed, .malformedResponse("the ledger row's asset, payer or nonce is not an EVM value")) }
@@ -230,6 +232,24 @@ package final class Reconciler: Sendable {
             ])
         }
         return (.used(transaction: nil), nil)
+    }
+
+    /// A Permit2 payment: its nonce's bit in Permit2's bitmap. Used means settled (no transaction
+    /// looked up; an owner who invalidated the nonce is indistinguishable, and was not charged either
+    /// way by this gateway's own hand); unused is judged against `validBefore` (the Permit2 deadline)
+    /// and the grace as for EIP-3009.
+    private func readPermit2(_ row: PaymentRecord, with reader: EVMChainReader, at head: ChainHead) async
+        -> (Reconciliation.Reading, ChainReadFailure?)
+    {
+        guard let owner = EVMAddress(hex: row.key.payer), let nonce = ABIWord.uint256(decimal: row.key.nonce) else {
+            return (.failed, .malformedResponse("the ledger row's payer or Permit2 nonce is not an EVM value"))
+        }
+        do {
+            let used = try await reader.permit2NonceUsed(owner: owner, nonce: nonce, at: head.number)
+            return (used ? .used(transaction: nil) : .unused(blockTimestamp: head.timestamp), nil)
+        } catch {
+            return (.failed, error)
+        }
     }
 
     /// Writes the decision to the store, logs and counts it.
@@ -272,7 +292,7 @@ package final class Reconciler: Sendable {
             return Outcome(key: row.key, decision: decision, applied: false)
         }
         metrics.reconciliation(outcome: decision.outcome)
-        if case .settled = decision, let amount = BigUInt(row.offer.amount) {
+        if case .settled = decision, let amount = BigUInt(row.revenueAmount) {
             metrics.settled(network: row.key.network, asset: row.key.asset, amount: amount)
         }
         logger.notice("reconciliation decision", metadata: metadata)

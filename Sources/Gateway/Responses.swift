@@ -120,6 +120,17 @@ struct GatewayResponses: Sendable {
         return Answer(status: .paymentRequired, headers: headers, body: ByteBuffer(bytes: rendered.body))
     }
 
+    /// `GET /.well-known/x402`: public, readable from any page the CORS settings allow.
+    func discoveryManifest(_ json: [UInt8], head: Bool) -> Answer {
+        var headers: HTTPHeaders = ["Content-Type": "application/json", "Cache-Control": "public, max-age=60"]
+        addCORS(&headers)
+        if head {
+            headers.add(name: "Content-Length", value: String(json.count))
+            return Answer(status: .ok, headers: headers, body: nil)
+        }
+        return Answer(status: .ok, headers: headers, body: ByteBuffer(bytes: json))
+    }
+
     /// Answer to a CORS preflight: allowed without payment.
     func preflight(requestedHeaders: String?) -> Answer {
         var headers: HTTPHeaders = [

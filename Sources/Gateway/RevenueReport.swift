@@ -28,7 +28,7 @@ public struct RevenueReport: Sendable {
     /// Adds the rows that count as revenue.
     public mutating func add(_ rows: [PaymentRecord]) {
         for row in rows where row.state.isSpent {
-            let amount = BigUInt(row.offer.amount) ?? 0
+            let amount = BigUInt(row.revenueAmount) ?? 0
             let group: String = switch grouping {
             case .day: String(LedgerReport.timestamp(row.finishedAt ?? row.claimedAt).prefix(10))
             case .route: row.routeID

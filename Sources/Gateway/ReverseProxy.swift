@@ -68,6 +68,8 @@ package enum ReverseProxy {
         var payerHeader: String
         /// Extra request headers set by the gateway (e.g. the verified payer).
         var extraHeaders: [(String, String)] = []
+        /// The client reached the gateway over TLS (`X-Forwarded-Proto: https`).
+        var tls = false
     }
 
     enum Failure: Error, Equatable {
@@ -97,7 +99,7 @@ package enum ReverseProxy {
                 value: forwarding.clientIsTrustedProxy && !incomingXFF.isEmpty ? "\(incomingXFF), \(client)" : client)
         }
         let proto = forwarding.clientIsTrustedProxy ? fields.first(name: "x-forwarded-proto") : nil
-        headers.add(name: "X-Forwarded-Proto", value: proto ?? "http")
+        headers.add(name: "X-Forwarded-Proto", value: proto ?? (forwarding.tls ? "https" : "http"))
         let forwardedHost = forwarding.clientIsTrustedProxy ? fields.first(name: "x-forwarded-host") : nil
         if let host = forwardedHost ?? forwarding.requestHost { headers.add(name: "X-Forwarded-Host", value: host) }
         if forwarding.clientIsTrustedProxy, let forwarded = fields.first(name: "forwarded") { headers.add(name: "Forwarded", value: forwarded) }

@@ -35,6 +35,9 @@ final class GatewaySnapshot: Sendable {
     /// Each priced route's last 402 for API clients: clients keep asking for the same URL, so most
     /// 402s reuse it (headers already built and validated) instead of rendering it again.
     private let lastChallenges: [LastChallenge]
+    /// `GET /.well-known/x402` (nil: `discovery.manifest: false`), and its last answer.
+    let manifest: DiscoveryManifest?
+    private let lastManifest = LastChallenge()
 
     private final class LastChallenge: Sendable {
         let slot = Mutex<(url: String, answer: EncodedAnswer)?>(nil)
@@ -56,6 +59,7 @@ final class GatewaySnapshot: Sendable {
         self.passKeyring = config.passes.flatMap(PassKeyring.init)
         self.passPolicies = RoutePassPolicy.compile(config.routes)
         self.lastChallenges = table.routes.map { _ in LastChallenge() }
+        self.manifest = config.discoveryManifest ? DiscoveryManifest(routes: table.routes) : nil
         self.responses = GatewayResponses(cors: config.cors)
         var compiler = PaywallCompiler(config: config.paywall)
         self.paywalls = table.routes.map { route in
@@ -66,12 +70,24 @@ final class GatewaySnapshot: Sendable {
         self.facilitator = facilitator
     }
 
+    /// The facilitators behind ``facilitator`` when `facilitators:` lists several.
+    var facilitatorGroup: FacilitatorGroup? { (facilitator as? MeteredFacilitator)?.inner as? FacilitatorGroup }
+
     /// The 402 (GET, API client, default error) of a route for `resourceURL`.
     func challengeAnswer(routeIndex: Int, challenge: Challenge, resourceURL: String) -> EncodedAnswer {
         let last = lastChallenges[routeIndex]
         if let hit = last.slot.withLock({ $0 }), hit.url == resourceURL { return hit.answer }
         let answer = responses.paymentRequired(challenge, resourceURL: resourceURL, head: false).encoded()
         last.slot.withLock { $0 = (resourceURL, answer) }
+        return answer
+    }
+
+    /// The discovery manifest for a request to `host` whose resource URLs start with `base`.
+    func manifestAnswer(_ manifest: DiscoveryManifest, base: String, host: String, head: Bool) -> EncodedAnswer {
+        let key = base + " " + host
+        if !head, let hit = lastManifest.slot.withLock({ $0 }), hit.url == key { return hit.answer }
+        let answer = responses.discoveryManifest(manifest.render(base: base, host: host), head: head).encoded()
+        if !head { lastManifest.slot.withLock { $0 = (key, answer) } }
         return answer
     }
 
@@ -223,6 +239,10 @@ enum Routing {
                            snapshot.unmatchedMetrics, .badRequest)
         }
         let host = HostPattern.normalize(hostHeader: hostHeader)
+        if let manifest = snapshot.manifest, path.path == DiscoveryManifest.path, head.method == .GET || isHead {
+            let base = Self.baseURL(head: head, host: hostHeader, snapshot: snapshot, trusted: isTrustedProxy(peer, snapshot))
+            return .answer(snapshot.manifestAnswer(manifest, base: base, host: host, head: isHead), snapshot.unmatchedMetrics, .free)
+        }
 
         guard let routeIndex = snapshot.table.matchIndex(method: head.method.rawValue, path: path.path, host: host) else {
             switch snapshot.table.unmatched {
@@ -325,7 +345,7 @@ enum Routing {
         ReverseProxy.Forwarding(
             clientAddress: peer, clientIsTrustedProxy: isTrustedProxy(peer, snapshot),
             requestHost: head.headers.first(name: "host"), payerHeader: snapshot.config.payerHeader,
-            extraHeaders: [("X-Request-Id", requestID)])
+            extraHeaders: [("X-Request-Id", requestID)], tls: snapshot.config.tls != nil)
     }
 
     /// Whether the peer is one of `trustedProxies` (not even parsed when there are none).
@@ -338,8 +358,13 @@ enum Routing {
     /// The public URL of the resource: `publicBaseURL` when configured, else built from the request
     /// (scheme from `X-Forwarded-Proto` only when the peer is a trusted proxy).
     static func resourceURL(path: CanonicalPath, head: HTTPRequestHead, host: String, snapshot: GatewaySnapshot, trusted: Bool) -> String {
-        if let base = snapshot.config.publicBaseURL { return base + path.pathAndQuery }
-        var scheme = "http"
+        baseURL(head: head, host: host, snapshot: snapshot, trusted: trusted) + path.pathAndQuery
+    }
+
+    /// What public URLs start with: `publicBaseURL`, else `scheme://authority` of the request.
+    static func baseURL(head: HTTPRequestHead, host: String, snapshot: GatewaySnapshot, trusted: Bool) -> String {
+        if let base = snapshot.config.publicBaseURL { return base }
+        var scheme = snapshot.config.tls == nil ? "http" : "https"
         var authority = host
         if trusted {
             if let proto = head.headers.first(name: "x-forwarded-proto")?.split(separator: ",").first, proto == "https" || proto == "http" {
@@ -348,7 +373,7 @@ enum Routing {
             if let forwardedHost = head.headers.first(name: "x-forwarded-host"), Self.isValidHost(forwardedHost) { authority = forwardedHost }
         }
         if authority.isEmpty { authority = "localhost" }
-        return "\(scheme)://\(authority)\(path.pathAndQuery)"
+        return "\(scheme)://\(authority)"
     }
 
     /// Host header characters: letters, digits, `-._:[]` (no userinfo, paths or spaces).

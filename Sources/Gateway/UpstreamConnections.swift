@@ -100,6 +100,30 @@ final class UpstreamConnections: Sendable {
     /// Opens a new connection on `loop` (the client connection's loop).
     func connect(on loop: any EventLoop) -> EventLoopFuture<any Channel> {
         let pool = self
+        return open(on: loop) {
+            [
+                HTTPRequestEncoder(),
+                // Interim answers (1xx) are forwarded: the exchange relays them or drops them.
+                ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .forward)),
+                UpstreamConnection(pool: pool),
+            ]
+        }
+    }
+
+    /// Opens a connection of its own (never pooled) for a WebSocket handshake (the caller adds the
+    /// ``TunnelHandshake``); once switched, the decoder passes on what followed the `101` when it
+    /// is removed.
+    func connectTunnel(on loop: any EventLoop) -> EventLoopFuture<any Channel> {
+        open(on: loop) {
+            [
+                HTTPRequestEncoder(),
+                ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes, informationalResponseStrategy: .forward)),
+            ]
+        }
+    }
+
+    /// A connection to the upstream on `loop`: TLS first for `https`, then `handlers()`.
+    private func open(on loop: any EventLoop, _ handlers: @escaping @Sendable () -> [any ChannelHandler]) -> EventLoopFuture<any Channel> {
         var ssl: NIOSSLContext?
         switch tls {
         case .success(let context): ssl = context
@@ -117,12 +141,7 @@ final class UpstreamConnections: Sendable {
                     if let context {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: serverName))
                     }
-                    try channel.pipeline.syncOperations.addHandlers([
-                        HTTPRequestEncoder(),
-                        // Interim answers (1xx) are forwarded: the exchange relays them or drops them.
-                        ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .forward)),
-                        UpstreamConnection(pool: pool),
-                    ])
+                    try channel.pipeline.syncOperations.addHandlers(handlers())
                 }
             }
             .connect(host: config.host, port: config.port)

@@ -106,6 +106,9 @@ public struct CanonicalPath: Sendable, Hashable {
             switch c {
             case UInt8(ascii: "/"):
                 endSegment()
+                // Kept in the decoded bytes: each segment's escapes must be valid UTF-8 on their own
+                // (`%E2%82/%80` is not `%E2%82%80`), whatever a re-spelling puts between segments.
+                decodedForUTF8Check.append(c)
                 i += 1
                 continue
             case UInt8(ascii: "\\"):

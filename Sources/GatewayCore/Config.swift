@@ -185,6 +185,12 @@ public enum SettlementPolicy: String, Sendable, Hashable, CaseIterable {
     case afterSuccess = "after-success"
     /// verify → settle → stream the upstream response.
     case before
+    /// verify → forward → settle once the upstream's head says < 400, before its body is relayed
+    /// (streamed, never held back).
+    case afterHeaders = "after-headers"
+    /// check (locally, or with `/verify` too) → queue the settlement durably → forward and stream;
+    /// a settlement worker settles it afterwards, within the route's risk budget (``Deferral``).
+    case deferred
 }
 
 /// How shared caches may treat a priced route's paid answers (`cache:` on a route).
@@ -222,12 +228,19 @@ public struct RouteConfig: Sendable, Hashable {
     public var rateLimit: RateLimit?
     /// Requests per client per window forwarded without a payment (priced routes); nil: none.
     public var freePerClient: FreeAllowance?
+    /// Whether a priced route is listed (bazaar extension, `/.well-known/x402`) and how it is described.
+    public var discovery: RouteDiscovery
+    /// How payments are checked and how much may stay unsettled, under `settlement: deferred`.
+    public var deferral: Deferral?
+    /// How an `upto` route decides what to charge (nil: the route's offers are `exact`).
+    public var upto: UptoMetering?
     public var location: SourceLocation?
 
     public init(id: String, pattern: RoutePattern, host: HostPattern? = nil, upstream: String, access: RouteAccess,
                 description: String = "", mimeType: String = "", settlement: SettlementPolicy = .afterSuccess,
                 paymentIdentifier: PaymentIdentifierMode? = nil, cache: PaidResponseCaching = .private,
-                pass: RoutePass? = nil, rateLimit: RateLimit? = nil, freePerClient: FreeAllowance? = nil,
+                pass: RoutePass? = nil, discovery: RouteDiscovery = RouteDiscovery(), deferral: Deferral? = nil,
+                upto: UptoMetering? = nil, rateLimit: RateLimit? = nil, freePerClient: FreeAllowance? = nil,
                 location: SourceLocation? = nil) {
         self.id = id
         self.pattern = pattern
@@ -242,6 +255,9 @@ public struct RouteConfig: Sendable, Hashable {
         self.pass = pass
         self.rateLimit = rateLimit
         self.freePerClient = freePerClient
+        self.discovery = discovery
+        self.deferral = deferral
+        self.upto = upto
         self.location = location
     }
 }
@@ -398,7 +414,10 @@ public struct GatewayConfig: Sendable {
     public var publicBaseURL: String?
     public var payTo: String?
     public var network: String?
-    public var facilitator: FacilitatorConfig?
+    /// The facilitators, in the order they are asked (`facilitator:` gives one, `facilitators:` several).
+    public var facilitators: [FacilitatorConfig]
+    /// The first facilitator (the only one, unless `facilitators:` lists several).
+    public var facilitator: FacilitatorConfig? { facilitators.first }
     public var upstreams: [String: UpstreamConfig]
     public var routes: [RouteConfig]
     public var unmatched: UnmatchedPolicy
@@ -419,20 +438,28 @@ public struct GatewayConfig: Sendable {
     public var passes: PassesConfig?
     /// How rate limits and free allowances tell clients apart, and how many they track.
     public var clientLimits: ClientLimitsConfig
+    /// Whether the gateway answers `GET /.well-known/x402` itself (`discovery.manifest`).
+    public var discoveryManifest: Bool
+    /// TLS on the main listener (nil: plain HTTP).
+    public var tls: TLSConfig?
+    /// The settlement workers of `settlement: deferred` routes.
+    public var deferredSettlement: DeferredSettlementConfig
 
     public init(listen: ListenAddress, publicBaseURL: String? = nil, payTo: String? = nil, network: String? = nil,
-                facilitator: FacilitatorConfig? = nil, upstreams: [String: UpstreamConfig], routes: [RouteConfig],
+                facilitator: FacilitatorConfig? = nil, facilitators: [FacilitatorConfig] = [], upstreams: [String: UpstreamConfig],
+                routes: [RouteConfig],
                 unmatched: UnmatchedPolicy, trustedProxies: [IPRange] = [], caseSensitiveRoutes: Bool = false,
                 limits: Limits = Limits(), cors: CORSConfig = CORSConfig(), payerHeader: String = "X-Payment-Payer",
                 admin: AdminConfig? = nil, reload: ReloadConfig = ReloadConfig(), paywall: PaywallConfig = PaywallConfig(),
                 storage: StorageConfig = StorageConfig(backend: .memory), networks: [String: ChainRPCConfig] = [:],
-                reconcile: ReconcileConfig = ReconcileConfig(), passes: PassesConfig? = nil,
+                reconcile: ReconcileConfig = ReconcileConfig(), passes: PassesConfig? = nil, discoveryManifest: Bool = true,
+                tls: TLSConfig? = nil, deferredSettlement: DeferredSettlementConfig = DeferredSettlementConfig(),
                 clientLimits: ClientLimitsConfig = ClientLimitsConfig()) {
         self.listen = listen
         self.publicBaseURL = publicBaseURL
         self.payTo = payTo
         self.network = network
-        self.facilitator = facilitator
+        self.facilitators = facilitators.isEmpty ? facilitator.map { [$0] } ?? [] : facilitators
         self.upstreams = upstreams
         self.routes = routes
         self.unmatched = unmatched
@@ -449,5 +476,8 @@ public struct GatewayConfig: Sendable {
         self.reconcile = reconcile
         self.passes = passes
         self.clientLimits = clientLimits
+        self.discoveryManifest = discoveryManifest
+        self.tls = tls
+        self.deferredSettlement = deferredSettlement
     }
 }

@@ -16,6 +16,12 @@ public enum RefusalReason: String, Error, Sendable, Hashable, CaseIterable {
     case expired = "invalid_exact_evm_payload_authorization_valid_before"
     case notYetValid = "invalid_exact_evm_payload_authorization_valid_after"
     case badSignature = "invalid_exact_evm_payload_signature"
+    /// The payment's transfer method (EIP-3009 or Permit2) is not the one the offer names.
+    case transferMethodMismatch = "invalid_asset_transfer_method"
+    /// A Permit2 payment whose spender is not the scheme's x402 proxy.
+    case permit2Spender = "invalid_permit2_spender"
+    /// An `upto` payment bound to another facilitator than the one the offer names.
+    case uptoFacilitator = "upto_facilitator_mismatch"
     case alreadyUsed = "payment_already_used"
     case facilitatorRefused = "facilitator_refused"
 
@@ -32,6 +38,9 @@ public enum RefusalReason: String, Error, Sendable, Hashable, CaseIterable {
         case .expired: return "the payment authorization has expired or expires too soon"
         case .notYetValid: return "the payment authorization is not valid yet"
         case .badSignature: return "the payment signature does not match its sender"
+        case .transferMethodMismatch: return "the payment's asset transfer method (EIP-3009 or Permit2) is not the one offered"
+        case .permit2Spender: return "the Permit2 authorization does not name the scheme's x402 proxy as spender"
+        case .uptoFacilitator: return "the upto authorization is bound to another facilitator than the one offered"
         case .alreadyUsed: return "this payment has already been used"
         case .facilitatorRefused: return "the facilitator refused the payment"
         }
@@ -45,7 +54,7 @@ public struct PresentedPayment: Sendable {
     /// CAIP-2 network (v1 names are mapped).
     public let network: String
     public let accepted: PaymentRequirements?
-    public let payload: ExactEVMPayload
+    public let payload: EVMPayload
     /// The payload JSON exactly as received, for the facilitator.
     public let rawJSON: [UInt8]
     /// The payment-identifier extension's id (v2 `extensions["payment-identifier"].info.id`).
@@ -76,27 +85,40 @@ public struct PresentedPayment: Sendable {
         case 1:
             guard let p = try? PaymentPayloadV1(json: root) else { throw .malformed }
             guard let network = Networks.named(p.network)?.caip2 else { throw .networkMismatch }
-            return PresentedPayment(version: 1, scheme: p.scheme, network: network, accepted: nil, payload: p.payload, rawJSON: bytes,
-                                    identifier: .absent)
+            return PresentedPayment(version: 1, scheme: p.scheme, network: network, accepted: nil, payload: .eip3009(p.payload),
+                                    rawJSON: bytes, identifier: .absent)
         default:
             throw .unsupportedVersion
         }
     }
 
-    public var key: (from: String, nonce: String) { (payload.authorization.from, payload.authorization.nonce) }
+    /// The authorizer the payment names (the payer, unless a smart wallet says otherwise at the facilitator).
+    public var from: String { payload.from }
+
+    /// The replay key's nonce: EIP-3009's bytes32 hex, or Permit2's decimal uint256 (pre-verification
+    /// refuses any other spelling of the number, so one Permit2 nonce has one key).
+    public var nonce: String { payload.nonce }
+
+    public var key: (from: String, nonce: String) { (from, nonce) }
 }
 
 /// One offer with what pre-verification needs, computed once per configuration.
 public struct PreparedOffer: Sendable {
     public let offer: Offer
     public let requirementsJSON: [UInt8]
+    /// The EIP-712 domain the payment signs under: the token's (EIP-3009) or Permit2's.
     let domainSeparator: [UInt8]?
+    /// Position among the distinct offers of the route table (the same offer, the same number).
+    let distinct: Int
 
-    init(offer: Offer) {
+    init(offer: Offer, distinct: Int = 0) {
         self.offer = offer
+        self.distinct = distinct
         self.requirementsJSON = (try? HeaderCodec.compactJSON(offer.requirements)) ?? []
-        if let name = offer.extra["name"]?.stringValue, let version = offer.extra["version"]?.stringValue,
-           let asset = EVMAddress(hex: offer.asset)
+        if offer.transferMethod == .permit2 {
+            self.domainSeparator = Permit2.domainSeparator(chainId: offer.network.chainId)
+        } else if let name = offer.extra["name"]?.stringValue, let version = offer.extra["version"]?.stringValue,
+                  let asset = EVMAddress(hex: offer.asset)
         {
             self.domainSeparator = EIP712.domainSeparator(name: name, version: version, chainId: offer.network.chainId, verifyingContract: asset)
         } else {
@@ -116,13 +138,15 @@ public enum PaymentCheck {
             candidates = kept
             return nil
         }
-        let auth = payment.payload.authorization
+        let payload = payment.payload
         let asset = payment.accepted?.asset
+        let method: AssetTransferMethod = if case .permit2 = payload { .permit2 } else { .eip3009 }
         if let r = narrow(.schemeMismatch, { $0.scheme == payment.scheme }) { return .failure(r) }
         if let r = narrow(.networkMismatch, { $0.network.caip2 == payment.network }) { return .failure(r) }
         if let asset, let r = narrow(.assetMismatch, { $0.asset.lowercased() == asset.lowercased() }) { return .failure(r) }
-        if let r = narrow(.recipientMismatch, { $0.payTo.lowercased() == auth.to.lowercased() }) { return .failure(r) }
-        if let r = narrow(.amountMismatch, { Money.atomicUnits(fromInteger: auth.value) == $0.amount }) { return .failure(r) }
+        if let r = narrow(.transferMethodMismatch, { $0.transferMethod == method }) { return .failure(r) }
+        if let r = narrow(.recipientMismatch, { $0.payTo.lowercased() == payload.recipient.lowercased() }) { return .failure(r) }
+        if let r = narrow(.amountMismatch, { Money.atomicUnits(fromInteger: payload.value) == $0.amount }) { return .failure(r) }
         if let accepted = payment.accepted {
             // v2: the client's copy of the requirements must be the offer (what it signed against).
             if let r = narrow(.acceptedMismatch, { offer in
@@ -136,21 +160,46 @@ public enum PaymentCheck {
     /// Seconds of validity the authorization must still have (block-time margin, as facilitators use).
     public static let validBeforeMargin: UInt64 = 6
 
-    /// Time window, and for plain 65-byte signatures, recovery to `authorization.from`.
+    /// Time window, and for plain 65-byte signatures, recovery to the authorizer. For Permit2, also
+    /// the token, the spender (the scheme's x402 proxy), for `upto` the facilitator the offer names,
+    /// and numbers spelt canonically (one nonce, one replay key).
     /// Longer signatures (ERC-1271 / ERC-6492 smart wallets) are left to the facilitator.
     public static func preVerify(_ payment: PresentedPayment, offer: PreparedOffer, now: UInt64) -> RefusalReason? {
-        let auth = payment.payload.authorization
-        guard let validAfter = UInt64(auth.validAfter), let validBefore = UInt64(auth.validBefore) else { return .malformed }
+        let payload = payment.payload
+        guard let validAfter = UInt64(payload.validAfter), let validBefore = UInt64(payload.validBefore) else { return .malformed }
         if validBefore < now + validBeforeMargin { return .expired }
         if validAfter > now { return .notYetValid }
-        guard let signature = Hex.decode(payment.payload.signature, prefixed: true), !signature.isEmpty else { return .badSignature }
+        if case .permit2(let permit) = payload {
+            let auth = permit.permit2Authorization
+            guard [auth.nonce, auth.deadline, auth.witness.validAfter].allSatisfy({ Money.atomicUnits(fromInteger: $0) != nil }) else {
+                return .malformed
+            }
+            guard EVMAddress(hex: auth.permitted.token) == EVMAddress(hex: offer.offer.asset) else { return .assetMismatch }
+            let proxy = offer.offer.scheme == "upto" ? Permit2Contracts.uptoProxy : Permit2Contracts.exactProxy
+            guard EVMAddress(hex: auth.spender) == EVMAddress(hex: proxy) else { return .permit2Spender }
+            if offer.offer.scheme == "upto" {
+                guard let bound = auth.witness.facilitator.flatMap(EVMAddress.init(hex:)),
+                      let offered = offer.offer.facilitatorAddress.flatMap(EVMAddress.init(hex:)), bound == offered
+                else { return .uptoFacilitator }
+            }
+        }
+        guard let signature = Hex.decode(payload.signature, prefixed: true), !signature.isEmpty else { return .badSignature }
         guard signature.count == 65 else { return nil }
-        guard let domain = offer.domainSeparator, let from = EVMAddress(hex: auth.from),
-              let digest = try? EIP3009.digest(auth, domainSeparator: domain)
+        guard let domain = offer.domainSeparator, let from = EVMAddress(hex: payload.from),
+              let digest = digest(payload, offer: offer.offer, domain: domain)
         else { return .malformed }
         guard let recovered = Secp256k1.shared.recoverAddress(digest: digest, signature: signature), recovered == from else {
             return .badSignature
         }
         return nil
+    }
+
+    /// The EIP-712 digest the payment's signature must be over; nil when a field cannot be hashed.
+    static func digest(_ payload: EVMPayload, offer: Offer, domain: [UInt8]) -> [UInt8]? {
+        switch payload {
+        case .eip3009(let exact): try? EIP3009.digest(exact.authorization, domainSeparator: domain)
+        case .permit2(let permit):
+            try? Permit2.digest(permit.permit2Authorization, witness: offer.scheme == "upto" ? .upto : .exact, domainSeparator: domain)
+        }
     }
 }

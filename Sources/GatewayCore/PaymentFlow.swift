@@ -4,7 +4,15 @@ import X402
 /// and feeds the outcome back; nothing here does I/O or reads a clock (time is passed in).
 ///
 ///     received ─match+pre-verify─▶ claim ─▶ verify ─┬─ after-success: forward ─▶ settle ─▶ deliver
+///                                                   ├─ after-headers: forward ─▶ settle ─▶ deliver (streamed)
 ///                                                   └─ before:        settle ─▶ forward ─▶ deliver
+///
+/// Deferred settlement (the settlement is queued durably and made after delivery, see ``Deferral``):
+///
+///     received ─match+pre-verify─┬─ local:       claim pending ──────────────────────┬─▶ forward ─▶ hand over ─▶ deliver pending
+///                                └─ facilitator: claim ─▶ verify ─▶ record pending ─┘   (upstream ≥ 400: deliver unsettled)
+///
+/// A retry of a payment whose settlement outcome is unknown is never deferred: it goes on as after-success.
 ///
 /// On a route offering payment-identifier, a payment with an id claims the id first:
 ///
@@ -29,6 +37,15 @@ public struct PaymentFlow: Sendable {
         case settle
         /// Relay the upstream response with `PAYMENT-RESPONSE`.
         case deliver(SettleResponse)
+        /// Deferred settlement, verified locally: claim the payment straight into the settlement
+        /// queue (then ``PaymentFlow/claimed(_:)`` with `.pending`, or with the ordinary claim's answer).
+        case claimPending
+        /// Deferred settlement: write the payment into the settlement queue, held for this request.
+        case recordPending
+        /// Deferred settlement: the upstream answered < 400: hand the queued payment to the settlement workers.
+        case handOver
+        /// Relay the upstream response with a pending `PAYMENT-RESPONSE`: settled after delivery.
+        case deliverPending
         /// Relay the upstream's failure as is: nothing was charged.
         case deliverUnsettled
         /// 402 with `PAYMENT-RESPONSE` describing the failure; the upstream body is withheld.
@@ -95,21 +112,28 @@ public struct PaymentFlow: Sendable {
         case release  // not charged: the payment may be presented again
         case spend  // charged
         case unknown  // settlement outcome unknown: held, but the same payment may come back to retry
+        case queued  // delivered before its settlement: handed to the settlement workers
     }
 
     /// How the replay claim went (mirrors the storage layer's answer).
     public enum Claim: Sendable, Equatable {
         case fresh
+        /// Claimed straight into the settlement queue (``Action/claimPending``).
+        case pending
         /// An earlier settlement of this same payment ended without an answer.
         case afterUnknownOutcome
         case taken
     }
 
     enum State: Sendable, Equatable {
-        case received, identifying, lookingUp, claiming, verifying, forwarding, settling, done
+        case received, identifying, lookingUp, claiming, verifying, queueing, forwarding, handingOver, settling, done
     }
 
-    public let policy: SettlementPolicy
+    /// The policy the request is served under; a deferred payment that turns out to be a retry of
+    /// an unknown outcome goes on as `after-success`.
+    public private(set) var policy: SettlementPolicy
+    /// How a deferred payment is checked before it is served.
+    public let verification: Deferral.Verification
     /// Whether the route offers payment-identifier (nil: identifiers are ignored).
     public let identifierMode: PaymentIdentifierMode?
     private(set) var state: State = .received
@@ -125,8 +149,9 @@ public struct PaymentFlow: Sendable {
     /// The settlement, under `before` once it has succeeded (then an upstream failure is not "nothing charged").
     public private(set) var settlement: SettleResponse?
 
-    public init(policy: SettlementPolicy, identifierMode: PaymentIdentifierMode? = nil) {
+    public init(policy: SettlementPolicy, identifierMode: PaymentIdentifierMode? = nil, verification: Deferral.Verification = .facilitator) {
         self.policy = policy
+        self.verification = verification
         self.identifierMode = identifierMode
     }
 
@@ -164,7 +189,7 @@ public struct PaymentFlow: Sendable {
                 return .claimIdentifier
             }
             state = .claiming
-            return .claim
+            return policy == .deferred && verification == .local ? .claimPending : .claim
         }
     }
 
@@ -196,12 +221,41 @@ public struct PaymentFlow: Sendable {
             state = .done
             return .refuse(.alreadyUsed, detail: nil)
         }
+        if result == .pending {
+            precondition(policy == .deferred)
+            claim = .release  // released unless the upstream's answer hands it over
+            state = .forwarding
+            return .forward
+        }
         isRetryAfterUnknownOutcome = result == .afterUnknownOutcome
         // Held; released unless the payment gets charged. A retry after an unknown outcome stays
         // unknown however it ends short of a settlement: the earlier transfer may have gone through.
         claim = isRetryAfterUnknownOutcome ? .unknown : .release
+        if policy == .deferred {
+            if isRetryAfterUnknownOutcome {
+                policy = .afterSuccess
+            } else if verification == .local {
+                state = .queueing
+                return .recordPending
+            }
+        }
         state = .verifying
         return .verify
+    }
+
+    /// The payment is in the settlement queue, held for this request (deferred settlement).
+    public mutating func pendingRecorded() -> Action {
+        precondition(state == .queueing)
+        state = .forwarding
+        return .forward
+    }
+
+    /// The queued payment was handed to the settlement workers (deferred settlement).
+    public mutating func handedOver() -> Action {
+        precondition(state == .handingOver)
+        claim = .queued
+        state = .done
+        return .deliverPending
     }
 
     public mutating func verified(_ result: Result<VerifyResponse, CallFailure>) -> Action {
@@ -220,12 +274,15 @@ public struct PaymentFlow: Sendable {
         case .success(let response):
             payer = response.payer
             switch policy {
-            case .afterSuccess:
+            case .afterSuccess, .afterHeaders:
                 state = .forwarding
                 return .forward
             case .before:
                 state = .settling
                 return .settle
+            case .deferred:
+                state = .queueing
+                return .recordPending
             }
         }
     }
@@ -234,10 +291,14 @@ public struct PaymentFlow: Sendable {
     public mutating func upstreamResponded(status: Int) -> Action {
         precondition(state == .forwarding)
         switch policy {
-        case .afterSuccess:
+        case .afterSuccess, .afterHeaders, .deferred:
             if status >= 400 {
                 state = .done
                 return .deliverUnsettled
+            }
+            if policy == .deferred {
+                state = .handingOver
+                return .handOver
             }
             state = .settling
             return .settle
@@ -254,10 +315,11 @@ public struct PaymentFlow: Sendable {
         return .failClosed(failure, stage: .upstream)
     }
 
-    /// The client went away before the settlement: it would not receive what it pays for, so
-    /// nothing is settled. The claim is released (held as unknown on a retry after an unknown outcome).
+    /// The client went away before the settlement (or, deferred, before the hand-over): it would not
+    /// receive what it pays for, so nothing is settled. The claim is released (held as unknown on a
+    /// retry after an unknown outcome).
     public mutating func clientGone() -> Action {
-        precondition(state == .settling)
+        precondition(state == .settling || state == .handingOver)
         claim = isRetryAfterUnknownOutcome ? .unknown : .release
         state = .done
         return .abandon
@@ -294,7 +356,7 @@ public struct PaymentFlow: Sendable {
             claim = .spend
             if payer == nil { payer = response.payer }
             switch policy {
-            case .afterSuccess:
+            case .afterSuccess, .afterHeaders:
                 state = .done
                 if identifierDisposition == .release { identifierDisposition = .complete }
                 return .deliver(response)
@@ -302,6 +364,8 @@ public struct PaymentFlow: Sendable {
                 settlement = response
                 state = .forwarding
                 return .forward
+            case .deferred:
+                preconditionFailure("a deferred payment is never settled by its request")
             }
         }
     }

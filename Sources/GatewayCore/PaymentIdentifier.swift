@@ -77,12 +77,18 @@ public enum PaymentIdentifier {
     /// authorization with its signature (addresses and hex in lower case). The same signed payment
     /// spelt as different JSON (key order, spacing, another `resource`) has the same digest; any other
     /// payment, a different one.
+    /// A Permit2 payment adds what its message signs besides those (token, spender, facilitator).
     public static func paymentHash(_ payment: PresentedPayment) -> String {
-        let auth = payment.payload.authorization
-        return digest("payment", [
-            String(payment.version), payment.scheme, payment.network, auth.from.lowercased(), auth.to.lowercased(), auth.value,
-            auth.validAfter, auth.validBefore, auth.nonce.lowercased(), payment.payload.signature.lowercased(),
-        ])
+        let p = payment.payload
+        var fields = [
+            String(payment.version), payment.scheme, payment.network, p.from.lowercased(), p.recipient.lowercased(), p.value,
+            p.validAfter, p.validBefore, p.nonce.lowercased(), p.signature.lowercased(),
+        ]
+        if case .permit2(let permit) = p {
+            let auth = permit.permit2Authorization
+            fields += ["permit2", auth.permitted.token.lowercased(), auth.spender.lowercased(), auth.witness.facilitator?.lowercased() ?? ""]
+        }
+        return digest("payment", fields)
     }
 
     /// Identifies the request the payment came with: method, path with query, route, the offer paid

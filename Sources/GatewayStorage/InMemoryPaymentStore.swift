@@ -15,6 +15,8 @@ public final class InMemoryPaymentStore: PaymentStore {
         var rows: [PaymentKey: PaymentRecord] = [:]
         /// Keys whose current claim is a retry after an unknown outcome (kept so when taken over).
         var retries: Set<PaymentKey> = []
+        /// The payments kept for their deferred settlement, while they are queued.
+        var pending: [PaymentKey: PendingSettlement] = [:]
     }
 
     private let identifiers = Mutex<[IdentifierScope: IdentifierRecord]>([:])
@@ -48,6 +50,7 @@ public final class InMemoryPaymentStore: PaymentStore {
                 key: request.key, offer: offer, routeID: request.routeID, method: request.method, path: request.path,
                 requestID: request.requestID, state: .claimed, attempt: attempt, instanceID: instanceID, leaseUntil: lease,
                 validBefore: request.validBefore, claimedAt: now, updatedAt: now)
+            state.pending[request.key] = nil
             let ticket = ClaimTicket(key: request.key, attempt: attempt)
             // A retry whose holder died is still a retry.
             if let prior, PaymentState.outcomeUnknown.contains(prior.state) || (prior.state.isInFlight && state.retries.contains(request.key)) {
@@ -71,10 +74,17 @@ public final class InMemoryPaymentStore: PaymentStore {
             guard first.predecessors.contains(row.state) else {
                 throw StorageError(.outOfOrder, "\(first.target.rawValue) cannot follow \(row.state.rawValue)")
             }
-            for step in steps { row.apply(step.transition, at: step.at) }
-            row.leaseUntil = now + settings.leaseMilliseconds
+            let wasQueued = row.state == .settlementPending
+            for step in steps { row.apply(step) }
+            // `forwarded` on a queued row hands it to the settlement workers: its lease ends now.
+            row.leaseUntil = wasQueued && row.state == .settlementPending ? now : now + settings.leaseMilliseconds
             row.updatedAt = now
             state.rows[ticket.key] = row
+            switch last {
+            case .pending(let pending): state.pending[ticket.key] = pending
+            case .refused, .released, .unknown: state.pending[ticket.key] = nil
+            default: break
+            }
         }
     }
 
@@ -156,19 +166,149 @@ public final class InMemoryPaymentStore: PaymentStore {
         return record.state == .released || (record.state == .completed && record.expiresAt <= now) ? nil : record
     }
 
+    public func claimPending(_ request: ClaimRequest, _ pending: PendingSettlement) async throws -> ClaimTicket? {
+        let now = settings.clock()
+        return state.withLock { state in
+            let prior = state.rows[request.key]
+            if let prior {
+                let fresh = [PaymentState.released, .refused, .reconciledUnsettled].contains(prior.state)
+                    || ([PaymentState.claimed, .verified, .forwarded].contains(prior.state) && prior.leaseUntil <= now
+                        && !state.retries.contains(request.key))
+                guard fresh else { return nil }
+            } else if state.rows.count >= retention {
+                evict(&state.rows, now: now)
+            }
+            let attempt = (prior?.attempt ?? 0) + 1
+            var offer = request.offer
+            (offer.network, offer.asset) = (request.key.network, request.key.asset)
+            state.rows[request.key] = PaymentRecord(
+                key: request.key, offer: offer, routeID: request.routeID, method: request.method, path: request.path,
+                requestID: request.requestID, state: .settlementPending, attempt: attempt, instanceID: instanceID,
+                leaseUntil: now + settings.leaseMilliseconds, validBefore: request.validBefore, claimedAt: now, updatedAt: now,
+                deferred: true)
+            state.pending[request.key] = pending
+            state.retries.remove(request.key)
+            return ClaimTicket(key: request.key, attempt: attempt)
+        }
+    }
+
+    public func takePending(limit: Int, leaseMilliseconds: Int64) async throws -> [DeferredSettlement] {
+        let now = settings.clock()
+        return state.withLock { state in
+            let due = state.rows.values.filter { $0.state == .settlementPending && $0.leaseUntil <= now }
+                .sorted { ($0.leaseUntil, $0.key.description) < ($1.leaseUntil, $1.key.description) }
+                .prefix(max(0, limit))
+            return due.map { taken in
+                var row = taken
+                row.instanceID = instanceID
+                row.leaseUntil = now + leaseMilliseconds
+                row.settleAttempts += 1
+                row.settlingAt = now
+                row.updatedAt = now
+                state.rows[row.key] = row
+                return DeferredSettlement(
+                    ticket: DeferredTicket(key: row.key, settleAttempt: row.settleAttempts), routeID: row.routeID, offer: row.offer,
+                    validBefore: row.validBefore, claimedAt: row.claimedAt, upstreamStatus: row.forwardedAt == nil ? nil : row.upstreamStatus,
+                    pending: state.pending[row.key])
+            }
+        }
+    }
+
+    public func takeHandedOver(_ ticket: ClaimTicket, upstreamStatus: Int, forwardedAt: Int64, leaseMilliseconds: Int64) async throws
+        -> DeferredSettlement?
+    {
+        let now = settings.clock()
+        return state.withLock { state in
+            guard var row = state.rows[ticket.key], row.attempt == ticket.attempt, row.state == .settlementPending, row.forwardedAt == nil
+            else { return nil }
+            row.upstreamStatus = upstreamStatus
+            row.forwardedAt = forwardedAt
+            row.instanceID = instanceID
+            row.leaseUntil = now + leaseMilliseconds
+            row.settleAttempts += 1
+            row.settlingAt = now
+            row.updatedAt = now
+            state.rows[ticket.key] = row
+            return DeferredSettlement(
+                ticket: DeferredTicket(key: row.key, settleAttempt: row.settleAttempts), routeID: row.routeID, offer: row.offer,
+                validBefore: row.validBefore, claimedAt: row.claimedAt, upstreamStatus: upstreamStatus, pending: state.pending[row.key])
+        }
+    }
+
+    public func finishPending(_ ticket: DeferredTicket, _ outcome: DeferredOutcome) async throws -> Bool {
+        let now = settings.clock()
+        return state.withLock { state in
+            guard var row = state.rows[ticket.key], row.state == .settlementPending, row.settleAttempts == ticket.settleAttempt else {
+                return false
+            }
+            row.updatedAt = now
+            switch outcome {
+            case .retry(let reason, let notBefore):
+                row.reason = reason
+                row.leaseUntil = notBefore
+                state.rows[ticket.key] = row
+                return true
+            case .settled(let transaction):
+                row.state = .settled
+                row.transaction = transaction
+                row.reason = nil
+            case .failed(let reason):
+                row.state = .settleFailedAfterDelivery
+                row.reason = reason
+            case .unknown(let reason):
+                row.state = .unknown
+                row.reason = reason
+            case .released(let reason):
+                row.state = .released
+                row.reason = reason
+            }
+            row.finishedAt = now
+            row.leaseUntil = now
+            state.rows[ticket.key] = row
+            state.pending[ticket.key] = nil
+            return true
+        }
+    }
+
+    public func deferredSummary(failuresSince: Int64) async throws -> DeferredSummary {
+        let all = state.withLock { Array($0.rows.values) }
+        struct GroupKey: Hashable { var route: String, payer: String, amount: String, state: PaymentState }
+        var groups: [GroupKey: DeferredSummary.Group] = [:]
+        var summary = DeferredSummary()
+        for row in all {
+            switch row.state {
+            case .settlementPending, .unknown:
+                guard row.deferred else { continue }
+                let key = GroupKey(route: row.routeID, payer: row.key.payer, amount: row.offer.amount, state: row.state)
+                var group = groups[key] ?? DeferredSummary.Group(routeID: row.routeID, payer: row.key.payer, amount: row.offer.amount,
+                                                                  state: row.state, count: 0, oldestClaimedAt: row.claimedAt)
+                group.count += 1
+                group.oldestClaimedAt = min(group.oldestClaimedAt, row.claimedAt)
+                groups[key] = group
+            case .settleFailedAfterDelivery:
+                summary.failures += 1
+                if let at = row.finishedAt, at >= failuresSince { summary.failedPayers[row.key.payer] = max(at, summary.failedPayers[row.key.payer] ?? at) }
+            default: break
+            }
+        }
+        summary.unsettled = Array(groups.values)
+        return summary
+    }
+
     public func ping() async throws {}
 
     private func evict(_ rows: inout [PaymentKey: PaymentRecord], now: Int64) {
         let nowSeconds = UInt64(max(0, now / 1000))
         rows = rows.filter { _, row in
-            row.validBefore >= nowSeconds || row.state.isInFlight || row.state == .unknown
+            row.validBefore >= nowSeconds || row.state.isInFlight || row.state == .unknown || row.state == .settlementPending
         }
     }
 }
 
 extension PaymentRecord {
     /// The row after `transition` at time `now` (already checked against the order), as every backend writes it.
-    mutating func apply(_ transition: PaymentTransition, at now: Int64) {
+    mutating func apply(_ step: PaymentStep) {
+        let (transition, now) = (step.transition, step.at)
         state = transition.state(after: state)
         switch transition {
         case .verified(let payer):
@@ -179,12 +319,17 @@ extension PaymentRecord {
             forwardedAt = now
         case .settling:
             settlingAt = now
+            chargedAmount = step.charge?.amount ?? offer.amount
+            chargeBasis = step.charge?.basis
         case .settled(let hash):
             transaction = hash
+            chargedAmount = chargedAmount ?? offer.amount
             finishedAt = now
         case .refused(let why), .released(let why), .unknown(let why):
             reason = why
             finishedAt = now
+        case .pending:
+            deferred = true
         }
     }
 

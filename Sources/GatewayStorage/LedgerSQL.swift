@@ -42,7 +42,27 @@ public enum LedgerSQL {
             """,
             "CREATE INDEX x402_payment_identifiers_expiry ON x402_payment_identifiers (expires_at)",
         ],
-        // 3: the counters of rate limits and free allowances (``LimitSQL``).
+        // 3: deferred settlement: the payment kept to settle it after delivery, the settle attempts,
+        // and the queue and its failures, indexed apart from the rest of the ledger.
+        [
+            "ALTER TABLE x402_payments ADD COLUMN deferred BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE x402_payments ADD COLUMN settle_attempts BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE x402_payments ADD COLUMN x402_version BIGINT",
+            "ALTER TABLE x402_payments ADD COLUMN payment_payload TEXT",
+            "ALTER TABLE x402_payments ADD COLUMN payment_requirements TEXT",
+            "CREATE INDEX x402_payments_pending ON x402_payments (lease_until) WHERE state = 'settlement_pending'",
+            "CREATE INDEX x402_payments_deferred_unknown ON x402_payments (claimed_at) WHERE state = 'unknown' AND deferred = 1",
+            "CREATE INDEX x402_payments_settle_failed ON x402_payments (finished_at) WHERE state = 'settle_failed_after_delivery'",
+        ],
+        // 4: Permit2 and `upto`. `transfer_method` says which nonce the key holds (EIP-3009's or
+        // Permit2's; NULL on older rows: EIP-3009); `charge_basis` how an upto charge was decided.
+        // `amount` stays the offer's (for upto the maximum); `charged_amount`, now written with
+        // `settling`, what the settlement moves.
+        [
+            "ALTER TABLE x402_payments ADD COLUMN transfer_method TEXT",
+            "ALTER TABLE x402_payments ADD COLUMN charge_basis TEXT",
+        ],
+        // 5: the counters of rate limits and free allowances (``LimitSQL``).
         LimitSQL.migration,
     ]
 
@@ -92,30 +112,56 @@ public enum LedgerSQL {
     private static let inFlight = PaymentState.allCases.filter(\.isInFlight)
 
     static let claimSQL = claimSQL(rows: { "VALUES (\($0))" }, bind: { "$\($0)" })
+    static let claimPendingSQL = claimSQL(rows: { "VALUES (\($0))" }, bind: { "$\($0)" }, pending: true)
 
     /// The claim's text. `bind(n)` names the n-th value and `rows` turns the row's expressions into
     /// the rows inserted: `VALUES (…)` with `$n` for one claim, or (``HotStatement/batchedSQL(bind:from:)``)
     /// a `SELECT` over PostgreSQL's `unnest` for many. A take-over is judged against the time of the
     /// claim being made (`excluded.updated_at`), so each row of a batch carries its own.
-    static func claimSQL(rows: (String) -> String, bind: (Int) -> String) -> String {
-        let values = (1...11).map(bind) + ["'claimed'", "NULL", "1"] + [12, 13, 14, 15, 15].map(bind)
+    ///
+    /// `pending`: the deferred claim, straight into `settlement_pending` with the payment kept to
+    /// settle it (values 17–19: version, payload, requirements); it takes only rows a fresh claim
+    /// may take and whose settlement was never attempted (no unknown outcome behind it).
+    static func claimSQL(rows: (String) -> String, bind: (Int) -> String, pending: Bool = false) -> String {
+        var values = (1...11).map(bind) + [pending ? "'settlement_pending'" : "'claimed'", "NULL", "1"] + [12, 13, 14, 15, 15, 16].map(bind)
+        var columns = ""
+        var deferredSet = "deferred = 0, settle_attempts = 0, x402_version = NULL, payment_payload = NULL, payment_requirements = NULL"
+        var takable = """
+            x402_payments.state IN (\(list(PaymentState.claimable)))
+               OR (x402_payments.state IN (\(list(inFlight))) AND x402_payments.lease_until <= excluded.updated_at)
+            """
+        if pending {
+            values += ["1"] + [17, 18, 19].map(bind)
+            columns = ", deferred, x402_version, payment_payload, payment_requirements"
+            deferredSet = """
+                deferred = 1, settle_attempts = 0, x402_version = excluded.x402_version, payment_payload = excluded.payment_payload,
+                  payment_requirements = excluded.payment_requirements
+                """
+            takable = """
+                x402_payments.state IN (\(list(PaymentState.claimable.filter { !PaymentState.outcomeUnknown.contains($0) })))
+                   OR (x402_payments.state IN (\(list(inFlight.filter { !PaymentState.outcomeUnknown.contains($0) })))
+                       AND x402_payments.lease_until <= excluded.updated_at
+                       AND (x402_payments.prior_state IS NULL OR x402_payments.prior_state NOT IN (\(list(PaymentState.outcomeUnknown)))))
+                """
+        }
         return """
             INSERT INTO x402_payments (network, asset, payer, nonce, scheme, pay_to, amount, route_id, method, path, request_id,
-              state, prior_state, attempt, instance_id, lease_until, valid_before, claimed_at, updated_at)
+              state, prior_state, attempt, instance_id, lease_until, valid_before, claimed_at, updated_at, transfer_method\(columns))
             \(rows(values.joined(separator: ", ")))
             ON CONFLICT (network, asset, payer, nonce) DO UPDATE SET
               prior_state = CASE WHEN x402_payments.state IN ('claimed', 'verified', 'forwarded')
                                   AND x402_payments.prior_state IN ('settling', 'unknown')
                                  THEN x402_payments.prior_state ELSE x402_payments.state END,
-              state = 'claimed', attempt = x402_payments.attempt + 1,
+              state = \(pending ? "'settlement_pending'" : "'claimed'"), attempt = x402_payments.attempt + 1,
               scheme = excluded.scheme, pay_to = excluded.pay_to, amount = excluded.amount, route_id = excluded.route_id,
               method = excluded.method, path = excluded.path, request_id = excluded.request_id,
               instance_id = excluded.instance_id, lease_until = excluded.lease_until, valid_before = excluded.valid_before,
-              claimed_at = excluded.claimed_at, updated_at = excluded.updated_at,
+              claimed_at = excluded.claimed_at, updated_at = excluded.updated_at, transfer_method = excluded.transfer_method,
               verified_payer = NULL, upstream_status = NULL, reason = NULL, transaction_hash = NULL, charged_amount = NULL,
-              verified_at = NULL, forwarded_at = NULL, settling_at = NULL, finished_at = NULL, reconciled_at = NULL
-            WHERE x402_payments.state IN (\(list(PaymentState.claimable)))
-               OR (x402_payments.state IN (\(list(inFlight))) AND x402_payments.lease_until <= excluded.updated_at)
+              charge_basis = NULL,
+              verified_at = NULL, forwarded_at = NULL, settling_at = NULL, finished_at = NULL, reconciled_at = NULL,
+              \(deferredSet)
+            WHERE \(takable)
             RETURNING attempt, prior_state, \(keyColumns)
             """
     }
@@ -130,8 +176,19 @@ public enum LedgerSQL {
             [.text(r.key.network), .text(r.key.asset), .text(r.key.payer), .text(r.key.nonce),
              .text(r.offer.scheme), .text(r.offer.payTo), .text(r.offer.amount),
              .text(r.routeID), .text(r.method), .text(r.path), .text(r.requestID),
-             .text(instance), .integer(leaseUntil), .integer(Int64(clamping: r.validBefore)), .integer(now)],
+             .text(instance), .integer(leaseUntil), .integer(Int64(clamping: r.validBefore)), .integer(now), .text(r.offer.transferMethod)],
             hot: .claim)
+    }
+
+    /// The deferred claim (see ``claimSQL(rows:bind:pending:)``); returns `attempt, prior_state` (then the key) when claimed.
+    public static func claimPending(_ r: ClaimRequest, _ p: PendingSettlement, instance: String, now: Int64, leaseUntil: Int64) -> SQLStatement {
+        SQLStatement(claimPendingSQL,
+            [.text(r.key.network), .text(r.key.asset), .text(r.key.payer), .text(r.key.nonce),
+             .text(r.offer.scheme), .text(r.offer.payTo), .text(r.offer.amount),
+             .text(r.routeID), .text(r.method), .text(r.path), .text(r.requestID),
+             .text(instance), .integer(leaseUntil), .integer(Int64(clamping: r.validBefore)), .integer(now), .text(r.offer.transferMethod),
+             .integer(Int64(p.x402Version)), .text(p.payload), .text(p.requirements)],
+            hot: .claimPending)
     }
 
     /// What a claim's returned row means.
@@ -145,9 +202,9 @@ public enum LedgerSQL {
 
     // MARK: Steps
 
-    private static let keyMatch = "network = $1 AND asset = $2 AND payer = $3 AND nonce = $4"
+    static let keyMatch = "network = $1 AND asset = $2 AND payer = $3 AND nonce = $4"
 
-    private static func keyBinds(_ key: PaymentKey) -> [SQLValue] {
+    static func keyBinds(_ key: PaymentKey) -> [SQLValue] {
         [.text(key.network), .text(key.asset), .text(key.payer), .text(key.nonce)]
     }
 
@@ -157,13 +214,18 @@ public enum LedgerSQL {
     public static func record(_ ticket: ClaimTicket, _ steps: [PaymentStep], now: Int64, leaseUntil: Int64) -> SQLStatement {
         var binds = keyBinds(ticket.key) + [.integer(Int64(ticket.attempt)), .integer(now), .integer(leaseUntil)]
         for step in steps {
+            if case .pending(let p) = step.transition {
+                binds += [.integer(Int64(p.x402Version)), .text(p.payload), .text(p.requirements)]
+                continue
+            }
             binds.append(.integer(step.at))
             switch step.transition {
             case .verified(let payer): binds.append(.text(payer.lowercased()))
             case .forwarded(let status): binds.append(.integer(Int64(status)))
-            case .settling: break
+            case .settling: binds += [.text(step.charge?.amount ?? ""), .text(step.charge?.basis ?? "")]
             case .settled(let hash): binds.append(.text(hash))
             case .refused(let why), .released(let why), .unknown(let why): binds.append(.text(why))
+            case .pending: break
             }
         }
         let targets = steps.map(\.transition.target)
@@ -171,7 +233,8 @@ public enum LedgerSQL {
     }
 
     /// The statement for a chain of step kinds: `$5` attempt, `$6` now, `$7` lease, then each
-    /// step's time and value (`settling` has no value). Made once per chain.
+    /// step's time and value (`settling`: the charge's amount and basis, empty for the offer's
+    /// amount). Made once per chain.
     static func recordSQL(_ targets: [PaymentState]) -> String {
         if let made = madeRecordSQL.withLock({ $0[targets] }) { return made }
         let sql = recordSQL(targets, bind: { "$\($0)" }, from: "")
@@ -189,20 +252,36 @@ public enum LedgerSQL {
         }
         var sets: [String] = []
         for target in targets {
+            if target == .settlementPending {
+                sets.append("deferred = 1, x402_version = \(nextBind()), payment_payload = \(nextBind()), payment_requirements = \(nextBind())")
+                continue
+            }
             let at = nextBind()
             switch target {
             case .verified: sets.append("verified_payer = \(nextBind()), verified_at = \(at)")
             case .forwarded: sets.append("upstream_status = \(nextBind()), forwarded_at = \(at)")
-            case .settling: sets.append("settling_at = \(at)")
-            case .settled: sets.append("transaction_hash = \(nextBind()), charged_amount = amount, finished_at = \(at)")
-            default: sets.append("reason = \(nextBind()), finished_at = \(at)")  // refused, released, unknown
+            case .settling:
+                let (charged, basis) = (nextBind(), nextBind())
+                sets.append("settling_at = \(at), charged_amount = COALESCE(NULLIF(\(charged), ''), amount), charge_basis = NULLIF(\(basis), '')")
+            case .settled: sets.append("transaction_hash = \(nextBind()), charged_amount = COALESCE(charged_amount, amount), finished_at = \(at)")
+            default:  // refused, released, unknown: the payment kept for a deferred settlement goes
+                sets.append("reason = \(nextBind()), finished_at = \(at), payment_payload = NULL, payment_requirements = NULL")
             }
         }
-        // `forwarded` alone after `settled` (under `before`) leaves the row settled; in a longer chain the last step's state wins.
-        let state = targets == [.forwarded] ? "CASE WHEN state = 'settled' THEN 'settled' ELSE 'forwarded' END" : "'\(targets.last!.rawValue)'"
+        // `forwarded` alone after `settled` (under `before`) leaves the row settled, and after
+        // `settlement_pending` leaves it queued and hands it to the settlement workers (its lease
+        // ends now); in a longer chain the last step's state wins.
+        let state, lease: String
+        if targets == [.forwarded] {
+            state = "CASE WHEN state IN ('settled', 'settlement_pending') THEN state ELSE 'forwarded' END"
+            lease = "CASE WHEN state = 'settlement_pending' THEN \(bind(6)) ELSE \(bind(7)) END"
+        } else {
+            state = "'\(targets.last!.rawValue)'"
+            lease = bind(7)
+        }
         let key = "network = \(bind(1)) AND asset = \(bind(2)) AND payer = \(bind(3)) AND nonce = \(bind(4))"
         return """
-            UPDATE x402_payments SET state = \(state), \(sets.joined(separator: ", ")), lease_until = \(bind(7)), updated_at = \(bind(6))
+            UPDATE x402_payments SET state = \(state), \(sets.joined(separator: ", ")), lease_until = \(lease), updated_at = \(bind(6))
             \(from)
             WHERE \(key) AND attempt = \(bind(5)) AND state IN (\(list(PaymentTransition.predecessors(of: targets[0]))))
             RETURNING attempt, \(keyColumns)
@@ -213,10 +292,14 @@ public enum LedgerSQL {
     static func recordBindTypes(_ targets: [PaymentState]) -> [SQLType] {
         var types: [SQLType] = [.text, .text, .text, .text, .integer, .integer, .integer]
         for target in targets {
+            if target == .settlementPending {
+                types += [.integer, .text, .text]
+                continue
+            }
             types.append(.integer)  // the step's time
             switch target {
             case .forwarded: types.append(.integer)
-            case .settling: break
+            case .settling: types += [.text, .text]  // the charge's amount and basis
             default: types.append(.text)  // verified's payer, settled's transaction, a reason
             }
         }
@@ -276,7 +359,8 @@ public enum LedgerSQL {
     public static let columns = """
         network, asset, payer, nonce, scheme, pay_to, amount, route_id, method, path, request_id, state, attempt, instance_id, \
         lease_until, valid_before, verified_payer, upstream_status, reason, transaction_hash, claimed_at, verified_at, \
-        forwarded_at, settling_at, finished_at, reconciled_at, updated_at
+        forwarded_at, settling_at, finished_at, reconciled_at, updated_at, deferred, settle_attempts, transfer_method, charged_amount, \
+        charge_basis
         """
 
     public static func payments(_ q: PaymentQuery) -> SQLStatement {
@@ -298,26 +382,43 @@ public enum LedgerSQL {
             """, binds + [.integer(Int64(max(0, q.limit)))])
     }
 
+    /// The values of a returned `x402_payments` row, read by position.
+    struct Columns {
+        let values: [SQLValue]
+
+        func text(_ i: Int) throws(StorageError) -> String {
+            guard i < values.count, let value = values[i].text else { throw StorageError(.corrupt, "x402_payments: column \(i) is not text") }
+            return value
+        }
+
+        func int(_ i: Int) throws(StorageError) -> Int64 {
+            guard i < values.count, let value = values[i].integer else {
+                throw StorageError(.corrupt, "x402_payments: column \(i) is not an integer")
+            }
+            return value
+        }
+
+        func optionalText(_ i: Int) -> String? { i < values.count ? values[i].text : nil }
+        func optionalInt(_ i: Int) -> Int64? { i < values.count ? values[i].integer : nil }
+    }
+
     /// A ledger row from the values of ``columns``, in order.
     public static func record(from v: [SQLValue]) throws(StorageError) -> PaymentRecord {
-        func text(_ i: Int) throws(StorageError) -> String {
-            guard i < v.count, let value = v[i].text else { throw StorageError(.corrupt, "x402_payments: column \(i) is not text") }
-            return value
-        }
-        func int(_ i: Int) throws(StorageError) -> Int64 {
-            guard i < v.count, let value = v[i].integer else { throw StorageError(.corrupt, "x402_payments: column \(i) is not an integer") }
-            return value
-        }
-        func optionalText(_ i: Int) -> String? { i < v.count ? v[i].text : nil }
-        func optionalInt(_ i: Int) -> Int64? { i < v.count ? v[i].integer : nil }
+        let c = Columns(values: v)
+        func text(_ i: Int) throws(StorageError) -> String { try c.text(i) }
+        func int(_ i: Int) throws(StorageError) -> Int64 { try c.int(i) }
+        func optionalText(_ i: Int) -> String? { c.optionalText(i) }
+        func optionalInt(_ i: Int) -> Int64? { c.optionalInt(i) }
         guard let state = PaymentState(rawValue: try text(11)) else { throw StorageError(.corrupt, "x402_payments: unknown state") }
         return PaymentRecord(
             key: PaymentKey(network: try text(0), asset: try text(1), payer: try text(2), nonce: try text(3)),
-            offer: PaymentOffer(scheme: try text(4), network: try text(0), asset: try text(1), amount: try text(6), payTo: try text(5)),
+            offer: PaymentOffer(scheme: try text(4), network: try text(0), asset: try text(1), amount: try text(6), payTo: try text(5),
+                                transferMethod: optionalText(29) ?? "eip3009"),
             routeID: try text(7), method: try text(8), path: try text(9), requestID: try text(10), state: state,
             attempt: Int(try int(12)), instanceID: try text(13), leaseUntil: try int(14), validBefore: UInt64(max(0, try int(15))),
             verifiedPayer: optionalText(16), upstreamStatus: optionalInt(17).map { Int($0) }, reason: optionalText(18),
-            transaction: optionalText(19), claimedAt: try int(20), verifiedAt: optionalInt(21), forwardedAt: optionalInt(22),
-            settlingAt: optionalInt(23), finishedAt: optionalInt(24), reconciledAt: optionalInt(25), updatedAt: try int(26))
+            transaction: optionalText(19), chargedAmount: optionalText(30), chargeBasis: optionalText(31), claimedAt: try int(20),
+            verifiedAt: optionalInt(21), forwardedAt: optionalInt(22), settlingAt: optionalInt(23), finishedAt: optionalInt(24),
+            reconciledAt: optionalInt(25), updatedAt: try int(26), deferred: (optionalInt(27) ?? 0) != 0, settleAttempts: Int(optionalInt(28) ?? 0))
     }
 }

@@ -20,6 +20,10 @@ public struct PaymentRecord: Sendable, Equatable {
     /// The facilitator's or the gateway's reason for a refusal, release or unknown outcome.
     public var reason: String?
     public var transaction: String?
+    /// What the settlement was asked to move (set at `settling`; the offer's amount unless `upto`
+    /// decided less), and how that amount was decided (see ``PaymentCharge``).
+    public var chargedAmount: String?
+    public var chargeBasis: String?
     public var claimedAt: Int64
     public var verifiedAt: Int64?
     public var forwardedAt: Int64?
@@ -28,12 +32,20 @@ public struct PaymentRecord: Sendable, Equatable {
     public var finishedAt: Int64?
     public var reconciledAt: Int64?
     public var updatedAt: Int64
+    /// Served before its settlement (`settlement: deferred`).
+    public var deferred: Bool
+    /// How many times a settlement worker took the row (deferred settlement).
+    public var settleAttempts: Int
+
+    /// What the payment brought in once settled: the charged amount, else the offer's.
+    public var revenueAmount: String { chargedAmount ?? offer.amount }
 
     public init(key: PaymentKey, offer: PaymentOffer, routeID: String, method: String, path: String, requestID: String,
                 state: PaymentState, attempt: Int, instanceID: String, leaseUntil: Int64, validBefore: UInt64,
                 verifiedPayer: String? = nil, upstreamStatus: Int? = nil, reason: String? = nil, transaction: String? = nil,
-                claimedAt: Int64, verifiedAt: Int64? = nil, forwardedAt: Int64? = nil, settlingAt: Int64? = nil,
-                finishedAt: Int64? = nil, reconciledAt: Int64? = nil, updatedAt: Int64) {
+                chargedAmount: String? = nil, chargeBasis: String? = nil, claimedAt: Int64, verifiedAt: Int64? = nil,
+                forwardedAt: Int64? = nil, settlingAt: Int64? = nil, finishedAt: Int64? = nil, reconciledAt: Int64? = nil,
+                updatedAt: Int64, deferred: Bool = false, settleAttempts: Int = 0) {
         self.key = key
         self.offer = offer
         self.routeID = routeID
@@ -49,6 +61,8 @@ public struct PaymentRecord: Sendable, Equatable {
         self.upstreamStatus = upstreamStatus
         self.reason = reason
         self.transaction = transaction
+        self.chargedAmount = chargedAmount
+        self.chargeBasis = chargeBasis
         self.claimedAt = claimedAt
         self.verifiedAt = verifiedAt
         self.forwardedAt = forwardedAt
@@ -56,6 +70,8 @@ public struct PaymentRecord: Sendable, Equatable {
         self.finishedAt = finishedAt
         self.reconciledAt = reconciledAt
         self.updatedAt = updatedAt
+        self.deferred = deferred
+        self.settleAttempts = settleAttempts
     }
 }
 

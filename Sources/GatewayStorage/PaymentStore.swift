@@ -17,6 +17,9 @@
 ///   `claimIdentifier` calls on one (route, id), exactly one gets `.claimed` until that claim is
 ///   completed or released or its lease ends; the others get the record to compare with.
 ///   `completeIdentifier` and `releaseIdentifier` apply only for the ticket that holds the claim.
+/// - Deferred settlement (``DeferredSettlement``): of any number of concurrent `takePending` calls
+///   across the processes sharing the store, each queued row goes to one until its lease ends;
+///   `finishPending` applies only for the ticket of the latest take.
 public protocol PaymentStore: Sendable {
     /// The id written into the rows this instance claims.
     var instanceID: String { get }
@@ -47,6 +50,25 @@ public protocol PaymentStore: Sendable {
     func releaseIdentifier(_ ticket: IdentifierTicket) async throws
     /// The live record of an id (nil when absent, released or expired), without claiming it.
     func identifier(routeID: String, id: String) async throws -> IdentifierRecord?
+    /// Claims the payment straight into `settlement_pending` (deferred settlement after the local
+    /// checks alone): one write before forwarding, holding the row for the request until it hands
+    /// it over (`forwarded`) or releases it. Only where a fresh ``claim(_:)`` would succeed and no
+    /// settlement was ever attempted; nil otherwise (then ``claim(_:)`` tells why).
+    func claimPending(_ request: ClaimRequest, _ pending: PendingSettlement) async throws -> ClaimTicket?
+    /// Takes up to `limit` `settlement_pending` rows whose lease has ended (oldest lease first),
+    /// each for `leaseMilliseconds`, bumping its settle attempt; durable before it returns.
+    func takePending(limit: Int, leaseMilliseconds: Int64) async throws -> [DeferredSettlement]
+    /// Hands over a queued row its request holds (the upstream answered `upstreamStatus` < 400 at
+    /// `forwardedAt`) and takes it for this instance's worker in the same change, for
+    /// `leaseMilliseconds`: the worker that got the hand-over settles it at once, and the row is
+    /// never in the queue unheld. nil when the ticket no longer holds a row not yet handed over.
+    func takeHandedOver(_ ticket: ClaimTicket, upstreamStatus: Int, forwardedAt: Int64, leaseMilliseconds: Int64) async throws
+        -> DeferredSettlement?
+    /// Records what became of a taken row; false when the ticket no longer holds it (its lease
+    /// ended and it was taken again, or it left the queue).
+    func finishPending(_ ticket: DeferredTicket, _ outcome: DeferredOutcome) async throws -> Bool
+    /// The unsettled deferred payments grouped for the budgets and metrics, and the deferred failures.
+    func deferredSummary(failuresSince: Int64) async throws -> DeferredSummary
     /// A cheap round trip, for readiness.
     func ping() async throws
     /// What this backend is, for logs and `/readyz` ("sqlite", "postgres", "memory").
@@ -88,16 +110,19 @@ public struct PaymentOffer: Sendable, Equatable {
     public var scheme: String
     public var network: String
     public var asset: String
-    /// Atomic units, decimal digits (never a float).
+    /// Atomic units, decimal digits (never a float); for `upto`, the maximum signed for.
     public var amount: String
     public var payTo: String
+    /// `eip3009` or `permit2` (how the token moves; which nonce the key's `nonce` is).
+    public var transferMethod: String
 
-    public init(scheme: String, network: String, asset: String, amount: String, payTo: String) {
+    public init(scheme: String, network: String, asset: String, amount: String, payTo: String, transferMethod: String = "eip3009") {
         self.scheme = scheme
         self.network = network
         self.asset = asset
         self.amount = amount
         self.payTo = payTo
+        self.transferMethod = transferMethod
     }
 }
 

@@ -13,6 +13,9 @@ public enum PaymentTransition: Sendable, Equatable {
     case released(reason: String)
     /// The settlement's outcome is unknown: held until reconciled or retried with the same payment.
     case unknown(reason: String)
+    /// Deferred settlement: the payment (kept to settle it later) is queued before the request is
+    /// forwarded. `forwarded` then hands the row to the settlement workers.
+    case pending(PendingSettlement)
 
     public var target: PaymentState {
         switch self {
@@ -23,6 +26,7 @@ public enum PaymentTransition: Sendable, Equatable {
         case .refused: .refused
         case .released: .released
         case .unknown: .unknown
+        case .pending: .settlementPending
         }
     }
 
@@ -33,19 +37,21 @@ public enum PaymentTransition: Sendable, Equatable {
     public static func predecessors(of target: PaymentState) -> [PaymentState] {
         switch target {
         case .verified: [.claimed]
-        case .forwarded: [.verified, .settled]
+        case .forwarded: [.verified, .settled, .settlementPending]
         case .settling: [.verified, .forwarded]
         case .settled: [.settling]
         case .refused: [.claimed, .verified, .settling]
-        case .released: [.claimed, .verified, .forwarded]
+        case .released: [.claimed, .verified, .forwarded, .settlementPending]
         case .unknown: [.claimed, .verified, .forwarded, .settling]
-        case .claimed, .reconciledSettled, .reconciledUnsettled: []
+        case .settlementPending: [.claimed, .verified]
+        case .claimed, .reconciledSettled, .reconciledUnsettled, .settleFailedAfterDelivery: []
         }
     }
 
-    /// The state the row is in after this step from `current` (`forwarded` after `settled` keeps `settled`).
+    /// The state the row is in after this step from `current`: `forwarded` after `settled` keeps
+    /// `settled`, and after `settlement_pending` keeps the row queued (handed to the workers).
     public func state(after current: PaymentState) -> PaymentState {
-        if case .forwarded = self, current == .settled { return .settled }
+        if case .forwarded = self, current == .settled || current == .settlementPending { return current }
         return target
     }
 }

@@ -106,13 +106,55 @@ public final class SQLPaymentStore<Database: SQLDatabase>: PaymentStore {
 
     static var purgeInterval: Int64 { 60_000 }
 
-    /// Ends the claims this instance's previous run left in flight (see ``LedgerSQL/recoverInstance(_:now:)``).
+    /// Ends the claims this instance's previous run left in flight (see ``LedgerSQL/recoverInstance(_:now:)``)
+    /// and puts its queued deferred settlements back in the queue (``LedgerSQL/recoverPending(_:now:)``).
     /// Only for an instance id no other live process uses.
-    public func recoverInstance() async throws -> (unknown: Int, released: Int) {
+    public func recoverInstance() async throws -> (unknown: Int, released: Int, requeued: Int) {
         let states = try await database.query(LedgerSQL.recoverInstance(instanceID, now: settings.clock())).map { $0.first?.text }
+        let pending = try await database.query(LedgerSQL.recoverPending(instanceID, now: settings.clock())).map { $0.first?.text }
         _ = try await database.query(LedgerSQL.recoverIdentifiers(instanceID, now: settings.clock()))
         let unknown = states.filter { $0 == PaymentState.unknown.rawValue }.count
-        return (unknown, states.count - unknown)
+        let requeued = pending.filter { $0 == PaymentState.settlementPending.rawValue }.count
+        return (unknown, states.count - unknown + pending.count - requeued, requeued)
+    }
+
+    public func claimPending(_ request: ClaimRequest, _ pending: PendingSettlement) async throws -> ClaimTicket? {
+        let now = settings.clock()
+        let rows = try await database.query(
+            LedgerSQL.claimPending(request, pending, instance: instanceID, now: now, leaseUntil: now + settings.leaseMilliseconds))
+        return rows.first?.first?.integer.map { ClaimTicket(key: request.key, attempt: Int($0)) }
+    }
+
+    public func takePending(limit: Int, leaseMilliseconds: Int64) async throws -> [DeferredSettlement] {
+        let now = settings.clock()
+        let rows = try await database.query(LedgerSQL.takePending(
+            instance: instanceID, now: now, leaseUntil: now + leaseMilliseconds, limit: limit, skipLocked: database.kind == "postgres"))
+        return try rows.map { row throws(StorageError) in try LedgerSQL.deferredSettlement(from: row) }
+    }
+
+    public func takeHandedOver(_ ticket: ClaimTicket, upstreamStatus: Int, forwardedAt: Int64, leaseMilliseconds: Int64) async throws
+        -> DeferredSettlement?
+    {
+        let now = settings.clock()
+        let rows = try await database.query(LedgerSQL.takeHandedOver(
+            ticket, upstreamStatus: upstreamStatus, forwardedAt: forwardedAt, instance: instanceID, now: now, leaseUntil: now + leaseMilliseconds))
+        return try rows.first.map { row throws(StorageError) in try LedgerSQL.deferredSettlement(from: row) }
+    }
+
+    public func finishPending(_ ticket: DeferredTicket, _ outcome: DeferredOutcome) async throws -> Bool {
+        !(try await database.query(LedgerSQL.finishPending(ticket, outcome, now: settings.clock()))).isEmpty
+    }
+
+    public func deferredSummary(failuresSince: Int64) async throws -> DeferredSummary {
+        var summary = DeferredSummary()
+        for (statement, state) in [(LedgerSQL.pendingGroups, PaymentState.settlementPending), (LedgerSQL.deferredUnknownGroups, .unknown)] {
+            for row in try await database.query(statement) { summary.unsettled.append(try LedgerSQL.summaryGroup(from: row, state: state)) }
+        }
+        for row in try await database.query(LedgerSQL.failedPayers(since: failuresSince)) {
+            if let payer = row.first?.text, row.count == 2, let at = row[1].integer { summary.failedPayers[payer] = at }
+        }
+        summary.failures = Int(try await database.query(LedgerSQL.countDeferredFailures).first?.first?.integer ?? 0)
+        return summary
     }
 
     public func ping() async throws {

@@ -151,6 +151,9 @@ public final class PostgresDatabase: SQLDatabase {
                 }
                 switch hot {
                 case .claim: return try await execute(ClaimKind.self)
+                case .claimPending: return try await execute(ClaimPendingKind.self)
+                case .takeHandedOver: return try await execute(TakeHandedOverKind.self)
+                case .settledDeferred: return try await execute(SettledDeferredKind.self)
                 case .settlingAfterForward: return try await execute(SettlingAfterForwardKind.self)
                 case .settlingBeforeForward: return try await execute(SettlingBeforeForwardKind.self)
                 case .settled: return try await execute(SettledKind.self)

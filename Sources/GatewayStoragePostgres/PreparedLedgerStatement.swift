@@ -8,6 +8,9 @@ protocol HotStatementKind: Sendable {
 }
 
 enum ClaimKind: HotStatementKind { static var hot: HotStatement { .claim } }
+enum ClaimPendingKind: HotStatementKind { static var hot: HotStatement { .claimPending } }
+enum TakeHandedOverKind: HotStatementKind { static var hot: HotStatement { .takeHandedOver } }
+enum SettledDeferredKind: HotStatementKind { static var hot: HotStatement { .settledDeferred } }
 enum SettlingAfterForwardKind: HotStatementKind { static var hot: HotStatement { .settlingAfterForward } }
 enum SettlingBeforeForwardKind: HotStatementKind { static var hot: HotStatement { .settlingBeforeForward } }
 enum SettledKind: HotStatementKind { static var hot: HotStatement { .settled } }

@@ -8,7 +8,8 @@ import X402Crypto
 
 /// A facilitator on port 0 that really checks signatures (EIP-712 digest + secp256k1 recovery),
 /// amounts, recipients and time windows, remembers used nonces, counts calls, and can be told to
-/// misbehave.
+/// misbehave. It takes EIP-3009 `exact`, Permit2 `exact` and `upto` (bound to ``address``; at
+/// settlement the requirements' amount is what is charged, up to the signed maximum).
 public final class FakeFacilitator: Sendable {
     public enum Fault: Sendable, Equatable {
         case none
@@ -26,7 +27,14 @@ public final class FakeFacilitator: Sendable {
         var verifyCalls = 0
         var settleCalls = 0
         var usedNonces: Set<String> = []
+        /// `/settle` calls per payment (payer + nonce).
+        var settlesByPayment: [String: Int] = [:]
+        /// The amount of each successful settle, in order (`upto` settles what the gateway asks).
+        var settledAmounts: [String] = []
     }
+
+    /// The facilitator address `/supported` announces for `upto` (bound into upto witnesses).
+    public static let address = "0x1Ab4973a48dc892Cd9971ECE8e01DcC7688f8F23"
 
     private let state = Mutex(State())
     private let clock: @Sendable () -> UInt64
@@ -39,7 +47,11 @@ public final class FakeFacilitator: Sendable {
     public var settleCalls: Int { state.withLock { $0.settleCalls } }
     /// Payments it actually settled (its "chain").
     public var settledCount: Int { state.withLock { $0.usedNonces.count } }
+    /// The requirements' amount of every successful settle, in order.
+    public var settledAmounts: [String] { state.withLock { $0.settledAmounts } }
     public func setFault(_ fault: Fault) { state.withLock { $0.fault = fault } }
+    /// `/settle` calls per payment (lower-cased payer + nonce), whatever their answer.
+    public var settlesByPayment: [String: Int] { state.withLock { $0.settlesByPayment } }
 
     private struct Call: Decodable {
         var x402Version: Int
@@ -47,53 +59,73 @@ public final class FakeFacilitator: Sendable {
         var paymentRequirements: JSONValue
     }
 
-    /// nil when valid, else the reason.
-    private func check(_ call: Call) -> (reason: String?, payer: String?) {
+    /// nil when valid, else the reason; `settling` relaxes `upto`'s amount to at most the maximum.
+    private func check(_ call: Call, settling: Bool = false) -> (reason: String?, payer: String?) {
         let decoder = JSONDecoder()
         guard let payloadData = try? JSONEncoder().encode(call.paymentPayload),
               let reqData = try? JSONEncoder().encode(call.paymentRequirements)
         else { return ("invalid_payload", nil) }
-        let payload: ExactEVMPayload
-        let network: String, asset: String, amount: String, payTo: String, name: String, version: String
+        let payload: EVMPayload
+        let scheme: String, network: String, asset: String, amount: String, payTo: String, name: String, version: String
         if call.x402Version == 1 {
             guard let p = try? decoder.decode(PaymentPayloadV1.self, from: payloadData),
                   let r = try? decoder.decode(PaymentRequirementsV1.self, from: reqData),
                   let caip = Networks.named(r.network)?.caip2
             else { return ("invalid_payload", nil) }
-            payload = p.payload
-            (network, asset, amount, payTo) = (caip, r.asset, r.maxAmountRequired, r.payTo)
+            payload = .eip3009(p.payload)
+            (scheme, network, asset, amount, payTo) = (r.scheme, caip, r.asset, r.maxAmountRequired, r.payTo)
             (name, version) = (r.extra?["name"]?.stringValue ?? "", r.extra?["version"]?.stringValue ?? "")
         } else {
             guard let p = try? decoder.decode(PaymentPayload.self, from: payloadData),
                   let r = try? decoder.decode(PaymentRequirements.self, from: reqData)
             else { return ("invalid_payload", nil) }
             payload = p.payload
-            (network, asset, amount, payTo) = (r.network, r.asset, r.amount, r.payTo)
+            (scheme, network, asset, amount, payTo) = (r.scheme, r.network, r.asset, r.amount, r.payTo)
             (name, version) = (r.extra?["name"]?.stringValue ?? "", r.extra?["version"]?.stringValue ?? "")
         }
-        let auth = payload.authorization
-        if auth.to.lowercased() != payTo.lowercased() { return ("invalid_exact_evm_payload_recipient_mismatch", auth.from) }
-        if auth.value != amount { return ("invalid_exact_evm_payload_authorization_value_mismatch", auth.from) }
-        let now = clock()
-        if (UInt64(auth.validBefore) ?? 0) < now + 6 { return ("invalid_exact_evm_payload_authorization_valid_before", auth.from) }
-        if (UInt64(auth.validAfter) ?? .max) > now { return ("invalid_exact_evm_payload_authorization_valid_after", auth.from) }
-        guard let chainId = Networks.evmChainId(network), let token = EVMAddress(hex: asset),
-              let digest = try? EIP3009.digest(auth, domainSeparator: EIP712.domainSeparator(
-                  name: name, version: version, chainId: chainId, verifyingContract: token)),
-              let signature = Hex.decode(payload.signature, prefixed: true),
-              let recovered = Secp256k1.shared.recoverAddress(digest: digest, signature: signature),
-              recovered == EVMAddress(hex: auth.from)
-        else { return ("invalid_exact_evm_payload_signature", auth.from) }
-        if state.withLock({ $0.usedNonces.contains(auth.from.lowercased() + auth.nonce.lowercased()) }) {
-            return ("invalid_exact_evm_nonce_already_used", auth.from)
+        let from = payload.from
+        if payload.recipient.lowercased() != payTo.lowercased() { return ("invalid_exact_evm_payload_recipient_mismatch", from) }
+        if scheme == "upto" && settling {
+            guard let asked = UInt64(amount), let maximum = UInt64(payload.value), asked <= maximum else {
+                return ("invalid_upto_evm_payload_settlement_exceeds_amount", from)
+            }
+        } else if payload.value != amount {
+            return ("invalid_exact_evm_payload_authorization_value_mismatch", from)
         }
-        return (nil, auth.from)
+        let now = clock()
+        if (UInt64(payload.validBefore) ?? 0) < now + 6 { return ("invalid_exact_evm_payload_authorization_valid_before", from) }
+        if (UInt64(payload.validAfter) ?? .max) > now { return ("invalid_exact_evm_payload_authorization_valid_after", from) }
+        guard let chainId = Networks.evmChainId(network), let token = EVMAddress(hex: asset) else { return ("invalid_payload", from) }
+        let digest: [UInt8]?
+        switch payload {
+        case .eip3009(let exact):
+            digest = try? EIP3009.digest(exact.authorization, domainSeparator: EIP712.domainSeparator(
+                name: name, version: version, chainId: chainId, verifyingContract: token))
+        case .permit2(let permit):
+            let auth = permit.permit2Authorization
+            let upto = scheme == "upto"
+            if EVMAddress(hex: auth.spender) != EVMAddress(hex: upto ? Permit2Contracts.uptoProxy : Permit2Contracts.exactProxy) {
+                return ("invalid_permit2_spender", from)
+            }
+            if upto && auth.witness.facilitator.flatMap(EVMAddress.init(hex:)) != EVMAddress(hex: Self.address) {
+                return ("upto_facilitator_mismatch", from)
+            }
+            digest = try? Permit2.digest(auth, witness: upto ? .upto : .exact, chainId: chainId)
+        }
+        guard let digest, let signature = Hex.decode(payload.signature, prefixed: true),
+              let recovered = Secp256k1.shared.recoverAddress(digest: digest, signature: signature),
+              recovered == EVMAddress(hex: from)
+        else { return ("invalid_exact_evm_payload_signature", from) }
+        if state.withLock({ $0.usedNonces.contains(from.lowercased() + payload.nonce.lowercased()) }) {
+            return ("invalid_exact_evm_nonce_already_used", from)
+        }
+        return (nil, from)
     }
 
     func respond(_ request: Request) async throws -> Response {
         let path = request.head.path ?? ""
         if path.hasSuffix("/supported") {
-            return json(#"{"kinds":[{"x402Version":2,"scheme":"exact","network":"eip155:84532"},{"x402Version":1,"scheme":"exact","network":"base-sepolia"}],"extensions":[],"signers":{}}"#)
+            return json(#"{"kinds":[{"x402Version":2,"scheme":"exact","network":"eip155:84532"},{"x402Version":2,"scheme":"upto","network":"eip155:84532","extra":{"facilitatorAddress":"\#(Self.address)"}},{"x402Version":1,"scheme":"exact","network":"base-sepolia"}],"extensions":[],"signers":{}}"#)
         }
         var request = request
         let body = try await request.collectBody(upTo: 1 << 20)
@@ -116,6 +148,10 @@ public final class FakeFacilitator: Sendable {
             return json(String(decoding: try JSONEncoder().encode(response), as: UTF8.self))
         }
         if path.hasSuffix("/settle") {
+            let payload = try? JSONDecoder().decode(EVMPayload.self, from: JSONEncoder().encode(call.paymentPayload["payload"]))
+            if let payload {
+                state.withLock { $0.settlesByPayment[payload.from.lowercased() + payload.nonce.lowercased(), default: 0] += 1 }
+            }
             state.withLock { $0.settleCalls += 1 }
             switch fault {
             case .settleStatus(let code): return json("{}", status: code)
@@ -125,16 +161,20 @@ public final class FakeFacilitator: Sendable {
                     success: false, errorReason: reason, transaction: "", network: "eip155:84532")), as: UTF8.self))
             default: break
             }
-            var (reason, payer) = check(call)
-            if reason == nil, case .object(let p) = call.paymentPayload, case .object(let inner)? = p["payload"],
-               case .object(let auth)? = inner["authorization"], let from = auth["from"]?.stringValue, let nonce = auth["nonce"]?.stringValue
-            {
-                let fresh = state.withLock { $0.usedNonces.insert(from.lowercased() + nonce.lowercased()).inserted }
+            var (reason, payer) = check(call, settling: true)
+            let amount = call.paymentRequirements["amount"]?.stringValue ?? call.paymentRequirements["maxAmountRequired"]?.stringValue ?? ""
+            if reason == nil, let payload {
+                let fresh = state.withLock { state in
+                    let inserted = state.usedNonces.insert(payload.from.lowercased() + payload.nonce.lowercased()).inserted
+                    if inserted { state.settledAmounts.append(amount) }
+                    return inserted
+                }
                 if !fresh { reason = "invalid_exact_evm_nonce_already_used" }
             }
             let response = SettleResponse(
                 success: reason == nil, errorReason: reason, payer: payer,
-                transaction: reason == nil ? "0x" + String(repeating: "ab", count: 32) : "", network: "eip155:84532")
+                transaction: reason == nil ? "0x" + String(repeating: "ab", count: 32) : "", network: "eip155:84532",
+                amount: reason == nil ? amount : nil)
             return json(String(decoding: try JSONEncoder().encode(response), as: UTF8.self))
         }
         return json("{}", status: 404)

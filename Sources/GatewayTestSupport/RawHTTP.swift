@@ -8,6 +8,13 @@ public struct RawHTTPResponse: Sendable {
     public var headers: [(String, String)]
     public var body: [UInt8]
     public var bodyByteCount: Int
+    /// A chunked body's trailer fields, and whether its last chunk came (false: cut short).
+    public var trailers: [(String, String)] = []
+    public var chunkedComplete = false
+
+    public func trailer(_ name: String) -> String? {
+        trailers.first { $0.0.lowercased() == name.lowercased() }?.1
+    }
 
     public func header(_ name: String) -> String? {
         headers.first { $0.0.lowercased() == name.lowercased() }?.1
@@ -130,26 +137,38 @@ public enum RawHTTP {
             guard let colon = line.firstIndex(of: ":") else { continue }
             headers.append((String(line[..<colon]), String(line[line.index(after: colon)...]).trimmingSpaces()))
         }
-        var decodedBody = body
+        var response = RawHTTPResponse(status: status, headers: headers, body: body, bodyByteCount: bodyCount)
         if headers.contains(where: { $0.0.lowercased() == "transfer-encoding" && $0.1.lowercased().contains("chunked") }) {
-            decodedBody = dechunk(body)
+            (response.body, response.trailers, response.chunkedComplete) = dechunk(body)
         }
-        return RawHTTPResponse(status: status, headers: headers, body: decodedBody, bodyByteCount: bodyCount)
+        return response
     }
 
-    private static func dechunk(_ bytes: [UInt8]) -> [UInt8] {
+    private static func dechunk(_ bytes: [UInt8]) -> (body: [UInt8], trailers: [(String, String)], complete: Bool) {
         var out: [UInt8] = []
         var i = 0
         while i < bytes.count {
             var j = i
             while j + 1 < bytes.count && !(bytes[j] == 13 && bytes[j + 1] == 10) { j += 1 }
+            guard j + 1 < bytes.count else { break }  // a size line cut short
             let sizeText = String(decoding: bytes[i..<j], as: UTF8.self).split(separator: ";").first ?? ""
-            guard let size = Int(sizeText, radix: 16), size > 0 else { break }
+            guard let size = Int(sizeText, radix: 16) else { break }
             let start = j + 2
+            if size == 0 {
+                // The last chunk: trailer fields up to the blank line.
+                let rest = String(decoding: bytes[start...], as: UTF8.self)
+                var trailers: [(String, String)] = []
+                for line in rest.split(separator: "\r\n", omittingEmptySubsequences: false) {
+                    if line.isEmpty { return (out, trailers, true) }
+                    guard let colon = line.firstIndex(of: ":") else { continue }
+                    trailers.append((String(line[..<colon]), String(line[line.index(after: colon)...]).trimmingSpaces()))
+                }
+                return (out, trailers, false)
+            }
             out.append(contentsOf: bytes[start..<min(start + size, bytes.count)])
             i = start + size + 2
         }
-        return out
+        return (out, [], false)
     }
 }
 

@@ -40,7 +40,8 @@ public enum TestHarness {
     public static func withGateway<T: Sendable>(
         yaml: String, environment: [String: String] = [:], upstream: RecordingUpstream = RecordingUpstream(),
         facilitator: (any Facilitator)? = nil, clock: (@Sendable () -> UInt64)? = nil, configFile: String? = nil,
-        gatewayLogger: Logger? = nil, counters: (any LimitCounterStore)? = nil, _ body: @Sendable (LiveGateway) async throws -> T
+        gatewayLogger: Logger? = nil, store: (any PaymentStore)? = nil, counters: (any LimitCounterStore)? = nil,
+        _ body: @Sendable (LiveGateway) async throws -> T
     ) async throws -> T {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
@@ -54,8 +55,8 @@ public enum TestHarness {
             let (gatewayPorts, gatewayPort) = AsyncStream<Int>.makeStream()
             let (adminPorts, adminPort) = AsyncStream<Int>.makeStream()
             let server = GatewayServer(
-                config: config, logger: gatewayLogger ?? logger, facilitator: facilitator, counters: counters,
-                clock: clock ?? { UInt64(Date().timeIntervalSince1970) },
+                config: config, logger: gatewayLogger ?? logger, facilitator: facilitator,
+                store: store ?? InMemoryPaymentStore(), counters: counters, clock: clock ?? { UInt64(Date().timeIntervalSince1970) },
                 source: configFile.map { ConfigSource(path: $0, environment: environment) },
                 onListening: { gatewayPort.yield($0) }, onAdminListening: { adminPort.yield($0) })
             return try await withRunning(server, logger: logger) {
@@ -76,7 +77,7 @@ public enum TestHarness {
     public static func withPaidGateway<T: Sendable>(
         yaml: String, environment: [String: String] = [:], facilitator: FakeFacilitator = FakeFacilitator(),
         upstream: RecordingUpstream = RecordingUpstream(), facilitatorPort: Int = 0, clock: (@Sendable () -> UInt64)? = nil,
-        gatewayLogger: Logger? = nil, counters: (any LimitCounterStore)? = nil,
+        gatewayLogger: Logger? = nil, store: (any PaymentStore)? = nil, counters: (any LimitCounterStore)? = nil,
         _ body: @Sendable (LiveGateway, FakeFacilitator) async throws -> T
     ) async throws -> T {
         var logger = Logger(label: "test")
@@ -87,7 +88,7 @@ public enum TestHarness {
             guard let p = await iterator.next() else { throw TestHarnessError.noPort }
             let text = yaml.replacingOccurrences(of: "{{FACILITATOR}}", with: "http://127.0.0.1:\(p)")
             return try await withGateway(yaml: text, environment: environment, upstream: upstream, clock: clock,
-                                         gatewayLogger: gatewayLogger, counters: counters) { try await body($0, facilitator) }
+                                         gatewayLogger: gatewayLogger, store: store, counters: counters) { try await body($0, facilitator) }
         }
     }
 

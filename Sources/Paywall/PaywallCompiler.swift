@@ -9,9 +9,11 @@ public struct PaywallCompiler {
 
     public init(config: PaywallConfig) { self.config = config }
 
-    /// The page of a priced route; nil when the challenge has no offers.
+    /// The page of a priced route; nil when the challenge has no offers, or has one the page cannot
+    /// pay (it signs EIP-3009 `exact` only: `upto` and Permit2 routes keep the JSON 402 in browsers).
     public mutating func page(route: RouteConfig, challenge: Challenge) -> PaywallPage? {
         let offers = challenge.offers
+        guard offers.allSatisfy({ $0.scheme == "exact" && $0.transferMethod == .eip3009 }) else { return nil }
         if shapes[offers] == nil {
             let settings = PaywallPage.settingsJSON(offers.map(OfferView.init))
             shapes[offers] = PaywallPage.Shape(offers: offers, config: config, settingsJSON: settings)

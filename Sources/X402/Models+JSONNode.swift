@@ -250,6 +250,35 @@ extension ExactEVMPayload {
     }
 }
 
+extension Permit2Payload {
+    public init(json: JSONNode) throws(JSONShapeError) {
+        let fields = try JSONFields(json, key: "payload")
+        let auth = try JSONFields(try fields.required("permit2Authorization"), key: "permit2Authorization")
+        let permitted = try JSONFields(try auth.required("permitted"), key: "permitted")
+        let witness = try JSONFields(try auth.required("witness"), key: "witness")
+        self.init(
+            signature: try fields.string("signature"),
+            permit2Authorization: Permit2Authorization(
+                from: try auth.string("from"),
+                permitted: Permit2TokenPermissions(token: try permitted.string("token"), amount: try permitted.string("amount")),
+                spender: try auth.string("spender"), nonce: try auth.string("nonce"), deadline: try auth.string("deadline"),
+                witness: Permit2Witness(to: try witness.string("to"), facilitator: try witness.optionalString("facilitator"),
+                                        validAfter: try witness.string("validAfter"))))
+    }
+}
+
+extension EVMPayload {
+    /// A Permit2 payload when it has `permit2Authorization` (even null: then it is malformed), else EIP-3009.
+    public init(json: JSONNode) throws(JSONShapeError) {
+        let fields = try JSONFields(json, key: "payload")
+        if fields.members.contains(where: { $0.key == "permit2Authorization" }) {
+            self = .permit2(try Permit2Payload(json: json))
+        } else {
+            self = .eip3009(try ExactEVMPayload(json: json))
+        }
+    }
+}
+
 extension PaymentPayload {
     /// The v2 payload; like the `Codable` decoding, `x402Version` must be an integer but is not checked here.
     public init(json: JSONNode) throws(JSONShapeError) {
@@ -259,7 +288,7 @@ extension PaymentPayload {
         if let node = fields.optional("resource") { resource = try ResourceInfo(json: node) }
         self.init(
             resource: resource, accepted: try PaymentRequirements(json: try fields.required("accepted")),
-            payload: try ExactEVMPayload(json: try fields.required("payload")), extensions: try fields.optionalObject("extensions"))
+            payload: try EVMPayload(json: try fields.required("payload")), extensions: try fields.optionalObject("extensions"))
         self.x402Version = version
     }
 }

@@ -138,11 +138,12 @@ public struct PaymentPayload: Sendable, Hashable, Codable {
     public var x402Version: Int
     public var resource: ResourceInfo?
     public var accepted: PaymentRequirements
-    public var payload: ExactEVMPayload
+    /// EIP-3009 or Permit2 (v1 payloads are EIP-3009 only).
+    public var payload: EVMPayload
     public var extensions: [String: JSONValue]?
 
     public init(
-        resource: ResourceInfo?, accepted: PaymentRequirements, payload: ExactEVMPayload,
+        resource: ResourceInfo?, accepted: PaymentRequirements, payload: EVMPayload,
         extensions: [String: JSONValue]? = nil
     ) {
         self.x402Version = 2
@@ -150,6 +151,13 @@ public struct PaymentPayload: Sendable, Hashable, Codable {
         self.accepted = accepted
         self.payload = payload
         self.extensions = extensions
+    }
+
+    public init(
+        resource: ResourceInfo?, accepted: PaymentRequirements, payload: ExactEVMPayload,
+        extensions: [String: JSONValue]? = nil
+    ) {
+        self.init(resource: resource, accepted: accepted, payload: .eip3009(payload), extensions: extensions)
     }
 }
 

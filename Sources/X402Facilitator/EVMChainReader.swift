@@ -76,6 +76,8 @@ public enum AuthorizationEvent: Sendable, Equatable {
 public final class EVMChainReader: Sendable {
     /// `authorizationState(address,bytes32)`: the first 4 bytes of its Keccak-256.
     public static let authorizationStateSelector: [UInt8] = Array(Keccak256.hash("authorizationState(address,bytes32)").prefix(4))
+    /// Permit2's `nonceBitmap(address owner, uint256 wordPos)`: bit `nonce & 0xff` of word `nonce >> 8` says used.
+    public static let permit2NonceBitmapSelector: [UInt8] = Array(Keccak256.hash("nonceBitmap(address,uint256)").prefix(4))
     /// topic0 of `AuthorizationUsed(address indexed authorizer, bytes32 indexed nonce)`.
     public static let authorizationUsedTopic: [UInt8] = Keccak256.hash("AuthorizationUsed(address,bytes32)")
     /// topic0 of `AuthorizationCanceled(address indexed authorizer, bytes32 indexed nonce)`.
@@ -144,6 +146,14 @@ public final class EVMChainReader: Sendable {
         return try Self.decodeBool(try await call("eth_call", params: params))
     }
 
+    /// Whether Permit2 (at its canonical address) has `owner`'s `nonce` (a uint256, 32 bytes big-endian)
+    /// marked used at `block`: spent by a transfer, or invalidated by the owner (the bitmap does not
+    /// say which).
+    public func permit2NonceUsed(owner: EVMAddress, nonce: [UInt8], at block: UInt64) async throws(ChainReadFailure) -> Bool {
+        let params = try Self.permit2NonceParams(owner: owner, nonce: nonce, block: block)
+        return try Self.decodeNonceBit(try await call("eth_call", params: params), nonce: nonce)
+    }
+
     /// The token's `AuthorizationUsed` and `AuthorizationCanceled` events for (authorizer, nonce)
     /// in blocks `from...to`, oldest first. Removed (reorganised) logs are left out.
     public func authorizationEvents(token: EVMAddress, authorizer: EVMAddress, nonce: [UInt8], from: UInt64, to: UInt64)
@@ -198,6 +208,26 @@ public final class EVMChainReader: Sendable {
         try checkNonce(nonce)
         let data = "0x" + Hex.encode(authorizationStateSelector) + String(word(authorizer).dropFirst(2)) + Hex.encode(nonce)
         return #"[{"to":"\#(token.lowercaseHex)","data":"\#(data)"},"\#(quantityHex(block))"]"#
+    }
+
+    /// The `eth_call` parameters of `nonceBitmap(owner, nonce >> 8)` to Permit2, at `block`.
+    package static func permit2NonceParams(owner: EVMAddress, nonce: [UInt8], block: UInt64) throws(ChainReadFailure) -> String {
+        try checkNonce(nonce)
+        let wordPosition = [0] + nonce.dropLast()
+        let data = "0x" + Hex.encode(permit2NonceBitmapSelector) + String(word(owner).dropFirst(2)) + Hex.encode(wordPosition)
+        return #"[{"to":"\#(Permit2Contracts.permit2.lowercased())","data":"\#(data)"},"\#(quantityHex(block))"]"#
+    }
+
+    /// The nonce's bit in a `nonceBitmap` answer (one 32-byte word; `0x` means no Permit2 there).
+    package static func decodeNonceBit(_ result: JSONNode, nonce: [UInt8]) throws(ChainReadFailure) -> Bool {
+        guard case .string(let text) = result, let bytes = Hex.decode(text, prefixed: true) else {
+            throw .malformedResponse("eth_call result is not hex data")
+        }
+        guard bytes.count == 32, nonce.count == 32 else {
+            throw .malformedResponse("eth_call result is not a uint256 (\(bytes.count) bytes): is Permit2 deployed on this chain?")
+        }
+        let bit = Int(nonce[31])
+        return bytes[31 - bit / 8] & (1 << (bit % 8)) != 0
     }
 
     /// The `eth_getLogs` filter: the token's address, topic0 either event, then the authorizer and the nonce.

@@ -101,6 +101,13 @@ public final class HTTPFacilitatorClient: Facilitator {
             authenticator: authenticator)
     }
 
+    /// `scheme://host[:port]` of the facilitator: how it is named in `/readyz` and logs (its path
+    /// and query may hold a key); the base URL as given when it could not be parsed.
+    public var origin: String {
+        guard let origin = endpoint?.origin else { return baseURL }
+        return (origin.tls ? "https://" : "http://") + origin.hostHeader
+    }
+
     /// Whether `url` is a base URL this client can call: `http(s)://host[:port][/path]`, no user info, query or fragment.
     public static func accepts(url: String) -> Bool {
         guard let parsed = HTTPURL(url) else { return false }

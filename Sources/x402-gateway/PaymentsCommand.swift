@@ -19,7 +19,7 @@ struct Payments: AsyncParsableCommand {
     @Option(help: "Only this route id.")
     var route: String?
 
-    @Option(help: "Only this state (claimed, verified, forwarded, settling, settled, refused, released, unknown, reconciled_settled, reconciled_unsettled); repeatable.")
+    @Option(help: "Only this state (claimed, verified, forwarded, settling, settled, refused, released, unknown, reconciled_settled, reconciled_unsettled, settlement_pending, settle_failed_after_delivery); repeatable.")
     var state: [String] = []
 
     @Option(help: "Only this payer address.")
@@ -31,8 +31,25 @@ struct Payments: AsyncParsableCommand {
     @Flag(help: "JSON even on a terminal.")
     var json = false
 
+    @Flag(help: "The deferred settlements instead: pending and unknown per route, exposure, oldest pending, failures after delivery.")
+    var deferred = false
+
     func run() async throws {
         let loaded = try loadConfig(config)
+        if deferred {
+            let hold = loaded.deferredSettlement.failedPayerHold.map { Int64($0.components.seconds) * 1000 } ?? 0
+            let now = StoreSettings.systemClock()
+            let summary: DeferredSummary
+            do {
+                summary = try await PaymentStoreOpener.read(loaded.storage) { try await $0.deferredSummary(failuresSince: now - hold) }
+            } catch {
+                FileHandle.standardError.write(Data("\(config): storage: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+            print(json || isatty(STDOUT_FILENO) == 0 ? LedgerReport.deferredJSON(summary, now: now) : LedgerReport.deferredTable(summary, now: now),
+                  terminator: json ? "\n" : "")
+            return
+        }
         var states: [PaymentState]?
         if !state.isEmpty {
             states = try state.map { name in

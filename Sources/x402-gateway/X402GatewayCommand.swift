@@ -49,6 +49,8 @@ struct Check: ParsableCommand {
         let withPass = loaded.routes.filter { $0.pass != nil }.count
         let passes = loaded.passes.map { "; \(withPass) with passes, keys \($0.keys.map(\.id).joined(separator: ", ")) (\($0.keys[0].id) signs)" } ?? ""
         print("\(config): OK (\(loaded.routes.count) routes: \(priced) priced, \(loaded.routes.count - priced) free; \(loaded.upstreams.count) upstreams; \(storage); \(reconcile)\(passes))")
+        // The certificate the listener would serve: subject, names, expiry (checked by the loader).
+        if let tls = loaded.tls { print(TLSCheck.describe(tls)) }
     }
 }
 

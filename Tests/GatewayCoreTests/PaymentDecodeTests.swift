@@ -1,3 +1,4 @@
+import FixtureEditing
 import Foundation
 import GatewayCore
 import Testing
@@ -13,10 +14,10 @@ enum FoundationReference {
         var scheme: String
         var network: String
         var accepted: PaymentRequirements?
-        var payload: ExactEVMPayload
+        var payload: EVMPayload
         var rawJSON: [UInt8]
 
-        init(version: Int, scheme: String, network: String, accepted: PaymentRequirements?, payload: ExactEVMPayload, rawJSON: [UInt8]) {
+        init(version: Int, scheme: String, network: String, accepted: PaymentRequirements?, payload: EVMPayload, rawJSON: [UInt8]) {
             self.version = version
             self.scheme = scheme
             self.network = network
@@ -49,7 +50,8 @@ enum FoundationReference {
         case 1:
             guard let p = try? decoder.decode(PaymentPayloadV1.self, from: data) else { return .failure(.malformed) }
             guard let network = Networks.named(p.network)?.caip2 else { return .failure(.networkMismatch) }
-            return .success(Decoded(version: 1, scheme: p.scheme, network: network, accepted: nil, payload: p.payload, rawJSON: bytes))
+            return .success(Decoded(version: 1, scheme: p.scheme, network: network, accepted: nil, payload: .eip3009(p.payload),
+                                    rawJSON: bytes))
         default:
             return .failure(.unsupportedVersion)
         }
@@ -227,7 +229,7 @@ struct PaymentDecodeTests {
             .number("0"), .number("0"), .number("1.5"), .number("2"), .number("1000"), .number("1.2345678901234567e+19"),
             .null, .bool(true), .bool(false), .object(["k": .string("v")]),
         ]))
-        #expect(payment.payload == ExactEVMPayload(signature: SamplePayments.signature, authorization: SamplePayments.authorization))
+        #expect(payment.payload == .eip3009(ExactEVMPayload(signature: SamplePayments.signature, authorization: SamplePayments.authorization)))
         #expect(payment.rawJSON == SamplePayments.v2Rich)
         #expect(payment.key.nonce == SamplePayments.authorization.nonce)
     }

@@ -1,3 +1,4 @@
+import FixtureEditing
 import Foundation
 import GatewayStorage
 import GatewayStorageSQLite
@@ -188,14 +189,26 @@ struct SQLiteLedgerSchemaTests {
             for sql in LedgerSQL.migrations[0] { _ = try await database.query(SQLStatement(sql)) }
             _ = try await database.query(LedgerSQL.writeVersion(1))
             let clock = TestClock()
-            // A row written by a version-1 gateway (the claim statement is unchanged by migration 2).
+            // A settled row written by a version-1 gateway (its claim statement, before migrations 3 and 4).
             let claim = PaymentStoreConformanceTests.request()
-            _ = try await database.query(LedgerSQL.claim(claim, instance: "old", now: clock.read(), leaseUntil: clock.read() + 1000))
+            let k = claim.key
+            _ = try await database.query(SQLStatement("""
+                INSERT INTO x402_payments (network, asset, payer, nonce, scheme, pay_to, amount, route_id, method, path, request_id,
+                  state, attempt, instance_id, lease_until, valid_before, transaction_hash, charged_amount, claimed_at, updated_at)
+                VALUES ($1, $2, $3, $4, 'exact', $5, '1000', 'weather', 'GET', '/weather', 'r1', 'settled', 1, 'old', 0, 1900000000,
+                  '0xabc', '1000', $6, $6)
+                """, [.text(k.network), .text(k.asset), .text(k.payer), .text(k.nonce), .text(claim.offer.payTo), .integer(clock.read())]))
             let store = try await SQLPaymentStore(database: database, settings: StoreSettings(instanceID: "new", clock: clock.read))
             let version = try await database.query(LedgerSQL.readVersion).first?.first
             #expect(version == .text(String(LedgerSQL.schemaVersion)))
-            #expect(LedgerSQL.schemaVersion >= 2)
-            #expect(try await store.payments(PaymentQuery()).map(\.key) == [claim.key])
+            #expect(LedgerSQL.schemaVersion >= 4)
+            let rows = try await store.payments(PaymentQuery())
+            #expect(rows.map(\.key) == [claim.key])
+            // Migration 3: older rows were settled before delivery, never queued.
+            #expect(rows.first?.deferred == false && rows.first?.settleAttempts == 0)
+            // Migration 4: older rows are EIP-3009 payments, their charge the amount.
+            #expect(rows.first?.offer.transferMethod == "eip3009")
+            #expect(rows.first?.chargedAmount == "1000" && rows.first?.chargeBasis == nil)
             let request = PaymentIdentifierConformanceTests.request()
             _ = try PaymentIdentifierConformanceTests.ticket(try await store.claimIdentifier(request))
         }

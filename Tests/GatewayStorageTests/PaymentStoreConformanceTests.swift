@@ -1,3 +1,4 @@
+import FixtureEditing
 import Foundation
 import GatewayStorage
 import Testing
@@ -82,6 +83,46 @@ struct PaymentStoreConformanceTests {
             // The first holder's late steps are refused: its claim is gone.
             await #expect(throws: StorageError.self) { try await a.record(first, .forwarded(upstreamStatus: 200)) }
             #expect(try await Self.row(b, request.key).state == .claimed)
+        }
+    }
+
+    @Test("an upto charge is recorded with settling (durable before /settle); revenue counts it, not the maximum", arguments: Backend.all)
+    func uptoCharge(_ backend: Backend) async throws {
+        try await Self.withInstances(backend) { a, b, _ in
+            var upto = Self.request(route: "llm")
+            upto.offer.scheme = "upto"
+            upto.offer.amount = "50000"  // the maximum signed for
+            upto.offer.transferMethod = "permit2"
+            upto.key.nonce = "123456789"  // Permit2 nonces are decimal
+            let exact = Self.request()
+            for request in [upto, exact] {
+                let ticket = try Self.ticket(try await a.claim(request))
+                let charge = request.offer.scheme == "upto" ? PaymentCharge(amount: "1234", basis: "report_capped") : nil
+                try await a.record(ticket, [
+                    PaymentStep(.verified(payer: request.key.payer), at: a.now()), PaymentStep(.forwarded(upstreamStatus: 200), at: a.now()),
+                    PaymentStep(.settling, at: a.now(), charge: charge),
+                ])
+                let settling = try await Self.row(b, request.key)
+                #expect(settling.chargedAmount == (charge?.amount ?? "1000") && settling.chargeBasis == charge?.basis)
+                try await a.record(ticket, .settled(transaction: "0xabc"))
+            }
+            let row = try await Self.row(b, upto.key)
+            #expect(row.state == .settled && row.offer.amount == "50000" && row.offer.transferMethod == "permit2")
+            #expect(row.chargedAmount == "1234" && row.chargeBasis == "report_capped" && row.revenueAmount == "1234")
+            let plain = try await Self.row(b, exact.key)
+            #expect(plain.offer.transferMethod == "eip3009" && plain.chargedAmount == "1000" && plain.chargeBasis == nil)
+            let summary = try await b.revenue(RevenueQuery(from: 0, to: Int64.max, bucketMilliseconds: 86_400_000))
+            #expect(summary.revenue.first { $0.routeID == "llm" }?.total == DecimalSum("1234"))
+            #expect(summary.payers.first?.total == DecimalSum("2234"))
+            // A new claim of a key (after the facilitator refused its settlement) starts without the old charge.
+            let again = Self.request(route: "llm")
+            let first = try Self.ticket(try await a.claim(again))
+            try await a.record(first, [PaymentStep(.verified(payer: again.key.payer), at: a.now()),
+                                       PaymentStep(.settling, at: a.now(), charge: PaymentCharge(amount: "7", basis: "per_kib"))])
+            try await a.record(first, .refused(reason: "invalid_upto_evm_transaction_failed"))
+            _ = try Self.ticket(try await b.claim(again))
+            let reclaimed = try await Self.row(b, again.key)
+            #expect(reclaimed.chargedAmount == nil && reclaimed.chargeBasis == nil)
         }
     }
 
@@ -279,6 +320,24 @@ struct HotStatementTests {
         let request = PaymentStoreConformanceTests.request()
         let claim = LedgerSQL.claim(request, instance: "a", now: 1, leaseUntil: 2)
         #expect(claim.hot == .claim && claim.sql == HotStatement.claim.sql)
+        let pending = LedgerSQL.claimPending(request, PendingSettlement(x402Version: 2, payload: "{}", requirements: "{}"),
+                                             instance: "a", now: 1, leaseUntil: 2)
+        #expect(pending.hot == .claimPending && pending.sql == HotStatement.claimPending.sql)
+        #expect(pending.binds.count == HotStatement.claimPending.bindTypes.count)
+        let handOver = LedgerSQL.takeHandedOver(ClaimTicket(key: request.key, attempt: 1), upstreamStatus: 200, forwardedAt: 1,
+                                                instance: "a", now: 1, leaseUntil: 2)
+        #expect(handOver.hot == .takeHandedOver && handOver.sql == HotStatement.takeHandedOver.sql)
+        let settled = LedgerSQL.finishPending(DeferredTicket(key: request.key, settleAttempt: 1), .settled(transaction: "0x1"), now: 1)
+        #expect(settled.hot == .settledDeferred && settled.sql == HotStatement.settledDeferred.sql)
+        for statement in [pending, handOver, settled] {
+            #expect(zip(statement.binds, statement.hot!.bindTypes).allSatisfy { value, type in
+                switch (value, type) {
+                case (.text, .text), (.integer, .integer): true
+                default: false
+                }
+            } && statement.binds.count == statement.hot!.bindTypes.count)
+        }
+        #expect(LedgerSQL.finishPending(DeferredTicket(key: request.key, settleAttempt: 1), .failed(reason: "x"), now: 1).hot == nil)
         let ticket = ClaimTicket(key: request.key, attempt: 1)
         let chains: [([PaymentTransition], HotStatement?)] = [
             ([.verified(payer: "0x1"), .forwarded(upstreamStatus: 200), .settling], .settlingAfterForward),
@@ -292,6 +351,6 @@ struct HotStatementTests {
             #expect(statement.hot == hot)
             if let hot { #expect(statement.sql == hot.sql) }
         }
-        #expect(Set(chains.compactMap(\.1)).union([.claim]) == Set(HotStatement.allCases))
+        #expect(Set(chains.compactMap(\.1)).union([.claim, .claimPending, .takeHandedOver, .settledDeferred]) == Set(HotStatement.allCases))
     }
 }

@@ -1,4 +1,5 @@
 import Crypto
+import FixtureEditing
 import Foundation
 import Gateway
 import GatewayCore
@@ -51,7 +52,8 @@ struct CDPAuthenticationTests {
     }
 
     static func base64URL(_ text: Substring) -> Data? {
-        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        // Character mapping, not a fixture edit: Foundation's method (`options:`), where absence is fine.
+        var base64 = text.replacingOccurrences(of: "-", with: "+", options: .literal).replacingOccurrences(of: "_", with: "/", options: .literal)
         while base64.count % 4 != 0 { base64 += "=" }
         return Data(base64Encoded: base64)
     }

@@ -1,3 +1,4 @@
+import FixtureEditing
 import Foundation
 import Gateway
 import GatewayCore
@@ -62,7 +63,7 @@ struct ConfigLoaderTests {
 
     /// Replaces `old` with `new` in the valid file and returns the single diagnostic text.
     static func diagnostics(_ old: String, _ new: String, env: [String: String] = env) -> [String] {
-        let yaml = valid.replacingOccurrences(of: old, with: new)
+        let yaml = old.isEmpty ? valid : valid.replacingOccurrences(of: old, with: new)
         do {
             _ = try ConfigLoader.parse(yaml: yaml, file: "g.yaml", environment: env)
             return []
@@ -233,12 +234,5 @@ struct ConfigLoaderTests {
                 "g.yaml:20:21: unknown key \"url\" in networks.\"base\"",
             ])
         }
-    }
-}
-
-extension String {
-    func replacingOccurrences(of target: String, with replacement: String) -> String {
-        guard !target.isEmpty else { return self }
-        return split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
     }
 }

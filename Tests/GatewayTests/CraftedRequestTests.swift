@@ -1,3 +1,4 @@
+import FixtureEditing
 import Foundation
 import Gateway
 import GatewayCore
@@ -283,7 +284,7 @@ struct CraftedRequestTests {
             + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\(extra)\r\n"
     }
 
-    @Test("a WebSocket upgrade on a free route then 64 MiB: 501, the connection closed at once, memory flat, later requests answered")
+    @Test("a WebSocket upgrade on a free route then 64 MiB, to an upstream that does not switch: its answer relayed, the close, memory flat")
     func upgradeOnFreeRoute() async throws {
         try await TestHarness.withPaidGateway(yaml: craftedYAML) { gw, _ in
             let before = residentBytes()
@@ -297,11 +298,14 @@ struct CraftedRequestTests {
             }
             let (bytes, end) = try await socket.read()
             let growth = residentBytes() - before
-            #expect(bytes.statusCode == 501, "\(bytes.text.prefix(200))")
-            #expect(bytes.text.contains("upgrade_not_supported"))
+            // The handshake went upstream (WebSocketTunnel); this upstream answers 200, not 101.
+            #expect(bytes.statusCode == 200, "\(bytes.text.prefix(200))")
+            #expect(bytes.text.contains("/free/ws") && bytes.text.contains("Connection: close"))
             #expect(end == .closed)
-            #expect(growth < 16 << 20, "RSS grew by \(growth >> 20) MiB after \(sent >> 20) MiB were sent")
-            #expect(gw.upstream.count == 0)
+            // The whole test process's RSS (other suites run alongside): the bound catches the gateway
+            // keeping what was sent (64 MiB), not a few MiB of noise.
+            #expect(growth < 32 << 20, "RSS grew by \(growth >> 20) MiB after \(sent >> 20) MiB were sent")
+            #expect(gw.upstream.count == 1)
             let later = try await gw.get("/free/after")
             #expect(later.status == 200)
         }

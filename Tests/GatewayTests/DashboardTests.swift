@@ -1,4 +1,5 @@
 import BigInt
+import FixtureEditing
 import Foundation
 import Gateway
 import GatewayCore

@@ -1,3 +1,4 @@
+import FixtureEditing
 import GatewayTestSupport
 import NIOCore
 import NIOPosix

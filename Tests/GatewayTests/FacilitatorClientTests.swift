@@ -50,12 +50,13 @@ struct FacilitatorClientTests {
     }
 
     static func withServer<T>(
-        certificate: Bool = false, _ reply: @escaping @Sendable (ScriptedHTTPServer.Request) -> ScriptedHTTPServer.Reply = accepting,
+        certificate: String? = nil, _ reply: @escaping @Sendable (ScriptedHTTPServer.Request) -> ScriptedHTTPServer.Reply = accepting,
         _ body: (ScriptedHTTPServer, Int) async throws -> T
     ) async throws -> T {
-        let server = certificate
-            ? try ScriptedHTTPServer(certificateFile: try fixture("localhost-cert"), keyFile: try fixture("localhost-key"), reply: reply)
-            : try ScriptedHTTPServer(reply: reply)
+        // `certificate`: a fixture `NAME-cert.pem` served over TLS with its `NAME-key.pem`.
+        let server = try certificate.map { name in
+            try ScriptedHTTPServer(certificateFile: try fixture(name + "-cert"), keyFile: try fixture(name + "-key"), reply: reply)
+        } ?? ScriptedHTTPServer(reply: reply)
         let port = try await server.start()
         do {
             let result = try await body(server, port)
@@ -119,8 +120,9 @@ struct FacilitatorClientTests {
             #expect(verified == VerifyResponse(isValid: false, invalidReason: "invalid_payload"))
             let settled = try await client.settle(version: 2, paymentPayload: Array("{}".utf8), requirements: Array("{}".utf8))
             #expect(!settled.success && settled.errorReason == "invalid_payload")
-            let answer1 = try await client.supported().kinds.count == 2
-            #expect(answer1)
+            let kinds = try await client.supported().kinds
+            #expect(kinds.map(\.scheme) == ["exact", "upto", "exact"])
+            #expect(kinds[1].extra?["facilitatorAddress"] == .string(FakeFacilitator.address))
             #expect(facilitator.verifyCalls == 1 && facilitator.settleCalls == 1)
             await client.shutdown()
         }
@@ -429,7 +431,7 @@ struct FacilitatorClientTests {
 
     @Test("https with an explicitly trusted self-signed certificate for localhost: calls succeed over one connection")
     func tls() async throws {
-        try await Self.withServer(certificate: true) { server, port in
+        try await Self.withServer(certificate: "localhost") { server, port in
             let client = Self.client("https://localhost:\(port)/f", caFile: try Self.fixture("localhost-cert"))
             let answer8 = try await client.verify(version: 2, paymentPayload: Self.payload, requirements: Self.requirements).isValid
             #expect(answer8)
@@ -446,7 +448,7 @@ struct FacilitatorClientTests {
 
     @Test("https refuses a certificate the system roots do not trust, and one for another host name", arguments: [false, true])
     func tlsRefused(trustIt: Bool) async throws {
-        try await Self.withServer(certificate: true) { server, port in
+        try await Self.withServer(certificate: "localhost") { server, port in
             // Trusted but for "localhost" only, reached as 127.0.0.1; or for the right name but untrusted.
             let client = trustIt
                 ? Self.client("https://127.0.0.1:\(port)", caFile: try Self.fixture("localhost-cert"))
@@ -465,7 +467,7 @@ struct FacilitatorClientTests {
 
     @Test("redirects: http → https is followed, https → http is refused")
     func tlsRedirects() async throws {
-        try await Self.withServer(certificate: true, { request in
+        try await Self.withServer(certificate: "localhost", { request in
             request.uri == "/down/verify" ? .respond(status: 307, headers: [("Location", "http://127.0.0.1:1/verify")]) : Self.accepting(request)
         }) { secure, securePort in
             try await Self.withServer({ _ in

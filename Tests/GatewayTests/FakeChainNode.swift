@@ -17,6 +17,8 @@ struct FakeChainNode: Sendable {
         /// (authorizer, nonce) in lowercase hex → the transaction that used it, and its block.
         var used: [String: (transaction: String, block: UInt64)] = [:]
         var canceled: [String: (transaction: String, block: UInt64)] = [:]
+        /// Permit2 nonces used: (owner, nonce as a 32-byte hex word) → the block it was used in.
+        var permit2Used: [String: UInt64] = [:]
         /// Answer every request with this instead (a fault).
         var fault: ScriptedHTTPServer.Reply?
         /// `eth_getLogs` answers this JSON-RPC error.
@@ -74,12 +76,27 @@ struct FakeChainNode: Sendable {
             guard case .string(let to)? = params.first?["to"], case .string(let data)? = params.first?["data"] else {
                 return error(-32602, "invalid params")
             }
+            var block = state.head.number
+            if params.count > 1, case .string(let tag) = params[1], tag != "latest" { block = UInt64(tag.dropFirst(2), radix: 16) ?? 0 }
+            let bitmapSelector = "0x" + Hex.encode(EVMChainReader.permit2NonceBitmapSelector)
+            if to.lowercased() == Permit2Contracts.permit2.lowercased(), data.hasPrefix(bitmapSelector), data.count == 2 + 8 + 128 {
+                let owner = "0x" + data.dropFirst(2 + 8 + 24).prefix(40)
+                let wordPosition = String(data.suffix(64))
+                var bitmap = [UInt8](repeating: 0, count: 32)
+                for (key, usedAt) in state.permit2Used where usedAt <= block {
+                    let parts = key.split(separator: "/")
+                    guard parts.count == 2, parts[0] == owner.lowercased(), let nonce = Hex.decode(String(parts[1]), prefixed: true),
+                          "00" + Hex.encode(nonce.dropLast()) == wordPosition
+                    else { continue }
+                    let bit = Int(nonce[31])
+                    bitmap[31 - bit / 8] |= 1 << (bit % 8)
+                }
+                return result("\"0x\(Hex.encode(bitmap))\"")
+            }
             let selector = "0x" + Hex.encode(EVMChainReader.authorizationStateSelector)
             guard to.lowercased() == state.token, data.hasPrefix(selector), data.count == 2 + 8 + 128 else { return result("\"0x\"") }
             let authorizer = "0x" + data.dropFirst(2 + 8 + 24).prefix(40)
             let nonce = "0x" + data.suffix(64)
-            var block = state.head.number
-            if params.count > 1, case .string(let tag) = params[1], tag != "latest" { block = UInt64(tag.dropFirst(2), radix: 16) ?? 0 }
             let key = Self.key(String(authorizer), String(nonce))
             let set = [state.used[key]?.block, state.canceled[key]?.block].compactMap { $0 }.contains { $0 <= block }
             return result("\"0x" + String(repeating: "0", count: 63) + (set ? "1" : "0") + "\"")

@@ -1,3 +1,4 @@
+import FixtureEditing
 import Foundation
 import Gateway
 import GatewayStorage
@@ -21,7 +22,7 @@ struct FaultMatrixTests {
     }
 
     @Test("settlement: before with /settle failing (500, timeout) or refusing: the upstream is never called, nothing delivered",
-          arguments: [FakeFacilitator.Fault.settleStatus(500), .settleSlow(milliseconds: 1500), .settleRefuses("insufficient_funds")])
+          arguments: [FakeFacilitator.Fault.settleStatus(500), .settleSlow(milliseconds: 4000), .settleRefuses("insufficient_funds")])
     func beforeRouteSettleFaults(_ fault: FakeFacilitator.Fault) async throws {
         #expect(Self.yaml.contains("GET /abort/:n"))
         try await TestHarness.withPaidGateway(yaml: Self.yaml) { gw, fac in

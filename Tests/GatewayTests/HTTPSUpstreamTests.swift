@@ -1,3 +1,4 @@
+import FixtureEditing
 import Foundation
 import Gateway
 import GatewayCore
@@ -25,25 +26,14 @@ struct HTTPSUpstreamTests {
         """
     }
 
-    /// A TLS upstream presenting `certificate` (a fixture name) that answers every request with its path.
-    static func withTLSUpstream<T>(certificate: String, _ body: (ScriptedHTTPServer, Int) async throws -> T) async throws -> T {
-        let server = try ScriptedHTTPServer(
-            certificateFile: try FacilitatorClientTests.fixture(certificate), keyFile: try FacilitatorClientTests.fixture(certificate.replacingOccurrences(of: "-cert", with: "-key"))
-        ) { request in .json("{\"path\":\"\(request.uri)\"}") }
-        let port = try await server.start()
-        do {
-            let result = try await body(server, port)
-            await server.stop()
-            return result
-        } catch {
-            await server.stop()
-            throw error
-        }
+    /// A TLS upstream presenting the fixture certificate `name` that answers every request with its path.
+    static func withTLSUpstream<T>(certificate name: String, _ body: (ScriptedHTTPServer, Int) async throws -> T) async throws -> T {
+        try await FacilitatorClientTests.withServer(certificate: name, { request in .json("{\"path\":\"\(request.uri)\"}") }, body)
     }
 
     @Test("an https upstream trusted through caFile is proxied over TLS, its Host set, its connection reused")
     func trusted() async throws {
-        try await Self.withTLSUpstream(certificate: "localhost-cert") { upstream, port in
+        try await Self.withTLSUpstream(certificate: "localhost") { upstream, port in
             let yaml = Self.yaml(url: "https://localhost:\(port)/base", caFile: try FacilitatorClientTests.fixture("localhost-cert"))
             try await TestHarness.withGateway(yaml: yaml) { gw in
                 // Three requests on one client connection (one event loop: one upstream pool).
@@ -60,7 +50,7 @@ struct HTTPSUpstreamTests {
 
     @Test("a paid route to an https upstream: verified, forwarded over TLS, settled, delivered")
     func paid() async throws {
-        try await Self.withTLSUpstream(certificate: "localhost-cert") { upstream, port in
+        try await Self.withTLSUpstream(certificate: "localhost") { upstream, port in
             let yaml = Self.yaml(url: "https://localhost:\(port)", caFile: try FacilitatorClientTests.fixture("localhost-cert"))
                 .replacingOccurrences(of: "upstreams:", with: "facilitator: { url: \"{{FACILITATOR}}\" }\nupstreams:")
                 .replacingOccurrences(of: "unmatched: deny", with: "  - match: \"/paid/*\"\n    upstream: secure\n    price: \"$0.01\"\nunmatched: deny")
@@ -78,7 +68,7 @@ struct HTTPSUpstreamTests {
 
     @Test("an upstream whose certificate another CA signed is refused: 502, nothing reaches it")
     func otherCA() async throws {
-        try await Self.withTLSUpstream(certificate: "other-ca-localhost-cert") { upstream, port in
+        try await Self.withTLSUpstream(certificate: "other-ca-localhost") { upstream, port in
             let yaml = Self.yaml(url: "https://localhost:\(port)", caFile: try FacilitatorClientTests.fixture("localhost-cert"))
             try await TestHarness.withGateway(yaml: yaml) { gw in
                 let r = try await gw.get("/secure/x")
@@ -91,7 +81,7 @@ struct HTTPSUpstreamTests {
 
     @Test("without caFile the system's roots decide: a self-signed upstream is refused (502)")
     func systemRoots() async throws {
-        try await Self.withTLSUpstream(certificate: "localhost-cert") { upstream, port in
+        try await Self.withTLSUpstream(certificate: "localhost") { upstream, port in
             try await TestHarness.withGateway(yaml: Self.yaml(url: "https://localhost:\(port)", caFile: nil)) { gw in
                 let r = try await gw.get("/secure/x")
                 #expect(r.status == 502)
@@ -102,7 +92,7 @@ struct HTTPSUpstreamTests {
 
     @Test("a certificate for another name is refused: the URL's host 127.0.0.1 is not the certificate's localhost")
     func wrongName() async throws {
-        try await Self.withTLSUpstream(certificate: "localhost-cert") { upstream, port in
+        try await Self.withTLSUpstream(certificate: "localhost") { upstream, port in
             let yaml = Self.yaml(url: "https://127.0.0.1:\(port)", caFile: try FacilitatorClientTests.fixture("localhost-cert"))
             try await TestHarness.withGateway(yaml: yaml) { gw in
                 let r = try await gw.get("/secure/x")

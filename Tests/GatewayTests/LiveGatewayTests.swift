@@ -1,3 +1,4 @@
+import FixtureEditing
 import Foundation
 import GatewayCore
 import GatewayTestSupport
@@ -216,7 +217,9 @@ struct LiveGatewayTests {
     @Test("request bodies stream to the upstream")
     func uploadStreams() async throws {
         let size = 3 * 1024 * 1024 + 17
-        try await TestHarness.withGateway(yaml: liveYAML.replacingOccurrences(of: "/free/*", with: "/echo")) { gw in
+        // 10 s: 3 MiB echoed took over 2 s on a loaded machine (504).
+        let yaml = liveYAML.replacingOccurrences(of: "/free/*", with: "/echo").replacingOccurrences(of: "timeout: 2s", with: "timeout: 10s")
+        try await TestHarness.withGateway(yaml: yaml) { gw in
             let body = String(repeating: "a", count: size)
             let r = try await gw.send("POST /echo HTTP/1.1\r\nHost: g\r\nConnection: close\r\nContent-Length: \(size)\r\n\r\n" + body)
             #expect(r.status == 200)

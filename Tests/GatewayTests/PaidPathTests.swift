@@ -1,3 +1,4 @@
+import FixtureEditing
 import Foundation
 import Gateway
 import GatewayCore
@@ -12,7 +13,7 @@ let paidYAML = """
     listen: 127.0.0.1:0
     payTo: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
     network: eip155:84532
-    facilitator: { url: "{{FACILITATOR}}", timeout: 1s }
+    facilitator: { url: "{{FACILITATOR}}", timeout: 3s }
     upstreams:
       api: { url: "{{UPSTREAM}}", timeout: 2s }
     routes:
@@ -205,7 +206,7 @@ struct PaidPathTests {
     }
 
     @Test("facilitator faults fail closed: nothing forwarded, 502/504 with a JSON reason", arguments: [
-        (FakeFacilitator.Fault.verifyStatus(500), 502), (.verifyGarbage, 502), (.verifySlow(milliseconds: 1500), 504),
+        (FakeFacilitator.Fault.verifyStatus(500), 502), (.verifyGarbage, 502), (.verifySlow(milliseconds: 4000), 504),
     ])
     func verifyFaults(fault: FakeFacilitator.Fault, status: Int) async throws {
         try await TestHarness.withPaidGateway(yaml: paidYAML) { gw, fac in
@@ -261,7 +262,7 @@ struct PaidPathTests {
     }
 
     @Test("an ambiguous settlement (500 or timeout) is never answered with a fresh 402", arguments: [
-        (FakeFacilitator.Fault.settleStatus(500), 502), (.settleSlow(milliseconds: 1500), 504),
+        (FakeFacilitator.Fault.settleStatus(500), 502), (.settleSlow(milliseconds: 4000), 504),
     ])
     func settleUnknown(fault: FakeFacilitator.Fault, status: Int) async throws {
         try await TestHarness.withPaidGateway(yaml: paidYAML) { gw, fac in

@@ -7,6 +7,7 @@ import Logging
 import Synchronization
 import Testing
 import X402
+import X402Crypto
 import X402Facilitator
 
 /// Rounds of the reconciler over an in-memory ledger and a fake JSON-RPC node; time is moved by hand.
@@ -77,6 +78,27 @@ struct ReconcilerTests {
             try await store.record(ticket, .settling)
             if !leaveSettling { try await store.record(ticket, .unknown(reason: "failed_closed")) }
             return key
+        }
+
+        /// An upto payment through Permit2 (decimal nonce) whose settlement of `charged` has an unknown outcome.
+        @discardableResult
+        func permit2Row(nonce: String, charged: String, validBefore: UInt64 = 1_800_003_600) async throws -> PaymentKey {
+            let key = PaymentKey(network: "eip155:84532", asset: ReconcilerTests.token, payer: ReconcilerTests.payer, nonce: nonce)
+            let request = ClaimRequest(
+                key: key, offer: PaymentOffer(scheme: "upto", network: key.network, asset: ReconcilerTests.token, amount: "10000",
+                                              payTo: ReconcilerTests.token, transferMethod: "permit2"),
+                routeID: "GET /metered", method: "GET", path: "/metered", requestID: "p-\(nonce)", validBefore: validBefore)
+            guard case .claimed(let ticket) = try await store.claim(request) else { throw StorageError(.unavailable, "not claimed") }
+            try await store.record(ticket, [PaymentStep(.verified(payer: ReconcilerTests.payer), at: store.now()),
+                                            PaymentStep(.settling, at: store.now(), charge: PaymentCharge(amount: charged, basis: "report"))])
+            try await store.record(ticket, .unknown(reason: "failed_closed"))
+            return key
+        }
+
+        /// Marks a Permit2 nonce (decimal) used on the node from `block` on.
+        func usePermit2(_ key: PaymentKey, block: UInt64 = 95) {
+            let word = ABIWord.uint256(decimal: key.nonce)!
+            node.update { $0.permit2Used[FakeChainNode.key(key.payer, "0x" + Hex.encode(word))] = block }
         }
 
         func state(_ key: PaymentKey) async throws -> PaymentRecord {
@@ -164,6 +186,26 @@ struct ReconcilerTests {
             #expect(try await rig.state(old).transaction == nil)
             #expect(try await rig.state(failing).state == .reconciledSettled)
             #expect(rig.decisions.allSatisfy { $0["x402.transaction"] == "not found" })
+        }
+    }
+
+    @Test("Permit2 payments are read from Permit2's nonce bitmap: used is settled (the charge counted), unused past the deadline unsettled")
+    func permit2() async throws {
+        try await Self.withRig { rig in
+            // Nonces in different bitmap words and bits, one above 2^64.
+            let used = try await rig.permit2Row(nonce: "1234567890123456789012345", charged: "2500")
+            let other = try await rig.permit2Row(nonce: "255", charged: "10")
+            let expired = try await rig.permit2Row(nonce: "256", charged: "7", validBefore: UInt64(Self.start / 1000) - 1)
+            rig.usePermit2(used)
+            rig.usePermit2(PaymentKey(network: "eip155:84532", asset: Self.token, payer: Self.payer, nonce: "254"))  // a neighbour bit
+            let outcomes = await rig.reconciler.round()
+            #expect(Set(outcomes.map(\.key)) == [used, other, expired])
+            #expect(outcomes.first { $0.key == used }?.decision == .settled(transaction: nil))
+            #expect(outcomes.first { $0.key == other }?.decision == .pending)
+            #expect(outcomes.first { $0.key == expired }?.decision == .unsettled(.expired))
+            #expect(try await rig.state(used).state == .reconciledSettled)
+            #expect(rig.metric("x402_settled_amount_total", "network=\"eip155:84532\"") == "2500")
+            #expect(rig.node.methods.filter { $0 == "eth_getLogs" }.isEmpty)
         }
     }
 

@@ -336,3 +336,20 @@ struct BrowserDetectionTests {
         #expect(BrowserDetection.wantsPaywall(accept: accept, userAgent: userAgent) == expected)
     }
 }
+
+@Suite("paywall and Permit2")
+struct PaywallPermit2Tests {
+    @Test("routes with a Permit2 or upto offer get no page (the page signs EIP-3009 only)", arguments: [
+        ("exact", AssetTransferMethod.eip3009, true), ("exact", .permit2, false), ("upto", .permit2, false),
+    ])
+    func onlyEIP3009(scheme: String, method: AssetTransferMethod, paged: Bool) throws {
+        let network = Networks.named("eip155:84532")!
+        let offer = Offer(scheme: scheme, network: network, amount: 1000, asset: network.defaultAsset!.address,
+                          payTo: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C", maxTimeoutSeconds: 300,
+                          extra: ["name": .string("USDC"), "version": .string("2")], decimals: 6, symbol: "USDC", transferMethod: method)
+        let route = RouteConfig(id: "r", pattern: try RoutePattern("GET /r"), upstream: "api", access: .priced([offer]))
+        var compiler = PaywallCompiler(config: PaywallConfig())
+        let compiled = CompiledRoute(config: route)
+        #expect((compiler.page(route: route, challenge: try #require(compiled.challenge)) != nil) == paged)
+    }
+}

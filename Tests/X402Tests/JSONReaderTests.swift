@@ -1,3 +1,4 @@
+import FixtureEditing
 import Foundation
 import Testing
 import X402
@@ -290,7 +291,7 @@ struct ModelMappingTests {
             #expect(ours == foundation, "\(body)")
             return ours
         }
-        #expect(payment(v2)?.payload.authorization.nonce == "n")
+        #expect(payment(v2)?.payload.nonce == "n")
         #expect(payment(v2.replacingOccurrences(of: "\"x402Version\":2", with: "\"x402Version\":7"))?.x402Version == 7)
         #expect(payment(v2.replacingOccurrences(of: "\"x402Version\":2,", with: "")) == nil)
         #expect(payment(v2.replacingOccurrences(of: "\"x402Version\":2", with: "\"x402Version\":null")) == nil)

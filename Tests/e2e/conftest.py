@@ -27,7 +27,8 @@ import requests as http
 from eth_account import Account
 from web3 import Web3
 
-from rig.constants import ADDRESSES, GATEWAY_YAML_HEAD, KEYS, TRANSFER_TOPIC, USDC_ADDRESS
+from rig.constants import ADDRESSES, GATEWAY_YAML_HEAD, KEYS, TOKEN2_ADDRESS, TRANSFER_TOPIC, USDC_ADDRESS
+from rig.contracts import deploy_proxies
 from rig.procs import Process
 from rig.token import compiled_token
 
@@ -95,9 +96,10 @@ class Chain:
         self.url = url
         self.w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}))
         self.token = self.w3.eth.contract(address=USDC_ADDRESS, abi=compiled_token()["abi"])
+        self.token2 = self.w3.eth.contract(address=TOKEN2_ADDRESS, abi=compiled_token()["abi"])
 
-    def balance_of(self, address: str) -> int:
-        return self.token.functions.balanceOf(Web3.to_checksum_address(address)).call()
+    def balance_of(self, address: str, token=None) -> int:
+        return (token or self.token).functions.balanceOf(Web3.to_checksum_address(address)).call()
 
     def block_number(self) -> int:
         return self.w3.eth.block_number
@@ -143,6 +145,12 @@ def chain(run_dir) -> Chain:
         chain.transact(KEYS["minter"], chain.token.functions.initialize(ADDRESSES["minter"]))
         for name in ("buyer", "buyer2"):
             chain.transact(KEYS["minter"], chain.token.functions.mint(ADDRESSES[name], BUYER_FUNDS))
+        # Permit2 and the x402 proxies at their canonical addresses; a second ERC-20; the Permit2 buyers.
+        deploy_proxies(chain.w3, KEYS["minter"])
+        chain.transact(KEYS["minter"], chain.token2.functions.initialize(ADDRESSES["minter"]))
+        for name in ("permit2-buyer", "unapproved-buyer"):
+            for token in (chain.token, chain.token2):
+                chain.transact(KEYS["minter"], token.functions.mint(ADDRESSES[name], BUYER_FUNDS))
         yield chain
     finally:
         proc.stop()

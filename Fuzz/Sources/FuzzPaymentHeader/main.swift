@@ -108,7 +108,7 @@ Fuzzer.run { bytes in
             require(payment.accepted == v2?.accepted && payment.payload == v2?.payload, "v2 payment differs from its model")
         case 1:
             require(v1 != nil, "accepted as v1 without a v1 payload: \(header)")
-            require(payment.payload == v1?.payload && payment.scheme == v1?.scheme, "v1 payment differs from its model")
+            require(v1.map { EVMPayload.eip3009($0.payload) } == payment.payload && payment.scheme == v1?.scheme, "v1 payment differs from its model")
             require(Networks.named(v1!.network)?.caip2 == payment.network, "v1 network \(v1!.network) mapped to \(payment.network)")
         default:
             require(false, "accepted version \(payment.version)")
@@ -121,7 +121,7 @@ Fuzzer.run { bytes in
             require(offers.indices.contains(n), "matched offer \(n) of \(offers.count)")
             let offer = offers[n].offer
             require(offer.network.caip2 == payment.network && offer.scheme == payment.scheme, "matched an offer of another network or scheme")
-            require(Money.atomicUnits(fromInteger: payment.payload.authorization.value) == offer.amount, "matched another amount")
+            require(Money.atomicUnits(fromInteger: payment.payload.value) == offer.amount, "matched another amount")
             _ = PaymentCheck.preVerify(payment, offer: offers[n], now: 1_750_000_000)
         case .failure:
             break

@@ -30,15 +30,23 @@ func checkChallenge(_ input: inout FuzzInput) {
     let method = input.pick([nil, "GET", "POST"] as [String?])
     let pattern = try! RoutePattern((method.map { $0 + " " } ?? "") + "/paid/*")
     let mode = input.pick([nil, .optional, .required] as [PaymentIdentifierMode?])
+    // Discoverable routes carry the bazaar declaration (filled into the template per route).
+    let discovery = RouteDiscovery(discoverable: input.bool(), output: input.bool() ? .init(example: .string(input.string())) : nil)
     let route = RouteConfig(id: "fuzz", pattern: pattern, upstream: "api", access: .free, description: input.string(),
-                            mimeType: input.string(), paymentIdentifier: mode)
+                            mimeType: input.string(), paymentIdentifier: mode, discovery: discovery)
     let url = input.string(), error = input.string()
     let challenge = Challenge(route: route, offers: offers)
 
+    let bazaarMethod = discovery.discoverable ? Bazaar.method(pattern: pattern, input: nil) : nil
+    var extensions: [String: JSONValue] = [:]
+    if let mode { extensions[PaymentIdentifier.extensionKey] = PaymentIdentifier.declaration(required: mode == .required) }
+    if let bazaarMethod {
+        extensions[Bazaar.extensionKey] = Bazaar.declaration(method: bazaarMethod, discovery: discovery, mimeType: route.mimeType,
+                                                             routeTemplate: Bazaar.routeTemplate(pattern))
+    }
     let expected = PaymentRequired(
         error: error, resource: ResourceInfo(url: url, description: route.description, mimeType: route.mimeType),
-        accepts: offers.map(\.requirements),
-        extensions: mode.map { [PaymentIdentifier.extensionKey: PaymentIdentifier.declaration(required: $0 == .required)] })
+        accepts: offers.map(\.requirements), extensions: extensions.isEmpty ? nil : extensions)
     let rendered = challenge.paymentRequired(resourceURL: url, error: error)
     let encoded = try! HeaderCodec.compactJSON(expected)
     require(rendered == encoded, "challenge template \(show(rendered)) differs from the encoder's \(show(encoded))")
@@ -59,7 +67,8 @@ func checkChallenge(_ input: inout FuzzInput) {
     }
 
     let expectedV1 = PaymentRequiredV1(error: error, accepts: offers.compactMap {
-        $0.requirementsV1(resourceURL: url, description: route.description, mimeType: route.mimeType, method: method)
+        $0.requirementsV1(resourceURL: url, description: route.description, mimeType: route.mimeType, method: bazaarMethod ?? method,
+                          discoverable: bazaarMethod != nil)
     })
     let v1 = challenge.v1Body(resourceURL: url, error: error)
     let encodedV1 = try! HeaderCodec.compactJSON(expectedV1)

@@ -213,7 +213,7 @@ package struct DashboardPage {
         html += "<div class=\"scroll\"><table class=\"recent\"><thead><tr><th>Time (UTC)</th><th>Route</th><th>Payer</th><th class=\"num\">Amount</th>"
             + "<th>State</th><th>Transaction</th><th>Request id</th></tr></thead><tbody>"
         for row in recent {
-            let amount = BigUInt(row.offer.amount) ?? 0
+            let amount = BigUInt(row.state.isSpent ? row.revenueAmount : row.offer.amount) ?? 0
             let detail = row.reason.map { " <code class=\"why\">\(e($0))</code>" } ?? ""
             html += "<tr data-state=\"\(e(row.state.rawValue))\"><td class=\"time\">\(e(Self.time(row.claimedAt)))</td>"
                 + "<td><code>\(e(row.routeID))</code></td><td>\(Self.addressLink(row.key.payer, network: row.key.network))</td>"
@@ -230,10 +230,10 @@ package struct DashboardPage {
     static func tone(_ state: PaymentState) -> String {
         switch state {
         case .settled, .reconciledSettled: "ok"
-        case .refused: "bad"
+        case .refused, .settleFailedAfterDelivery: "bad"
         case .unknown: "alert"
         case .released, .reconciledUnsettled: "warn"
-        case .claimed, .verified, .forwarded, .settling: "busy"
+        case .claimed, .verified, .forwarded, .settling, .settlementPending: "busy"
         }
     }
 

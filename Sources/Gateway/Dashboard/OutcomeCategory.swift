@@ -19,6 +19,10 @@ public enum OutcomeCategory: String, Sendable, CaseIterable {
     case reconciledUnsettled = "reconciled_unsettled"
     /// Still being handled.
     case inFlight = "in_flight"
+    /// Delivered before its settlement, which is queued (`settlement: deferred`).
+    case settlementPending = "settlement_pending"
+    /// Delivered before its settlement, which the facilitator then refused: delivered unpaid.
+    case settleFailedAfterDelivery = "settle_failed_after_delivery"
 
     public init(_ line: RevenueSummary.OutcomeLine) {
         switch line.state {
@@ -28,6 +32,8 @@ public enum OutcomeCategory: String, Sendable, CaseIterable {
         case .unknown: self = .unknown
         case .reconciledUnsettled: self = .reconciledUnsettled
         case .claimed, .verified, .forwarded, .settling: self = .inFlight
+        case .settlementPending: self = .settlementPending
+        case .settleFailedAfterDelivery: self = .settleFailedAfterDelivery
         }
     }
 
@@ -41,13 +47,15 @@ public enum OutcomeCategory: String, Sendable, CaseIterable {
         case .unknown: "Unknown outcome"
         case .reconciledUnsettled: "Reconciled: never settled"
         case .inFlight: "In flight"
+        case .settlementPending: "Delivered, settlement pending"
+        case .settleFailedAfterDelivery: "Delivered, settlement failed"
         }
     }
 
     /// Whether the reasons are worth listing.
     var listsReasons: Bool {
         switch self {
-        case .refused, .settlementFailed, .notCharged, .unknown: true
+        case .refused, .settlementFailed, .notCharged, .unknown, .settleFailedAfterDelivery: true
         default: false
         }
     }

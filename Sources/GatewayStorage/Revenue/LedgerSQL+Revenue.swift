@@ -14,12 +14,14 @@
 extension LedgerSQL {
     private static let spent = "state IN ('settled', 'reconciled_settled')"
     private static let window = "claimed_at >= $1 AND claimed_at < $2"
+    /// What a payment moved (`upto`: the charge, not the maximum), named `amount`.
+    private static let charged = "COALESCE(charged_amount, amount) AS amount"
 
     /// Settled payments per bucket, route, network, asset and amount: `bucket, route_id, network, asset, amount, count`.
     public static func revenueSeries(_ q: RevenueQuery) -> SQLStatement {
         SQLStatement("""
             SELECT b, route_id, network, asset, amount, COUNT(*)
-            FROM (SELECT claimed_at / $3 AS b, route_id, network, asset, amount
+            FROM (SELECT claimed_at / $3 AS b, route_id, network, asset, \(charged)
                   FROM x402_payments WHERE \(window) AND \(spent)) AS spent
             GROUP BY b, route_id, network, asset, amount
             """, [.integer(q.from), .integer(q.to), .integer(q.bucketMilliseconds)])
@@ -38,7 +40,8 @@ extension LedgerSQL {
     /// Settled payments per payer, network, asset and amount: `payer, network, asset, amount, count`.
     public static func revenuePayers(_ q: RevenueQuery) -> SQLStatement {
         SQLStatement("""
-            SELECT payer, network, asset, amount, COUNT(*) FROM x402_payments WHERE \(window) AND \(spent)
+            SELECT payer, network, asset, amount, COUNT(*)
+            FROM (SELECT payer, network, asset, \(charged) FROM x402_payments WHERE \(window) AND \(spent)) AS spent
             GROUP BY payer, network, asset, amount
             """, [.integer(q.from), .integer(q.to)])
     }
@@ -58,8 +61,9 @@ extension LedgerSQL {
     /// Payments whose settlement outcome is unknown, of any age: `network, asset, amount, count, oldest`.
     public static func revenueAttention(now: Int64) -> SQLStatement {
         SQLStatement("""
-            SELECT network, asset, amount, COUNT(*), MIN(claimed_at) FROM x402_payments
-            WHERE state IN ('unknown', 'settling') AND (state = 'unknown' OR lease_until <= $1)
+            SELECT network, asset, amount, COUNT(*), MIN(claimed_at)
+            FROM (SELECT network, asset, \(charged), claimed_at FROM x402_payments
+                  WHERE state IN ('unknown', 'settling') AND (state = 'unknown' OR lease_until <= $1)) AS unknown
             GROUP BY network, asset, amount
             """, [.integer(now)])
     }

@@ -13,7 +13,7 @@ extension RevenueSummary {
         var attention: [AssetKey: (Int, DecimalSum, Int64)] = [:]
         var latencies: [Int64] = []
         for row in rows {
-            let amount = DecimalSum(row.offer.amount) ?? DecimalSum()
+            let amount = DecimalSum(row.revenueAmount) ?? DecimalSum()
             if row.state == .unknown || (row.state == .settling && row.leaseUntil <= now) {
                 let key = AssetKey(network: row.key.network, asset: row.key.asset)
                 let (count, total, oldest) = attention[key] ?? (0, DecimalSum(), row.claimedAt)

@@ -2,7 +2,8 @@
 /// ledgers): the time series of revenue, every outcome, the top payers, settlement latency, and
 /// the payments whose settlement outcome is unknown. Amounts are exact sums in atomic units.
 ///
-/// "Revenue" is what was charged: rows `settled` or `reconciled_settled`, summed by `amount`. Every
+/// "Revenue" is what was charged: rows `settled` or `reconciled_settled`, summed by `charged_amount` (the
+/// amount an `upto` settlement moved), or `amount` where no charge is recorded. Every
 /// list is in one canonical order, so that summaries of the same rows from different backends are equal.
 public struct RevenueSummary: Sendable, Equatable {
     /// Settled payments of one route in one asset, in one time bucket.

@@ -32,7 +32,7 @@ from eth_tester.backends.pyevm.serializers import serialize_log
 from eth_tester.exceptions import BlockNotFound, TransactionNotFound
 from eth_utils import decode_hex, to_canonical_address, to_checksum_address
 
-from .constants import ADDRESSES, CHAIN_ID, GAS_PRICE_WEI, ONE_ETH, USDC_ADDRESS
+from .constants import ADDRESSES, CHAIN_ID, GAS_PRICE_WEI, ONE_ETH, TOKEN2_ADDRESS, USDC_ADDRESS
 from .httpserver import Handler as BaseHandler, Server, arguments, serve
 
 ZERO_ADDRESS = b"\x00" * 20
@@ -308,14 +308,23 @@ def _topics_match(topics: list[str], wanted: list) -> bool:
 
 
 def genesis_state(token_runtime_hex: str) -> dict:
+    from .contracts import genesis_code
+
     def account(balance=0, code=b""):
         return {"balance": balance, "nonce": 0, "code": code, "storage": {}}
 
     state = {
         to_canonical_address(ADDRESSES["facilitator"]): account(1000 * ONE_ETH),
         to_canonical_address(ADDRESSES["minter"]): account(1000 * ONE_ETH),
+        # Gas for its one-time approve(Permit2); other buyers hold no ether (gasless payments).
+        to_canonical_address(ADDRESSES["permit2-buyer"]): account(ONE_ETH),
         to_canonical_address(USDC_ADDRESS): account(code=decode_hex(token_runtime_hex)),
+        # A second token with the same code: an ERC-20 priced by explicit address (Permit2 tests).
+        to_canonical_address(TOKEN2_ADDRESS): account(code=decode_hex(token_runtime_hex)),
     }
+    # Permit2 and the CREATE2 deployer (contracts/x402/README.md); the proxies are deployed by conftest.
+    for address, code in genesis_code().items():
+        state[to_canonical_address(address)] = account(code=code)
     return state
 
 

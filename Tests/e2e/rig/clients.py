@@ -15,17 +15,26 @@ from x402.http import x402HTTPClientSync
 from x402.http.clients.httpx import x402HttpxClient
 from x402.http.clients.requests import x402_requests
 from x402.mechanisms.evm.exact import register_exact_evm_client
+from x402.mechanisms.evm.upto import UptoEvmClientScheme
 from x402.mechanisms.evm.signers import EthAccountSigner
 from x402.schemas import PaymentRequired, SettleResponse
 from x402.schemas.v1 import PaymentRequiredV1
 
 
-def sync_client(account: LocalAccount) -> x402ClientSync:
-    return register_exact_evm_client(x402ClientSync(), EthAccountSigner(account))
+def sync_client(account: LocalAccount, spend_controls=None) -> x402ClientSync:
+    """`exact` (EIP-3009, or Permit2 when the offer says assetTransferMethod: permit2) and `upto`.
+    `spend_controls` as the SDK takes them (e.g. to allow a token that is not a default asset)."""
+    client = register_exact_evm_client(x402ClientSync(), EthAccountSigner(account))
+    if spend_controls is not None:
+        client.set_spend_controls(spend_controls)
+    client.register("eip155:*", UptoEvmClientScheme(EthAccountSigner(account)))
+    return client
 
 
 def async_client(account: LocalAccount) -> x402Client:
-    return register_exact_evm_client(x402Client(), EthAccountSigner(account))
+    client = register_exact_evm_client(x402Client(), EthAccountSigner(account))
+    client.register("eip155:*", UptoEvmClientScheme(EthAccountSigner(account)))
+    return client
 
 
 def httpx_session(account: LocalAccount, **kwargs) -> x402HttpxClient:
@@ -57,7 +66,7 @@ def decode_settlement(response) -> SettleResponse:
     return http_helper().get_payment_settle_response(response.headers.get)
 
 
-def signed_payment(account: LocalAccount, url: str, version: int = 2) -> dict[str, str]:
+def signed_payment(account: LocalAccount, url: str, version: int = 2, spend_controls=None) -> dict[str, str]:
     """Asks `url` for its 402 and returns the payment header the SDK client would send back.
 
     version 2 → {"PAYMENT-SIGNATURE": ...}; version 1 → {"X-PAYMENT": ...} built by the SDK's v1
@@ -66,7 +75,7 @@ def signed_payment(account: LocalAccount, url: str, version: int = 2) -> dict[st
     response = requests.get(url, timeout=30)
     assert response.status_code == 402, f"{url}: expected 402, got {response.status_code}: {response.text}"
     challenge = decode_challenge(response, version)
-    client = sync_client(account)
+    client = sync_client(account, spend_controls)
     payload = client.create_payment_payload(challenge)
     assert payload.x402_version == version
     return x402HTTPClientSync(client).encode_payment_signature_header(payload)

@@ -14,6 +14,9 @@ USDC_ADDRESS = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"
 USDC_NAME = "USDC"
 USDC_VERSION = "2"
 TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
+# A second ERC-20 (the same code as the USDC-like token, at an address of its own): priced by
+# explicit address through Permit2, the way any ERC-20 without EIP-3009 would be.
+TOKEN2_ADDRESS = "0x7e57000000000000000000000000000000000002"
 
 # The chain's gas price for transactions (base fee stays 0, so this is the tip paid to the coinbase).
 GAS_PRICE_WEI = 1_000_000_000
@@ -27,7 +30,7 @@ def _key(name: str) -> str:
 
 KEYS = {
     name: _key(name)
-    for name in ("facilitator", "minter", "buyer", "buyer2", "poor", "payee", "payee-sse")
+    for name in ("facilitator", "minter", "buyer", "buyer2", "poor", "payee", "payee-sse", "permit2-buyer", "unapproved-buyer")
 }
 ADDRESSES = {name: Account.from_key(key).address for name, key in KEYS.items()}
 

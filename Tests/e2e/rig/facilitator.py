@@ -4,8 +4,9 @@
 
 POST /verify and POST /settle take {"x402Version", "paymentPayload", "paymentRequirements"} and
 answer the SDK's VerifyResponse / SettleResponse; GET /supported answers its SupportedResponse.
-The exact EVM scheme is registered for the local network only (eip155:84532 for v2, base-sepolia
-for v1), signing with the funded facilitator key.
+The exact EVM scheme (EIP-3009 and Permit2) and the upto scheme are registered for the local
+network only (eip155:84532 for v2, base-sepolia for v1), signing with the funded facilitator key;
+`/supported` announces that key's address in the upto kind's `extra.facilitatorAddress`.
 
 Test controls (not part of any facilitator protocol): GET /__stats counts calls, lists the authorization nonce of every settle, and records when
 each settle began and ended; POST /__settle_delay {"seconds": s} makes every later settle wait s
@@ -22,6 +23,7 @@ import time
 from x402 import SchemeNotFoundError, x402FacilitatorSync
 from x402.mechanisms.evm.exact import ExactEvmFacilitatorScheme
 from x402.mechanisms.evm.exact.v1.facilitator import ExactEvmSchemeV1 as ExactEvmFacilitatorSchemeV1
+from x402.mechanisms.evm.upto import UptoEvmFacilitatorScheme
 from x402.mechanisms.evm.signers import FacilitatorWeb3Signer
 from x402.schemas.helpers import parse_payment_payload, parse_payment_requirements
 
@@ -35,6 +37,7 @@ def build_facilitator(rpc_url: str) -> x402FacilitatorSync:
     )
     facilitator = x402FacilitatorSync()
     facilitator.register([NETWORK], ExactEvmFacilitatorScheme(signer))
+    facilitator.register([NETWORK], UptoEvmFacilitatorScheme(signer))
     facilitator.register_v1([NETWORK_V1], ExactEvmFacilitatorSchemeV1(signer))
     return facilitator
 
@@ -82,7 +85,8 @@ def make_server(host: str, port: int, facilitator: x402FacilitatorSync) -> Serve
                 self.send_json(400, {"error": f"invalid request: {e}"})
                 return
             if op == "settle":
-                nonce = ((request["paymentPayload"].get("payload") or {}).get("authorization") or {}).get("nonce")
+                inner = request["paymentPayload"].get("payload") or {}
+                nonce = (inner.get("authorization") or inner.get("permit2Authorization") or {}).get("nonce")
                 with lock:
                     stats["settle_started"].append(time.time())
                     stats["settle_nonces"].append(str(nonce).lower())

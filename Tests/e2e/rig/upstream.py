@@ -7,12 +7,15 @@ Routes (any method, any query string):
   /article...   200 text/html: a small page naming the payer (the browser paywall test shows it)
   /unique...    200 JSON {"path", "serial", "produced"}: a body no two requests share (replay tests)
   /events...    text/event-stream: ?n= events (default 5), one every ?interval= seconds (0.4),
-                each written and flushed as it is produced, carrying its production time
+                each written and flushed as it is produced, carrying its production time; with
+                ?usage=N a last event {"usage": {"total_tokens": N}}
+  ?size=N       (any other path) 200 text/plain of N bytes (metered upto routes)
+  ?tokens=N     (any other path) 200 JSON {"path", "usage": {"total_tokens": N}} (metered upto routes)
   /__requests   the recorded requests as JSON (not itself recorded); DELETE clears them
   anything else 200 JSON {"path", "message", "payer"}
-The JSON and HTML answers carry one extra response field per `h=Name: value` in the query string
-(e.g. `?h=Cache-Control:+public,+max-age%3D3600`), so a test can choose the upstream's caching and
-CORS fields.
+The JSON, HTML, sized and event answers carry one extra response field per `h=Name: value` in the
+query string (e.g. `?h=Cache-Control:+public,+max-age%3D3600`), so a test can choose the upstream's
+caching and CORS fields, or an `upto` usage report (`Settlement-Overrides`).
 """
 
 from __future__ import annotations
@@ -61,7 +64,12 @@ def make_server(host: str, port: int) -> Server:
                     number = serial[0]
                 self.send_json(200, {"path": url.path, "serial": number, "produced": time.time()}, extra)
             elif url.path.startswith("/events"):
-                self.stream_events(parse_qs(url.query))
+                self.stream_events(parse_qs(url.query), extra)
+            elif "size" in parse_qs(url.query):
+                self.send_bytes(200, "text/plain", b"x" * int(parse_qs(url.query)["size"][0]), extra)
+            elif "tokens" in parse_qs(url.query):
+                tokens = int(parse_qs(url.query)["tokens"][0])
+                self.send_json(200, {"path": url.path, "usage": {"total_tokens": tokens}}, extra)
             elif url.path.startswith("/article"):
                 payer = html.escape(self.headers.get("X-Payment-Payer") or "nobody")
                 self.send_bytes(200, "text/html; charset=utf-8", (
@@ -76,18 +84,24 @@ def make_server(host: str, port: int) -> Server:
                     "payer": self.headers.get("X-Payment-Payer"),
                 }, extra)
 
-        def stream_events(self, query: dict) -> None:
+        def stream_events(self, query: dict, extra: list[tuple[str, str]] = ()) -> None:
             count = int(query.get("n", ["5"])[0])
             interval = float(query.get("interval", ["0.4"])[0])
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Cache-Control", "no-cache")
             self.send_header("Transfer-Encoding", "chunked")
+            for name, value in extra:
+                self.send_header(name, value)
             self.end_headers()
-            for i in range(count):
+            usage = int(query["usage"][0]) if "usage" in query else None
+            for i in range(count + (usage is not None)):
                 if i:
                     time.sleep(interval)
-                event = f"id: {i}\nevent: tick\ndata: {json.dumps({'i': i, 'produced': time.time()})}\n\n".encode()
+                if i < count:
+                    event = f"id: {i}\nevent: tick\ndata: {json.dumps({'i': i, 'produced': time.time()})}\n\n".encode()
+                else:
+                    event = f"event: usage\ndata: {json.dumps({'usage': {'total_tokens': usage}})}\n\n".encode()
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
                 self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")
