@@ -55,7 +55,10 @@ trap - EXIT
 unset X402_TEST_POSTGRES_URL X402_TEST_POSTGRES_DIR X402_REQUIRE_POSTGRES
 
 echo "== end-to-end: official x402 SDK client and facilitator, local EVM chain (Tests/e2e)"
-X402_GATEWAY_BIN="$(swift build "${SWIFT_FLAGS[@]}" --show-bin-path)/x402-gateway" bash scripts/e2e.sh
+gateway_bin="$(swift build "${SWIFT_FLAGS[@]}" --show-bin-path)/x402-gateway"
+X402_GATEWAY_BIN="$gateway_bin" bash scripts/e2e.sh
+echo "== end-to-end again: every gateway behind TLS, its first facilitator down (X402_E2E_VARIANT=tls-facilitators)"
+X402_GATEWAY_BIN="$gateway_bin" X402_E2E_VARIANT=tls-facilitators bash scripts/e2e.sh
 
 # The libFuzzer targets (Fuzz/, docs/reliability.md), each for a short time from the committed seed
 # corpus: a separate sanitized build (.build-fuzz), about as long as the normal cold build.

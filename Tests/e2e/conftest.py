@@ -10,6 +10,12 @@ Session-scoped, in dependency order:
   gateway          the standard gateway (GATEWAY_YAML) used by the scenarios
 Accounts: buyer and buyer2 (100 USDC each), poor_buyer (nothing), payee. Helper: balance_of(address).
 Per test: tag, a unique "t=..." query string to find that test's requests in the upstream's record.
+
+X402_E2E_VARIANT=tls-facilitators runs the same scenarios with every gateway behind TLS on its own
+listener (a CA made for the run, trusted by the test process through SSL_CERT_FILE and
+REQUESTS_CA_BUNDLE; gateway.url is https://localhost:PORT) and with two facilitators: first one that
+is down (its port refuses connections), then the official SDK's. Modules that cannot take part are
+deselected, not skipped (see VARIANT_EXCLUDED).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import json
 import os
 import pwd
 import re
+import socket
 import sys
 import uuid
 from pathlib import Path
@@ -29,6 +36,7 @@ from web3 import Web3
 
 from rig.constants import ADDRESSES, GATEWAY_YAML_HEAD, KEYS, TOKEN2_ADDRESS, TRANSFER_TOPIC, USDC_ADDRESS
 from rig.contracts import deploy_proxies
+from rig.pki import make_ca, make_leaf
 from rig.procs import Process
 from rig.token import compiled_token
 
@@ -59,6 +67,35 @@ unmatched: deny
 """
 
 _processes: list[Process] = []  # for log tails on failure
+
+VARIANT = os.environ.get("X402_E2E_VARIANT", "")
+if VARIANT not in ("", "tls-facilitators"):
+    raise pytest.UsageError(f"X402_E2E_VARIANT={VARIANT!r}: expected tls-facilitators or nothing")
+# Modules the TLS variant leaves out, and why: Chromium trusts its own NSS store, not the run's CA;
+# nginx's shared cache proxies to the gateway over plain http; test_tls makes its own TLS gateway;
+# test_rig checks the rig, not the gateway.
+VARIANT_EXCLUDED = ("test_paywall_browser.py", "test_passes_browser.py", "test_dashboard_browser.py",
+                    "test_cross_origin_browser.py", "test_shared_cache.py", "test_tls.py", "test_rig.py")
+# The facilitator block of GATEWAY_YAML_HEAD, which the variant replaces with a list.
+ONE_FACILITATOR = "facilitator:\n  url: ${E2E_FACILITATOR_URL}\n  timeout: 20s\n"
+assert ONE_FACILITATOR in GATEWAY_YAML_HEAD
+
+
+def pytest_collection_modifyitems(config, items):
+    if VARIANT:
+        kept = [item for item in items if item.path.name not in VARIANT_EXCLUDED]
+    else:
+        kept = [item for item in items if item.path.name != "test_variant.py"]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+
+
+def _refused_port() -> int:
+    """A loopback port nothing listens on (bound, then released): connections to it are refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 # The gateway runs as an ordinary user, the way it is deployed. When the suite itself runs as root
 # (CI, containers) it starts the gateway as $E2E_GATEWAY_USER (default: nobody).
@@ -264,9 +301,15 @@ def gateway_port(log_text: str) -> int | None:
 
 
 class Gateway:
-    def __init__(self, proc: Process, port: int):
+    def __init__(self, proc: Process, port: int, tls: bool = False):
         self.proc, self.port = proc, port
-        self.url = f"http://127.0.0.1:{port}"
+        # Under TLS the name the certificate holds, so that clients check it.
+        self.origin = "https://localhost" if tls else "http://127.0.0.1"
+        self.url = f"{self.origin}:{port}"
+
+    def moved_to(self, port: int) -> None:
+        """After a restart on a new port."""
+        self.port, self.url = port, f"{self.origin}:{port}"
 
     def stop(self) -> None:
         self.proc.stop()
@@ -279,10 +322,26 @@ def gateway_factory(facilitator, upstream, run_dir):
     variable of `env` (added to the gateway's environment)."""
     binary = gateway_binary()
     started: list[Gateway] = []
+    tls_line = None
+    if VARIANT:
+        pki = run_dir / "pki-variant"
+        ca = make_ca(pki)
+        make_leaf(pki, "gateway")
+        os.environ["SSL_CERT_FILE"] = os.environ["REQUESTS_CA_BUNDLE"] = str(ca)
+        tls_line = f'tls: {{ cert: "{pki}/gateway.pem", key: "{pki}/gateway.key" }}\n'
+        down = f"http://127.0.0.1:{_refused_port()}"
 
     def start(yaml_text: str, name: str | None = None, env: dict | None = None) -> Gateway:
         name = name or f"gateway-{len(started) + 1}"
         config = run_dir / f"{name}.yaml"
+        tls = False
+        if VARIANT:
+            yaml_text = yaml_text.replace(ONE_FACILITATOR, "facilitators:\n"
+                                          f'  - {{ url: "{down}", timeout: 5s }}\n'
+                                          '  - { url: "${E2E_FACILITATOR_URL}", timeout: 20s }\n')
+            if "\ntls:" not in "\n" + yaml_text:
+                yaml_text += tls_line
+                tls = True
         if "storage:" not in yaml_text:
             # The default SQLite ledger, in a folder the gateway's own user may write.
             state = run_dir / f"{name}-state"
@@ -301,7 +360,7 @@ def gateway_factory(facilitator, upstream, run_dir):
         port = proc.start(timeout=30)
         # Run the way it is deployed: never as root (root hides privilege bugs).
         assert proc.uid() != 0, f"{name} runs as root"
-        gateway = Gateway(proc, port)
+        gateway = Gateway(proc, port, tls=tls)
         started.append(gateway)
         return gateway
 

@@ -51,8 +51,7 @@ def nonce_of(headers: dict) -> str:
 
 def restart(gateway):
     """Starts the same process again (same configuration, same ledger); returns its new base URL."""
-    port = gateway.proc.start(timeout=30)
-    gateway.port, gateway.url = port, f"http://127.0.0.1:{port}"
+    gateway.moved_to(gateway.proc.start(timeout=30))
     return gateway
 
 

@@ -19,6 +19,7 @@ from x402.http.clients import x402_httpx_transport
 
 from rig.clients import async_client, decode_challenge, decode_settlement, requests_session
 from rig.constants import GATEWAY_YAML_HEAD, NETWORK
+from rig.pki import make_ca, make_leaf
 
 TLS_ROUTES = """\
 routes:
@@ -32,31 +33,10 @@ unmatched: deny
 """
 
 
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, text=True, timeout=60)
-
-
-def make_leaf(folder: Path, name: str) -> None:
-    """A P-256 key and a certificate for localhost and 127.0.0.1 signed by the folder's CA."""
-    (folder / f"{name}.ext").write_text(
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n"
-        "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", f"{name}.key",
-            "-out", f"{name}.csr", "-subj", "/CN=localhost", cwd=folder)
-    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=folder)
-    for suffix in ("pem", "key"):
-        (folder / f"{name}.{suffix}").chmod(0o644)  # the gateway runs as another user in CI
-
-
 @pytest.fixture(scope="module")
 def pki(run_dir) -> Path:
     folder = run_dir / "pki"
-    folder.mkdir(exist_ok=True)
-    folder.chmod(0o755)
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key",
-            "-out", "ca.pem", "-days", "2", "-subj", "/CN=x402-gateway e2e CA",
-            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=folder)
+    make_ca(folder)
     make_leaf(folder, "leaf")
     make_leaf(folder, "other")
     return folder
@@ -66,7 +46,8 @@ def pki(run_dir) -> Path:
 def tls_gateway(gateway_factory, pki):
     gateway = gateway_factory(GATEWAY_YAML_HEAD + f'tls: {{ cert: "{pki}/leaf.pem", key: "{pki}/leaf.key" }}\n' + TLS_ROUTES,
                               name="gateway-tls")
-    gateway.url = f"https://localhost:{gateway.port}"
+    gateway.origin = "https://localhost"
+    gateway.moved_to(gateway.port)
     return gateway
 
 
