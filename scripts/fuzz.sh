@@ -10,6 +10,8 @@
 #   scripts/fuzz.sh 20               # every target, 20 s each (what check.sh runs)
 #   scripts/fuzz.sh 600 FuzzConfig   # one target
 #   FUZZ_RUNS=10000000 scripts/fuzz.sh 0 FuzzCanonicalPath   # a number of executions instead of a time
+#   FUZZ_CONFIG=release scripts/fuzz.sh 600   # optimised targets (separate build in .build-fuzz-release;
+#                                             # same corpus), several times the executions per second
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,13 +21,19 @@ all_targets=(FuzzCanonicalPath FuzzPaymentHeader FuzzFacilitatorAnswer FuzzFacil
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all_targets[@]}")
 
-scratch=.build-fuzz
+scratch=.build-fuzz   # corpus, artifacts, logs and reports (whatever the build configuration)
+config=${FUZZ_CONFIG:-debug}
+case "$config" in
+  debug) build_dir=$scratch ;;
+  release) build_dir=.build-fuzz-release ;;
+  *) echo "FUZZ_CONFIG must be debug or release, not $config" >&2; exit 2 ;;
+esac
 bash scripts/setup.sh
-echo "== build the fuzz targets (-sanitize=fuzzer,address, scratch path $scratch)"
+echo "== build the fuzz targets ($config, -sanitize=fuzzer,address, scratch path $build_dir)"
 build_start=$(date +%s)
-swift build --package-path Fuzz --scratch-path "$scratch" -c debug -Xswiftc -sanitize=fuzzer,address \
-  -Xswiftc -warnings-as-errors 2>&1 | grep -v "Cannot export local symbol" || { echo "fuzz build failed" >&2; exit 1; }
-bin=$(swift build --package-path Fuzz --scratch-path "$scratch" -c debug -Xswiftc -sanitize=fuzzer,address -Xswiftc -warnings-as-errors --show-bin-path)
+build=(swift build --package-path Fuzz --scratch-path "$build_dir" -c "$config" -Xswiftc -sanitize=fuzzer,address -Xswiftc -warnings-as-errors)
+"${build[@]}" 2>&1 | grep -v "Cannot export local symbol" || { echo "fuzz build failed" >&2; exit 1; }
+bin=$("${build[@]}" --show-bin-path)
 echo "   built in $(( $(date +%s) - build_start )) s"
 
 # Swift's own crash backtracer would race libFuzzer's and ASan's reports: theirs name the input.

@@ -17,12 +17,15 @@ enum HTTPWire {
         case untilClose
     }
 
-    /// Hop-by-hop response headers (RFC 9110 §7.6.1) and `Settlement-Overrides` (an upstream's hint
-    /// to the gateway, never relayed). Lower case.
-    static let unrelayedResponseHeaders = [
+    /// Fields that describe one hop (RFC 9110 §7.6.1), never passed on in either direction. Lower case.
+    static let hopByHop = [
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-        "proxy-authenticate", "proxy-authorization", "settlement-overrides",
+        "proxy-authenticate", "proxy-authorization",
     ]
+
+    /// Hop-by-hop response headers and `Settlement-Overrides` (an upstream's hint to the gateway,
+    /// never relayed). Lower case.
+    static let unrelayedResponseHeaders = hopByHop + ["settlement-overrides"]
 
     /// Whether an upstream response field goes on to the client: not hop-by-hop, not named in the
     /// upstream's `Connection` (`listed`, lower case).

@@ -5,12 +5,6 @@ import NIOHTTP1
 /// ``UpstreamConnections`` in ``GatewayHandler``): which request fields go upstream, and which
 /// upstream response fields the gateway owns and never relays.
 package enum ReverseProxy {
-    /// Headers that describe one hop and are never forwarded (RFC 9110 §7.6.1), plus ones the
-    /// gateway owns: the payment headers and the verified-payer header are never passed through.
-    static let hopByHop = [
-        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-        "proxy-authenticate", "proxy-authorization",
-    ]
     /// `X-Original-URL` and `X-Rewrite-URL` name another path than the one routed and priced (IIS URL
     /// Rewrite, old Symfony and Zend read them): never forwarded. Nor are a pass sent back in
     /// `PAYMENT-PASS` or a client's `X-Payment-Pass` (the gateway's marker of pass requests).
@@ -32,7 +26,7 @@ package enum ReverseProxy {
     @inline(__always)
     package static func forwardsRequestField(_ name: String, listed: [String], payerHeader: String) -> Bool {
         if name.utf8.contains(UInt8(ascii: "_")) { return false }
-        if hopByHop.contains(where: { HTTPWire.nameEquals(name, $0) }) { return false }
+        if HTTPWire.hopByHop.contains(where: { HTTPWire.nameEquals(name, $0) }) { return false }
         if gatewayOwnedRequestHeaders.contains(where: { HTTPWire.nameEquals(name, $0) }) { return false }
         if !listed.isEmpty, listed.contains(where: { HTTPWire.nameEquals(name, $0) }) { return false }
         return !HTTPWire.nameEquals(name, payerHeader)
