@@ -32,6 +32,8 @@ bash scripts/setup.sh
 echo "== build the fuzz targets ($config, -sanitize=fuzzer,address, scratch path $build_dir)"
 build_start=$(date +%s)
 build=(swift build --package-path Fuzz --scratch-path "$build_dir" -c "$config" -Xswiftc -sanitize=fuzzer,address -Xswiftc -warnings-as-errors)
+# Some targets reach internals through @testable imports, which an optimised build must allow.
+[ "$config" = release ] && build+=(-Xswiftc -enable-testing)
 "${build[@]}" 2>&1 | grep -v "Cannot export local symbol" || { echo "fuzz build failed" >&2; exit 1; }
 bin=$("${build[@]}" --show-bin-path)
 echo "   built in $(( $(date +%s) - build_start )) s"
