@@ -591,6 +591,10 @@ extension YAMLReader {
                     error(item, "accepts entry needs a \"price\"")
                     continue
                 }
+                if Self.isDynamicPrice(priceNode) {
+                    error(priceNode, "a dynamic price (rules or endpoint) goes on a route's price, not in an accepts entry: each accepts entry has a fixed price")
+                    continue
+                }
                 if let o = offer(priceNode, defaults: d, at: item) { offers.append(o) }
             }
             guard offers.count == seq.count else { return nil }
