@@ -219,4 +219,35 @@ struct DynamicPriceGatewayTests {
             #expect(fac.settleCalls == 0 && gw.upstream.requests.isEmpty)
         }
     }
+
+    @Test("a browser gets the paywall page at the request's price, on head-only and body rules alike")
+    func paywallAtRulePrice() async throws {
+        try await TestHarness.withPaidGateway(yaml: Self.rulesYAML) { gw, _ in
+            let page = try await gw.get("/report?tier=premium", headers: browserHeaders)
+            #expect(page.status == 402 && page.header("Content-Type") == "text/html; charset=utf-8")
+            do { let got = try Self.offered(page).amount; #expect(got == "20000") }
+            #expect(page.bodyText.contains("0.02") && !page.bodyText.contains("0.005"))
+            let cheap = try await gw.get("/report", headers: browserHeaders)
+            #expect(cheap.bodyText.contains("0.005") && !cheap.bodyText.contains("0.02"))
+            let body = try await Self.post(gw, "/v1/chat", body: #"{"model":"gpt-4"}"#, headers: browserHeaders)
+            #expect(body.header("Content-Type") == "text/html; charset=utf-8")
+            do { let got = try Self.offered(body).amount; #expect(got == "30000") }
+            #expect(body.bodyText.contains("0.03"))
+        }
+    }
+
+    @Test("a free allowance counted in a store that fails falls to the 402 at the body's price")
+    func allowanceThenBodyPrice() async throws {
+        let yaml = Self.rulesYAML.replacingOccurrences(of: "      default: \"$0.005\"\n  - match: \"GET /report\"",
+                                                       with: "      default: \"$0.005\"\n    freePerClient: { requests: 3, per: 1d }\n  - match: \"GET /report\"")
+        #expect(yaml.contains("freePerClient"))
+        try await TestHarness.withPaidGateway(yaml: yaml, counters: RequestLimitLiveTests.BrokenCounters()) { gw, fac in
+            let r = try await Self.post(gw, "/v1/chat", body: #"{"model":"gpt-4o"}"#)
+            do { let got = try Self.offered(r).amount; #expect(got == "30000") }
+            #expect(gw.upstream.requests.isEmpty && fac.verifyCalls == 0)
+            let text = RequestLimitLiveTests.metrics(gw)
+            #expect(text.contains("x402_free_allowance_requests_total{route=\"POST /v1/chat\",result=\"unavailable\"} 1"), "\(text)")
+            #expect(text.contains("x402_dynamic_prices_total{route=\"POST /v1/chat\",result=\"rules\"} 1"))
+        }
+    }
 }
