@@ -103,13 +103,20 @@ extension YAMLReader {
         "payment-signature", "x-payment", "content-length", "transfer-encoding", "expect", "connection",
     ]
 
-    /// A rule's price, `min` or `max` in the route's asset: `"$0.03"` (needs its decimals) or a
-    /// whole number of atomic units.
+    /// A rule's price or `min` in the route's asset: `"$0.03"` (needs its decimals) or a whole
+    /// number of atomic units.
     private func ruleAmount(_ node: Node, _ what: String, offer: Offer) -> BigUInt? {
+        assetAmount(node, what, decimals: offer.decimals,
+                    noDecimals: "\(what) in dollars needs the route's asset decimals: give atomic units (e.g. \"10000\") or decimals on the default price")
+    }
+
+    /// A positive amount: `"$1.00"` in an asset of `decimals` (nil: `noDecimals` is the error) or a
+    /// whole number of atomic units.
+    func assetAmount(_ node: Node, _ what: String, decimals: Int?, noDecimals: String) -> BigUInt? {
         guard let text = string(node, what) else { return nil }
         if text.hasPrefix("$") {
-            guard let decimals = offer.decimals else {
-                error(node, "\(what) in dollars needs the route's asset decimals: give atomic units (e.g. \"10000\") or decimals on the default price")
+            guard let decimals else {
+                error(node, noDecimals)
                 return nil
             }
             do {
@@ -122,7 +129,7 @@ extension YAMLReader {
         } else if let amount = Money.atomicUnits(fromInteger: text), amount > 0 {
             return amount
         }
-        error(node, "\(what) must be a positive price: \"$0.01\" or a whole number of atomic units, not \"\(text)\"")
+        error(node, "\(what) must be a positive amount: \"$1.00\" or a whole number of atomic units, not \"\(text)\"")
         return nil
     }
 

@@ -52,7 +52,13 @@ final class PriceQuoter: Sendable {
         do {
             answer = try await client.post(body)
         } catch {
-            return .failed(error.description.replacingOccurrences(of: "facilitator", with: "pricing endpoint"))
+            let why = switch error {
+            case .timeout: "the pricing endpoint did not answer within price.timeout"
+            case .unreachable(let why): "the pricing endpoint is unreachable: \(why)"
+            case .httpStatus(let status): "the pricing endpoint answered HTTP \(status)"
+            case .malformedResponse: "the pricing endpoint's answer is larger than 64 KiB"
+            }
+            return .failed(why)
         }
         let amount: BigUInt
         switch Self.amount(in: answer, decimals: endpoint.decimals) {

@@ -310,9 +310,10 @@ enum Routing {
             if route.config.rateLimit != nil, let refusal = rateRefusal(address) { return refusal }
             // A price that needs the body or the pricing endpoint: the request is read and priced first.
             let pricing = snapshot.pricing[routeIndex]
-            let quote = pricing.map { !$0.isImmediate } == true
-                ? Decision.Paid(routeIndex: routeIndex, path: path, resourceURL: resourceURL, paywall: paywall, header: nil, version: 0)
-                : nil
+            let needsQuote = pricing.map { !$0.isImmediate } ?? false
+            func quote() -> Decision.Paid {
+                Decision.Paid(routeIndex: routeIndex, path: path, resourceURL: resourceURL, paywall: paywall, header: nil, version: 0)
+            }
             func paymentRequired() -> EncodedAnswer {
                 if let pricing, let amount = pricing.rulePrice(RoutePricing.request(head: head, path: path, body: nil)) {
                     // Rules on the query and headers: the 402 at this request's price (never the per-URL cache).
@@ -339,12 +340,12 @@ enum Routing {
                 case .askStore:
                     return .admit(Decision.Admission(
                         routeIndex: routeIndex, upstream: route.config.upstream, path: path, client: address!, allowance: allowance,
-                        now: now, access: access, challenge: quote == nil ? paymentRequired() : nil, outcome: outcome, quote: quote))
+                        now: now, access: access, challenge: needsQuote ? nil : paymentRequired(), outcome: outcome, quote: needsQuote ? quote() : nil))
                 case .exhausted: limits?.freeExhausted()
                 case .unavailable: limits?.freeUnavailable()
                 }
             }
-            if let quote { return .pay(quote) }
+            if needsQuote { return .pay(quote()) }
             counters.challenged()
             return .answer(paymentRequired(), counters, outcome)
         }

@@ -115,7 +115,7 @@ struct DynamicPriceConfigTests {
                     rules:
                       - { when: { query: tier, is: premium }, price: "two dollars" }
                     default: "$0.01"
-              """, "g.yaml:8:56: price rule's price must be a positive price"),
+              """, "g.yaml:8:56: price rule's price must be a positive amount"),
               ("""
                 - match: "GET /report"
                   price: { endpoint: "http://127.0.0.1:9000/price", key: [query.tier] }

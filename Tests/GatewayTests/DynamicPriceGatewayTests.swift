@@ -13,13 +13,17 @@ import X402
 struct DynamicPriceGatewayTests {
     let payer = TestPayer()
 
-    static let rulesYAML = """
+    static let head = """
         listen: 127.0.0.1:0
         payTo: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
         network: eip155:84532
         facilitator: { url: "{{FACILITATOR}}", timeout: 3s }
         upstreams:
           api: { url: "{{UPSTREAM}}", timeout: 2s }
+
+        """
+
+    static let rulesYAML = head + """
         routes:
           - match: "POST /v1/chat"
             price:
@@ -36,13 +40,7 @@ struct DynamicPriceGatewayTests {
         """
 
     static func endpointYAML(_ pricer: String, timeout: String = "2s", extra: String = "") -> String {
-        """
-        listen: 127.0.0.1:0
-        payTo: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
-        network: eip155:84532
-        facilitator: { url: "{{FACILITATOR}}", timeout: 3s }
-        upstreams:
-          api: { url: "{{UPSTREAM}}", timeout: 2s }
+        head + """
         routes:
           - match: "POST /v1/chat"
             id: chat
@@ -181,9 +179,11 @@ struct DynamicPriceGatewayTests {
             default: .json(#"{"price":"$0.01"}"#)
             }
         }
-        if failure == "down" { await pricer.stop() }
         defer { Task { await pricer.stop() } }
-        try await TestHarness.withPaidGateway(yaml: Self.endpointYAML(url, timeout: "300ms")) { gw, fac in
+        // Down: port 9 (discard), where nothing listens; not a port just closed, which another
+        // test's server may take meanwhile.
+        let endpoint = failure == "down" ? "http://127.0.0.1:9/price" : url
+        try await TestHarness.withPaidGateway(yaml: Self.endpointYAML(endpoint, timeout: "300ms")) { gw, fac in
             let started = ContinuousClock.now
             let r = try await Self.post(gw, "/v1/chat", body: "{}")
             #expect(r.status == 503)
