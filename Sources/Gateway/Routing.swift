@@ -119,12 +119,7 @@ final class GatewaySnapshot: Sendable {
 
     /// The page to answer `head` with instead of the JSON 402: only for browsers.
     func paywall(routeIndex: Int, head: HTTPRequestHead) -> PaywallPage? {
-        paywall(paywalls[routeIndex], head: head)
-    }
-
-    /// `page` when `head` comes from a browser.
-    func paywall(_ page: PaywallPage?, head: HTTPRequestHead) -> PaywallPage? {
-        guard let page,
+        guard let page = paywalls[routeIndex],
               BrowserDetection.wantsPaywall(accept: head.headers.first(name: "accept"), userAgent: head.headers.first(name: "user-agent"))
         else { return nil }
         return page

@@ -19,18 +19,6 @@ public enum PriceField: Sendable, Hashable, CustomStringConvertible {
 
     public var readsBody: Bool { if case .body = self { true } else { false } }
 
-    /// Parses `query.NAME`, `header.NAME` or `body.a.b.0` (an endpoint's `key:` entries).
-    public init?(dotted text: String) {
-        guard let dot = text.firstIndex(of: ".") else { return nil }
-        let rest = String(text[text.index(after: dot)...])
-        switch text[..<dot] {
-        case "query": guard let f = PriceField(kind: "query", name: rest) else { return nil }; self = f
-        case "header": guard let f = PriceField(kind: "header", name: rest) else { return nil }; self = f
-        case "body": guard let f = PriceField(kind: "body", name: rest) else { return nil }; self = f
-        default: return nil
-        }
-    }
-
     /// A rule's `query: NAME`, `header: NAME` or `body: PATH`; nil when the name is not usable.
     public init?(kind: String, name: String) {
         guard !name.isEmpty, name.utf8.count <= 256 else { return nil }
