@@ -2,8 +2,8 @@
 /// `?` exactly one, every other character itself; over the whole value, case-sensitive. There is
 /// no escape: a rule cannot ask for a literal `*` or `?` other than through `?`.
 ///
-/// Characters are Unicode scalars: `?` matches one `é` whether the client sent it precomposed or
-/// not only when it arrived as one scalar (no normalisation: values are compared as sent).
+/// Characters are Unicode scalars, compared as sent (no normalisation: a decomposed `é` is two
+/// scalars, so `?` does not match it).
 public struct PriceGlob: Sendable, Hashable, CustomStringConvertible {
     enum Token: Sendable, Hashable {
         case scalar(Unicode.Scalar)
