@@ -23,6 +23,8 @@ final class ClientPool: Sendable {
         var facilitators: [FacilitatorConfig: HTTPFacilitatorClient] = [:]
         /// Kept across reloads that leave the list alone, so members' rest and kinds survive.
         var groups: [[FacilitatorConfig]: FacilitatorGroup] = [:]
+        /// Pricing endpoints' clients and answer caches, kept across reloads that leave them alone.
+        var pricing: [PricingEndpoint: PriceQuoter] = [:]
     }
 
     private let state = Mutex(State())
@@ -85,7 +87,19 @@ final class ClientPool: Sendable {
         }
     }
 
+    /// The client (and cache) of a route's pricing endpoint.
+    func pricing(_ endpoint: PricingEndpoint) -> PriceQuoter {
+        state.withLock { state in
+            if let quoter = state.pricing[endpoint] { return quoter }
+            let quoter = PriceQuoter(endpoint: endpoint, eventLoopGroup: eventLoopGroup)
+            state.pricing[endpoint] = quoter
+            return quoter
+        }
+    }
+
     func shutdown() async {
+        let quoters = state.withLock { Array($0.pricing.values) }
+        for quoter in quoters { await quoter.shutdown() }
         let (upstreams, facilitators) = state.withLock { ($0.upstreams.values, $0.facilitators.values) }
         for upstream in upstreams {
             upstream.connections.shutdown()

@@ -52,25 +52,9 @@ extension YAMLReader {
     /// `"$1.00"` in the route's asset (every offer of the route must have the same decimals), or a
     /// whole number of atomic units.
     private func budgetAmount(_ node: Node, _ what: String, offers: [Offer]) -> BigUInt? {
-        guard let text = string(node, what) else { return nil }
-        if text.hasPrefix("$") {
-            let decimals = Set(offers.map(\.decimals))
-            guard decimals.count == 1, let known = decimals.first, let known else {
-                error(node, "\(what) in dollars needs the route's offers in assets of known and equal decimals: give atomic units instead (e.g. \"1000000\")")
-                return nil
-            }
-            do {
-                let amount = try Money.atomicUnits(fromDollars: text, decimals: known)
-                if amount > 0 { return amount }
-            } catch {
-                self.error(node, "bad \(what) \"\(text)\": \(error)")
-                return nil
-            }
-        } else if let amount = Money.atomicUnits(fromInteger: text), amount > 0 {
-            return amount
-        }
-        error(node, "\(what) must be a positive amount: \"$1.00\" or a whole number of atomic units, not \"\(text)\"")
-        return nil
+        let decimals = Set(offers.map(\.decimals))
+        return assetAmount(node, what, decimals: decimals.count == 1 ? decimals.first! : nil,
+                           noDecimals: "\(what) in dollars needs the route's offers in assets of known and equal decimals: give atomic units instead (e.g. \"1000000\")")
     }
 
     /// `deferredSettlement: { concurrency, lease, margin, retry: { initial, max }, poll, refresh, failedPayerHold }`.

@@ -553,6 +553,7 @@ extension YAMLReader {
         let access: RouteAccess
         let pricing = ["price", "accepts", "upto"].compactMap { m[$0] }
         var upto: UptoMetering?
+        var routePrice: DynamicPrice?
         if isFree {
             if let first = pricing.first { error(first.key, "a free route cannot also have \"\(first.key.scalar?.string ?? "")\"") }
             access = .free
@@ -568,8 +569,14 @@ extension YAMLReader {
             upto = metering
         } else if let priceNode = m["price"]?.value {
             if let accepts = m["accepts"] { error(accepts.key, "give either \"price\" or \"accepts\", not both") }
-            guard let offer = offer(priceNode, defaults: routeDefaults, at: node) else { return nil }
-            access = .priced([offer])
+            if Self.isDynamicPrice(priceNode) {
+                guard let (offer, price) = dynamicPrice(priceNode, defaults: routeDefaults, at: node, method: pattern.method) else { return nil }
+                access = .priced([offer])
+                routePrice = price
+            } else {
+                guard let offer = offer(priceNode, defaults: routeDefaults, at: node) else { return nil }
+                access = .priced([offer])
+            }
         } else if let acceptsNode = m["accepts"]?.value {
             guard let seq = acceptsNode.sequence, !seq.isEmpty else {
                 error(acceptsNode, "accepts must be a non-empty list of { price, network, payTo }")
@@ -582,6 +589,10 @@ extension YAMLReader {
                 let d = overriding(routeDefaults, with: e)
                 guard let priceNode = e["price"]?.value else {
                     error(item, "accepts entry needs a \"price\"")
+                    continue
+                }
+                if Self.isDynamicPrice(priceNode) {
+                    error(priceNode, "a dynamic price (rules or endpoint) goes on a route's price, not in an accepts entry: each accepts entry has a fixed price")
                     continue
                 }
                 if let o = offer(priceNode, defaults: d, at: item) { offers.append(o) }
@@ -650,6 +661,9 @@ extension YAMLReader {
         }
         let discovery = routeDiscovery(m, pattern: pattern, isFree: isFree, mimeType: mimeType)
         let deferral = routeDeferral(m, settlement: settlement, access: access)
+        if let routePrice, let deferral, deferral.perPayer < routePrice.highest {
+            error(m["riskBudget"]?.value, "riskBudget.perPayer is less than the highest price this route can ask (\(routePrice.highest) atomic units): such a payment could never be deferred")
+        }
         let explicitId = m["id"].flatMap { string($0.value, "id") }
         let id = explicitId ?? (host.map { "\($0) " } ?? "") + pattern.description
         if explicitId != nil { explicitIds.insert(id) }
@@ -657,7 +671,7 @@ extension YAMLReader {
             id: id, pattern: pattern, host: host, upstream: upstream, access: access, description: description,
             mimeType: mimeType, settlement: settlement, paymentIdentifier: paymentIdentifier, cache: cache, pass: pass,
             discovery: discovery, deferral: deferral, upto: upto, rateLimit: rateLimit, freePerClient: freePerClient,
-            location: location(matchNode))
+            dynamicPrice: routePrice, location: location(matchNode))
     }
 
     /// `network`, `payTo` and `maxTimeoutSeconds` given on a route or an accepts entry win over `defaults`.

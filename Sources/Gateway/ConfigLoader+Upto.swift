@@ -46,8 +46,7 @@ extension YAMLReader {
             return nil
         }
         guard let text = string(fieldNode, "upto.perUnit.field") else { return nil }
-        let field = text.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-        guard !field.contains(where: \.isEmpty), field.count <= 16 else {
+        guard let field = JSONFieldPath(text)?.keys else {
             error(fieldNode, "upto.perUnit.field must be keys (or array indexes) joined by dots, like usage.total_tokens, not \"\(text)\"")
             return nil
         }

@@ -647,19 +647,29 @@ extension GatewayHandler {
             return
         }
         if result == .exhausted { limits?.freeExhausted() } else { limits?.freeUnavailable() }
+        guard let challenge = a.challenge else {
+            // A dynamic price that needs the body or the pricing endpoint: priced like a payment.
+            startPayment(wait.head, a.quote!, snapshot: snapshot, requestID: wait.requestID, remoteAddress: wait.remoteAddress, context: context)
+            guard let payment else { return }
+            if wait.expectsContinue, !wait.ended, !payment.answeredEarly { writeContinue(context: context) }
+            bodySinkChanged(ready: true)
+            for part in wait.body { paymentBody(part, payment, context: context) }
+            if wait.ended { paymentEnd(payment, context: context) }
+            return
+        }
         counters.challenged()
         counters.record(a.outcome)
         let close = !wait.head.isKeepAlive
         let http10 = wait.head.version.major == 1 && wait.head.version.minor == 0
         if wait.ended {
-            write(a.challenge, requestID: wait.requestID, close: close, http10: http10, context: context)
+            write(challenge, requestID: wait.requestID, close: close, http10: http10, context: context)
             answerCompleted()
         } else if wait.expectsContinue {
             // The client waits for `100 Continue` before its body: the answer goes now, then the close.
-            write(a.challenge, requestID: wait.requestID, close: true, http10: http10, context: context)
+            write(challenge, requestID: wait.requestID, close: true, http10: http10, context: context)
         } else {
             // The rest of the body is read and dropped; the answer goes at its end.
-            pending = (a.challenge, wait.requestID, close, http10)
+            pending = (challenge, wait.requestID, close, http10)
             bodySinkChanged(ready: true)
         }
     }

@@ -106,7 +106,8 @@ public final class GatewayServer: Service {
         let inner = facilitator ?? clients.facilitator(config.facilitators)
         return GatewaySnapshot(
             config: UptoFacilitatorAddresses.fill(config, with: uptoAddresses), upstreams: clients.upstreams(config.upstreams),
-            facilitator: inner.map { MeteredFacilitator(inner: $0, metrics: metrics) }, metrics: metrics, limiter: limiter)
+            facilitator: inner.map { MeteredFacilitator(inner: $0, metrics: metrics) }, metrics: metrics, limiter: limiter,
+            quoter: clients.pricing)
     }
 
     /// The configuration now serving.

@@ -58,7 +58,7 @@ public enum RequestOutcome: String, Sendable, CaseIterable {
 /// `limit_evictions_total{table}`, `limit_store_errors_total{operation}`; deferred settlement:
 /// `deferred_settlements_total{outcome}`, `deferrals_declined_total{reason}`, and from the ledger
 /// `deferred_pending`, `deferred_unknown`, `deferred_failures`, `deferred_oldest_pending_seconds`,
-/// `deferred_exposure{route}` (atomic units).
+/// `deferred_exposure{route}` (atomic units); dynamic prices: `dynamic_prices_total{route,result}`.
 public final class GatewayMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
@@ -186,6 +186,12 @@ public final class GatewayMetrics: Sendable {
     /// `reason` must come from a bounded set (``RefusalReason`` raw values or `facilitator_refused`).
     func paymentRefused(reason: String) {
         counter(CounterKey(name: "x402_payments_refused_total", a: reason), [("reason", reason)]).increment()
+    }
+
+    /// A dynamic price was worked out: `rules`, `cached` (an endpoint answer reused), `asked` (the
+    /// endpoint answered), `failed` (the endpoint failed or answered outside min…max: 503).
+    func pricing(route: String, result: String) {
+        counter(CounterKey(name: "x402_dynamic_prices_total", a: route, b: result), [("route", route), ("result", result)]).increment()
     }
 
     /// A paid request settled before forwarding because its payer reached `limits.unsettledRunsPerPayer`.

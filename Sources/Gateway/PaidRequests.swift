@@ -82,7 +82,16 @@ struct PaidRequestHandler: Sendable {
         var challenge: Challenge { route.challenge! }
     }
 
-    func respond(_ ctx: Context, header: String, headerVersion: Int) async -> (PaidResult, RequestOutcome) {
+    /// The answer to a paid request, or, with no `header`, the 402 of a route whose price needed the
+    /// body or the pricing endpoint. A route with a dynamic price is priced first: the payment is
+    /// matched, verified and settled against the offer at this request's price.
+    func respond(_ context: Context, header: String?, headerVersion: Int) async -> (PaidResult, RequestOutcome) {
+        let ctx: Context
+        switch await priced(context) {
+        case .success(let priced): ctx = priced
+        case .failure(let refusal): return refusal.answer
+        }
+        guard let header else { return paymentRequired(ctx) }
         let responses = ctx.snapshot.responses
         let isHead = ctx.head.method == .HEAD
         let logger = ctx.logger

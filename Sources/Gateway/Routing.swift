@@ -35,6 +35,8 @@ final class GatewaySnapshot: Sendable {
     /// Each priced route's last 402 for API clients: clients keep asking for the same URL, so most
     /// 402s reuse it (headers already built and validated) instead of rendering it again.
     private let lastChallenges: [LastChallenge]
+    /// Each route's dynamic price (same positions as `table.routes`; nil for fixed prices).
+    let pricing: [RoutePricing?]
     /// `GET /.well-known/x402` (nil: `discovery.manifest: false`), and its last answer.
     let manifest: DiscoveryManifest?
     private let lastManifest = LastChallenge()
@@ -44,9 +46,10 @@ final class GatewaySnapshot: Sendable {
     }
 
     init(config: GatewayConfig, upstreams: [String: Upstream], facilitator: (any Facilitator)?, metrics: GatewayMetrics,
-         limiter: RequestLimiter) {
+         limiter: RequestLimiter, quoter: (PricingEndpoint) -> PriceQuoter? = { _ in nil }) {
         self.config = config
         self.table = RouteTable(config: config)
+        self.pricing = table.routes.map { RoutePricing(route: $0, paywall: config.paywall, quoter: quoter) }
         self.limiter = limiter
         self.limitMetrics = table.routes.map { route in
             let (rate, free) = (route.config.rateLimit != nil, route.config.freePerClient != nil)
@@ -152,7 +155,9 @@ enum Decision {
         var path: CanonicalPath
         var resourceURL: String
         var paywall: PaywallPage?
-        var header: String
+        /// nil: no payment on a route whose price needs the body or the pricing endpoint: the
+        /// request is read and priced, then answered its 402.
+        var header: String?
         var version: Int
     }
 
@@ -172,9 +177,11 @@ enum Decision {
         /// Unix seconds: the window counted in.
         var now: UInt64
         var access: FreeAccess
-        /// The answer when nothing free is left (the route's 402), and how it is counted.
-        var challenge: EncodedAnswer
+        /// The answer when nothing free is left (the route's 402), and how it is counted; nil when
+        /// the price needs the body or the pricing endpoint: then `quote` is priced and answered.
+        var challenge: EncodedAnswer?
         var outcome: RequestOutcome
+        var quote: Paid?
     }
 
     /// A request a valid pass opened: what the upstream is told, and how its answer is marked.
@@ -296,8 +303,21 @@ enum Routing {
             }
             // Before the 402: a flood gets 429s, and never reaches the allowance.
             if route.config.rateLimit != nil, let refusal = rateRefusal(address) { return refusal }
+            // A price that needs the body or the pricing endpoint: the request is read and priced first.
+            let pricing = snapshot.pricing[routeIndex]
+            let needsQuote = pricing.map { !$0.isImmediate } ?? false
+            func quote() -> Decision.Paid {
+                Decision.Paid(routeIndex: routeIndex, path: path, resourceURL: resourceURL, paywall: paywall, header: nil, version: 0)
+            }
             func paymentRequired() -> EncodedAnswer {
-                paywall == nil && !isHead
+                if let pricing, let amount = pricing.rulePrice(RoutePricing.request(head: head, path: path, body: nil)) {
+                    // Rules on the query and headers: the 402 at this request's price (never the per-URL cache).
+                    let variant = pricing.variant(at: amount)
+                    snapshot.metrics.pricing(route: route.config.id, result: "rules")
+                    return responses.paymentRequired(variant.route.challenge!, resourceURL: resourceURL, head: isHead,
+                                                     paywall: paywall == nil ? nil : variant.paywall, method: head.method.rawValue).encoded()
+                }
+                return paywall == nil && !isHead
                     ? snapshot.challengeAnswer(routeIndex: routeIndex, challenge: challenge, resourceURL: resourceURL)
                     : responses.paymentRequired(challenge, resourceURL: resourceURL, head: isHead, paywall: paywall,
                                                 method: head.method.rawValue).encoded()
@@ -315,11 +335,12 @@ enum Routing {
                 case .askStore:
                     return .admit(Decision.Admission(
                         routeIndex: routeIndex, upstream: route.config.upstream, path: path, client: address!, allowance: allowance,
-                        now: now, access: access, challenge: paymentRequired(), outcome: outcome))
+                        now: now, access: access, challenge: needsQuote ? nil : paymentRequired(), outcome: outcome, quote: needsQuote ? quote() : nil))
                 case .exhausted: limits?.freeExhausted()
                 case .unavailable: limits?.freeUnavailable()
                 }
             }
+            if needsQuote { return .pay(quote()) }
             counters.challenged()
             return .answer(paymentRequired(), counters, outcome)
         }

@@ -234,6 +234,8 @@ public struct RouteConfig: Sendable, Hashable {
     public var deferral: Deferral?
     /// How an `upto` route decides what to charge (nil: the route's offers are `exact`).
     public var upto: UptoMetering?
+    /// A price that depends on the request (nil: the offers' amounts are the price).
+    public var dynamicPrice: DynamicPrice?
     public var location: SourceLocation?
 
     public init(id: String, pattern: RoutePattern, host: HostPattern? = nil, upstream: String, access: RouteAccess,
@@ -241,7 +243,7 @@ public struct RouteConfig: Sendable, Hashable {
                 paymentIdentifier: PaymentIdentifierMode? = nil, cache: PaidResponseCaching = .private,
                 pass: RoutePass? = nil, discovery: RouteDiscovery = RouteDiscovery(), deferral: Deferral? = nil,
                 upto: UptoMetering? = nil, rateLimit: RateLimit? = nil, freePerClient: FreeAllowance? = nil,
-                location: SourceLocation? = nil) {
+                dynamicPrice: DynamicPrice? = nil, location: SourceLocation? = nil) {
         self.id = id
         self.pattern = pattern
         self.host = host
@@ -258,6 +260,7 @@ public struct RouteConfig: Sendable, Hashable {
         self.discovery = discovery
         self.deferral = deferral
         self.upto = upto
+        self.dynamicPrice = dynamicPrice
         self.location = location
     }
 }

@@ -73,21 +73,10 @@ public struct UptoCharge: Sendable, Equatable {
     /// The non-negative number at `field` as `count / divisor` (a decimal fraction kept exact).
     static func units(at field: [String], in json: [UInt8]?) -> Result<(BigUInt, BigUInt), UnitsProblem> {
         let path = field.joined(separator: ".")
-        guard let json, var node = try? JSONReader.parse(json) else {
+        guard let json, let root = try? JSONReader.parse(json) else {
             return .failure(UnitsProblem("the response is not JSON, so \(path) cannot be read"))
         }
-        for key in field {
-            switch node {
-            case .object:
-                guard let next = node[key] else { return .failure(UnitsProblem("the response has no \(path)")) }
-                node = next
-            case .array(let items):
-                guard let index = Int(key), items.indices.contains(index) else { return .failure(UnitsProblem("the response has no \(path)")) }
-                node = items[index]
-            default:
-                return .failure(UnitsProblem("the response has no \(path)"))
-            }
-        }
+        guard let node = JSONFieldPath(keys: field).value(in: root) else { return .failure(UnitsProblem("the response has no \(path)")) }
         guard case .number(let text) = node, let (whole, fraction) = UnitPrice.decimal(Substring(text)) else {
             return .failure(UnitsProblem("\(path) in the response is not a plain non-negative number"))
         }
