@@ -127,13 +127,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Layer 3: the HTTP gateway (NIO listener and reverse proxy, Hummingbird admin listener,
-        // YAML loading; AsyncHTTPClient only for the `reload` command's admin call).
+        // YAML loading).
         .target(
             name: "Gateway",
             dependencies: [
                 "X402", "X402Crypto", "GatewayCore", "X402Facilitator", "GatewayStorage", "GatewayStorageSQLite", "GatewayStoragePostgres", "Paywall",
                 .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -180,7 +179,6 @@ let package = Package(
             dependencies: [
                 "X402", "X402Crypto", "GatewayCore", "Gateway", "X402Facilitator", "GatewayStorage",
                 .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

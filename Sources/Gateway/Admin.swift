@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Foundation
 import GatewayCore
 import GatewayStorage
@@ -190,11 +189,16 @@ public enum AdminClient {
     public static func reload(_ address: ListenAddress, token: String? = nil) async throws -> (applied: Bool, body: String) {
         let host = address.host == "0.0.0.0" ? "127.0.0.1" : address.host == "::" ? "::1" : address.host
         let authority = host.contains(":") ? "[\(host)]:\(address.port)" : "\(host):\(address.port)"
-        var request = HTTPClientRequest(url: "http://\(authority)/reload")
-        request.method = .POST
-        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
-        let body = try await response.body.collect(upTo: 1 << 20)
-        return (response.status == .ok, String(buffer: body))
+        let client = JSONPostClient(url: "http://\(authority)/reload", headers: token.map { ["Authorization": "Bearer \($0)"] } ?? [:],
+                                    timeout: .seconds(10), maxResponseBytes: 1 << 20)
+        let answer: (status: Int, body: [UInt8])
+        do {
+            answer = try await client.exchange([])
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+        await client.shutdown()
+        return (answer.status == 200, String(decoding: answer.body, as: UTF8.self))
     }
 }

@@ -137,7 +137,7 @@ extension YAMLReader {
     private func endpointPrice(_ m: [String: (key: Node, value: Node)], endpoint: Node, defaults: RouteDefaults, at routeNode: Node,
                                method: String?) -> (Offer, DynamicPrice)? {
         guard let url = string(endpoint, "price.endpoint") else { return nil }
-        guard let parsed = parseBaseURL(url, allowPath: true), PricingClient.accepts(url: parsed) else {
+        guard let parsed = parseBaseURL(url, allowPath: true), JSONPostClient.accepts(url: parsed) else {
             error(endpoint, "price.endpoint must be an http(s) URL without user info, query or fragment, like http://pricer:9000/price, not \"\(url)\"")
             return nil
         }

@@ -16,7 +16,7 @@ import X402Facilitator
 /// `{"price": "$0.02"}` or `{"amount": "20000"}` (atomic units, a string or a number).
 final class PriceQuoter: Sendable {
     let endpoint: PricingEndpoint
-    private let client: PricingClient
+    private let client: JSONPostClient
     private let cache = Mutex(Cache())
 
     enum Quote: Sendable, Equatable {
@@ -36,7 +36,7 @@ final class PriceQuoter: Sendable {
 
     init(endpoint: PricingEndpoint, eventLoopGroup: any EventLoopGroup) {
         self.endpoint = endpoint
-        self.client = PricingClient(url: endpoint.url, headers: endpoint.headers, timeout: endpoint.timeout, eventLoopGroup: eventLoopGroup)
+        self.client = JSONPostClient(url: endpoint.url, headers: endpoint.headers, timeout: endpoint.timeout, eventLoopGroup: eventLoopGroup)
     }
 
     /// The price for `request` on the route `route`: from the cache, else from the endpoint.

@@ -4,7 +4,7 @@ import NIOPosix
 import NIOSSL
 import Synchronization
 
-/// A 2xx answer and its whole body.
+/// A final answer (2xx, or any status when the caller asked for it) and its whole body.
 struct HTTP1Response: Sendable {
     let status: Int
     let body: ByteBuffer
@@ -21,7 +21,8 @@ struct HTTP1Response: Sendable {
 /// Failures are ``FacilitatorFailure``s: no answer within ``Configuration/timeout`` (one deadline for
 /// the whole call, redirects and retry included) or no connection within
 /// ``Configuration/connectTimeout`` → `.timeout`; refused, reset, closed, TLS refused →
-/// `.unreachable`; a final status outside 2xx → `.httpStatus` (its body is read and dropped); a 2xx
+/// `.unreachable`; a final status outside 2xx → `.httpStatus` (its body is read and dropped), unless
+/// the caller takes every status (`anyStatus`: the answer comes back with its body); a 2xx
 /// body over ``Configuration/maxResponseBodyBytes`` → `.malformedResponse`.
 ///
 /// Redirects: 307 and 308 are followed with the same method and body, up to
@@ -86,14 +87,14 @@ final class HTTP1Client: Sendable {
 
     /// Sends `head` (which carries its own `Host` and framing headers) and `body` to `origin`.
     func execute(
-        _ head: HTTPRequestHead, body: ByteBuffer?, origin: HTTPOrigin, retryable: Bool
+        _ head: HTTPRequestHead, body: ByteBuffer?, origin: HTTPOrigin, retryable: Bool, anyStatus: Bool = false
     ) async throws(FacilitatorFailure) -> HTTP1Response {
         guard !isShutDown else { throw .unreachable("the facilitator client is shut down") }
         let loop = group.any()
         let pool = pools[ObjectIdentifier(loop)] ?? anyPool
         let promise = pool.loop.makePromise(of: HTTP1Response.self)
         let exchange = NIOLoopBoundBox.makeBoxSendingValue(
-            HTTP1Exchange(client: self, pool: pool.pool, head: head, body: body, origin: origin, retryable: retryable,
+            HTTP1Exchange(client: self, pool: pool.pool, head: head, body: body, origin: origin, retryable: retryable, anyStatus: anyStatus,
                           deadline: .now() + configuration.timeout, promise: promise),
             eventLoop: pool.loop)
         let result: Result<HTTP1Response, any Error> = await withTaskCancellationHandler {
@@ -190,6 +191,8 @@ final class HTTP1Exchange {
     private let body: ByteBuffer?
     private var origin: HTTPOrigin
     private let retryable: Bool
+    /// A final status outside 2xx is an answer too (its body kept), not `.httpStatus`.
+    private let anyStatus: Bool
     let deadline: NIODeadline
     private let promise: EventLoopPromise<HTTP1Response>
 
@@ -207,13 +210,14 @@ final class HTTP1Exchange {
     private var receivedBytes = 0
 
     init(client: HTTP1Client, pool: NIOLoopBoundBox<HTTP1Pool>, head: HTTPRequestHead, body: ByteBuffer?, origin: HTTPOrigin,
-         retryable: Bool, deadline: NIODeadline, promise: EventLoopPromise<HTTP1Response>) {
+         retryable: Bool, anyStatus: Bool, deadline: NIODeadline, promise: EventLoopPromise<HTTP1Response>) {
         self.client = client
         self.poolBox = pool
         self.head = head
         self.body = body
         self.origin = origin
         self.retryable = retryable
+        self.anyStatus = anyStatus
         self.deadline = deadline
         self.promise = promise
     }
@@ -295,7 +299,7 @@ final class HTTP1Exchange {
             overflow()
             return
         }
-        guard (200..<300).contains(status) else { return }
+        guard isAnswer else { return }
         if received == nil {
             received = part
         } else {
@@ -311,7 +315,7 @@ final class HTTP1Exchange {
         guard !done else { return }
         if let location {
             follow(location)
-        } else if (200..<300).contains(status) {
+        } else if isAnswer {
             finish(.success(HTTP1Response(status: status, body: received ?? ByteBuffer())))
         } else {
             finish(.failure(.httpStatus(status)))
@@ -341,6 +345,9 @@ final class HTTP1Exchange {
         connection = nil
         finish(.failure(.timeout))
     }
+
+    /// Whether the final status is one the caller takes (else `.httpStatus`).
+    private var isAnswer: Bool { anyStatus || (200..<300).contains(status) }
 
     /// The answer is larger than allowed: the connection cannot be reused.
     private func overflow() {

@@ -373,8 +373,12 @@ struct DashboardLiveTests {
             try (Self.yaml(token: nil) + still).replacingOccurrences(of: "{{UPSTREAM}}", with: upstream)
                 .replacingOccurrences(of: "admin: { listen: 127.0.0.1:0 }\n", with: "")
                 .write(toFile: file, atomically: true, encoding: .utf8)
-            let dropped = try await Self.send(gw, "POST", "/reload", headers: new)
-            #expect(dropped.status == 200 && dropped.bodyText.contains("\"restartRequired\":[\"admin\"]"), "\(dropped.bodyText)")
+            // Through the `reload` command's client: the answer and its body, whether applied or refused.
+            let admin = ListenAddress(host: "127.0.0.1", port: try #require(gw.adminPort))
+            let refused = try await AdminClient.reload(admin, token: Self.token)
+            #expect(!refused.applied && refused.body.contains("\"error\""), "\(refused.body)")
+            let dropped = try await AdminClient.reload(admin, token: second)
+            #expect(dropped.applied && dropped.body.contains("\"restartRequired\":[\"admin\"]"), "\(dropped.body)")
             #expect(try await Self.send(gw, "GET", "/revenue").status == 401)
             #expect(try await Self.send(gw, "GET", "/revenue", headers: new).status == 200)
         }

@@ -1,26 +1,28 @@
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import NIOSSL
 
-/// The client of a route's pricing endpoint: `POST` of a small JSON document to one URL, the whole
-/// answer read (at most 64 KiB), over the same keep-alive ``HTTP1Client`` the facilitator client
-/// uses (system trust roots for `https`, certificate and hostname verified). Failures are
-/// ``FacilitatorFailure``s: `.timeout` past the deadline (connection included), `.unreachable`,
-/// `.httpStatus` for anything but 2xx.
-public final class PricingClient: Sendable {
+/// One JSON `POST` to one URL, the whole answer read (at most `maxResponseBytes`), over the same
+/// keep-alive ``HTTP1Client`` the facilitator client uses (system trust roots for `https`,
+/// certificate and hostname verified): a route's pricing endpoint, and the `reload` command's call
+/// to the admin listener. Failures are ``FacilitatorFailure``s: `.timeout` past the deadline
+/// (connection included), `.unreachable`, `.httpStatus` for anything but 2xx from ``post(_:)``.
+public final class JSONPostClient: Sendable {
     private let client: HTTP1Client?
     private let origin: HTTPOrigin?
     private let head: HTTPRequestHead
 
-    public init(url: String, headers: [String: String], timeout: Duration, eventLoopGroup: any EventLoopGroup) {
+    public init(url: String, headers: [String: String], timeout: Duration, maxResponseBytes: Int = 64 * 1024,
+                eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv12
         tls.applicationProtocols = ["http/1.1"]
         var configuration = HTTP1Client.Configuration(
             timeout: TimeAmount(timeout), connectTimeout: TimeAmount(timeout), tls: tls,
             credentialHeaders: Set(headers.keys.map { $0.lowercased() }))
-        configuration.maxResponseBodyBytes = 64 * 1024
+        configuration.maxResponseBodyBytes = maxResponseBytes
         var fields = HTTPHeaders()
         let parsed = Self.accepts(url: url) ? HTTPURL(url) : nil
         if let parsed {
@@ -42,14 +44,23 @@ public final class PricingClient: Sendable {
     /// Whether `url` is one this client can call: `http(s)://host[:port][/path]`, no user info, query or fragment.
     public static func accepts(url: String) -> Bool { HTTPFacilitatorClient.accepts(url: url) }
 
-    /// Posts `json` and returns the 2xx answer's body.
+    /// Posts `json` and returns the 2xx answer's body. Sent again on a fresh connection when a
+    /// reused one turns out closed before any answer: only for calls that change nothing (a price).
     public func post(_ json: [UInt8]) async throws(FacilitatorFailure) -> [UInt8] {
-        guard let client, let origin else { throw .unreachable("invalid pricing endpoint URL") }
+        Array(try await send(json, retryable: true, anyStatus: false).body.readableBytesView)
+    }
+
+    /// Posts `json` once and returns the final answer whatever its status, with its body.
+    public func exchange(_ json: [UInt8]) async throws(FacilitatorFailure) -> (status: Int, body: [UInt8]) {
+        let response = try await send(json, retryable: false, anyStatus: true)
+        return (response.status, Array(response.body.readableBytesView))
+    }
+
+    private func send(_ json: [UInt8], retryable: Bool, anyStatus: Bool) async throws(FacilitatorFailure) -> HTTP1Response {
+        guard let client, let origin else { throw .unreachable("invalid URL") }
         var head = head
         head.headers.add(name: "Content-Length", value: String(json.count))
-        // Asking for a price changes nothing: safe to send again on a fresh connection.
-        let response = try await client.execute(head, body: ByteBuffer(bytes: json), origin: origin, retryable: true)
-        return Array(response.body.readableBytesView)
+        return try await client.execute(head, body: ByteBuffer(bytes: json), origin: origin, retryable: retryable, anyStatus: anyStatus)
     }
 
     public func shutdown() async {
