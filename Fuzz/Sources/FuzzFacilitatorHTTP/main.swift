@@ -79,7 +79,7 @@ Fuzzer.run { bytes in
     head.headers.add(name: "Host", value: origin.hostHeader)
     head.headers.add(name: "Content-Length", value: "2")
     let exchange = HTTP1Exchange(client: client, pool: NIOLoopBoundBox(pool, eventLoop: loop), head: head,
-                                 body: ByteBuffer(string: "{}"), origin: origin, retryable: false,
+                                 body: ByteBuffer(string: "{}"), origin: origin, retryable: false, anyStatus: false,
                                  deadline: .now() + .seconds(5), promise: promise)
     var outcome: Result<HTTP1Response, any Error>?
     promise.futureResult.assumeIsolated().whenComplete { outcome = $0 }
