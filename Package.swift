@@ -109,7 +109,7 @@ let package = Package(
         // Layer 2: the embedded SQLite ledger (GRDB, WAL).
         .target(
             name: "GatewayStorageSQLite",
-            dependencies: ["GatewayStorage", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["GatewayStorage", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         // Layer 2: the shared PostgreSQL ledger (PostgresNIO's pooled client; its API speaks

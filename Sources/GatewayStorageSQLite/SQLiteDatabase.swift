@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 import GatewayStorage
 import Synchronization
 
@@ -103,13 +104,69 @@ public final class SQLiteDatabase: SQLDatabase {
     }
 
     /// Runs a statement on the writer: a hot one from its compiled statement, without rewriting
-    /// and hashing its text again.
+    /// and hashing its text again, bound and stepped through SQLite's own functions (GRDB's
+    /// arguments and rows cost the paid path more than SQLite's work did).
     private func write(_ statement: SQLStatement, _ db: Database) throws -> [[SQLValue]] {
         guard let hot = statement.hot else { return try Self.run(statement, db) }
-        if let prepared = hotStatements.value[hot] { return try Self.rows(prepared, statement.binds) }
-        let prepared = try db.makeStatement(sql: Self.sqliteSQL(statement.sql))
-        hotStatements.value[hot] = prepared
-        return try Self.rows(prepared, statement.binds)
+        let prepared: Statement
+        if let compiled = hotStatements.value[hot] {
+            prepared = compiled
+        } else {
+            prepared = try db.makeStatement(sql: Self.sqliteSQL(statement.sql))
+            hotStatements.value[hot] = prepared
+        }
+        return try Self.step(prepared.sqliteStatement, statement.binds, connection: db.sqliteConnection)
+    }
+
+    /// SQLite's "copy the bytes now" destructor for bound text.
+    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+    /// Binds `binds` (`?1`…) to a compiled statement, steps it to the end and returns its rows.
+    private static func step(_ statement: OpaquePointer, _ binds: [SQLValue], connection: OpaquePointer?) throws -> [[SQLValue]] {
+        defer {
+            sqlite3_reset(statement)
+            sqlite3_clear_bindings(statement)
+        }
+        func check(_ code: CInt) throws {
+            guard code == SQLITE_OK else { throw failure(code, connection) }
+        }
+        for (offset, value) in binds.enumerated() {
+            let index = CInt(offset + 1)
+            switch value {
+            case .text(let text): try check(text.withCString { sqlite3_bind_text(statement, index, $0, -1, transient) })
+            case .integer(let integer): try check(sqlite3_bind_int64(statement, index, integer))
+            case .null: try check(sqlite3_bind_null(statement, index))
+            }
+        }
+        var rows: [[SQLValue]] = []
+        while true {
+            let code = sqlite3_step(statement)
+            if code == SQLITE_DONE { return rows }
+            guard code == SQLITE_ROW else { throw failure(code, connection) }
+            let count = sqlite3_column_count(statement)
+            var row: [SQLValue] = []
+            row.reserveCapacity(Int(count))
+            for column in 0..<count {
+                switch sqlite3_column_type(statement, column) {
+                case SQLITE_NULL: row.append(.null)
+                case SQLITE_INTEGER: row.append(.integer(sqlite3_column_int64(statement, column)))
+                case SQLITE_FLOAT:
+                    let double = sqlite3_column_double(statement, column)
+                    row.append(Int64(exactly: double).map { .integer($0) } ?? .text(String(double)))
+                default:  // text (and blobs, as GRDB's rows gave them: their bytes as UTF-8)
+                    let bytes = sqlite3_column_blob(statement, column)
+                    let length = Int(sqlite3_column_bytes(statement, column))
+                    let buffer = UnsafeRawBufferPointer(start: bytes, count: bytes == nil ? 0 : length)
+                    row.append(.text(String(decoding: buffer, as: UTF8.self)))
+                }
+            }
+            rows.append(row)
+        }
+    }
+
+    /// A failed SQLite call as GRDB reports it (so ``storageError(_:path:)`` maps it the same way).
+    private static func failure(_ code: CInt, _ connection: OpaquePointer?) -> DatabaseError {
+        DatabaseError(resultCode: ResultCode(rawValue: code), message: connection.map { String(cString: sqlite3_errmsg($0)) })
     }
 
     private static func run(_ statement: SQLStatement, _ db: Database) throws -> [[SQLValue]] {
