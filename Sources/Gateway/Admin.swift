@@ -35,6 +35,12 @@ extension GatewayServer {
             query.payer = parameters["payer"].map { String($0).lowercased() }
             query.before = parameters["before"].flatMap { Int64(String($0)) }
             query.since = parameters["since"].flatMap { Int64(String($0)) }
+            if let after = parameters["after"] {
+                guard let cursor = PaymentCursor(text: String(after)) else {
+                    return Self.json(.badRequest, "{\"error\":\"bad cursor\",\"message\":\"after takes the next value of the previous page\"}")
+                }
+                query.after = cursor
+            }
             if let states = parameters["state"] {
                 let parsed = states.split(separator: ",").map { PaymentState(rawValue: String($0)) }
                 guard !parsed.contains(nil) else {
@@ -44,7 +50,7 @@ extension GatewayServer {
             }
             do {
                 let rows = try await self.store.payments(query)
-                let next = rows.count == query.limit ? rows.last?.claimedAt : nil
+                let next = rows.count == query.limit ? rows.last.map(PaymentCursor.init) : nil
                 return Self.json(.ok, LedgerReport.json(rows, next: next))
             } catch {
                 return Self.json(.serviceUnavailable, "{\"error\":\"storage_unavailable\",\"message\":\(JSONString.quoted("\(error)"))}")

@@ -5,9 +5,10 @@ import X402
 /// Ledger rows as the seller reads them: JSON (admin `/payments`, `x402-gateway payments --json`)
 /// or an aligned table for a terminal. Amounts stay in atomic units, as strings.
 public enum LedgerReport {
-    public static func json(_ rows: [PaymentRecord], next: Int64? = nil) -> String {
+    /// `next`: where the next page starts (`after=` of `/payments`), when there may be one.
+    public static func json(_ rows: [PaymentRecord], next: PaymentCursor? = nil) -> String {
         let items = rows.map(json).joined(separator: ",")
-        let page = next.map { ",\"nextBefore\":\($0)" } ?? ""
+        let page = next.map { ",\"next\":\(JSONString.quoted($0.text))" } ?? ""
         return "{\"payments\":[\(items)]\(page)}"
     }
 

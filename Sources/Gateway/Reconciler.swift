@@ -107,18 +107,15 @@ package final class Reconciler: Sendable {
     package func unknownOutcomes(now: Int64) async throws -> [PaymentRecord] {
         var rows: [PaymentRecord] = []
         var seen = Set<PaymentKey>()
-        var before: Int64?
+        var after: PaymentCursor?
         let page = 1000
         while seen.count < Self.maxListed {
-            let listed = try await store.payments(PaymentQuery(states: [.unknown, .settling], limit: page, before: before))
-            var fresh = 0
+            let listed = try await store.payments(PaymentQuery(states: [.unknown, .settling], limit: page, after: after))
             for row in listed where seen.insert(row.key).inserted {
-                fresh += 1
                 if row.state == .unknown || row.leaseUntil <= now { rows.append(row) }
             }
-            // `before` is exclusive: step one millisecond past the last row, and skip what was seen.
-            guard listed.count == page, fresh > 0, let last = listed.last else { break }
-            before = last.claimedAt + 1
+            guard listed.count == page, let last = listed.last else { break }
+            after = PaymentCursor(last)
         }
         return rows
     }

@@ -346,7 +346,7 @@ extension PaymentRecord {
     }
 
     static func newestFirst(_ a: PaymentRecord, _ b: PaymentRecord) -> Bool {
-        a.claimedAt != b.claimedAt ? a.claimedAt > b.claimedAt : a.key.description > b.key.description
+        PaymentCursor.listedFirst((a.claimedAt, a.key), (b.claimedAt, b.key))
     }
 }
 
@@ -354,6 +354,7 @@ extension PaymentQuery {
     func matches(_ row: PaymentRecord) -> Bool {
         if let since, row.claimedAt < since { return false }
         if let before, row.claimedAt >= before { return false }
+        if let after, !PaymentCursor.listedFirst((after.claimedAt, after.key), (row.claimedAt, row.key)) { return false }
         if let routeID, row.routeID != routeID { return false }
         if let states, !states.contains(row.state) { return false }
         if let payer, row.key.payer != payer { return false }

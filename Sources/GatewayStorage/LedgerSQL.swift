@@ -372,6 +372,12 @@ public enum LedgerSQL {
         }
         if let since = q.since { add({ "claimed_at >= \($0)" }, .integer(since)) }
         if let before = q.before { add({ "claimed_at < \($0)" }, .integer(before)) }
+        if let after = q.after {
+            // The listing's order as one row value: both databases compare it part by part.
+            let first = binds.count + 1
+            binds += [.integer(after.claimedAt), .text(after.key.network), .text(after.key.asset), .text(after.key.payer), .text(after.key.nonce)]
+            conditions.append("(claimed_at, network, asset, payer, nonce) < (\((first..<first + 5).map { "$\($0)" }.joined(separator: ", ")))")
+        }
         if let route = q.routeID { add({ "route_id = \($0)" }, .text(route)) }
         if let payer = q.payer { add({ "payer = \($0)" }, .text(payer)) }
         if let states = q.states { conditions.append("state IN (\(states.isEmpty ? "NULL" : list(states)))") }

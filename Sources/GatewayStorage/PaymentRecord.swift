@@ -83,16 +83,52 @@ public struct PaymentQuery: Sendable, Equatable {
     public var states: [PaymentState]?
     public var payer: String?
     public var limit: Int
-    /// Rows claimed strictly before this (unix ms), for paging backwards.
+    /// Rows claimed strictly before this (unix ms).
     public var before: Int64?
+    /// Rows listed after this one (the next page): older, or claimed in the same millisecond with a
+    /// smaller key. Rows are listed newest first, ties in key order, so paging by cursor lists every
+    /// row once however many share a millisecond.
+    public var after: PaymentCursor?
 
     public init(since: Int64? = nil, routeID: String? = nil, states: [PaymentState]? = nil, payer: String? = nil,
-                limit: Int = 100, before: Int64? = nil) {
+                limit: Int = 100, before: Int64? = nil, after: PaymentCursor? = nil) {
         self.since = since
         self.routeID = routeID
         self.states = states
         self.payer = payer?.lowercased()
         self.limit = limit
         self.before = before
+        self.after = after
+    }
+}
+
+/// Where a listing of the ledger stopped: the last row's claim time and key.
+public struct PaymentCursor: Sendable, Equatable {
+    public var claimedAt: Int64
+    public var key: PaymentKey
+
+    public init(claimedAt: Int64, key: PaymentKey) {
+        self.claimedAt = claimedAt
+        self.key = key
+    }
+
+    public init(_ record: PaymentRecord) {
+        self.init(claimedAt: record.claimedAt, key: record.key)
+    }
+
+    /// `MS~network~asset~payer~nonce`: every part is free of `~`, and the whole is safe in a URL query.
+    public var text: String { "\(claimedAt)~\(key.network)~\(key.asset)~\(key.payer)~\(key.nonce)" }
+
+    public init?(text: String) {
+        let parts = text.split(separator: "~", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 5, let claimedAt = Int64(parts[0]), !parts[1...].contains(where: \.isEmpty) else { return nil }
+        self.init(claimedAt: claimedAt, key: PaymentKey(network: parts[1], asset: parts[2], payer: parts[3], nonce: parts[4]))
+    }
+
+    /// Whether a row with this claim time and key is listed before one at `other` (newest first,
+    /// then the key's parts in descending order, as every backend orders its listing).
+    static func listedFirst(_ a: (Int64, PaymentKey), _ b: (Int64, PaymentKey)) -> Bool {
+        if a.0 != b.0 { return a.0 > b.0 }
+        return (a.1.network, a.1.asset, a.1.payer, a.1.nonce) > (b.1.network, b.1.asset, b.1.payer, b.1.nonce)
     }
 }

@@ -311,6 +311,32 @@ struct PaymentStoreConformanceTests {
             #expect(try await a.payments(PaymentQuery(limit: 2, before: since)).map(\.key) == [keys[2], keys[1]])
         }
     }
+
+    @Test("paging by cursor lists every row once, in order, when many were claimed in the same millisecond", arguments: Backend.all)
+    func cursorPaging(_ backend: Backend) async throws {
+        try await Self.withInstances(backend) { a, b, clock in
+            for i in 0..<23 {
+                let payer = "0x" + String(repeating: "0", count: 38) + String(format: "%02x", i % 3)
+                _ = try Self.ticket(try await (i % 2 == 0 ? a : b).claim(Self.request(payer: payer)))
+                if i == 20 { clock.advance(milliseconds: 1) }  // two distinct times, most rows sharing one
+            }
+            let whole = try await a.payments(PaymentQuery(limit: 100)).map(\.key)
+            #expect(whole.count == 23)
+            var paged: [PaymentKey] = []
+            var after: PaymentCursor?
+            while true {
+                let page = try await b.payments(PaymentQuery(limit: 5, after: after))
+                paged += page.map(\.key)
+                guard page.count == 5, let last = page.last else { break }
+                after = PaymentCursor(last)
+                #expect(PaymentCursor(text: after!.text) == after)
+            }
+            #expect(paged == whole)
+            // With another filter, the cursor narrows the same listing.
+            let claimed = try await a.payments(PaymentQuery(states: [.claimed], limit: 100, after: PaymentCursor(claimedAt: Int64.max, key: whole[0])))
+            #expect(claimed.count == 23)
+        }
+    }
 }
 
 @Suite("Hot ledger statements")

@@ -42,13 +42,15 @@ struct LedgerReportTests {
     @Test("the ledger's JSON carries every step's time and leaves out what is not known")
     func ledgerJSON() throws {
         let row = Self.row("0x9", route: "weather", payer: "0xa", amount: "1000", state: .settled, day: 0)
-        let object = try #require(try JSONSerialization.jsonObject(with: Data(LedgerReport.json([row], next: 42).utf8)) as? [String: Any])
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(LedgerReport.json([row], next: PaymentCursor(row)).utf8)) as? [String: Any])
         let first = try #require((object["payments"] as? [[String: Any]])?.first)
         #expect(first["state"] as? String == "settled")
         #expect(first["amount"] as? String == "1000")
         #expect(first["claimedAt"] as? String == "2027-01-15T08:00:00.000Z")
         #expect(first["finishedAt"] as? String == "2027-01-15T08:00:00.005Z")
         #expect(first["verifiedAt"] == nil && first["reason"] == nil)
-        #expect(object["nextBefore"] as? Int == 42)
+        let next = try #require(object["next"] as? String)
+        #expect(PaymentCursor(text: next) == PaymentCursor(row))
+        #expect(next.hasPrefix("\(row.claimedAt)~"))
     }
 }
