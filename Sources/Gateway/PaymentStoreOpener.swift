@@ -50,7 +50,8 @@ public enum PaymentStoreOpener {
         }
     }
 
-    /// Opens the configured store for reading beside a running gateway (no lock, no recovery).
+    /// Opens the configured store for reading beside a running gateway (no lock, no recovery, no
+    /// migration: a schema other than this binary's is refused).
     public static func read<T: Sendable>(_ config: StorageConfig, _ body: (any PaymentStore) async throws -> T) async throws -> T {
         switch config.backend {
         case .memory:
@@ -58,10 +59,11 @@ public enum PaymentStoreOpener {
         case .sqlite(let path):
             guard FileManager.default.fileExists(atPath: path) else { throw StorageError(.unavailable, "\(path): no ledger here yet") }
             return try await body(try await SQLPaymentStore(database: try SQLiteDatabase(path: path),
-                                                            settings: StoreSettings(instanceID: config.instance ?? "reader")))
+                                                            settings: StoreSettings(instanceID: config.instance ?? "reader"), migrate: false))
         case .postgres(let url):
             return try await PostgresDatabase.withDatabase(url: url, poolSize: 2) { database in
-                try await body(try await SQLPaymentStore(database: database, settings: StoreSettings(instanceID: config.instance ?? "reader")))
+                try await body(try await SQLPaymentStore(database: database, settings: StoreSettings(instanceID: config.instance ?? "reader"),
+                                                         migrate: false))
             }
         }
     }

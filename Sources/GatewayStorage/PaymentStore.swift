@@ -159,6 +159,9 @@ public struct StorageError: Error, Sendable, Equatable, CustomStringConvertible 
         case outOfOrder = "out_of_order"
         /// The database's schema is newer than this binary.
         case schemaTooNew = "schema_too_new"
+        /// A reader found the schema older than this binary's: it does not migrate it (the running
+        /// gateway's version owns the schema).
+        case schemaTooOld = "schema_too_old"
         /// The file is not a database, or a table is not what the schema says.
         case corrupt
     }

@@ -25,8 +25,26 @@ public final class SQLPaymentStore<Database: SQLDatabase>: PaymentStore {
 
     /// Migrates the schema, then settles the instance id: `settings.instanceID` when given, else the
     /// one this database generated at its first start (kept in `x402_meta`).
-    public init(database: Database, settings: StoreSettings, keepInstanceID: Bool = false) async throws {
-        try await database.migrate()
+    ///
+    /// `migrate: false` (a reader beside a running gateway, such as `x402-gateway payments`) changes
+    /// nothing: a schema other than this binary's is refused instead, so that a newer binary never
+    /// migrates the database under a running older gateway.
+    public init(database: Database, settings: StoreSettings, keepInstanceID: Bool = false, migrate: Bool = true) async throws {
+        if migrate {
+            try await database.migrate()
+        } else {
+            let found: Int?
+            do {
+                found = try await database.query(LedgerSQL.readVersion).first?.first?.text.flatMap { Int($0) }
+            } catch {
+                throw StorageError(.corrupt, "no ledger schema here (\(error))")
+            }
+            try LedgerSQL.checkVersion(found)
+            guard let found, found == LedgerSQL.schemaVersion else {
+                throw StorageError(.schemaTooOld, "the ledger's schema is version \(found.map(String.init) ?? "unknown"); this binary reads "
+                    + "version \(LedgerSQL.schemaVersion) and does not migrate it while reading: start the gateway of this version once, or read with the gateway's own binary")
+            }
+        }
         self.database = database
         self.settings = settings
         if keepInstanceID {

@@ -87,6 +87,29 @@ struct SQLiteLedgerTests {
         }
     }
 
+    @Test("a reader (migrate: false) reads a ledger at this binary's schema, and refuses an older one without migrating it")
+    func readerNeverMigrates() async throws {
+        let dir = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/ledger.db"
+        let writer = try await Self.open(path)
+        let request = PaymentStoreConformanceTests.request()
+        _ = try PaymentStoreConformanceTests.ticket(try await writer.claim(request))
+        let reader = try await SQLPaymentStore(database: try SQLiteDatabase(path: path), settings: StoreSettings(instanceID: "r"), migrate: false)
+        #expect(try await reader.payments(PaymentQuery()).map(\.key) == [request.key])
+        // As if an older gateway had written it: the reader refuses, and the version stays.
+        _ = try await writer.database.query(LedgerSQL.writeVersion(LedgerSQL.schemaVersion - 1))
+        await #expect(throws: StorageError.self) {
+            do {
+                _ = try await SQLPaymentStore(database: try SQLiteDatabase(path: path), settings: StoreSettings(instanceID: "r"), migrate: false)
+            } catch let error as StorageError {
+                #expect(error.code == .schemaTooOld && error.message.contains("version \(LedgerSQL.schemaVersion - 1)"))
+                throw error
+            }
+        }
+        #expect(try await writer.database.query(LedgerSQL.readVersion).first?.first == .text(String(LedgerSQL.schemaVersion - 1)))
+    }
+
     @Test("a file that is not a SQLite database is refused as corrupt, and left as it was")
     func corruptFileRefused() async throws {
         let dir = try Self.folder()
