@@ -16,7 +16,7 @@ public enum JSONValue: Sendable, Hashable, Codable {
         } else if let i = try? container.decode(Int64.self) {
             self = .number(String(i))
         } else if let d = try? container.decode(Double.self) {
-            self = .number(String(d))
+            self = .number(Self.text(of: d))
         } else if let s = try? container.decode(String.self) {
             self = .string(s)
         } else if let a = try? container.decode([JSONValue].self) {
@@ -24,6 +24,13 @@ public enum JSONValue: Sendable, Hashable, Codable {
         } else {
             self = .object(try container.decode([String: JSONValue].self))
         }
+    }
+
+    /// A non-integer JSON number read as a `Double`: its integer text when the `Double` is a whole
+    /// number in `Int64`'s range (`JSONEncoder` writes such a number without a fraction, which reads
+    /// back as that integer), else `String(Double)`. So encoding and decoding again gives the same text.
+    static func text(of d: Double) -> String {
+        Int64(exactly: d).map { String($0) } ?? String(d)
     }
 
     public func encode(to encoder: any Encoder) throws {

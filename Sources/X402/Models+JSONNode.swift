@@ -97,7 +97,8 @@ struct JSONFields {
 
 extension JSONValue {
     /// The value `JSONValue(from:)` decodes from the same JSON: integers (including `2.0`, `1e3`)
-    /// become their decimal text, other numbers `String(Double)`; numbers beyond `Double` are refused.
+    /// become their decimal text, other numbers their `Double`'s (``JSONValue/text(of:)``); numbers
+    /// beyond `Double` are refused.
     public init(json: JSONNode) throws(JSONShapeError) {
         switch json {
         case .null: self = .null
@@ -107,7 +108,7 @@ extension JSONValue {
             case .value(let i): self = .number(String(i))
             case .notInteger:
                 guard let d = Double(text), d.isFinite else { throw JSONShapeError(.notRepresentable, key: "") }
-                self = .number(String(d))
+                self = .number(JSONValue.text(of: d))
             case .unsupported: throw JSONShapeError(.notRepresentable, key: "")
             }
         case .string(let s): self = .string(s)
