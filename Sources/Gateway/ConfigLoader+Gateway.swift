@@ -933,7 +933,9 @@ extension YAMLReader {
 
     /// `scheme://host[:port][/path]` with no query or fragment; returns it without a trailing slash.
     func parseBaseURL(_ s: String, allowPath: Bool = true) -> String? {
-        guard s.hasPrefix("http://") || s.hasPrefix("https://"), !s.contains("?"), !s.contains("#"), !s.contains(" ") else { return nil }
+        // Bytes, not Characters: a `?` followed by a combining mark is another Character.
+        guard s.hasPrefix("http://") || s.hasPrefix("https://"), !s.utf8.contains(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") || $0 == UInt8(ascii: " ") })
+        else { return nil }
         let rest = s.drop(while: { $0 != ":" }).dropFirst(3)
         guard let hostEnd = rest.firstIndex(where: { $0 == "/" }) ?? Optional(rest.endIndex), hostEnd > rest.startIndex else { return nil }
         if !allowPath && rest[hostEnd...].count > 1 { return nil }
@@ -944,7 +946,7 @@ extension YAMLReader {
 
     func parseUpstreamURL(_ s: String) -> (scheme: String, host: String, port: Int, path: String)? {
         let scheme = s.hasPrefix("https://") ? "https" : "http"
-        guard s.hasPrefix("\(scheme)://"), !s.contains("?"), !s.contains("#") else { return nil }
+        guard s.hasPrefix("\(scheme)://"), !s.utf8.contains(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }) else { return nil }
         let rest = s.dropFirst(scheme.count + 3)
         let authorityEnd = rest.firstIndex(of: "/") ?? rest.endIndex
         let authority = rest[..<authorityEnd]

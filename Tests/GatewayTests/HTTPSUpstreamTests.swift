@@ -116,6 +116,8 @@ struct HTTPSUpstreamTests {
             ("http://api.example.com", ca, "t.yaml:6:65: upstreams.secure.caFile applies to https upstreams only"),
             ("https://api.example.com", "/nonexistent/ca.pem", "t.yaml:6:66: upstreams.secure.caFile: cannot read PEM certificates"),
             ("ftp://api.example.com", nil, "t.yaml:6:18: upstream \"secure\" url must be http(s)://host[:port][/base/path]"),
+            // A query behind a combining mark: one Character with the `?`, but the byte is there.
+            ("https://api.example.com/v1?\u{0598}x=1", nil, "t.yaml:6:18: upstream \"secure\" url must be http(s)://host[:port][/base/path]"),
         ] as [(String, String?, String)] {
             do {
                 _ = try ConfigLoader.parse(yaml: yaml(url, caFile), file: "t.yaml", environment: [:])

@@ -59,8 +59,11 @@ Fuzzer.run { bytes in
         return  // refused: nothing more to check (a pure function refuses it again)
     }
     checkCanonical(canonical.path, from: target)
-    if let q = target.firstIndex(of: "?") {
-        require(canonical.query == String(target[target.index(after: q)...]), "query of \(target) not kept: \(canonical.query ?? "nil")")
+    // The first `?` byte: a `?` followed by a combining mark is another Character, which
+    // `firstIndex(of: "?")` would pass over (the target's own mistake, found at 342 534 executions).
+    if let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) {
+        let query = String(decoding: target.utf8[target.utf8.index(after: q)...], as: UTF8.self)
+        require(canonical.query == query, "query of \(target) not kept: \(canonical.query ?? "nil")")
     } else {
         require(canonical.query == nil, "\(target) has no query, got \(canonical.query ?? "")")
     }
