@@ -104,8 +104,9 @@ public final class SQLiteDatabase: SQLDatabase {
     }
 
     /// Runs a statement on the writer: a hot one from its compiled statement, without rewriting
-    /// and hashing its text again, bound and stepped through SQLite's own functions (GRDB's
-    /// arguments and rows cost the paid path more than SQLite's work did).
+    /// and hashing its text again. Every statement is bound and stepped through SQLite's own
+    /// functions (``step(_:_:connection:)``): GRDB's arguments and rows cost the paid path more
+    /// than SQLite's work did.
     private func write(_ statement: SQLStatement, _ db: Database) throws -> [[SQLValue]] {
         guard let hot = statement.hot else { return try Self.run(statement, db) }
         let prepared: Statement
@@ -170,12 +171,7 @@ public final class SQLiteDatabase: SQLDatabase {
     }
 
     private static func run(_ statement: SQLStatement, _ db: Database) throws -> [[SQLValue]] {
-        try rows(try db.cachedStatement(sql: sqliteSQL(statement.sql)), statement.binds)
-    }
-
-    private static func rows(_ prepared: Statement, _ binds: [SQLValue]) throws -> [[SQLValue]] {
-        try Row.fetchAll(prepared, arguments: StatementArguments(binds.map(\.databaseValue)))
-            .map { row in row.databaseValues.map(SQLValue.init) }
+        try step(try db.cachedStatement(sql: sqliteSQL(statement.sql)).sqliteStatement, statement.binds, connection: db.sqliteConnection)
     }
 
     public func migrate() async throws {
@@ -222,16 +218,6 @@ extension SQLValue {
         case .text(let text): text.databaseValue
         case .integer(let integer): integer.databaseValue
         case .null: .null
-        }
-    }
-
-    init(_ value: DatabaseValue) {
-        switch value.storage {
-        case .null: self = .null
-        case .int64(let integer): self = .integer(integer)
-        case .double(let double): self = Int64(exactly: double).map { .integer($0) } ?? .text(String(double))
-        case .string(let text): self = .text(text)
-        case .blob(let data): self = .text(String(decoding: data, as: UTF8.self))
         }
     }
 }
