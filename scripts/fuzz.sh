@@ -40,7 +40,7 @@ echo "   built in $(( $(date +%s) - build_start )) s"
 
 # Swift's own crash backtracer would race libFuzzer's and ASan's reports: theirs name the input.
 export SWIFT_BACKTRACE=enable=no
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
 
 report="$scratch/fuzz-report-$(date +%Y%m%d-%H%M%S)-$$.txt"
 mkdir -p "$scratch"
