@@ -48,6 +48,8 @@ extension GatewayServer {
                 }
                 query.states = parsed.compactMap { $0 }
             }
+            // Payments answered just now are listed as settled (their last step is written behind the answer).
+            await self.ledgerWritesLanded()
             do {
                 let rows = try await self.store.payments(query)
                 let next = rows.count == query.limit ? rows.last.map(PaymentCursor.init) : nil

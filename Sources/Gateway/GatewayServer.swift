@@ -113,6 +113,10 @@ public final class GatewayServer: Service {
     /// The configuration now serving.
     public var config: GatewayConfig { box.snapshot.config }
 
+    /// Returns once the ledger steps that paid answers did not wait for (``LedgerWriteBehind``),
+    /// started before the call, have been written.
+    public func ledgerWritesLanded() async { await paid.ledgerWrites.drain() }
+
     /// The limiter's rounds: sharing rate-limit counts, dropping idle clients, purging the store.
     private func runLimiter() async throws {
         let box = self.box
@@ -149,10 +153,13 @@ public final class GatewayServer: Service {
                 for try await _ in group {}
             }
         } catch {
+            await paid.ledgerWrites.drain()
             await reconciler.shutdown()
             await clients.shutdown()
             throw error
         }
+        // Every request has ended: their `settled` steps still being written land before the store goes.
+        await paid.ledgerWrites.drain()
         await reconciler.shutdown()
         await clients.shutdown()
     }

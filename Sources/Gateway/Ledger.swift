@@ -87,6 +87,16 @@ struct Ledger {
         return await write(ticket, steps)
     }
 
+    /// Records the last step of the claim held, after the steps noted before it, without waiting
+    /// for the write (see ``LedgerWriteBehind``); a failure is logged.
+    mutating func stepWithoutWaiting(_ transition: PaymentTransition, in writes: LedgerWriteBehind) {
+        guard let ticket else { return }
+        let steps = noted + [PaymentStep(transition, at: store.now())]
+        noted = []
+        let ledger = self
+        writes.start { _ = await ledger.write(ticket, steps) }
+    }
+
     /// Claims the payment's identifier; nil when the store failed.
     mutating func claimIdentifier(_ request: IdentifierClaimRequest) async -> IdentifierClaim? {
         do {

@@ -53,6 +53,8 @@ struct PaidRequestHandler: Sendable {
     let clock: @Sendable () -> UInt64
     /// This process's count of upstream runs each payer left unsettled (see ``UnsettledRuns``).
     let unsettledRuns = UnsettledRunCounter()
+    /// The `settled` steps written while the answer goes out.
+    let ledgerWrites = LedgerWriteBehind()
     /// The settlement worker of `settlement: deferred` routes, and its exposure (none: nothing is deferred).
     var settlements: SettlementWorker? = nil
 
@@ -457,7 +459,13 @@ struct PaidRequestHandler: Sendable {
                 case .success(let settlement) where settlement.success:
                     metrics.settlement(outcome: "settled")
                     metrics.settled(network: offer.network.caip2, asset: offer.asset, amount: upto?.amount ?? offer.amount)
-                    await ledger.step(.settled(transaction: settlement.transaction))
+                    if flow.policy == .before {
+                        // The upstream is asked next, and its step must follow this one.
+                        await ledger.step(.settled(transaction: settlement.transaction))
+                    } else {
+                        // The last step: the answer does not wait for its commit (`settling` is on disk).
+                        ledger.stepWithoutWaiting(.settled(transaction: settlement.transaction), in: ledgerWrites)
+                    }
                 case .success(let settlement):
                     metrics.settlement(outcome: "failed")
                     ledger.refusal = settlement.errorReason ?? "settlement_failed"

@@ -18,6 +18,12 @@ public struct LiveGateway: Sendable {
     public let adminPort: Int?
     public let server: GatewayServer
 
+    /// The ledger rows `query` selects, once the steps paid answers did not wait for have landed.
+    public func payments(_ query: PaymentQuery = PaymentQuery()) async throws -> [PaymentRecord] {
+        await server.ledgerWritesLanded()
+        return try await server.store.payments(query)
+    }
+
     /// Sends raw bytes as one HTTP/1.1 request and reads the whole answer.
     public func send(_ raw: String, discardBody: Bool = false) async throws -> RawHTTPResponse {
         try await RawHTTP.send(port: port, raw: raw, discardBody: discardBody)

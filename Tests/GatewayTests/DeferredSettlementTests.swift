@@ -52,7 +52,7 @@ func receipt(_ r: RawHTTPResponse, _ name: String = "PAYMENT-RESPONSE") throws -
 func ledgerRow(_ gw: LiveGateway, payer: TestPayer, _ header: String) async throws -> PaymentRecord {
     let payload = try HeaderCodec.decode(PaymentPayload.self, from: header)
     let nonce = payload.payload.nonce.lowercased()
-    return try #require(try await gw.server.store.payments(PaymentQuery(payer: payer.address, limit: 1000)).first { $0.key.nonce == nonce })
+    return try #require(try await gw.payments(PaymentQuery(payer: payer.address, limit: 1000)).first { $0.key.nonce == nonce })
 }
 
 @Suite("Deferred settlement through the live gateway")

@@ -18,7 +18,7 @@ struct FaultMatrixTests {
 
     /// The ledger's rows, newest first.
     static func rows(_ gw: LiveGateway) async throws -> [PaymentRecord] {
-        try await gw.server.store.payments(PaymentQuery(limit: 10))
+        try await gw.payments(PaymentQuery(limit: 10))
     }
 
     @Test("settlement: before with /settle failing (500, timeout) or refusing: the upstream is never called, nothing delivered",

@@ -134,7 +134,7 @@ struct RequestLimitLiveTests {
             #expect(third.header("PAYMENT-RESPONSE") == nil)
             // Nothing verified, settled or claimed for it.
             #expect(fac.verifyCalls == 2 && fac.settleCalls == 2)
-            #expect(try await gw.server.store.payments(PaymentQuery()).count == 2)
+            #expect(try await gw.payments(PaymentQuery()).count == 2)
             // Another payer, from the same address, is served; the same payer from another address is not.
             let other = Self.otherPayer
             #expect(try await pay(gw, "/metered/a", other.header(accepted: offer, payload: other.authorization(for: offer, now: now))).status == 200)

@@ -84,7 +84,7 @@ struct UptoGatewayTests {
             #expect(fac.settledAmounts == [charged])
             let settlement = try HeaderCodec.decode(SettleResponse.self, from: try #require(r.header("PAYMENT-RESPONSE")))
             #expect(settlement.success && settlement.amount == charged)
-            let row = try #require(try await gw.server.store.payments(PaymentQuery()).first)
+            let row = try #require(try await gw.payments(PaymentQuery()).first)
             #expect(row.offer.amount == "10000" && row.chargedAmount == charged && row.chargeBasis == basis)
             #expect(row.offer.transferMethod == "permit2" && row.state == .settled)
         }
@@ -100,7 +100,7 @@ struct UptoGatewayTests {
             #expect(fac.verifyCalls == 1 && fac.settleCalls == 0)
             let settlement = try HeaderCodec.decode(SettleResponse.self, from: try #require(r.header("PAYMENT-RESPONSE")))
             #expect(settlement.success && settlement.transaction == "" && settlement.amount == "0")
-            let row = try #require(try await gw.server.store.payments(PaymentQuery()).first)
+            let row = try #require(try await gw.payments(PaymentQuery()).first)
             #expect(row.state == .settled && row.chargedAmount == "0" && row.transaction == "")
             // The same payment again is a replay, even though nothing moved on chain.
             let again = try await pay(gw, "/upto/z", header)
@@ -124,7 +124,7 @@ struct UptoGatewayTests {
             let r = try await payPermit2(gw, "/status/500")
             #expect(r.status == 500)
             #expect(fac.verifyCalls == 1 && fac.settleCalls == 0)
-            let row = try #require(try await gw.server.store.payments(PaymentQuery()).first)
+            let row = try #require(try await gw.payments(PaymentQuery()).first)
             #expect(row.state == .released && row.chargedAmount == nil)
         }
     }
@@ -167,7 +167,7 @@ struct UptoGatewayTests {
             let challenge = try HeaderCodec.decode(PaymentRequired.self, from: try #require(r.header("PAYMENT-REQUIRED")))
             #expect(challenge.accepts.first?.extra?["assetTransferMethod"] == .string("permit2"))
             #expect(fac.settleCalls == 0 && gw.upstream.count == 0)
-            #expect(try await gw.server.store.payments(PaymentQuery()).first?.state == .refused)
+            #expect(try await gw.payments(PaymentQuery()).first?.state == .refused)
             // Refused, not spent: once approved, the same payment goes through.
             fac.setFault(.none)
             let again = try await pay(gw, "/p2/a", header)
@@ -214,7 +214,7 @@ struct UptoStreamTests {
             let settlement = try HeaderCodec.decode(SettleResponse.self, from: try #require(r.trailer("PAYMENT-RESPONSE")))
             #expect(settlement.success && settlement.amount == charged)
             #expect(fac.settledAmounts == [charged])
-            let row = try #require(try await gw.server.store.payments(PaymentQuery()).first)
+            let row = try #require(try await gw.payments(PaymentQuery()).first)
             #expect(row.state == .settled && row.chargedAmount == charged && row.chargeBasis?.hasPrefix("per_kib") == true)
         }
     }
@@ -248,7 +248,7 @@ struct UptoStreamTests {
             #expect(!r.chunkedComplete)
             #expect(r.body.count == 4096 - 1024)  // everything but the hold-back
             #expect(r.trailer("PAYMENT-RESPONSE") == nil)
-            #expect(try await gw.server.store.payments(PaymentQuery()).first?.state == .refused)
+            #expect(try await gw.payments(PaymentQuery()).first?.state == .refused)
         }
     }
 
@@ -258,7 +258,7 @@ struct UptoStreamTests {
             let r = try await pay(gw, "/abort/4096", try await header(gw, "/abort/4096"))
             #expect(!r.chunkedComplete)
             #expect(fac.settleCalls == 0)
-            #expect(try await gw.server.store.payments(PaymentQuery()).first?.state == .released)
+            #expect(try await gw.payments(PaymentQuery()).first?.state == .released)
         }
     }
 }

@@ -165,7 +165,9 @@ def test_kill_9_during_a_slow_settle_leaves_an_unknown_outcome_never_nothing(gat
 
 def test_20_kill_9s_under_paid_load_lose_no_row(gateway_factory, facilitator, chain, upstream, buyer, payee, tag):
     """Paid load, killed with SIGKILL at random moments 20 times: every /settle the facilitator saw
-    has its ledger row, and every paid answer a client received is a settled row."""
+    has its ledger row, and every paid answer a client received is a settled row, or (killed between
+    the answer and the `settled` step written behind it) an unknown outcome whose transfer the chain
+    shows, left for reconciliation: never missing, never released."""
     import random
     from concurrent.futures import ThreadPoolExecutor
 
@@ -202,13 +204,18 @@ def test_20_kill_9s_under_paid_load_lose_no_row(gateway_factory, facilitator, ch
     states = {}
     for row in rows.values():
         states[row["state"]] = states.get(row["state"], 0) + 1
-    print(f"kill -9 soak: {len(sent)} payments sent, {len(served)} paid answers received, "
+    served_unknown = sum(1 for nonce in served if rows.get(nonce, {}).get("state") == "unknown")
+    print(f"kill -9 soak: {len(sent)} payments sent, {len(served)} paid answers received "
+          f"({served_unknown} of them killed before their settled step landed), "
           f"{len(settled_calls)} settle calls, ledger rows by state {states}")
     assert served, "no paid request completed in 20 rounds: the test proves nothing"
     assert settled_calls, "no settlement was started: the test proves nothing"
     missing = sorted(n for n in settled_calls if n not in rows)
     assert missing == [], f"settle calls without a ledger row: {missing}"
     for nonce, tx in served.items():
+        if rows[nonce]["state"] == "unknown":
+            assert rows[nonce]["reason"] == "instance_restarted" and chain.authorization_used(buyer.address, nonce), rows[nonce]
+            continue
         assert rows[nonce]["state"] == "settled", rows[nonce]
         assert rows[nonce]["transaction"].lower() == tx
     assert not [r for r in rows.values() if r["state"] in ("claimed", "verified", "forwarded", "settling")], \

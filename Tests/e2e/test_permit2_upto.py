@@ -71,16 +71,26 @@ def balances(chain, *addresses, token=None) -> dict[str, int]:
     return {a: chain.balance_of(a, token) for a in addresses}
 
 
-def ledger_row(run_dir, nonce: str) -> dict:
-    """The gateway's own ledger row for a payment (read-only, from its SQLite file)."""
+def ledger_query(run_dir, sql: str, *args) -> list[sqlite3.Row]:
+    """Rows of the gateway's own ledger (read-only, from its SQLite file)."""
     db = sqlite3.connect(f"file:{run_dir}/gateway-permit2-upto-state/ledger.db?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
     try:
-        rows = db.execute("SELECT * FROM x402_payments WHERE nonce = ?", (nonce,)).fetchall()
+        return db.execute(sql, args).fetchall()
     finally:
         db.close()
-    assert len(rows) == 1, rows
-    return dict(rows[0])
+
+
+def ledger_row(run_dir, nonce: str) -> dict:
+    """A payment's ledger row once it has left `settling`: the `settled` step is written while the
+    answer goes out, so a reader in another process may come a few milliseconds early."""
+    deadline = time.monotonic() + 10
+    while True:
+        rows = ledger_query(run_dir, "SELECT * FROM x402_payments WHERE nonce = ?", nonce)
+        assert len(rows) == 1, rows
+        if rows[0]["state"] != "settling" or time.monotonic() > deadline:
+            return dict(rows[0])
+        time.sleep(0.05)
 
 
 def permit2_nonce(headers: dict[str, str]) -> str:
@@ -183,12 +193,12 @@ def test_upto_charges_what_the_upstream_reported(reported, charged, gw, chain, p
 
 
 def _ledger_nonce(run_dir, transaction: str) -> str:
-    db = sqlite3.connect(f"file:{run_dir}/gateway-permit2-upto-state/ledger.db?mode=ro", uri=True)
-    try:
-        (nonce,) = db.execute("SELECT nonce FROM x402_payments WHERE transaction_hash = ?", (transaction,)).fetchone()
-    finally:
-        db.close()
-    return nonce
+    """The nonce of the row the transaction settled (written while the answer went out: waited for)."""
+    deadline = time.monotonic() + 10
+    while not (rows := ledger_query(run_dir, "SELECT nonce FROM x402_payments WHERE transaction_hash = ?", transaction)):
+        assert time.monotonic() < deadline, f"no ledger row has the transaction {transaction}"
+        time.sleep(0.05)
+    return rows[0]["nonce"]
 
 
 def test_upto_report_above_the_maximum_is_capped_and_logged(gw, chain, permit2_buyer, payee, tag):

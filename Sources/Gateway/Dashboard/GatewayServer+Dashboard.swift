@@ -21,6 +21,7 @@ extension GatewayServer {
             let now = self.store.now()
             let query = window.query(now: now)
             let summary: RevenueSummary, recent: [PaymentRecord]
+            await self.ledgerWritesLanded()
             do {
                 summary = try await self.store.revenue(query)
                 recent = try await self.store.payments(PaymentQuery(since: query.from, limit: Self.dashboardRecentRows))
@@ -54,6 +55,7 @@ extension GatewayServer {
             let top = min(100, max(1, parameters["top"].flatMap { Int(String($0)) } ?? 10))
             let now = self.store.now()
             let query = window.query(now: now, topPayers: top)
+            await self.ledgerWritesLanded()
             do {
                 let summary = try await self.store.revenue(query)
                 let view = RevenueView(summary: summary, window: window, query: query)
