@@ -33,9 +33,8 @@ extension PaidRequestHandler {
     }
 
     /// What the ledger's claim of this payment holds.
-    func claimRequest(_ flow: PaymentFlow, _ payment: PresentedPayment, _ ctx: Context) -> ClaimRequest {
-        let offer = ctx.route.offers[flow.offerIndex!].offer
-        return ClaimRequest(
+    func claimRequest(_ offer: Offer, _ payment: PresentedPayment, _ ctx: Context) -> ClaimRequest {
+        ClaimRequest(
             key: PaymentKey(network: offer.network.caip2, asset: offer.asset, payer: payment.from, nonce: payment.nonce),
             offer: PaymentOffer(scheme: offer.scheme, network: offer.network.caip2, asset: offer.asset, amount: String(offer.amount),
                                 payTo: offer.payTo, transferMethod: offer.transferMethod.rawValue),
@@ -45,8 +44,8 @@ extension PaidRequestHandler {
 
     /// The payment as the settlement worker will send it to `/settle`: the client's payload, and
     /// our requirements in its version.
-    func pendingSettlement(_ flow: PaymentFlow, _ payment: PresentedPayment, _ ctx: Context) -> PendingSettlement {
+    func pendingSettlement(_ prepared: PreparedOffer, _ payment: PresentedPayment, _ ctx: Context) -> PendingSettlement {
         PendingSettlement(x402Version: payment.version, payload: String(decoding: payment.rawJSON, as: UTF8.self),
-                          requirements: String(decoding: requirementsJSON(ctx.route.offers[flow.offerIndex!], payment, ctx), as: UTF8.self))
+                          requirements: String(decoding: requirementsJSON(prepared, payment, ctx), as: UTF8.self))
     }
 }

@@ -250,10 +250,23 @@ struct PaidRequestHandler: Sendable {
         let responses = ctx.snapshot.responses
         let isHead = ctx.head.method == .HEAD
         var action = flow.start(payment, offers: ctx.route.offers, now: clock())
+        // Every action but a refusal comes with the offer the payment matched.
+        guard let offerIndex = flow.offerIndex else {
+            switch action {
+            case .refuse(let reason, let detail): return refusal(reason, detail: detail, ctx)
+            case .rejectIdentifier(let problem): return identifierRejection(problem, ctx)
+            default: return internalFailure("no offer matched, yet the flow asked for \(action)", ctx)
+            }
+        }
+        let prepared = ctx.route.offers[offerIndex]
+        let offer = prepared.offer
         // The payer the signature just proved is the rate limit's key: a limited payer costs no
         // store write and no facilitator call.
-        if action == .claim || action == .claimPending || action == .claimIdentifier || action == .lookUpIdentifier,
-           let refusal = Routing.rateLimitAnswer(routeIndex: ctx.routeIndex, client: .payer(address: payment.from),
+        let claimsFirst = switch action {
+        case .claim, .claimPending, .claimIdentifier, .lookUpIdentifier: true
+        default: false
+        }
+        if claimsFirst, let refusal = Routing.rateLimitAnswer(routeIndex: ctx.routeIndex, client: .payer(address: payment.from),
                                                  isHead: isHead, snapshot: ctx.snapshot, logger: logger, requestID: ctx.requestID) {
             return (.answer(refusal), .rateLimited)
         }
@@ -265,9 +278,7 @@ struct PaidRequestHandler: Sendable {
         var identifierRecord: IdentifierRecord?
         while true {
             switch action {
-            case .claimIdentifier, .lookUpIdentifier:
-                let id = flow.identifier!
-                let offer = ctx.route.offers[flow.offerIndex!].offer
+            case .claimIdentifier(let id), .lookUpIdentifier(let id):
                 let paymentHash = PaymentIdentifier.paymentHash(payment)
                 let method = ctx.head.method.rawValue, path = ctx.path.pathAndQuery, routeID = ctx.route.config.id
                 let bindingHash = if let body = ctx.body {
@@ -275,7 +286,7 @@ struct PaidRequestHandler: Sendable {
                 } else {
                     PaymentIdentifier.bindingHash(method: method, pathAndQuery: path, routeID: routeID, offer: offer, body: EmptyCollection<UInt8>())
                 }
-                if action == .lookUpIdentifier {
+                if case .lookUpIdentifier = action {
                     switch await ledger.lookUpIdentifier(routeID: routeID, id: id) {
                     case .success(let record?):
                         identifierRecord = record
@@ -300,17 +311,15 @@ struct PaidRequestHandler: Sendable {
                 }
 
             case .replay:
-                logger.info("payment identifier replayed", metadata: ["x402.payment_identifier.request": "\(identifierRecord!.requestID)"])
-                return (replay(identifierRecord!.response!, isHead: isHead), .replayed)
+                // The flow replays only a record it was shown as completed with its answer.
+                guard let record = identifierRecord, let stored = record.response else {
+                    return internalFailure("replay without a stored answer", ctx)
+                }
+                logger.info("payment identifier replayed", metadata: ["x402.payment_identifier.request": "\(record.requestID)"])
+                return (replay(stored, isHead: isHead), .replayed)
 
             case .rejectIdentifier(let problem):
-                let (code, message) = switch problem {
-                case .missing: ("payment_identifier_required",
-                                "this route requires the payment-identifier extension: put an id in the payment's extensions[\"payment-identifier\"].info.id")
-                case .invalid(let why): ("invalid_payment_identifier", why)
-                }
-                logger.info("payment identifier refused", metadata: ["x402.reason": "\(code)"])
-                return (.answer(responses.error(.badRequest, code: code, message: message, head: isHead)), .badRequest)
+                return identifierRejection(problem, ctx)
 
             case .identifierConflict(let conflict):
                 logger.info("payment identifier conflict", metadata: ["x402.reason": "\(conflict.rawValue)"])
@@ -331,21 +340,14 @@ struct PaidRequestHandler: Sendable {
                 return (.answer(answer), .identifierConflict)
 
             case .refuse(let reason, let detail):
-                logger.info("payment refused", metadata: ["x402.reason": "\(reason.rawValue)", "x402.detail": "\(detail ?? "")"])
-                metrics.paymentRefused(reason: reason.rawValue)
-                if let mapped = FacilitatorRefusal.answer(for: detail) {
-                    return (.answer(refusalAnswer(mapped, ctx)), .refused)
-                }
-                let response = responses.paymentRequired(ctx.challenge, resourceURL: ctx.resourceURL, error: detail ?? reason.rawValue,
-                                                         head: isHead, paywall: ctx.paywall, method: ctx.head.method.rawValue)
-                return (.answer(response), .refused)
+                return refusal(reason, detail: detail, ctx)
 
             case .claim:
-                action = await claim(claimRequest(flow, payment, ctx), &flow, &ledger, logger)
+                action = await claim(claimRequest(offer, payment, ctx), &flow, &ledger, logger)
 
             case .claimPending:
-                let request = claimRequest(flow, payment, ctx)
-                switch await ledger.claimPending(request, pendingSettlement(flow, payment, ctx)) {
+                let request = claimRequest(offer, payment, ctx)
+                switch await ledger.claimPending(request, pendingSettlement(prepared, payment, ctx)) {
                 case .some(.some):
                     ctx.counters.verified()
                     action = flow.claimed(.pending)
@@ -354,7 +356,7 @@ struct PaidRequestHandler: Sendable {
                 }
 
             case .recordPending:
-                action = await ledger.step(.pending(pendingSettlement(flow, payment, ctx))) ? flow.pendingRecorded() : flow.storageFailed()
+                action = await ledger.step(.pending(pendingSettlement(prepared, payment, ctx))) ? flow.pendingRecorded() : flow.storageFailed()
 
             case .handOver:
                 // As before a settlement: a client gone before its answer is not charged.
@@ -371,14 +373,14 @@ struct PaidRequestHandler: Sendable {
                 }
 
             case .deliverPending:
-                let offer = ctx.route.offers[flow.offerIndex!].offer
+                guard let response = upstream else { return internalFailure("deliver without an upstream answer", ctx) }
                 logger.info("payment accepted; settlement deferred")
                 let pending = SettleResponse.pending(payer: flow.payer ?? payment.from, network: offer.network.caip2)
-                return (.upstream(status: upstream!.status, headers: upstream!.headers, extra: [paymentResponse(pending, version: payment.version)],
+                return (.upstream(status: response.status, headers: response.headers, extra: [paymentResponse(pending, version: payment.version)],
                                   body: .relay), .deferred)
 
             case .verify:
-                let requirements = requirementsJSON(ctx.route.offers[flow.offerIndex!], payment, ctx)
+                let requirements = requirementsJSON(prepared, payment, ctx)
                 let verified = await call(.verify, logger) { () async throws(FacilitatorFailure) in
                     try await facilitator.verify(version: payment.version, paymentPayload: payment.rawJSON, requirements: requirements)
                 }
@@ -432,13 +434,14 @@ struct PaidRequestHandler: Sendable {
                     action = flow.clientGone()
                     continue
                 }
-                let prepared = ctx.route.offers[flow.offerIndex!]
-                let offer = prepared.offer
                 // upto: the charge depends on the answer (held back whole, or streamed and counted).
-                let upto = ctx.route.config.upto.map { metering in
-                    UptoSettlement.charge(offer, metering, response: upstream!,
-                                          bodyBytes: streamed?.bytes ?? buffered?.readableBytes ?? 0,
-                                          json: streamed.map(\.lastJSONEvent) ?? UptoSettlement.json(metering, body: buffered), logger: logger)
+                var upto: UptoCharge?
+                if let metering = ctx.route.config.upto {
+                    // upto routes settle after the upstream's answer only (the loader refuses other policies).
+                    guard let response = upstream else { return internalFailure("an upto charge without an upstream answer", ctx) }
+                    upto = UptoSettlement.charge(offer, metering, response: response,
+                                                 bodyBytes: streamed?.bytes ?? buffered?.readableBytes ?? 0,
+                                                 json: streamed.map(\.lastJSONEvent) ?? UptoSettlement.json(metering, body: buffered), logger: logger)
                 }
                 // The row says "settling" (and what it charges) on disk before money can move: a crash
                 // from here on leaves an unknown, never nothing.
@@ -475,14 +478,14 @@ struct PaidRequestHandler: Sendable {
 
             case .deliver(let settlement):
                 logger.info("payment settled", metadata: ["x402.transaction": "\(settlement.transaction)", "x402.network": "\(settlement.network)"])
-                let response = upstream!
+                guard let response = upstream else { return internalFailure("deliver without an upstream answer", ctx) }
                 let extra = [paymentResponse(settlement, version: payment.version)]
                 return (.upstream(status: response.status, headers: response.headers, extra: extra,
                                   body: buffered.map { .buffered($0) } ?? .relay), .paid)
 
             case .deliverUnsettled:
-                logger.info("upstream failed; payment not settled", metadata: ["x402.status": "\(upstream!.status.code)"])
-                let response = upstream!
+                guard let response = upstream else { return internalFailure("deliver without an upstream answer", ctx) }
+                logger.info("upstream failed; payment not settled", metadata: ["x402.status": "\(response.status.code)"])
                 return (.upstream(status: response.status, headers: response.headers, extra: [], body: .relay), .unsettled)
 
             case .settlementFailed(let settlement):
@@ -571,6 +574,38 @@ struct PaidRequestHandler: Sendable {
 
     /// A facilitator refusal the buyer can act on (see ``FacilitatorRefusal``): its status, code and
     /// advice, with the route's offer in `PAYMENT-REQUIRED` so the buyer can pay again once it has acted.
+    /// The fresh 402 (or the mapped answer of a facilitator's reason) for a refused payment.
+    private func refusal(_ reason: RefusalReason, detail: String?, _ ctx: Context) -> (PaidResult, RequestOutcome) {
+        ctx.logger.info("payment refused", metadata: ["x402.reason": "\(reason.rawValue)", "x402.detail": "\(detail ?? "")"])
+        metrics.paymentRefused(reason: reason.rawValue)
+        if let mapped = FacilitatorRefusal.answer(for: detail) {
+            return (.answer(refusalAnswer(mapped, ctx)), .refused)
+        }
+        let response = ctx.snapshot.responses.paymentRequired(
+            ctx.challenge, resourceURL: ctx.resourceURL, error: detail ?? reason.rawValue, head: ctx.head.method == .HEAD, paywall: ctx.paywall,
+            method: ctx.head.method.rawValue)
+        return (.answer(response), .refused)
+    }
+
+    /// 400 for a payment identifier missing where required, or malformed.
+    private func identifierRejection(_ problem: PaymentFlow.IdentifierProblem, _ ctx: Context) -> (PaidResult, RequestOutcome) {
+        let (code, message) = switch problem {
+        case .missing: ("payment_identifier_required",
+                        "this route requires the payment-identifier extension: put an id in the payment's extensions[\"payment-identifier\"].info.id")
+        case .invalid(let why): ("invalid_payment_identifier", why)
+        }
+        ctx.logger.info("payment identifier refused", metadata: ["x402.reason": "\(code)"])
+        return (.answer(ctx.snapshot.responses.error(.badRequest, code: code, message: message, head: ctx.head.method == .HEAD)), .badRequest)
+    }
+
+    /// 500 for a flow that asked for something its state rules out (a bug): nothing was settled for
+    /// it by this step, and the claim ends as the flow's disposition says.
+    private func internalFailure(_ what: String, _ ctx: Context) -> (PaidResult, RequestOutcome) {
+        ctx.logger.critical("paid request flow out of order; failing closed", metadata: ["x402.detail": "\(what)"])
+        return (.answer(ctx.snapshot.responses.error(.internalServerError, code: "internal_error", message: "the request could not be completed",
+                                                     head: ctx.head.method == .HEAD)), .failedClosed)
+    }
+
     private func refusalAnswer(_ refusal: FacilitatorRefusal, _ ctx: Context) -> Answer {
         var answer = ctx.snapshot.responses.error(HTTPResponseStatus(statusCode: refusal.status), code: refusal.code,
                                                   message: refusal.message, head: ctx.head.method == .HEAD)

@@ -54,10 +54,10 @@ public struct PaymentFlow: Sendable {
         case failClosed(CallFailure, stage: Stage)
         /// The client is gone: nothing to answer, nothing settled.
         case abandon
-        /// Claim the payment's identifier (before the payment's own claim).
-        case claimIdentifier
-        /// The payment has expired but carries an identifier: look for an answer stored for it.
-        case lookUpIdentifier
+        /// Claim the payment's identifier `id` (before the payment's own claim).
+        case claimIdentifier(String)
+        /// The payment has expired but carries the identifier `id`: look for an answer stored for it.
+        case lookUpIdentifier(String)
         /// Answer with the response stored for the identifier: nothing is verified, forwarded or settled.
         case replay
         /// 400: the identifier is missing on a route that requires one, or malformed.
@@ -177,16 +177,16 @@ public struct PaymentFlow: Sendable {
             offerIndex = index
             if let reason = PaymentCheck.preVerify(payment, offer: offers[index], now: now) {
                 // A retry after the authorization expired may still be owed the answer it paid for.
-                if reason == .expired, identifier != nil {
+                if reason == .expired, let identifier {
                     state = .lookingUp
-                    return .lookUpIdentifier
+                    return .lookUpIdentifier(identifier)
                 }
                 state = .done
                 return .refuse(reason, detail: nil)
             }
-            if identifier != nil {
+            if let identifier {
                 state = .identifying
-                return .claimIdentifier
+                return .claimIdentifier(identifier)
             }
             state = .claiming
             return policy == .deferred && verification == .local ? .claimPending : .claim

@@ -166,7 +166,7 @@ struct PaymentIdentifierFlowTests {
     @Test("a new id is claimed before the payment; a paid answer is stored for it")
     func newIDStored() throws {
         var (flow, action) = try started(.optional, extensions: extensions(id: goodID))
-        #expect(action == .claimIdentifier)
+        #expect(action == .claimIdentifier(goodID))
         #expect(flow.identifier == goodID)
         #expect(flow.identifierChecked(.claimed) == .claim)
         #expect(flow.identifierDisposition == .release)
@@ -239,7 +239,7 @@ struct PaymentIdentifierFlowTests {
         #expect(try started(.required, extensions: nil).1 == .rejectIdentifier(.missing))
         #expect(try started(.required, extensions: "{\"payment-identifier\":{\"info\":{\"required\":true}}}").1 == .rejectIdentifier(.missing))
         #expect(try started(.optional, extensions: nil).1 == .claim)
-        #expect(try started(.required, extensions: extensions(id: goodID, required: true)).1 == .claimIdentifier)
+        #expect(try started(.required, extensions: extensions(id: goodID, required: true)).1 == .claimIdentifier(goodID))
     }
 
     @Test("a malformed id is rejected with 400 on routes offering the extension, and ignored elsewhere")
@@ -258,7 +258,7 @@ struct PaymentIdentifierFlowTests {
     @Test("an expired payment with an id is only looked up: its stored answer is replayed, else it is refused as expired")
     func expiredLookup() throws {
         var (found, action) = try started(.optional, extensions: extensions(id: goodID), validBefore: now + 2)
-        #expect(action == .lookUpIdentifier)
+        #expect(action == .lookUpIdentifier(goodID))
         #expect(found.identifierChecked(.completed(samePayment: true, sameRequest: true, replayable: true)) == .replay)
         var (missing, _) = try started(.optional, extensions: extensions(id: goodID), validBefore: now + 2)
         #expect(missing.identifierChecked(.notFound) == .refuse(.expired, detail: nil))
