@@ -915,60 +915,38 @@ extension YAMLReader {
 
     // MARK: Small parsers
 
+    /// `host:port` (port 0: any free port), read as every other authority is (``HostAndPort``).
     func parseListen(_ s: String) -> ListenAddress? {
-        var host = Substring(s)
-        var portText: Substring
-        if host.hasPrefix("[") {
-            guard let end = host.firstIndex(of: "]"), host[host.index(after: end)...].hasPrefix(":") else { return nil }
-            portText = host[host.index(end, offsetBy: 2)...]
-            host = host[host.index(after: host.startIndex)..<end]
-        } else {
-            guard let colon = host.lastIndex(of: ":") else { return nil }
-            portText = host[host.index(after: colon)...]
-            host = host[..<colon]
-        }
-        guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else { return nil }
-        return ListenAddress(host: String(host), port: port)
+        guard let parts = HostAndPort(Substring(s)), let port = parts.port else { return nil }
+        return ListenAddress(host: String(parts.host), port: port)
     }
 
-    /// `scheme://host[:port][/path]` with no query or fragment; returns it without a trailing slash.
+    /// `http(s)://host[:port][/path]` with no query or fragment (``HTTPURL`` reads it, as the clients
+    /// that use it will); returns it without a trailing slash.
     func parseBaseURL(_ s: String, allowPath: Bool = true) -> String? {
-        // Bytes, not Characters: a `?` followed by a combining mark is another Character.
-        guard s.hasPrefix("http://") || s.hasPrefix("https://"), !s.utf8.contains(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") || $0 == UInt8(ascii: " ") })
+        guard !Self.hasQueryOrFragment(s), !s.utf8.contains(UInt8(ascii: " ")), let url = HTTPURL(s),
+              allowPath || url.target.isEmpty || url.target == "/"
         else { return nil }
-        let rest = s.drop(while: { $0 != ":" }).dropFirst(3)
-        guard let hostEnd = rest.firstIndex(where: { $0 == "/" }) ?? Optional(rest.endIndex), hostEnd > rest.startIndex else { return nil }
-        if !allowPath && rest[hostEnd...].count > 1 { return nil }
         var out = s
         while out.hasSuffix("/") { out.removeLast() }
         return out
     }
 
+    /// An upstream's `http(s)://host[:port][/base-path]`: no query or fragment, a base path that is
+    /// already canonical.
     func parseUpstreamURL(_ s: String) -> (scheme: String, host: String, port: Int, path: String)? {
-        let scheme = s.hasPrefix("https://") ? "https" : "http"
-        guard s.hasPrefix("\(scheme)://"), !s.utf8.contains(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }) else { return nil }
-        let rest = s.dropFirst(scheme.count + 3)
-        let authorityEnd = rest.firstIndex(of: "/") ?? rest.endIndex
-        let authority = rest[..<authorityEnd]
-        var path = String(rest[authorityEnd...])
+        guard !Self.hasQueryOrFragment(s), let url = HTTPURL(s) else { return nil }
+        var path = url.target
         while path.hasSuffix("/") { path.removeLast() }
-        var host = authority
-        var port = scheme == "https" ? 443 : 80
-        if authority.hasPrefix("[") {
-            guard let end = authority.firstIndex(of: "]") else { return nil }
-            host = authority[authority.index(after: authority.startIndex)..<end]
-            let after = authority[authority.index(after: end)...]
-            if after.hasPrefix(":") { guard let p = Int(after.dropFirst()) else { return nil }; port = p }
-        } else if let colon = authority.lastIndex(of: ":") {
-            guard let p = Int(authority[authority.index(after: colon)...]) else { return nil }
-            port = p
-            host = authority[..<colon]
-        }
-        guard !host.isEmpty, (1...65535).contains(port) else { return nil }
         if !path.isEmpty {
             guard (try? CanonicalPath.parse(target: path)) != nil else { return nil }
         }
-        return (scheme, String(host), port, path)
+        return (url.origin.tls ? "https" : "http", url.origin.host, url.origin.port, path)
+    }
+
+    /// Judged by byte, not Character: a `?` followed by a combining mark is another Character.
+    private static func hasQueryOrFragment(_ s: String) -> Bool {
+        s.utf8.contains { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }
     }
 
     func isToken(_ s: String) -> Bool {

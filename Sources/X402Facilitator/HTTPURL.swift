@@ -1,16 +1,14 @@
-/// Scheme, host and port: what a connection is opened to, and what idle connections are pooled by.
-struct HTTPOrigin: Hashable, Sendable {
-    let tls: Bool
-    /// Lowercased; an IPv6 literal without its brackets.
-    let host: String
-    let port: Int
-    /// An IPv4 or IPv6 literal (connected to without DNS; never sent as TLS SNI).
-    let isIPLiteral: Bool
-    /// The `Host` header value: the host (bracketed for IPv6) and the port unless it is the scheme's default.
-    let hostHeader: String
+/// `host`, `host:port`, `[v6]` or `[v6]:port` taken apart: the one reader of an authority, for
+/// every URL the gateway connects to (``HTTPOrigin``) and every address it listens on. The host is
+/// letters, digits, `-`, `.` and `_`, or an IPv6 literal in brackets (returned without them); a
+/// port is 0–65535 in at most five digits; user info (`@`) is refused.
+package struct HostAndPort: Sendable, Equatable {
+    package let host: Substring
+    /// nil when the authority names none.
+    package let port: Int?
+    package let isIPv6: Bool
 
-    /// Parses `host`, `host:port`, `[v6]` or `[v6]:port`; nil when malformed (user info is refused).
-    init?(tls: Bool, authority: Substring) {
+    package init?(_ authority: Substring) {
         guard !authority.isEmpty, !authority.contains("@") else { return nil }
         var host: Substring
         var portText: Substring?
@@ -32,10 +30,10 @@ struct HTTPOrigin: Hashable, Sendable {
         } else {
             host = authority
         }
-        var port = tls ? 443 : 80
+        var port: Int?
         if let portText {
             guard !portText.isEmpty, portText.utf8.count <= 5, portText.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-                  let value = Int(portText), (1...65535).contains(value)
+                  let value = Int(portText), value <= 65535
             else { return nil }
             port = value
         }
@@ -47,26 +45,49 @@ struct HTTPOrigin: Hashable, Sendable {
             }
             guard allowed else { return nil }
         }
-        let lowered = host.lowercased()
-        let isIPv4 = !isIPv6 && {
-            let parts = lowered.split(separator: ".", omittingEmptySubsequences: false)
-            return parts.count == 4 && parts.allSatisfy { !$0.isEmpty && $0.count <= 3 && (Int($0).map { $0 <= 255 } ?? false) }
-        }()
-        self.tls = tls
-        self.host = lowered
+        self.host = host
         self.port = port
-        self.isIPLiteral = isIPv6 || isIPv4
-        let bracketed = isIPv6 ? "[\(lowered)]" : lowered
-        self.hostHeader = port == (tls ? 443 : 80) ? bracketed : "\(bracketed):\(port)"
+        self.isIPv6 = isIPv6
     }
 
     private static func isHex(_ c: UInt8) -> Bool {
         (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66)
     }
+}
 
-    static func == (a: HTTPOrigin, b: HTTPOrigin) -> Bool { a.tls == b.tls && a.port == b.port && a.host == b.host }
+/// Scheme, host and port: what a connection is opened to, and what idle connections are pooled by.
+package struct HTTPOrigin: Hashable, Sendable {
+    package let tls: Bool
+    /// Lowercased; an IPv6 literal without its brackets.
+    package let host: String
+    package let port: Int
+    /// An IPv4 or IPv6 literal (connected to without DNS; never sent as TLS SNI).
+    package let isIPLiteral: Bool
+    /// The `Host` header value: the host (bracketed for IPv6) and the port unless it is the scheme's default.
+    package let hostHeader: String
 
-    func hash(into hasher: inout Hasher) {
+    /// Parses `host`, `host:port`, `[v6]` or `[v6]:port` (``HostAndPort``); nil when malformed or
+    /// when the port is 0.
+    package init?(tls: Bool, authority: Substring) {
+        guard let parts = HostAndPort(authority) else { return nil }
+        let port = parts.port ?? (tls ? 443 : 80)
+        guard port >= 1 else { return nil }
+        let lowered = parts.host.lowercased()
+        let isIPv4 = !parts.isIPv6 && {
+            let pieces = lowered.split(separator: ".", omittingEmptySubsequences: false)
+            return pieces.count == 4 && pieces.allSatisfy { !$0.isEmpty && $0.count <= 3 && (Int($0).map { $0 <= 255 } ?? false) }
+        }()
+        self.tls = tls
+        self.host = lowered
+        self.port = port
+        self.isIPLiteral = parts.isIPv6 || isIPv4
+        let bracketed = parts.isIPv6 ? "[\(lowered)]" : lowered
+        self.hostHeader = port == (tls ? 443 : 80) ? bracketed : "\(bracketed):\(port)"
+    }
+
+    package static func == (a: HTTPOrigin, b: HTTPOrigin) -> Bool { a.tls == b.tls && a.port == b.port && a.host == b.host }
+
+    package func hash(into hasher: inout Hasher) {
         hasher.combine(host)
         hasher.combine(port)
         hasher.combine(tls)
@@ -74,19 +95,19 @@ struct HTTPOrigin: Hashable, Sendable {
 }
 
 /// An absolute `http`/`https` URL taken apart once: its origin and its request target.
-struct HTTPURL: Sendable, Equatable {
-    var origin: HTTPOrigin
+package struct HTTPURL: Sendable, Equatable {
+    package var origin: HTTPOrigin
     /// Path and query as sent on the request line; may be empty for a base URL without a path.
-    var target: String
+    package var target: String
 
-    init(origin: HTTPOrigin, target: String) {
+    package init(origin: HTTPOrigin, target: String) {
         self.origin = origin
         self.target = target
     }
 
     /// nil unless `text` is `http(s)://authority[/path][?query]` (a fragment is dropped) whose target is
     /// printable ASCII without spaces.
-    init?(_ text: String) {
+    package init?(_ text: String) {
         let head = text.prefix(8).lowercased()
         let tls: Bool
         if head.hasPrefix("https://") { tls = true } else if head.hasPrefix("http://") { tls = false } else { return nil }

@@ -115,6 +115,36 @@ struct ConfigLoaderTests {
         #expect(found == [expected])
     }
 
+    @Test("listen addresses and URLs are read by one authority parser: hosts by character, ports 0–65535 (0 only to listen), no user info",
+          arguments: [
+              ("listen: 127.0.0.1:8402", "listen: \"[::1]:0\"", true),
+              ("listen: 127.0.0.1:8402", "listen: 0.0.0.0:65535", true),
+              ("listen: 127.0.0.1:8402", "listen: 127.0.0.1:65536", false),
+              ("listen: 127.0.0.1:8402", "listen: \"exa mple:80\"", false),
+              ("listen: 127.0.0.1:8402", "listen: \"[fe80::1%eth0]:80\"", false),
+              ("listen: 127.0.0.1:8402", "listen: \"user@127.0.0.1:80\"", false),
+              ("url: http://127.0.0.1:8080,", "url: \"http://user@127.0.0.1:8080\",", false),
+              ("url: http://127.0.0.1:8080,", "url: \"http://127.0.0.1:0\",", false),
+              ("url: http://127.0.0.1:8080,", "url: \"http://127.0.0.1:080808\",", false),
+              ("url: http://127.0.0.1:8080,", "url: \"http://exa%6dple.com\",", false),
+              ("url: https://x402.org/facilitator", "url: \"https://tok@x402.org/facilitator\"", false),
+              ("publicBaseURL: https://api.example.com/", "publicBaseURL: \"https://api.example.com:99999/\"", false),
+          ])
+    func authorities(old: String, new: String, accepted: Bool) {
+        let found = Self.diagnostics(old, new)
+        #expect(found.isEmpty == accepted, "\(new): \(found)")
+    }
+
+    @Test("an upstream URL's scheme and host are read case-insensitively and kept lowercased; an IPv6 literal loses its brackets")
+    func upstreamAuthority() throws {
+        let yaml = Self.valid.replacingOccurrences(of: "url: http://127.0.0.1:8080,", with: "url: \"HTTPS://API.Example.COM:8443/v1/\",")
+        let upstream = try #require(try ConfigLoader.parse(yaml: yaml, file: "g.yaml", environment: Self.env).upstreams["api"])
+        #expect(upstream.tls && upstream.host == "api.example.com" && upstream.port == 8443 && upstream.basePath == "/v1")
+        let v6 = Self.valid.replacingOccurrences(of: "url: http://127.0.0.1:8080,", with: "url: \"http://[::1]\",")
+        let literal = try #require(try ConfigLoader.parse(yaml: v6, file: "g.yaml", environment: Self.env).upstreams["api"])
+        #expect(literal.host == "::1" && literal.port == 80 && !literal.tls)
+    }
+
     @Test("facilitator.caFile must name a PEM file with a certificate")
     func caFile() throws {
         let found = Self.diagnostics("timeout: 10s\n", "timeout: 10s\n  caFile: /nonexistent/ca.pem\n")
