@@ -8,44 +8,6 @@ import Paywall
 import X402
 import X402Facilitator
 
-/// What a paid request comes to: an answer of the gateway's own, or the upstream's response
-/// (with `PAYMENT-RESPONSE` once settled), its body held back or relayed as it arrives.
-enum PaidResult: Sendable {
-    case answer(Answer)
-    case upstream(status: HTTPResponseStatus, headers: HTTPHeaders, extra: [(String, String)], body: Body)
-
-    enum Body: Sendable {
-        /// Read to the end before the settlement.
-        case buffered(ByteBuffer)
-        /// Still with the hop: relayed from where it is.
-        case relay
-    }
-
-    /// A streamed `upto` answer, its head and most of its body already out (``UpstreamHop/relay``).
-    case streamed(StreamEnd)
-
-    enum StreamEnd: Sendable {
-        /// Settled: the held-back tail, then the receipt as a trailer (chunked answers only).
-        case release(trailer: (String, String)?)
-        /// Not settled: the tail is never sent, the connection closes.
-        case abort
-    }
-}
-
-/// The paid request's one request to the upstream. The response body stays with the hop until the
-/// flow decides: read it whole (`collect`), or relay it to the client (``PaidResult.Body.relay``),
-/// or drop it (the connection handler does that for any other result).
-protocol UpstreamHop: Sendable {
-    func send(_ head: HTTPRequestHead, path: CanonicalPath, to upstream: Upstream, forwarding: ReverseProxy.Forwarding,
-              body: ByteBuffer?) async throws(ReverseProxy.Failure) -> HTTPResponseHead
-    /// The rest of the response body; fails when it is longer than `limit` bytes.
-    func collect(upTo limit: Int) async throws(ReverseProxy.Failure) -> ByteBuffer
-    /// Streamed `upto`: sends the head (`headers` as given) and relays the body but its last `limit`
-    /// bytes; returns what was counted when the upstream's body has ended, the tail still held.
-    func relay(status: HTTPResponseStatus, headers: HTTPHeaders, holdingBack limit: Int) async throws(ReverseProxy.Failure)
-        -> StreamedBody
-}
-
 /// The async shell around ``PaymentFlow``: performs each action the flow asks for.
 struct PaidRequestHandler: Sendable {
     let store: any PaymentStore
