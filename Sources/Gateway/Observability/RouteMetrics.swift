@@ -15,7 +15,7 @@ package final class RouteMetrics: Sendable {
     private let paymentRequired = Tally()
     private let paymentVerified = Tally()
 
-    init(route: String) {
+    package init(route: String) {
         self.route = route
         self.outcomes = RequestOutcome.allCases.map { _ in Tally() }
     }

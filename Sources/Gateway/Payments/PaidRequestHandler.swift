@@ -9,38 +9,59 @@ import X402
 import X402Facilitator
 
 /// The async shell around ``PaymentFlow``: performs each action the flow asks for.
-struct PaidRequestHandler: Sendable {
+package struct PaidRequestHandler: Sendable {
     let store: any PaymentStore
     let metrics: GatewayMetrics
     let clock: @Sendable () -> UInt64
     /// This process's count of upstream runs each payer left unsettled (see ``UnsettledRuns``).
     let unsettledRuns = UnsettledRunCounter()
     /// The `settled` steps written while the answer goes out.
-    let ledgerWrites = LedgerWriteBehind()
+    package let ledgerWrites = LedgerWriteBehind()
     /// The settlement worker of `settlement: deferred` routes, and its exposure (none: nothing is deferred).
     var settlements: SettlementWorker? = nil
 
-    struct Context {
-        var head: HTTPRequestHead
+    package struct Context {
+        package var head: HTTPRequestHead
         /// The request body, read to the end (bounded by `limits.maxPaidRequestBodyBytes`).
-        var body: ByteBuffer?
-        var path: CanonicalPath
-        var route: CompiledRoute
-        var counters: RouteMetrics
-        var resourceURL: String
-        var snapshot: GatewaySnapshot
-        var forwarding: ReverseProxy.Forwarding
+        package var body: ByteBuffer?
+        package var path: CanonicalPath
+        package var route: CompiledRoute
+        package var counters: RouteMetrics
+        package var resourceURL: String
+        package var snapshot: GatewaySnapshot
+        package var forwarding: ReverseProxy.Forwarding
         /// The browser paywall page, when the request came from a browser: refusals are shown on it.
-        var paywall: PaywallPage?
-        var logger: Logger
-        var requestID: String
+        package var paywall: PaywallPage?
+        package var logger: Logger
+        package var requestID: String
         /// Whether the client connection has gone away (checked before settling).
-        var clientGone: @Sendable () -> Bool
-        var hop: any UpstreamHop
+        package var clientGone: @Sendable () -> Bool
+        package var hop: any UpstreamHop
         /// The route's pass rules, when a settled payment on it earns a pass.
-        var passPolicy: RoutePassPolicy? = nil
+        package var passPolicy: RoutePassPolicy? = nil
         /// The route's position in the snapshot's table (its rate limit and counters).
-        var routeIndex: Int
+        package var routeIndex: Int
+
+        package init(head: HTTPRequestHead, body: ByteBuffer?, path: CanonicalPath, route: CompiledRoute, counters: RouteMetrics,
+                     resourceURL: String, snapshot: GatewaySnapshot, forwarding: ReverseProxy.Forwarding, paywall: PaywallPage?,
+                     logger: Logger, requestID: String, clientGone: @escaping @Sendable () -> Bool, hop: any UpstreamHop,
+                     passPolicy: RoutePassPolicy? = nil, routeIndex: Int) {
+            self.head = head
+            self.body = body
+            self.path = path
+            self.route = route
+            self.counters = counters
+            self.resourceURL = resourceURL
+            self.snapshot = snapshot
+            self.forwarding = forwarding
+            self.paywall = paywall
+            self.logger = logger
+            self.requestID = requestID
+            self.clientGone = clientGone
+            self.hop = hop
+            self.passPolicy = passPolicy
+            self.routeIndex = routeIndex
+        }
 
         /// Paid requests only reach priced routes.
         var challenge: Challenge { route.challenge! }
@@ -49,7 +70,14 @@ struct PaidRequestHandler: Sendable {
     /// The answer to a paid request, or, with no `header`, the 402 of a route whose price needed the
     /// body or the pricing endpoint. A route with a dynamic price is priced first: the payment is
     /// matched, verified and settled against the offer at this request's price.
-    func respond(_ context: Context, header: String?, headerVersion: Int) async -> (PaidResult, RequestOutcome) {
+    package init(store: any PaymentStore, metrics: GatewayMetrics, clock: @escaping @Sendable () -> UInt64, settlements: SettlementWorker? = nil) {
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        self.settlements = settlements
+    }
+
+    package func respond(_ context: Context, header: String?, headerVersion: Int) async -> (PaidResult, RequestOutcome) {
         let ctx: Context
         switch await priced(context) {
         case .success(let priced): ctx = priced

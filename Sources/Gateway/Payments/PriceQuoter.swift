@@ -14,7 +14,7 @@ import X402Facilitator
 /// The request: `POST` `{"route": ROUTE_ID, "key": {"query.tier": "premium", "body.model": null, …}}`
 /// (every field of `key:`, `null` when the request lacks it). The answer: `200` with
 /// `{"price": "$0.02"}` or `{"amount": "20000"}` (atomic units, a string or a number).
-final class PriceQuoter: Sendable {
+package final class PriceQuoter: Sendable {
     let endpoint: PricingEndpoint
     private let client: JSONPostClient
     private let cache = Mutex(Cache())

@@ -5,7 +5,7 @@ import NIOHTTP1
 /// The paid request's one request to the upstream. The response body stays with the hop until the
 /// flow decides: read it whole (`collect`), or relay it to the client (``PaidResult.Body.relay``),
 /// or drop it (the connection handler does that for any other result).
-protocol UpstreamHop: Sendable {
+package protocol UpstreamHop: Sendable {
     func send(_ head: HTTPRequestHead, path: CanonicalPath, to upstream: Upstream, forwarding: ReverseProxy.Forwarding,
               body: ByteBuffer?) async throws(ReverseProxy.Failure) -> HTTPResponseHead
     /// The rest of the response body; fails when it is longer than `limit` bytes.

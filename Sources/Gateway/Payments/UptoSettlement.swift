@@ -7,10 +7,15 @@ import NIOHTTP1
 import X402
 
 /// What a streamed `upto` answer counted while it was relayed (``UpstreamHop/relay``).
-struct StreamedBody: Sendable {
-    var bytes: Int
+package struct StreamedBody: Sendable {
+    package var bytes: Int
     /// The data of its last server-sent event that is a JSON object (for `perUnit`).
-    var lastJSONEvent: [UInt8]?
+    package var lastJSONEvent: [UInt8]?
+
+    package init(bytes: Int, lastJSONEvent: [UInt8]?) {
+        self.bytes = bytes
+        self.lastJSONEvent = lastJSONEvent
+    }
 }
 
 /// The `upto` part of a paid request once the upstream has answered: what to charge (from the

@@ -6,9 +6,14 @@ import X402
 import X402Facilitator
 
 /// An upstream and its pool of keep-alive connections (free requests and paid hops share it).
-struct Upstream: Sendable {
+package struct Upstream: Sendable {
     let config: UpstreamConfig
     let connections: UpstreamConnections
+
+    package init(config: UpstreamConfig, connections: UpstreamConnections) {
+        self.config = config
+        self.connections = connections
+    }
 }
 
 /// Creates the HTTP clients for upstreams and the facilitator. A configuration that did not change

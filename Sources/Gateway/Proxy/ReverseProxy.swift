@@ -55,18 +55,28 @@ package enum ReverseProxy {
         return kept
     }
 
-    struct Forwarding: Sendable {
-        var clientAddress: String?
-        var clientIsTrustedProxy: Bool
-        var requestHost: String?
-        var payerHeader: String
+    package struct Forwarding: Sendable {
+        package var clientAddress: String?
+        package var clientIsTrustedProxy: Bool
+        package var requestHost: String?
+        package var payerHeader: String
         /// Extra request headers set by the gateway (e.g. the verified payer).
-        var extraHeaders: [(String, String)] = []
+        package var extraHeaders: [(String, String)] = []
         /// The client reached the gateway over TLS (`X-Forwarded-Proto: https`).
-        var tls = false
+        package var tls = false
+
+        package init(clientAddress: String?, clientIsTrustedProxy: Bool, requestHost: String?, payerHeader: String,
+                     extraHeaders: [(String, String)] = [], tls: Bool = false) {
+            self.clientAddress = clientAddress
+            self.clientIsTrustedProxy = clientIsTrustedProxy
+            self.requestHost = requestHost
+            self.payerHeader = payerHeader
+            self.extraHeaders = extraHeaders
+            self.tls = tls
+        }
     }
 
-    enum Failure: Error, Equatable {
+    package enum Failure: Error, Equatable {
         case unavailable(String)
         case timeout
     }

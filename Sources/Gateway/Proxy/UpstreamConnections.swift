@@ -17,7 +17,7 @@ import X402
 /// else closes it. Idle connections are closed after ``idleTimeout`` and when the upstream closes
 /// them or sends anything unasked. ``shutdown()`` closes every idle connection and makes later
 /// releases close theirs.
-final class UpstreamConnections: Sendable {
+package final class UpstreamConnections: Sendable {
     let config: UpstreamConfig
     static let idleTimeout: TimeAmount = .seconds(60)
 
@@ -36,7 +36,7 @@ final class UpstreamConnections: Sendable {
         let description: String
     }
 
-    init(config: UpstreamConfig) {
+    package init(config: UpstreamConfig) {
         self.config = config
         guard config.tls else {
             tls = nil

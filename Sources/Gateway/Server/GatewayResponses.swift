@@ -5,11 +5,11 @@ import Paywall
 import X402
 
 /// An answer the gateway writes itself, complete before it is sent.
-struct Answer: Sendable {
-    var status: HTTPResponseStatus
-    var headers: HTTPHeaders
+package struct Answer: Sendable {
+    package var status: HTTPResponseStatus
+    package var headers: HTTPHeaders
     /// nil for HEAD (the headers then carry the GET answer's Content-Length) and for 204.
-    var body: ByteBuffer?
+    package var body: ByteBuffer?
 
     /// Its bytes, minus the per-response fields (`Date`, `X-Request-Id`, `Connection`).
     func encoded() -> EncodedAnswer {

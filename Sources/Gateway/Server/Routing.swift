@@ -9,7 +9,7 @@ import X402Facilitator
 
 /// Everything derived from one configuration. Swapped as a whole on reload: a request uses the
 /// snapshot it started with from start to end.
-final class GatewaySnapshot: Sendable {
+package final class GatewaySnapshot: Sendable {
     let config: GatewayConfig
     let table: RouteTable
     let responses: GatewayResponses
@@ -45,7 +45,7 @@ final class GatewaySnapshot: Sendable {
         let slot = Mutex<(url: String, answer: EncodedAnswer)?>(nil)
     }
 
-    init(config: GatewayConfig, upstreams: [String: Upstream], facilitator: (any Facilitator)?, metrics: GatewayMetrics,
+    package init(config: GatewayConfig, upstreams: [String: Upstream], facilitator: (any Facilitator)?, metrics: GatewayMetrics,
          limiter: RequestLimiter, quoter: (PricingEndpoint) -> PriceQuoter? = { _ in nil }) {
         self.config = config
         self.table = RouteTable(config: config)
