@@ -195,3 +195,23 @@ struct PaymentFlowTests {
         #expect(late.start(payment, offers: compiled.offers, now: now + 296) == .refuse(.expired, detail: nil))
     }
 }
+
+@Suite("Fail-closed answers")
+struct FailClosedAnswerTests {
+    @Test("each failure's status, code and message: never an invitation to pay again when money may have moved")
+    func answers() {
+        let storage = FailClosedAnswer(.unavailable, stage: .storage, settled: false, retryAfterUnknownOutcome: false)
+        #expect((storage.status, storage.code) == (503, "storage_unavailable") && storage.message.contains("nothing was charged"))
+        let verify = FailClosedAnswer(.timeout, stage: .verify, settled: false, retryAfterUnknownOutcome: false)
+        #expect((verify.status, verify.code) == (504, "facilitator_timeout") && verify.message.contains("nothing was charged"))
+        let settle = FailClosedAnswer(.unavailable, stage: .settle, settled: false, retryAfterUnknownOutcome: false)
+        #expect((settle.status, settle.code) == (502, "facilitator_unavailable") && settle.message.contains("outcome is unknown"))
+        let retry = FailClosedAnswer(.unavailable, stage: .verify, settled: false, retryAfterUnknownOutcome: true)
+        #expect(retry.message.contains("outcome is unknown") && !retry.message.contains("nothing was charged"))
+        let upstream = FailClosedAnswer(.unavailable, stage: .upstream, settled: false, retryAfterUnknownOutcome: false)
+        #expect((upstream.status, upstream.code, upstream.carriesReceipt) == (502, "upstream_unavailable", false))
+        let afterSettled = FailClosedAnswer(.timeout, stage: .upstream, settled: true, retryAfterUnknownOutcome: false)
+        #expect((afterSettled.status, afterSettled.code, afterSettled.carriesReceipt) == (504, "upstream_timeout", true))
+        #expect(afterSettled.message.contains("was settled") && afterSettled.message.contains("do not pay again"))
+    }
+}

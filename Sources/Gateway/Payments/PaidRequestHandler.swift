@@ -498,29 +498,19 @@ package struct PaidRequestHandler: Sendable {
                 logger.notice("client went away before settlement; nothing charged")
                 return (.answer(responses.error(.badGateway, code: "client_gone", message: "the client went away", head: isHead)), .clientGone)
 
-            case .failClosed(_, .storage):
-                return (.answer(responses.error(.serviceUnavailable, code: "storage_unavailable",
-                                                message: "the payment cannot be recorded right now; nothing was charged, retry later",
-                                                head: isHead)), .failedClosed)
-
             case .failClosed(let failure, let stage):
-                logger.warning("failing closed", metadata: ["x402.stage": "\(stage.rawValue)"])
-                let status: HTTPResponseStatus = failure == .timeout ? .gatewayTimeout : .badGateway
-                let code = "\(stage == .upstream ? "upstream" : "facilitator")_\(failure == .timeout ? "timeout" : "unavailable")"
-                if stage == .upstream, let settlement = flow.settlement {
+                let decided = FailClosedAnswer(failure, stage: stage, settled: flow.settlement != nil,
+                                               retryAfterUnknownOutcome: flow.isRetryAfterUnknownOutcome)
+                if stage != .storage { logger.warning("failing closed", metadata: ["x402.stage": "\(stage.rawValue)"]) }
+                var answer = responses.error(HTTPResponseStatus(statusCode: decided.status), code: decided.code, message: decided.message,
+                                             head: isHead)
+                if decided.carriesReceipt, let settlement = flow.settlement {
                     // `before`: the payment was settled, then the upstream failed. Say so, with the receipt.
                     logger.error("upstream failed after settlement", metadata: ["x402.transaction": "\(settlement.transaction)"])
-                    var answer = responses.error(
-                        status, code: code, message: "the payment was settled but the upstream failed; keep PAYMENT-RESPONSE as the receipt and do not pay again",
-                        head: isHead)
                     let (name, value) = paymentResponse(settlement, version: payment.version)
                     answer.headers.add(name: name, value: value)
-                    return (.answer(answer), .failedClosed)
                 }
-                let message = stage == .settle || flow.isRetryAfterUnknownOutcome
-                    ? "the payment's settlement outcome is unknown; do not pay again, retry later with the same payment"
-                    : "the request could not be completed; nothing was charged"
-                return (.answer(responses.error(status, code: code, message: message, head: isHead)), .failedClosed)
+                return (.answer(answer), .failedClosed)
             }
         }
     }
