@@ -145,6 +145,30 @@ struct OperationsTests {
         }
     }
 
+    @Test("a reload whose timeouts would outlast the running claim lease is rejected with the reason; the old timeouts keep serving")
+    func reloadBeyondLease() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let file = dir + "/gateway.yaml"
+        let yaml = Self.pricedYAML("$0.001") + "\nreload: { watch: false }\n"
+        try await TestHarness.withGateway(yaml: yaml, configFile: file) { gw in
+            #expect(gw.server.config.storage.lease == .seconds(300))
+            let slower = yaml.replacingOccurrences(of: "{{UPSTREAM}}", with: "http://127.0.0.1:\(gw.upstreamPort)")
+                .replacingOccurrences(of: "timeout: 2s", with: "timeout: 10m")
+            try slower.write(toFile: file, atomically: true, encoding: .utf8)
+            guard case .rejected(let reason) = await gw.server.reload(trigger: "test") else {
+                Issue.record("a reload past the lease was applied")
+                return
+            }
+            #expect(reason.contains("storage lease") && reason.contains("restart"), "\(reason)")
+            #expect(gw.server.config.upstreams["api"]?.timeout == .seconds(2))
+            // Within the lease, the same kind of edit applies.
+            try slower.replacingOccurrences(of: "timeout: 10m", with: "timeout: 4m").write(toFile: file, atomically: true, encoding: .utf8)
+            #expect(await gw.server.reload(trigger: "test") == .applied(restartRequired: []))
+            #expect(gw.server.config.upstreams["api"]?.timeout == .seconds(240))
+        }
+    }
+
     @Test("/healthz answers; /readyz goes not-ready when the facilitator stops and ready again when it returns")
     func readiness() async throws {
         let yaml = paidYAML + "\nadmin: { listen: 127.0.0.1:0 }\n"

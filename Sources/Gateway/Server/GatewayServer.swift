@@ -414,6 +414,14 @@ public final class GatewayServer: Service {
             keep(\.limits.shutdownGrace, "limits.shutdownGrace")
             keep(\.storage, "storage")
             keep(\.tls, "tls")
+            // A claim's lease is set at start and must outlive the slowest paid request (as `check`
+            // demands of the file): timeouts that outgrow it would let another instance take over a
+            // claim while its request still runs.
+            let slowest = YAMLReader.slowestPaidRequest(facilitators: config.facilitators, upstreams: config.upstreams)
+            if slowest >= old.storage.lease {
+                return reject("\(source.path): with the new timeouts a paid request may take up to \(slowest), not less than the running "
+                              + "storage lease (\(old.storage.lease), set at start): restart the gateway to apply them", trigger: trigger)
+            }
             box.replace(Self.snapshot(config, clients: clients, facilitator: facilitatorOverride, metrics: metrics, limiter: limiter,
                                       uptoAddresses: uptoAddresses.withLock { $0 }))
             reloadState.withLock { $0.lastError = nil }
