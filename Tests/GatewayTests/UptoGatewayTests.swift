@@ -4,6 +4,9 @@ import Gateway
 import GatewayCore
 import GatewayStorage
 import GatewayTestSupport
+import NIOCore
+import NIOHTTP1
+import NIOPosix
 import Testing
 import X402
 
@@ -236,6 +239,57 @@ struct UptoStreamTests {
             let early = try #require(released.withLock { $0 })
             #expect(total - early >= .milliseconds(1000), "released at \(early), answer ended at \(total)")
             #expect(fac.settledAmounts == ["8000"])
+        }
+    }
+
+    /// An upstream that sends its head and 1 KiB at once, then, `pause` later, 3 KiB and the end of
+    /// the chunked body in one write: what arrives after the relay started ends in the same read.
+    final class LateTailUpstream: ChannelInboundHandler, Sendable {
+        typealias InboundIn = HTTPServerRequestPart
+        typealias OutboundOut = ByteBuffer
+
+        static func chunk(_ byte: Character, _ count: Int) -> String {
+            String(count, radix: 16) + "\r\n" + String(repeating: byte, count: count) + "\r\n"
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            guard case .end = unwrapInboundIn(data) else { return }
+            let first = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + Self.chunk("a", 1024)
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: first)), promise: nil)
+            let loop = context.eventLoop.assumeIsolated()
+            loop.scheduleTask(in: .milliseconds(300)) {
+                context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(string: Self.chunk("b", 3072) + "0\r\n\r\n")), promise: nil)
+            }
+        }
+    }
+
+    @Test("relayed body parts that arrive with the upstream's end are flushed at once, not when the settlement ends")
+    func lastReadFlushed() async throws {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPRequestDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(LateTailUpstream())
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { server.close(promise: nil) }
+        let yaml = streamedYAML.replacingOccurrences(of: "api: { url: \"{{UPSTREAM}}\"", with: "api: { url: \"http://127.0.0.1:\(server.localAddress!.port!)\"")
+        try await TestHarness.withPaidGateway(yaml: yaml) { gw, fac in
+            fac.setFault(.settleSlow(milliseconds: 1500))
+            let header = try await header(gw, "/chunked/late")
+            let started = ContinuousClock.now
+            let released = Mutex<Duration?>(nil)
+            let raw = "GET /chunked/late HTTP/1.1\r\nHost: gateway.test\r\nConnection: close\r\nPAYMENT-SIGNATURE: \(header)\r\n\r\n"
+            let r = try await RawHTTP.send(port: gw.port, raw: raw) { count in
+                // Chunk framing included: past 3 KiB, the released part (4 KiB − the 1 KiB hold-back) is in.
+                if count >= 3 * 1024 { released.withLock { $0 = $0 ?? (ContinuousClock.now - started) } }
+            }
+            let total = ContinuousClock.now - started
+            #expect(r.chunkedComplete && r.body.count == 4096)
+            let early = try #require(released.withLock { $0 })
+            #expect(total - early >= .milliseconds(1000), "released at \(early), answer ended at \(total)")
+            #expect(fac.settledAmounts == ["4000"])
         }
     }
 

@@ -248,8 +248,11 @@ extension GatewayHandler: UpstreamExchangeDelegate {
         }
         if let hop = exchange.hop, hop.streamEnd != nil {
             // Streamed upto: the held-back tail waits for the flow's settlement (``paidStreamFinish``).
+            // What this read released goes out now: with the exchange gone, this read's
+            // `upstreamReadComplete` no longer flushes, and the settlement may take seconds.
             self.exchange = nil
             hop.ended = true
+            context.flush()
             completeStream(hop)
             return
         }
