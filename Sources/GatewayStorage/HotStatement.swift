@@ -46,7 +46,7 @@ public enum HotStatement: String, Sendable, CaseIterable {
     public var bindTypes: [SQLType] {
         if let targets = recordedTargets { return LedgerSQL.recordBindTypes(targets) }
         let key: [SQLType] = [.text, .text, .text, .text]
-        let claim: [SQLType] = Array(repeating: .text, count: 12) + [.integer, .integer, .integer, .text]
+        let claim: [SQLType] = Array(repeating: .text, count: 12) + [.integer, .integer, .integer, .text, .text]
         switch self {
         case .claimPending: return claim + [.integer, .text, .text]
         case .takeHandedOver: return key + [.integer, .integer, .integer, .text, .integer, .integer]

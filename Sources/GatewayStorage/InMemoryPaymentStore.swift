@@ -49,7 +49,7 @@ public final class InMemoryPaymentStore: PaymentStore {
             state.rows[request.key] = PaymentRecord(
                 key: request.key, offer: offer, routeID: request.routeID, method: request.method, path: request.path,
                 requestID: request.requestID, state: .claimed, attempt: attempt, instanceID: instanceID, leaseUntil: lease,
-                validBefore: request.validBefore, claimedAt: now, updatedAt: now)
+                validBefore: request.validBefore, claimedAt: now, updatedAt: now, paymentIdentifier: request.paymentIdentifier)
             state.pending[request.key] = nil
             let ticket = ClaimTicket(key: request.key, attempt: attempt)
             // A retry whose holder died is still a retry.
@@ -185,7 +185,7 @@ public final class InMemoryPaymentStore: PaymentStore {
                 key: request.key, offer: offer, routeID: request.routeID, method: request.method, path: request.path,
                 requestID: request.requestID, state: .settlementPending, attempt: attempt, instanceID: instanceID,
                 leaseUntil: now + settings.leaseMilliseconds, validBefore: request.validBefore, claimedAt: now, updatedAt: now,
-                deferred: true)
+                deferred: true, paymentIdentifier: request.paymentIdentifier)
             state.pending[request.key] = pending
             state.retries.remove(request.key)
             return ClaimTicket(key: request.key, attempt: attempt)

@@ -120,10 +120,12 @@ public enum LedgerSQL {
     /// claim being made (`excluded.updated_at`), so each row of a batch carries its own.
     ///
     /// `pending`: the deferred claim, straight into `settlement_pending` with the payment kept to
-    /// settle it (values 17–19: version, payload, requirements); it takes only rows a fresh claim
+    /// settle it (values 18–20: version, payload, requirements); it takes only rows a fresh claim
     /// may take and whose settlement was never attempted (no unknown outcome behind it).
     static func claimSQL(rows: (String) -> String, bind: (Int) -> String, pending: Bool = false) -> String {
+        // 17: the payment identifier, '' for none (NULL would keep the claim out of PostgreSQL's batches).
         var values = (1...11).map(bind) + [pending ? "'settlement_pending'" : "'claimed'", "NULL", "1"] + [12, 13, 14, 15, 15, 16].map(bind)
+            + ["NULLIF(\(bind(17)), '')"]
         var columns = ""
         var deferredSet = "deferred = 0, settle_attempts = 0, x402_version = NULL, payment_payload = NULL, payment_requirements = NULL"
         var takable = """
@@ -131,7 +133,7 @@ public enum LedgerSQL {
                OR (x402_payments.state IN (\(list(inFlight))) AND x402_payments.lease_until <= excluded.updated_at)
             """
         if pending {
-            values += ["1"] + [17, 18, 19].map(bind)
+            values += ["1"] + [18, 19, 20].map(bind)
             columns = ", deferred, x402_version, payment_payload, payment_requirements"
             deferredSet = """
                 deferred = 1, settle_attempts = 0, x402_version = excluded.x402_version, payment_payload = excluded.payment_payload,
@@ -146,7 +148,8 @@ public enum LedgerSQL {
         }
         return """
             INSERT INTO x402_payments (network, asset, payer, nonce, scheme, pay_to, amount, route_id, method, path, request_id,
-              state, prior_state, attempt, instance_id, lease_until, valid_before, claimed_at, updated_at, transfer_method\(columns))
+              state, prior_state, attempt, instance_id, lease_until, valid_before, claimed_at, updated_at, transfer_method,
+              payment_identifier\(columns))
             \(rows(values.joined(separator: ", ")))
             ON CONFLICT (network, asset, payer, nonce) DO UPDATE SET
               prior_state = CASE WHEN x402_payments.state IN ('claimed', 'verified', 'forwarded')
@@ -157,7 +160,7 @@ public enum LedgerSQL {
               method = excluded.method, path = excluded.path, request_id = excluded.request_id,
               instance_id = excluded.instance_id, lease_until = excluded.lease_until, valid_before = excluded.valid_before,
               claimed_at = excluded.claimed_at, updated_at = excluded.updated_at, transfer_method = excluded.transfer_method,
-              verified_payer = NULL, upstream_status = NULL, reason = NULL, transaction_hash = NULL, charged_amount = NULL,
+              payment_identifier = excluded.payment_identifier, verified_payer = NULL, upstream_status = NULL, reason = NULL, transaction_hash = NULL, charged_amount = NULL,
               charge_basis = NULL,
               verified_at = NULL, forwarded_at = NULL, settling_at = NULL, finished_at = NULL, reconciled_at = NULL,
               \(deferredSet)
@@ -176,7 +179,8 @@ public enum LedgerSQL {
             [.text(r.key.network), .text(r.key.asset), .text(r.key.payer), .text(r.key.nonce),
              .text(r.offer.scheme), .text(r.offer.payTo), .text(r.offer.amount),
              .text(r.routeID), .text(r.method), .text(r.path), .text(r.requestID),
-             .text(instance), .integer(leaseUntil), .integer(Int64(clamping: r.validBefore)), .integer(now), .text(r.offer.transferMethod)],
+             .text(instance), .integer(leaseUntil), .integer(Int64(clamping: r.validBefore)), .integer(now), .text(r.offer.transferMethod),
+             .text(r.paymentIdentifier ?? "")],
             hot: .claim)
     }
 
@@ -187,7 +191,7 @@ public enum LedgerSQL {
              .text(r.offer.scheme), .text(r.offer.payTo), .text(r.offer.amount),
              .text(r.routeID), .text(r.method), .text(r.path), .text(r.requestID),
              .text(instance), .integer(leaseUntil), .integer(Int64(clamping: r.validBefore)), .integer(now), .text(r.offer.transferMethod),
-             .integer(Int64(p.x402Version)), .text(p.payload), .text(p.requirements)],
+             .text(r.paymentIdentifier ?? ""), .integer(Int64(p.x402Version)), .text(p.payload), .text(p.requirements)],
             hot: .claimPending)
     }
 
@@ -360,7 +364,7 @@ public enum LedgerSQL {
         network, asset, payer, nonce, scheme, pay_to, amount, route_id, method, path, request_id, state, attempt, instance_id, \
         lease_until, valid_before, verified_payer, upstream_status, reason, transaction_hash, claimed_at, verified_at, \
         forwarded_at, settling_at, finished_at, reconciled_at, updated_at, deferred, settle_attempts, transfer_method, charged_amount, \
-        charge_basis
+        charge_basis, payment_identifier
         """
 
     public static func payments(_ q: PaymentQuery) -> SQLStatement {
@@ -425,6 +429,7 @@ public enum LedgerSQL {
             verifiedPayer: optionalText(16), upstreamStatus: optionalInt(17).map { Int($0) }, reason: optionalText(18),
             transaction: optionalText(19), chargedAmount: optionalText(30), chargeBasis: optionalText(31), claimedAt: try int(20),
             verifiedAt: optionalInt(21), forwardedAt: optionalInt(22), settlingAt: optionalInt(23), finishedAt: optionalInt(24),
-            reconciledAt: optionalInt(25), updatedAt: try int(26), deferred: (optionalInt(27) ?? 0) != 0, settleAttempts: Int(optionalInt(28) ?? 0))
+            reconciledAt: optionalInt(25), updatedAt: try int(26), deferred: (optionalInt(27) ?? 0) != 0, settleAttempts: Int(optionalInt(28) ?? 0),
+            paymentIdentifier: optionalText(32))
     }
 }

@@ -36,6 +36,8 @@ public struct PaymentRecord: Sendable, Equatable {
     public var deferred: Bool
     /// How many times a settlement worker took the row (deferred settlement).
     public var settleAttempts: Int
+    /// The payment-identifier id the request presented (the answer stored for retries is kept under it).
+    public var paymentIdentifier: String?
 
     /// What the payment brought in once settled: the charged amount, else the offer's.
     public var revenueAmount: String { chargedAmount ?? offer.amount }
@@ -45,7 +47,7 @@ public struct PaymentRecord: Sendable, Equatable {
                 verifiedPayer: String? = nil, upstreamStatus: Int? = nil, reason: String? = nil, transaction: String? = nil,
                 chargedAmount: String? = nil, chargeBasis: String? = nil, claimedAt: Int64, verifiedAt: Int64? = nil,
                 forwardedAt: Int64? = nil, settlingAt: Int64? = nil, finishedAt: Int64? = nil, reconciledAt: Int64? = nil,
-                updatedAt: Int64, deferred: Bool = false, settleAttempts: Int = 0) {
+                updatedAt: Int64, deferred: Bool = false, settleAttempts: Int = 0, paymentIdentifier: String? = nil) {
         self.key = key
         self.offer = offer
         self.routeID = routeID
@@ -72,6 +74,7 @@ public struct PaymentRecord: Sendable, Equatable {
         self.updatedAt = updatedAt
         self.deferred = deferred
         self.settleAttempts = settleAttempts
+        self.paymentIdentifier = paymentIdentifier
     }
 }
 

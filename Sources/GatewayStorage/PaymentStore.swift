@@ -92,9 +92,11 @@ public struct ClaimRequest: Sendable, Equatable {
     public var requestID: String
     /// The authorization's `validBefore` (unix seconds): the claim matters until then.
     public var validBefore: UInt64
+    /// The id the payment carries under the payment-identifier extension, on a route that offers it.
+    public var paymentIdentifier: String?
 
     public init(key: PaymentKey, offer: PaymentOffer, routeID: String, method: String, path: String, requestID: String,
-                validBefore: UInt64) {
+                validBefore: UInt64, paymentIdentifier: String? = nil) {
         self.key = key
         self.offer = offer
         self.routeID = routeID
@@ -102,6 +104,7 @@ public struct ClaimRequest: Sendable, Equatable {
         self.path = path
         self.requestID = requestID
         self.validBefore = validBefore
+        self.paymentIdentifier = paymentIdentifier
     }
 }
 

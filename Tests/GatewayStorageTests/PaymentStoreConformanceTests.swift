@@ -290,6 +290,26 @@ struct PaymentStoreConformanceTests {
         }
     }
 
+    @Test("a claim keeps the payment identifier it was made with; a later claim of the key replaces it, none leaves none",
+          arguments: Backend.all)
+    func paymentIdentifier(_ backend: Backend) async throws {
+        try await Self.withInstances(backend) { a, b, _ in
+            var request = Self.request()
+            request.paymentIdentifier = "pay_0123456789abcdef"
+            let first = try Self.ticket(try await a.claim(request))
+            #expect(try await Self.row(b, request.key).paymentIdentifier == "pay_0123456789abcdef")
+            try await a.record(first, .released(reason: "upstream_unavailable"))
+            request.paymentIdentifier = nil
+            _ = try Self.ticket(try await b.claim(request))
+            #expect(try await Self.row(a, request.key).paymentIdentifier == nil)
+            var queued = Self.request()
+            queued.paymentIdentifier = "pay_deferred_0001"
+            let pending = PendingSettlement(x402Version: 2, payload: "{}", requirements: "{}")
+            #expect(try await a.claimPending(queued, pending) != nil)
+            #expect(try await Self.row(b, queued.key).paymentIdentifier == "pay_deferred_0001")
+        }
+    }
+
     @Test("the ledger lists rows newest first, filtered by state, route, payer and time", arguments: Backend.all)
     func listing(_ backend: Backend) async throws {
         try await Self.withInstances(backend) { a, _, clock in

@@ -114,6 +114,12 @@ struct PaidRequestHandlerTests {
         var isGone: Bool { gone.load(ordering: .sequentiallyConsistent) }
     }
 
+    static let logger: Logger = {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        return logger
+    }()
+
     /// One handler, its store, facilitator and hop, and the means to send it a paid request.
     struct Rig {
         let config: GatewayConfig
@@ -133,7 +139,7 @@ struct PaidRequestHandlerTests {
             snapshot = GatewaySnapshot(
                 config: config, upstreams: ["api": Upstream(config: api, connections: UpstreamConnections(config: api))],
                 facilitator: facilitator, metrics: metrics,
-                limiter: RequestLimiter(store: nil, maxKeys: 100, metrics: metrics, logger: Logger(label: "test")))
+                limiter: RequestLimiter(store: nil, maxKeys: 100, metrics: metrics, logger: PaidRequestHandlerTests.logger))
             handler = PaidRequestHandler(store: store, metrics: metrics, clock: { UInt64(Date().timeIntervalSince1970) })
         }
 
@@ -152,7 +158,7 @@ struct PaidRequestHandlerTests {
                 resourceURL: "http://gateway.test" + target, snapshot: snapshot,
                 forwarding: ReverseProxy.Forwarding(clientAddress: "127.0.0.1", clientIsTrustedProxy: false, requestHost: "gateway.test",
                                                     payerHeader: "X-Payment-Payer"),
-                paywall: nil, logger: Logger(label: "test"), requestID: "r-1", clientGone: { gone.isGone }, hop: hop,
+                paywall: nil, logger: PaidRequestHandlerTests.logger, requestID: "r-1", clientGone: { gone.isGone }, hop: hop,
                 routeIndex: routeIndex)
             return await handler.respond(context, header: header, headerVersion: 2)
         }

@@ -2,6 +2,7 @@ import FixtureEditing
 import Foundation
 import Gateway
 import GatewayCore
+import GatewayStorage
 import GatewayTestSupport
 import Synchronization
 import Testing
@@ -76,9 +77,11 @@ struct PaymentIdentifierGatewayTests {
     @Test("a retry with the same id and payment gets the stored answer (status, headers, PAYMENT-RESPONSE, body); nothing is verified, forwarded or settled again")
     func replay() async throws {
         try await TestHarness.withPaidGateway(yaml: identifierYAML) { gw, fac in
-            let (header, _) = try await identified(gw, "/paid/x?q=1", payer, id: freshID())
+            let id = freshID()
+            let (header, _) = try await identified(gw, "/paid/x?q=1", payer, id: id)
             let first = try await pay(gw, "/paid/x?q=1", header)
             #expect(first.status == 200)
+            #expect(try await gw.payments().first?.paymentIdentifier == id, "the ledger row names the id its answer is stored under")
             let receipt = try #require(first.header("PAYMENT-RESPONSE"))
             for _ in 0..<3 {
                 let again = try await pay(gw, "/paid/x?q=1", header)

@@ -31,6 +31,7 @@ public enum LedgerReport {
         if r.offer.transferMethod != "eip3009" { add("transferMethod", r.offer.transferMethod) }
         add("chargedAmount", r.chargedAmount)
         add("chargeBasis", r.chargeBasis)
+        add("paymentIdentifier", r.paymentIdentifier)
         add("claimedAt", timestamp(r.claimedAt))
         add("verifiedAt", r.verifiedAt.map(timestamp))
         add("forwardedAt", r.forwardedAt.map(timestamp))

@@ -33,13 +33,13 @@ extension PaidRequestHandler {
     }
 
     /// What the ledger's claim of this payment holds.
-    func claimRequest(_ offer: Offer, _ payment: PresentedPayment, _ ctx: Context) -> ClaimRequest {
+    func claimRequest(_ offer: Offer, _ payment: PresentedPayment, identifier: String?, _ ctx: Context) -> ClaimRequest {
         ClaimRequest(
             key: PaymentKey(network: offer.network.caip2, asset: offer.asset, payer: payment.from, nonce: payment.nonce),
             offer: PaymentOffer(scheme: offer.scheme, network: offer.network.caip2, asset: offer.asset, amount: String(offer.amount),
                                 payTo: offer.payTo, transferMethod: offer.transferMethod.rawValue),
             routeID: ctx.route.config.id, method: ctx.head.method.rawValue, path: ctx.path.path, requestID: ctx.requestID,
-            validBefore: UInt64(payment.payload.validBefore) ?? 0)
+            validBefore: UInt64(payment.payload.validBefore) ?? 0, paymentIdentifier: identifier)
     }
 
     /// The payment as the settlement worker will send it to `/settle`: the client's payload, and

@@ -333,10 +333,10 @@ package struct PaidRequestHandler: Sendable {
                 return refusal(reason, detail: detail, ctx)
 
             case .claim:
-                action = await claim(claimRequest(offer, payment, ctx), &flow, &ledger, logger)
+                action = await claim(claimRequest(offer, payment, identifier: flow.identifier, ctx), &flow, &ledger, logger)
 
             case .claimPending:
-                let request = claimRequest(offer, payment, ctx)
+                let request = claimRequest(offer, payment, identifier: flow.identifier, ctx)
                 switch await ledger.claimPending(request, pendingSettlement(prepared, payment, ctx)) {
                 case .some(.some):
                     ctx.counters.verified()
