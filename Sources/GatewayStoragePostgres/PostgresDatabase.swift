@@ -184,6 +184,36 @@ public final class PostgresDatabase: SQLDatabase {
         try? await connection.close()
     }
 
+    /// How far the server's clock is ahead of `local` (milliseconds; negative when behind), read on a
+    /// connection of its own (no running pool needed), with the query's round trip, which bounds the error.
+    public func clockGap(local: @Sendable () -> Int64) async throws -> (gap: Int64, roundTrip: Int64) {
+        let connection: PostgresConnection
+        do {
+            connection = try await PostgresConnection.connect(configuration: connectionConfiguration, id: 0, logger: logger)
+        } catch {
+            throw storageError(error)
+        }
+        let before = local()
+        let read: Result<[[SQLValue]], any Error>
+        do {
+            read = .success(try await Self.rows(try await connection.query(
+                PostgresQuery(unsafeSQL: "SELECT CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT)"), logger: logger)))
+        } catch {
+            read = .failure(error)
+        }
+        let after = local()
+        try? await connection.close()
+        let rows: [[SQLValue]]
+        do {
+            rows = try read.get()
+        } catch {
+            throw storageError(error)
+        }
+        guard case .integer(let server)? = rows.first?.first else { throw StorageError(.unavailable, "the database did not tell its time") }
+        // The server read its clock between `before` and `after`.
+        return (server - (before + after) / 2, after - before)
+    }
+
     private func migrate(on connection: PostgresConnection) async throws {
         func execute(_ statement: SQLStatement) async throws -> [[SQLValue]] {
             try await Self.rows(try await connection.query(

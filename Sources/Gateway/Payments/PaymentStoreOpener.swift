@@ -43,10 +43,27 @@ public enum PaymentStoreOpener {
             // (claims a dead process left are then taken over when their lease ends).
             let instance = config.instance ?? "\(ProcessInfo.processInfo.hostName)-\(randomHex(3))"
             let store = try await SQLPaymentStore(database: database, settings: StoreSettings(instanceID: instance, leaseMilliseconds: lease))
+            try await checkClock(database, lease: lease, local: StoreSettings.systemClock, logger: logger)
             logger.info("payment ledger open", metadata: ["storage": "postgres", "database": "\(database.configuration.target)",
                                                          "x402.instance": "\(store.instanceID)"])
             return OpenPaymentStore(store: store, counters: SQLLimitCounters(database: database, shared: true),
                                     background: { await database.run() })
+        }
+    }
+
+    /// Instances sharing a database judge each other's leases by their own clocks: one whose clock
+    /// runs ahead by a good part of the lease would take over claims whose requests still run. The
+    /// clock is compared with the database server's at start: a gap of a tenth of the lease or more
+    /// (30 s by default) refuses to start, one of a second or more is logged.
+    package static func checkClock(_ database: PostgresDatabase, lease: Int64, local: @Sendable () -> Int64, logger: Logger) async throws {
+        let (gap, roundTrip) = try await database.clockGap(local: local)
+        if abs(gap) >= max(1000, lease / 10) {
+            throw StorageError(.unavailable, "this machine's clock differs from the database server's by \(gap) ms (round trip \(roundTrip) ms): "
+                + "claims are leased for \(lease / 1000) s and judged by each instance's clock, so another instance could take over a claim "
+                + "whose request still runs; synchronise the clocks (NTP)")
+        }
+        if abs(gap) >= 1000 {
+            logger.warning("this machine's clock differs from the database server's", metadata: ["x402.clock_gap_ms": "\(gap)"])
         }
     }
 
