@@ -100,6 +100,9 @@ public struct PostgresConfiguration: Sendable, Equatable, CustomStringConvertibl
             case "connect_timeout":
                 guard let seconds = Int(value), seconds > 0 else { throw invalid("connect_timeout must be a positive number of seconds") }
                 connectTimeout = .seconds(seconds)
+            case "pool_timeout":
+                guard let seconds = Int(value), seconds > 0 else { throw invalid("pool_timeout must be a positive number of seconds") }
+                acquireTimeout = .seconds(seconds)
             case "statement_timeout":
                 guard let milliseconds = Int(value), milliseconds >= 0 else {
                     throw invalid("statement_timeout must be a number of milliseconds (0: the server's own setting)")

@@ -36,12 +36,15 @@ struct PostgresConfigurationTests {
         #expect(local.statementTimeout == .seconds(10))
         #expect(try PostgresConfiguration(url: "postgres://gw@h/x?statement_timeout=250").statementTimeout == .milliseconds(250))
         #expect(try PostgresConfiguration(url: "postgres://gw@h/x?statement_timeout=0").statementTimeout == nil)
+        #expect(local.acquireTimeout == .seconds(5))
+        #expect(try PostgresConfiguration(url: "postgres://gw@h/x?pool_timeout=30").acquireTimeout == .seconds(30))
     }
 
     @Test("a malformed URL is refused without repeating its password", arguments: [
         "mysql://gw:hunter22@h/x", "postgres://gw:hunter22@/x", "postgres://:hunter22@h/x",
         "postgres://gw:hunter22@h/x?sslmode=sometimes", "postgres://gw:hunter22@h/x?sslmod=require", "postgres://gw:hunter22@h/x/y",
         "postgres://gw:hunter22@h/x?statement_timeout=-1", "postgres://gw:hunter22@h/x?statement_timeout=5s",
+        "postgres://gw:hunter22@h/x?pool_timeout=0", "postgres://gw:hunter22@h/x?pool_timeout=2.5",
     ])
     func refusesMalformedURL(_ url: String) {
         let error = #expect(throws: StorageError.self) { try PostgresConfiguration(url: url) }
