@@ -80,10 +80,11 @@ public struct UpstreamConfig: Sendable, Hashable {
         self.caFile = caFile
     }
 
-    /// The `Host` header sent upstream.
+    /// The `Host` header sent upstream (an IPv6 literal in brackets).
     public var hostHeader: String {
         let defaultPort = scheme == "https" ? 443 : 80
-        return port == defaultPort ? host : "\(host):\(port)"
+        let name = host.contains(":") ? "[\(host)]" : host
+        return port == defaultPort ? name : "\(name):\(port)"
     }
 
     public var origin: String { "\(scheme)://\(host.contains(":") ? "[\(host)]" : host):\(port)" }

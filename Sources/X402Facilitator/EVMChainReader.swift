@@ -93,9 +93,7 @@ public final class EVMChainReader: Sendable {
     /// nil unless ``accepts(url:)``.
     public init?(url: String, timeout: Duration, connectTimeout: Duration = .seconds(5), eventLoopGroup: any EventLoopGroup) {
         guard Self.accepts(url: url), let parsed = HTTPURL(url) else { return nil }
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.minimumTLSVersion = .tlsv12
-        tls.applicationProtocols = ["http/1.1"]
+        let tls = HTTP1Connector.tlsConfiguration()
         let configuration = HTTP1Client.Configuration(
             timeout: TimeAmount(timeout), connectTimeout: TimeAmount(min(connectTimeout, timeout)), tls: tls)
         var fields = HTTPHeaders()

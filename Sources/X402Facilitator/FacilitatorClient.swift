@@ -77,10 +77,7 @@ public final class HTTPFacilitatorClient: Facilitator {
         var basePath = url.target
         while basePath.hasSuffix("/") { basePath.removeLast() }
         let extra = headers.filter { !Self.framingHeaders.contains($0.key.lowercased()) }.sorted { $0.key < $1.key }
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.minimumTLSVersion = .tlsv12
-        tls.applicationProtocols = ["http/1.1"]
-        if let caFile { tls.trustRoots = .file(caFile) }
+        let tls = HTTP1Connector.tlsConfiguration(caFile: caFile)
         let configuration = HTTP1Client.Configuration(
             timeout: TimeAmount(timeout), connectTimeout: TimeAmount(connectTimeout), tls: tls,
             credentialHeaders: Set(extra.map { $0.key.lowercased() } + (authenticator == nil ? [] : ["authorization"])))

@@ -1,6 +1,5 @@
 import NIOCore
 import NIOHTTP1
-import NIOPosix
 import NIOSSL
 import Synchronization
 
@@ -134,29 +133,16 @@ final class HTTP1Client: Sendable {
             case .failure(let failure): return loop.makeFailedFuture(failure)
             }
         }
-        let tls = ssl
         var encoding = HTTPRequestEncoder.Configuration()
         encoding.automaticallySetFramingHeaders = false
         let encoderConfiguration = encoding
-        let bootstrap = ClientBootstrap(group: loop)
-            .connectTimeout(timeout)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)  // NIO's default, stated: requests go out whole
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let pipeline = channel.pipeline.syncOperations
-                    if let tls {
-                        try pipeline.addHandler(NIOSSLClientHandler(context: tls, serverHostname: origin.isIPLiteral ? nil : origin.host))
-                    }
-                    try pipeline.addHandler(HTTPRequestEncoder(configuration: encoderConfiguration))
-                    try pipeline.addHandler(ByteToMessageHandler(HTTPResponseDecoder(
-                        leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop)))
-                    try pipeline.addHandler(HTTP1Connection(origin: origin))
-                }
-            }
-        if origin.isIPLiteral, let address = try? SocketAddress(ipAddress: origin.host, port: origin.port) {
-            return bootstrap.connect(to: address)
+        return HTTP1Connector.connect(to: origin, tls: ssl, on: loop, timeout: timeout) {
+            [
+                HTTPRequestEncoder(configuration: encoderConfiguration),
+                ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop)),
+                HTTP1Connection(origin: origin),
+            ]
         }
-        return bootstrap.connect(host: origin.host, port: origin.port)
     }
 
     /// The TLS context, made on first use (loading the trust roots once).

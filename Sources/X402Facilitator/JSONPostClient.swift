@@ -16,9 +16,7 @@ public final class JSONPostClient: Sendable {
 
     public init(url: String, headers: [String: String], timeout: Duration, maxResponseBytes: Int = 64 * 1024,
                 eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.minimumTLSVersion = .tlsv12
-        tls.applicationProtocols = ["http/1.1"]
+        let tls = HTTP1Connector.tlsConfiguration()
         var configuration = HTTP1Client.Configuration(
             timeout: TimeAmount(timeout), connectTimeout: TimeAmount(timeout), tls: tls,
             credentialHeaders: Set(headers.keys.map { $0.lowercased() }))

@@ -143,6 +143,7 @@ struct ConfigLoaderTests {
         let v6 = Self.valid.replacingOccurrences(of: "url: http://127.0.0.1:8080,", with: "url: \"http://[::1]\",")
         let literal = try #require(try ConfigLoader.parse(yaml: v6, file: "g.yaml", environment: Self.env).upstreams["api"])
         #expect(literal.host == "::1" && literal.port == 80 && !literal.tls)
+        #expect(literal.hostHeader == "[::1]", "an IPv6 literal's Host header keeps its brackets")
     }
 
     @Test("facilitator.caFile must name a PEM file with a certificate")

@@ -1,10 +1,10 @@
 import GatewayCore
 import NIOCore
 import NIOHTTP1
-import NIOPosix
 import NIOSSL
 import Synchronization
 import X402
+import X402Facilitator
 
 /// Keep-alive HTTP/1.1 connections to one upstream, `http` or `https`, for the NIO-level proxy in
 /// ``GatewayHandler``. An `https` upstream's connections run TLS 1.2+ (ALPN `http/1.1`) with the
@@ -36,26 +36,21 @@ package final class UpstreamConnections: Sendable {
         let description: String
     }
 
+    /// Where its connections go (the host and port of ``config``).
+    private let origin: HTTPOrigin?
+
     package init(config: UpstreamConfig) {
         self.config = config
+        origin = HTTPOrigin(tls: config.tls, authority: Substring(config.hostHeader))
         guard config.tls else {
             tls = nil
             return
         }
-        var configuration = TLSConfiguration.makeClientConfiguration()
-        configuration.minimumTLSVersion = .tlsv12
-        configuration.applicationProtocols = ["http/1.1"]
-        if let caFile = config.caFile { configuration.trustRoots = .file(caFile) }
         do {
-            tls = .success(try NIOSSLContext(configuration: configuration))
+            tls = .success(try NIOSSLContext(configuration: HTTP1Connector.tlsConfiguration(caFile: config.caFile)))
         } catch {
             tls = .failure(TLSSetupFailed(description: "TLS for upstream \(config.name): \(error)"))
         }
-    }
-
-    /// Whether `host` is an IPv4 or IPv6 literal (never sent as SNI).
-    private static func isIPLiteral(_ host: String) -> Bool {
-        (try? SocketAddress(ipAddress: host, port: 0)) != nil
     }
 
     private func idleList(_ loop: any EventLoop) -> IdleList {
@@ -122,7 +117,7 @@ package final class UpstreamConnections: Sendable {
         }
     }
 
-    /// A connection to the upstream on `loop`: TLS first for `https`, then `handlers()`.
+    /// A connection to the upstream on `loop` (``HTTP1Connector``), reading only when asked.
     private func open(on loop: any EventLoop, _ handlers: @escaping @Sendable () -> [any ChannelHandler]) -> EventLoopFuture<any Channel> {
         var ssl: NIOSSLContext?
         switch tls {
@@ -130,21 +125,9 @@ package final class UpstreamConnections: Sendable {
         case .failure(let failure): return loop.makeFailedFuture(failure)
         case nil: break
         }
-        let (context, host) = (ssl, config.host)
-        let serverName = Self.isIPLiteral(host) ? nil : host
-        return ClientBootstrap(group: loop)
-            .connectTimeout(.milliseconds(config.connectTimeout.wholeMilliseconds))
-            .channelOption(.autoRead, value: false)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)  // NIO's default, stated: requests go out whole
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let context {
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: serverName))
-                    }
-                    try channel.pipeline.syncOperations.addHandlers(handlers())
-                }
-            }
-            .connect(host: config.host, port: config.port)
+        guard let origin else { return loop.makeFailedFuture(TLSSetupFailed(description: "upstream \(config.name): not a host and port")) }
+        return HTTP1Connector.connect(to: origin, tls: ssl, on: loop, timeout: .milliseconds(config.connectTimeout.wholeMilliseconds),
+                                      autoRead: false, handlers: handlers)
     }
 
     /// Closes every idle connection; connections released later are closed instead of kept.
