@@ -67,9 +67,6 @@ package struct PaidRequestHandler: Sendable {
         var challenge: Challenge { route.challenge! }
     }
 
-    /// The answer to a paid request, or, with no `header`, the 402 of a route whose price needed the
-    /// body or the pricing endpoint. A route with a dynamic price is priced first: the payment is
-    /// matched, verified and settled against the offer at this request's price.
     package init(store: any PaymentStore, metrics: GatewayMetrics, clock: @escaping @Sendable () -> UInt64, settlements: SettlementWorker? = nil) {
         self.store = store
         self.metrics = metrics
@@ -77,6 +74,9 @@ package struct PaidRequestHandler: Sendable {
         self.settlements = settlements
     }
 
+    /// The answer to a paid request, or, with no `header`, the 402 of a route whose price needed the
+    /// body or the pricing endpoint. A route with a dynamic price is priced first: the payment is
+    /// matched, verified and settled against the offer at this request's price.
     package func respond(_ context: Context, header: String?, headerVersion: Int) async -> (PaidResult, RequestOutcome) {
         let ctx: Context
         switch await priced(context) {
