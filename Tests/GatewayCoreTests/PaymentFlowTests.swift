@@ -215,3 +215,17 @@ struct FailClosedAnswerTests {
         #expect(afterSettled.message.contains("was settled") && afterSettled.message.contains("do not pay again"))
     }
 }
+
+@Suite("Paid response bodies before the settlement")
+struct PaidBodyHandlingTests {
+    @Test("after-success holds the body (whole, or its tail when streamed upto); every other policy and any status ≥ 400 relays it")
+    func handling() {
+        #expect(PaidBodyHandling(policy: .afterSuccess, status: 200, holdBack: nil, bufferLimit: 4096) == .holdWhole(limit: 4096))
+        #expect(PaidBodyHandling(policy: .afterSuccess, status: 399, holdBack: 1024, bufferLimit: 4096) == .holdTail(holdBack: 1024))
+        #expect(PaidBodyHandling(policy: .afterSuccess, status: 400, holdBack: nil, bufferLimit: 4096) == .relay)
+        #expect(PaidBodyHandling(policy: .afterSuccess, status: 503, holdBack: 1024, bufferLimit: 4096) == .relay)
+        for policy in [SettlementPolicy.before, .afterHeaders, .deferred] {
+            #expect(PaidBodyHandling(policy: policy, status: 200, holdBack: nil, bufferLimit: 4096) == .relay)
+        }
+    }
+}

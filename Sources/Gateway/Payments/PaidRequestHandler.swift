@@ -391,22 +391,22 @@ package struct PaidRequestHandler: Sendable {
                     forwarded = true
                     let response = try await ctx.hop.send(ctx.head, path: ctx.path, to: target, forwarding: forwarding, body: ctx.body)
                     upstream = response
-                    if flow.policy == .afterSuccess && response.status.code < 400 {
-                        let holdBack = ctx.route.config.upto?.holdBack
-                        do throws(ReverseProxy.Failure) {
-                            if let holdBack {
-                                streaming = true
-                                streamed = try await ctx.hop.relay(status: response.status, headers: UptoSettlement.streamedHeaders(response, ctx),
-                                                                   holdingBack: holdBack)
-                            } else {
-                                buffered = try await ctx.hop.collect(upTo: ctx.snapshot.config.limits.maxBufferedResponseBytes)
-                            }
-                        } catch {
-                            logger.warning(holdBack == nil ? "upstream response too large to hold back" : "upstream stream ended early",
-                                           metadata: ["x402.stage": "upstream", "error": "\(error)"])
-                            action = flow.upstreamFailed(.unavailable)
-                            continue
+                    let handling = PaidBodyHandling(policy: flow.policy, status: Int(response.status.code), holdBack: ctx.route.config.upto?.holdBack,
+                                                    bufferLimit: ctx.snapshot.config.limits.maxBufferedResponseBytes)
+                    do throws(ReverseProxy.Failure) {
+                        switch handling {
+                        case .relay: break
+                        case .holdWhole(let limit): buffered = try await ctx.hop.collect(upTo: limit)
+                        case .holdTail(let holdBack):
+                            streaming = true
+                            streamed = try await ctx.hop.relay(status: response.status, headers: UptoSettlement.streamedHeaders(response, ctx),
+                                                               holdingBack: holdBack)
                         }
+                    } catch {
+                        logger.warning(streaming ? "upstream stream ended early" : "upstream response too large to hold back",
+                                       metadata: ["x402.stage": "upstream", "error": "\(error)"])
+                        action = flow.upstreamFailed(.unavailable)
+                        continue
                     }
                     if flow.settlement == nil {
                         ledger.note(.forwarded(upstreamStatus: Int(response.status.code)))
