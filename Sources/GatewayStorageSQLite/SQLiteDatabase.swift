@@ -20,7 +20,7 @@ public final class SQLiteDatabase: SQLDatabase {
     ///   process uses this ledger while this one runs (readers beside it open it without).
     public init(path: String, exclusive: Bool = false) throws {
         self.path = path
-        lock = exclusive ? try SQLiteFileLock(path: path + ".lock") : nil
+        lock = exclusive ? try SQLiteFileLock(path: SQLiteFileLock.path(forDatabase: path)) : nil
         var configuration = Configuration()
         configuration.label = "x402-ledger"
         configuration.busyMode = .timeout(5)

@@ -24,6 +24,24 @@ final class SQLiteFileLock: Sendable {
         descriptor = fd
     }
 
+    /// The lock file of the database at `path`: beside the file the path resolves to, so that two
+    /// paths to one database (a symbolic link to it or to its folder, `..`) take the same lock.
+    /// Hard links to one file still have two names, and two locks.
+    static func path(forDatabase path: String) -> String {
+        if let resolved = realpath(path, nil) {
+            defer { free(resolved) }
+            return String(cString: resolved) + ".lock"
+        }
+        // Not created yet: resolve its folder.
+        let slash = path.lastIndex(of: "/")
+        let folder = slash.map { String(path[..<$0]) } ?? "."
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        guard let resolved = realpath(folder.isEmpty ? "/" : folder, nil) else { return path + ".lock" }
+        defer { free(resolved) }
+        let base = String(cString: resolved)
+        return (base == "/" ? "" : base) + "/" + name + ".lock"
+    }
+
     deinit {
         flock(descriptor, LOCK_UN)
         close(descriptor)

@@ -148,6 +148,12 @@ struct SQLiteLedgerTests {
         #expect(throws: StorageError.self) { _ = try SQLiteDatabase(path: dir + "/ledger.db", exclusive: true) }
         // A reader (the payments and revenue commands) opens it beside the running gateway.
         _ = try SQLiteDatabase(path: dir + "/ledger.db")
+        // Other paths to the same file take the same lock: a symbolic link to it, one to its folder, `..`.
+        try FileManager.default.createSymbolicLink(atPath: dir + "/link.db", withDestinationPath: dir + "/ledger.db")
+        try FileManager.default.createSymbolicLink(atPath: dir + "/folder", withDestinationPath: dir)
+        for other in [dir + "/link.db", dir + "/folder/ledger.db", dir + "/folder/../" + (dir as NSString).lastPathComponent + "/ledger.db"] {
+            #expect(throws: StorageError.self, "\(other)") { _ = try SQLiteDatabase(path: other, exclusive: true) }
+        }
         withExtendedLifetime(first) {}
     }
 }
