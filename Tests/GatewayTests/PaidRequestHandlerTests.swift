@@ -29,6 +29,9 @@ struct PaidRequestHandlerTests {
           - match: "GET /first/*"
             price: "$0.01"
             settlement: before
+          - match: "GET /once/*"
+            price: "$0.01"
+            paymentIdentifier: required
         unmatched: deny
         """
 
@@ -143,10 +146,11 @@ struct PaidRequestHandlerTests {
             handler = PaidRequestHandler(store: store, metrics: metrics, clock: { UInt64(Date().timeIntervalSince1970) })
         }
 
-        /// A fresh payment header for the route at `routeIndex`.
-        func payment(routeIndex: Int = 0) -> String {
+        /// A fresh payment header for the route at `routeIndex` (with a payment-identifier id when given).
+        func payment(routeIndex: Int = 0, id: String? = nil) -> String {
             let offer = CompiledRoute(config: config.routes[routeIndex]).offers[0].offer.requirements
-            return payer.header(accepted: offer, payload: payer.authorization(for: offer, now: UInt64(Date().timeIntervalSince1970)))
+            return payer.header(accepted: offer, payload: payer.authorization(for: offer, now: UInt64(Date().timeIntervalSince1970)),
+                                extensions: id.map { TestPayer.identifier($0) })
         }
 
         func send(_ header: String, target: String = "/paid/x", routeIndex: Int = 0) async throws -> (PaidResult, RequestOutcome) {
@@ -297,6 +301,25 @@ struct PaidRequestHandlerTests {
         #expect(Self.body(result).contains("was settled"))
         #expect(Self.field(result, "PAYMENT-RESPONSE") != nil)
         #expect(try await rig.row()?.state == .settled)
+    }
+
+    @Test("payment-identifier: the same id and payment again get the stored answer with no second call; another payment with the id gets 409; none on a route that requires one gets 400")
+    func identifierReplay() async throws {
+        let rig = try Rig()
+        let id = "pay_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        let header = rig.payment(routeIndex: 2, id: id)
+        let (first, outcome) = try await rig.send(header, target: "/once/x", routeIndex: 2)
+        #expect(outcome == .paid && Self.status(first) == 200)
+        let (again, againOutcome) = try await rig.send(header, target: "/once/x", routeIndex: 2)
+        #expect(againOutcome == .replayed && Self.status(again) == 200 && Self.body(again) == "hello")
+        #expect(Self.field(again, "PAYMENT-RESPONSE") == Self.field(first, "PAYMENT-RESPONSE"))
+        #expect(rig.hop.sent == 1 && rig.facilitator.verifyCalls == 1 && rig.facilitator.settleCalls == 1)
+        let (other, _) = try await rig.send(rig.payment(routeIndex: 2, id: id), target: "/once/x", routeIndex: 2)
+        #expect(Self.status(other) == 409)
+        let (missing, _) = try await rig.send(rig.payment(routeIndex: 2), target: "/once/x", routeIndex: 2)
+        #expect(Self.status(missing) == 400)
+        #expect(rig.hop.sent == 1 && rig.facilitator.verifyCalls == 1)
+        #expect(try await rig.row()?.paymentIdentifier == id)
     }
 
     @Test("a payment for another route's offer, or malformed, is refused with the route's 402 before any call")
