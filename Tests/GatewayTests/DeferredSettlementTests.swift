@@ -63,7 +63,7 @@ struct DeferredSettlementTests {
     @Test("served with a pending PAYMENT-RESPONSE before its settlement, which the worker then makes; no /verify with verify: local")
     func servedThenSettled() async throws {
         let facilitator = FakeFacilitator()
-        facilitator.setFault(.settleSlow(milliseconds: 2800))  // well under facilitator.timeout (10 s)
+        facilitator.setFault(.settleSlow(milliseconds: 6000))  // under facilitator.timeout (10 s)
         try await TestHarness.withPaidGateway(yaml: deferredYAML(), facilitator: facilitator) { gw, fac in
             let header = try await signedHeader(gw, "/deferred/a", payer)
             let started = ContinuousClock.now
@@ -71,7 +71,8 @@ struct DeferredSettlementTests {
             let took = ContinuousClock.now - started
             #expect(r.status == 200)
             #expect(r.bodyText.contains("/deferred/a"))
-            #expect(took < .milliseconds(2500), "answered in \(took), before a 2.8 s settlement could end")
+            // Before the settlement could have ended (the margin is for a loaded machine).
+            #expect(took < .milliseconds(5000), "answered in \(took), before a 6 s settlement could end")
             let pending = try receipt(r)
             #expect(!pending.success && pending.errorReason == "settlement_pending" && pending.transaction.isEmpty)
             #expect(pending.payer?.lowercased() == payer.address.lowercased() && pending.network == "eip155:84532")
@@ -80,7 +81,7 @@ struct DeferredSettlementTests {
             #expect(gw.upstream.requests.first?.headers[.init("X-Payment-Payer")!] == payer.address)
             // Durable before the answer: queued (its hand-over, with the upstream's status, follows).
             #expect(try await ledgerRow(gw, payer: payer, header).state == .settlementPending)
-            try await eventually("the worker settles the payment") { try await ledgerRow(gw, payer: payer, header).state == .settled }
+            try await eventually("the worker settles the payment", within: .seconds(20)) { try await ledgerRow(gw, payer: payer, header).state == .settled }
             let row = try await ledgerRow(gw, payer: payer, header)
             #expect(row.deferred && row.upstreamStatus == 200)
             #expect(row.transaction == "0x" + String(repeating: "ab", count: 32))

@@ -88,7 +88,7 @@ struct OperationsTests {
                         }
                     }
                 }
-                #expect(try await eventually(within: .seconds(5)) { load.completed.load(ordering: .relaxed) >= 20 })
+                #expect(try await eventually(within: .seconds(15)) { load.completed.load(ordering: .relaxed) >= 20 })
 
                 // A valid edit, written the way editors do (new file renamed over the old one).
                 let edited = Self.pricedYAML("$0.002").replacingOccurrences(of: "{{UPSTREAM}}", with: upstreamURL)
