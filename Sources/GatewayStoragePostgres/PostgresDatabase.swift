@@ -169,49 +169,41 @@ public final class PostgresDatabase: SQLDatabase {
     /// taking ``migrationLock``: a second instance starting at the same time waits, then finds the
     /// schema current.
     public func migrate() async throws {
-        let connection: PostgresConnection
-        do {
-            connection = try await PostgresConnection.connect(configuration: connectionConfiguration, id: 0, logger: logger)
-        } catch {
-            throw storageError(error)
-        }
-        do {
-            try await migrate(on: connection)
-        } catch {
-            try? await connection.close()
-            throw storageError(error)
-        }
-        try? await connection.close()
+        try await withConnectionOfItsOwn { connection in try await self.migrate(on: connection) }
     }
 
     /// How far the server's clock is ahead of `local` (milliseconds; negative when behind), read on a
     /// connection of its own (no running pool needed), with the query's round trip, which bounds the error.
-    public func clockGap(local: @Sendable () -> Int64) async throws -> (gap: Int64, roundTrip: Int64) {
+    public func clockGap(local: @escaping @Sendable () -> Int64) async throws -> (gap: Int64, roundTrip: Int64) {
+        let logger = logger
+        let (rows, before, after) = try await withConnectionOfItsOwn { connection in
+            let before = local()
+            let rows = try await Self.rows(try await connection.query(
+                PostgresQuery(unsafeSQL: "SELECT CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT)"), logger: logger))
+            return (rows, before, local())
+        }
+        guard case .integer(let server)? = rows.first?.first else { throw StorageError(.unavailable, "the database did not tell its time") }
+        // The server read its clock between `before` and `after`.
+        return (server - (before + after) / 2, after - before)
+    }
+
+    /// Runs `body` on a connection opened for it and closed after it, outside the pool (which need
+    /// not be running); any failure is a ``StorageError``.
+    private func withConnectionOfItsOwn<Result: Sendable>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
         let connection: PostgresConnection
         do {
             connection = try await PostgresConnection.connect(configuration: connectionConfiguration, id: 0, logger: logger)
         } catch {
             throw storageError(error)
         }
-        let before = local()
-        let read: Result<[[SQLValue]], any Error>
         do {
-            read = .success(try await Self.rows(try await connection.query(
-                PostgresQuery(unsafeSQL: "SELECT CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT)"), logger: logger)))
+            let result = try await body(connection)
+            try? await connection.close()
+            return result
         } catch {
-            read = .failure(error)
-        }
-        let after = local()
-        try? await connection.close()
-        let rows: [[SQLValue]]
-        do {
-            rows = try read.get()
-        } catch {
+            try? await connection.close()
             throw storageError(error)
         }
-        guard case .integer(let server)? = rows.first?.first else { throw StorageError(.unavailable, "the database did not tell its time") }
-        // The server read its clock between `before` and `after`.
-        return (server - (before + after) / 2, after - before)
     }
 
     private func migrate(on connection: PostgresConnection) async throws {

@@ -81,18 +81,21 @@ struct Ledger {
     /// in-flight row is free again once its lease ends.
     @discardableResult
     mutating func step(_ transition: PaymentTransition, charge: PaymentCharge? = nil) async -> Bool {
-        guard let ticket else { return false }
-        let steps = noted + [PaymentStep(transition, at: store.now(), charge: charge)]
-        noted = []
+        guard let (ticket, steps) = takeChain(transition, charge: charge) else { return false }
         return await write(ticket, steps)
+    }
+
+    /// The steps noted, then `transition` timed now, for the claim held (nil without one); none stay noted.
+    private mutating func takeChain(_ transition: PaymentTransition, charge: PaymentCharge? = nil) -> (ClaimTicket, [PaymentStep])? {
+        guard let ticket else { return nil }
+        defer { noted = [] }
+        return (ticket, noted + [PaymentStep(transition, at: store.now(), charge: charge)])
     }
 
     /// Records the last step of the claim held, after the steps noted before it, without waiting
     /// for the write (see ``LedgerWriteBehind``); a failure is logged.
     mutating func stepWithoutWaiting(_ transition: PaymentTransition, in writes: LedgerWriteBehind) {
-        guard let ticket else { return }
-        let steps = noted + [PaymentStep(transition, at: store.now())]
-        noted = []
+        guard let (ticket, steps) = takeChain(transition) else { return }
         let ledger = self
         writes.start { _ = await ledger.write(ticket, steps) }
     }

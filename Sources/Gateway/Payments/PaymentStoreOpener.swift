@@ -55,7 +55,7 @@ public enum PaymentStoreOpener {
     /// runs ahead by a good part of the lease would take over claims whose requests still run. The
     /// clock is compared with the database server's at start: a gap of a tenth of the lease or more
     /// (30 s by default) refuses to start, one of a second or more is logged.
-    package static func checkClock(_ database: PostgresDatabase, lease: Int64, local: @Sendable () -> Int64, logger: Logger) async throws {
+    package static func checkClock(_ database: PostgresDatabase, lease: Int64, local: @escaping @Sendable () -> Int64, logger: Logger) async throws {
         let (gap, roundTrip) = try await database.clockGap(local: local)
         if abs(gap) >= max(1000, lease / 10) {
             throw StorageError(.unavailable, "this machine's clock differs from the database server's by \(gap) ms (round trip \(roundTrip) ms): "
