@@ -18,7 +18,7 @@ import requests
 
 from conftest import GATEWAY_YAML
 from rig.clients import decode_challenge, signed_payment
-from test_ledger import admin_port, ledger_rows, nonce_of
+from test_ledger import admin_port, nonce_of, wait_for_state
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_SCRIPT = ROOT / "scripts" / "postgres-test-server.sh"
@@ -84,14 +84,8 @@ def test_one_payment_sent_200_times_across_two_instances_is_delivered_and_settle
     # Both instances read the one ledger: one row, settled, claimed by whichever won. The winner writes
     # `settled` while its answer goes out, so the other instance may list it a moment as `settling`.
     for gw in (a, b):
-        deadline = time.monotonic() + 10
-        while True:
-            rows = [r for r in ledger_rows(gw, limit=1000) if r["nonce"] == nonce_of(headers).lower()]
-            if len(rows) != 1 or rows[0]["state"] != "settling" or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        assert len(rows) == 1 and rows[0]["state"] == "settled", rows
-        assert rows[0]["instance"] in ("gw-a", "gw-b")
+        row = wait_for_state(gw, nonce_of(headers), "settled", timeout=10)
+        assert row["instance"] in ("gw-a", "gw-b")
     a.stop()
     b.stop()
 

@@ -44,6 +44,16 @@ def row_for(gateway, nonce: str) -> dict:
     return rows[0]
 
 
+def wait_for_state(gateway, nonce: str, state: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        row = row_for(gateway, nonce)
+        if row["state"] == state:
+            return row
+        assert time.monotonic() < deadline, f"the row stayed {row['state']}, expected {state}: {row}"
+        time.sleep(0.1)
+
+
 def nonce_of(headers: dict) -> str:
     import base64
     return json.loads(base64.b64decode(headers["PAYMENT-SIGNATURE"]))["payload"]["authorization"]["nonce"]

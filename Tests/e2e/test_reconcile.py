@@ -14,7 +14,7 @@ from pathlib import Path
 import requests
 
 from rig.clients import decode_challenge, decode_settlement, signed_payment
-from test_ledger import LEDGER_YAML, admin_port, nonce_of, restart, row_for, send_in_background, wait_for_settle_start
+from test_ledger import LEDGER_YAML, admin_port, nonce_of, restart, row_for, send_in_background, wait_for_settle_start, wait_for_state
 
 # Stands for an API key in the RPC URL: the rig's chain ignores the path, the gateway must never log it.
 SECRET = "e2e-secret-key"
@@ -31,16 +31,6 @@ def networks_yaml(chain, reconcile: str) -> str:
 def iso_ms(text: str) -> int:
     """The ledger's ISO 8601 UTC timestamps (milliseconds) as unix milliseconds."""
     return int(datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp() * 1000)
-
-
-def wait_for_state(gateway, nonce: str, state: str, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        row = row_for(gateway, nonce)
-        if row["state"] == state:
-            return row
-        assert time.monotonic() < deadline, f"the row stayed {row['state']}, expected {state}: {row}"
-        time.sleep(0.1)
 
 
 def metric(gateway, name: str, label: str, expect: float | None = None, timeout: float = 10) -> float | None:
