@@ -191,6 +191,8 @@ let package = Package(
         ),
         // Tests only: fixture edits by text that fail when the text to replace is missing.
         .target(name: "FixtureEditing", swiftSettings: swiftSettings),
+        // Tests only: the `.cpuHeavy` trait, which runs long computations off the shared pool.
+        .target(name: "TestScheduling", swiftSettings: swiftSettings),
         .testTarget(
             name: "GatewayStorageTests",
             dependencies: ["FixtureEditing", "GatewayStorage", "GatewayStorageSQLite", "GatewayStoragePostgres", .product(name: "BigInt", package: "BigInt")],
@@ -198,7 +200,7 @@ let package = Package(
         ),
         .testTarget(
             name: "X402Tests",
-            dependencies: ["FixtureEditing", "X402", "X402Crypto", .product(name: "BigInt", package: "BigInt")],
+            dependencies: ["FixtureEditing", "TestScheduling", "X402", "X402Crypto", .product(name: "BigInt", package: "BigInt")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -210,7 +212,7 @@ let package = Package(
         .testTarget(
             name: "GatewayCoreTests",
             dependencies: [
-                "FixtureEditing",
+                "FixtureEditing", "TestScheduling",
                 "GatewayCore", "X402", "X402Crypto", .product(name: "BigInt", package: "BigInt"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -225,7 +227,7 @@ let package = Package(
         .testTarget(
             name: "GatewayTests",
             dependencies: [
-                "FixtureEditing",
+                "FixtureEditing", "TestScheduling",
                 "Gateway", "GatewayCore", "GatewayTestSupport", "X402", "X402Crypto", "X402Facilitator", "GatewayStorage",
                 "GatewayStorageSQLite", "GatewayStoragePostgres", .product(name: "BigInt", package: "BigInt"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

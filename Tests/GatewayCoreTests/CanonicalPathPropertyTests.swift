@@ -1,11 +1,12 @@
 import GatewayCore
 import PropertyBased
 import Testing
+import TestScheduling
 
 /// Canonicalisation against the reference model (``ReferenceCanonicalPath``) on random request
 /// targets (``RandomTarget``), and what routing and forwarding make of it. A failure prints the
 /// target and the seed (`.fixedSeed(...)` on the test replays it).
-@Suite("Canonical paths against the reference model")
+@Suite("Canonical paths against the reference model", .cpuHeavy)
 struct CanonicalPathPropertyTests {
     static func generator<Value: Sendable>(_ make: @escaping @Sendable (inout Xoshiro) -> Value) -> Generator<Value, Shrink.None<Value>> {
         Generator(run: { rng in

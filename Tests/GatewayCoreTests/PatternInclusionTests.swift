@@ -1,8 +1,9 @@
 import GatewayCore
 import PropertyBased
 import Testing
+import TestScheduling
 
-@Suite("Path pattern inclusion (the shadowing check's exact part)")
+@Suite("Path pattern inclusion (the shadowing check's exact part)", .cpuHeavy)
 struct PatternInclusionTests {
     @Test("known inclusions and non-inclusions", arguments: [
         ("/paid/*", "/paid/*", true),

@@ -3,6 +3,7 @@ import Foundation
 import GatewayCore
 import Testing
 import X402
+import TestScheduling
 
 /// `PresentedPayment.decode` as it was before `JSONReader`: Foundation's `JSONDecoder` over the
 /// `Codable` model types. Kept as the reference the new decoding must agree with.
@@ -240,7 +241,7 @@ struct PaymentDecodeTests {
     /// a raw control character, an invalid escape or a lone surrogate escape inside a member nobody
     /// reads (JSONDecoder checks those only when it decodes them); duplicate keys. There the reason
     /// is `.malformed`, also where JSONDecoder, never reading that part, refused for another reason.
-    @Test("thousands of mutated payments: same outcome as with JSONDecoder, apart from documented strictness")
+    @Test("thousands of mutated payments: same outcome as with JSONDecoder, apart from documented strictness", .cpuHeavy)
     func mutatedPayments() throws {
         // Longer runs: X402_JSON_FUZZ_ITERATIONS=200000 X402_JSON_FUZZ_SEED=7 swift test --filter mutatedPayments
         let environment = ProcessInfo.processInfo.environment

@@ -1,6 +1,7 @@
 import GatewayCore
 import PropertyBased
 import Testing
+import TestScheduling
 
 /// Rate limits and free allowances as values, on virtual time: the token bucket (refill, burst,
 /// debt from other instances), the windows of free allowances, bounded memory, and how clients are
@@ -66,7 +67,7 @@ struct RequestLimitTests {
         #expect(table.evictions == 0)
     }
 
-    @Test("a full table makes room: full buckets first, then the eighth seen longest ago; the count never passes maxKeys")
+    @Test("a full table makes room: full buckets first, then the eighth seen longest ago; the count never passes maxKeys", .cpuHeavy)
     func keyEviction() {
         var table = RateLimitTable<Int>(maxKeys: 16)
         let limit = RateLimit(requests: 1, per: .seconds(60), burst: 2)

@@ -1,11 +1,12 @@
 import GatewayCore
 import PropertyBased
 import Testing
+import TestScheduling
 
 /// The route index and the index-based shadowing check against the plain reference models
 /// (``FirstMatchScan``) on random route tables. A failure prints the table, the request and the
 /// seed (`.fixedSeed(...)` on the test replays it).
-@Suite("Route index against the first-match scan")
+@Suite("Route index against the first-match scan", .cpuHeavy)
 struct RouteIndexPropertyTests {
     static let tables = Generator<RandomRouteTable, Shrink.None<RandomRouteTable>>(run: { rng in
         // A concrete generator seeded from the property check's (which replays with a fixed seed).

@@ -1,5 +1,6 @@
 import GatewayCore
 import Testing
+import TestScheduling
 
 @Suite("Unsettled upstream runs per payer")
 struct UnsettledRunsTests {
@@ -34,7 +35,7 @@ struct UnsettledRunsTests {
                                       limit: 1, window: 60, now: 10))
     }
 
-    @Test("memory stays bounded: a key keeps at most `limit` times, expired keys are dropped, and a full table counts no new payer")
+    @Test("memory stays bounded: a key keeps at most `limit` times, expired keys are dropped, and a full table counts no new payer", .cpuHeavy)
     func bounded() {
         var runs = UnsettledRuns()
         for i in 0..<50 { runs.record(key, limit: 3, window: 600, now: 1_000 + UInt64(i)) }

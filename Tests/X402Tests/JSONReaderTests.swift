@@ -2,6 +2,7 @@ import FixtureEditing
 import Foundation
 import Testing
 import X402
+import TestScheduling
 
 private func parse(_ text: String) throws(JSONReaderError) -> JSONNode {
     try JSONReader.parse(Array(text.utf8))
@@ -150,7 +151,7 @@ struct JSONReaderTests {
         #expect(refusal(Array(#"[{"a":1},{"a":2}]"#.utf8)) == nil)
     }
 
-    @Test("random bytes never crash the reader")
+    @Test("random bytes never crash the reader", .cpuHeavy)
     func randomBytes() {
         var rng = SeededGenerator(state: 0x5EED)
         let alphabet = Array(#"{}[],:"\ 0123456789-+.eEtrufalsnu"#.utf8) + [0x00, 0x0A, 0x7F, 0x80, 0xBF, 0xC3, 0xED, 0xF0, 0xFF]
@@ -207,7 +208,7 @@ struct ModelMappingTests {
         #expect(try JSONDecoder().decode(JSONValue.self, from: encoded) == value)
     }
 
-    @Test("random number spellings convert as JSONDecoder converts them, around 2^53 and 2^63 in particular")
+    @Test("random number spellings convert as JSONDecoder converts them, around 2^53 and 2^63 in particular", .cpuHeavy)
     func randomNumbersAgree() throws {
         var rng = SeededGenerator(state: 53)
         func digits(_ count: Int) -> String {
