@@ -41,6 +41,8 @@ final class HTTP1Client: Sendable {
         var timeout: TimeAmount
         var connectTimeout: TimeAmount
         var idleTimeout: TimeAmount = .seconds(60)
+        /// Idle connections kept per origin and event loop.
+        var maxIdlePerOrigin = 32
         var maxResponseBodyBytes = 1 << 20
         var maxRedirects = 3
         var nonRetryableReuseWindow: TimeAmount = .seconds(2)
@@ -56,7 +58,7 @@ final class HTTP1Client: Sendable {
 
     private struct LoopPool: Sendable {
         let loop: any EventLoop
-        let pool: NIOLoopBoundBox<HTTP1Pool>
+        let pool: NIOLoopBoundBox<IdleConnections<HTTP1Connection>>
     }
 
     private let group: any EventLoopGroup
@@ -72,11 +74,11 @@ final class HTTP1Client: Sendable {
         var pools: [ObjectIdentifier: LoopPool] = [:]
         for loop in eventLoopGroup.makeIterator() {
             pools[ObjectIdentifier(loop)] = LoopPool(
-                loop: loop, pool: .makeBoxSendingValue(HTTP1Pool(idleTimeout: configuration.idleTimeout), eventLoop: loop))
+                loop: loop, pool: .makeBoxSendingValue(IdleConnections<HTTP1Connection>(idleTimeout: configuration.idleTimeout, maxPerOrigin: configuration.maxIdlePerOrigin), eventLoop: loop))
         }
         let first = eventLoopGroup.any()
         self.anyPool = pools[ObjectIdentifier(first)]
-            ?? LoopPool(loop: first, pool: .makeBoxSendingValue(HTTP1Pool(idleTimeout: configuration.idleTimeout), eventLoop: first))
+            ?? LoopPool(loop: first, pool: .makeBoxSendingValue(IdleConnections<HTTP1Connection>(idleTimeout: configuration.idleTimeout, maxPerOrigin: configuration.maxIdlePerOrigin), eventLoop: first))
         self.pools = pools
         // Load the trust roots now rather than on an event loop at the first connection.
         if home.tls { _ = tlsContext() }
@@ -120,7 +122,9 @@ final class HTTP1Client: Sendable {
         if pools[ObjectIdentifier(anyPool.loop)] == nil { all.append(anyPool) }
         for entry in all {
             let (pool, loop) = (entry.pool, entry.loop)
-            try? await loop.flatSubmit { pool.value.closeAll(on: loop) }.get()
+            try? await loop.flatSubmit {
+                EventLoopFuture.andAllComplete(pool.value.closeAll().compactMap { $0.closeFuture() }, on: loop)
+            }.get()
         }
     }
 
@@ -172,7 +176,7 @@ final class HTTP1Client: Sendable {
 /// from connection to connection on a redirect or the one retry.
 final class HTTP1Exchange {
     private let client: HTTP1Client
-    private let poolBox: NIOLoopBoundBox<HTTP1Pool>
+    private let poolBox: NIOLoopBoundBox<IdleConnections<HTTP1Connection>>
     private var head: HTTPRequestHead
     private let body: ByteBuffer?
     private var origin: HTTPOrigin
@@ -195,7 +199,7 @@ final class HTTP1Exchange {
     private var received: ByteBuffer?
     private var receivedBytes = 0
 
-    init(client: HTTP1Client, pool: NIOLoopBoundBox<HTTP1Pool>, head: HTTPRequestHead, body: ByteBuffer?, origin: HTTPOrigin,
+    init(client: HTTP1Client, pool: NIOLoopBoundBox<IdleConnections<HTTP1Connection>>, head: HTTPRequestHead, body: ByteBuffer?, origin: HTTPOrigin,
          retryable: Bool, anyStatus: Bool, deadline: NIODeadline, promise: EventLoopPromise<HTTP1Response>) {
         self.client = client
         self.poolBox = pool

@@ -1,73 +1,17 @@
 import NIOCore
 import NIOHTTP1
 
-/// The idle connections of one event loop, by origin, most recently used last. Only touched on
-/// that loop.
-final class HTTP1Pool {
-    let idleTimeout: TimeAmount
-    private var idle: [HTTPOrigin: [HTTP1Connection]] = [:]
-    /// Set by ``closeAll()``: connections released later are closed.
-    private var closed = false
-
-    init(idleTimeout: TimeAmount) {
-        self.idleTimeout = idleTimeout
-    }
-
-    /// The most recently used open idle connection to `origin`, or nil. With `maxIdleAge`, only a
-    /// connection idle for less than that (older ones stay for other requests). Closed ones found on
-    /// the way are dropped.
-    func acquire(_ origin: HTTPOrigin, maxIdleAge: TimeAmount?) -> HTTP1Connection? {
-        guard !closed, idle[origin]?.isEmpty == false else { return nil }
-        let now = NIODeadline.now()
-        while let connection = idle[origin]?.last {
-            guard connection.isUsable else {
-                idle[origin]!.removeLast()
-                connection.close()
-                continue
-            }
-            if let maxIdleAge, now - connection.idleSince >= maxIdleAge { return nil }
-            idle[origin]!.removeLast()
-            return connection
-        }
-        return nil
-    }
-
-    /// Keeps a connection whose exchange ended cleanly.
-    func release(_ connection: HTTP1Connection) {
-        guard !closed, connection.isUsable else {
-            connection.close()
-            return
-        }
-        connection.enterIdle(timeout: idleTimeout)
-        idle[connection.origin, default: []].append(connection)
-    }
-
-    /// Forgets an idle connection that closed or expired.
-    func remove(_ connection: HTTP1Connection) {
-        idle[connection.origin]?.removeAll { $0 === connection }
-    }
-
-    /// Closes every idle connection, now and on later releases.
-    func closeAll(on loop: any EventLoop) -> EventLoopFuture<Void> {
-        closed = true
-        let all = idle.values.joined()
-        idle = [:]
-        let futures = all.compactMap { $0.closeFuture() }
-        return EventLoopFuture.andAllComplete(futures, on: loop)
-    }
-}
-
 /// The last handler of a facilitator connection: writes the owning exchange's request, relays the
 /// response parts to it, and while idle watches for the server closing the connection (anything
 /// arriving unasked closes it too). One timer per connection serves both the exchange's deadline
 /// and the idle timeout; it is re-armed lazily, so back-to-back calls schedule nothing.
-final class HTTP1Connection: ChannelInboundHandler, RemovableChannelHandler {
+final class HTTP1Connection: ChannelInboundHandler, RemovableChannelHandler, IdleConnection {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundOut = HTTPClientRequestPart
 
     let origin: HTTPOrigin
     /// The idle list this connection returns to; set when its first exchange takes it.
-    var pool: HTTP1Pool?
+    var pool: IdleConnections<HTTP1Connection>?
     private var context: ChannelHandlerContext?
     private var exchange: HTTP1Exchange?
     private var isClosed = false

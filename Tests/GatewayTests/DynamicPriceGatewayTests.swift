@@ -183,13 +183,16 @@ struct DynamicPriceGatewayTests {
         // Down: port 9 (discard), where nothing listens; not a port just closed, which another
         // test's server may take meanwhile.
         let endpoint = failure == "down" ? "http://127.0.0.1:9/price" : url
-        try await TestHarness.withPaidGateway(yaml: Self.endpointYAML(endpoint, timeout: "300ms")) { gw, fac in
+        // A short timeout only where it is the failure: elsewhere the endpoint's answer must arrive
+        // (and be counted) even when a loaded test run delays it.
+        try await TestHarness.withPaidGateway(yaml: Self.endpointYAML(endpoint, timeout: failure == "timeout" ? "300ms" : "2s")) { gw, fac in
             let started = ContinuousClock.now
             let r = try await Self.post(gw, "/v1/chat", body: "{}")
             #expect(r.status == 503)
             #expect(r.bodyText.contains("pricing_unavailable"))
             #expect(r.header("PAYMENT-REQUIRED") == nil)
-            #expect(ContinuousClock.now - started < .seconds(3))
+            // Promptly, not after the client gave up: 3 s failed at 3.05–3.25 s in loaded runs.
+            #expect(ContinuousClock.now - started < .seconds(8))
             // A payment does not get through either (an offer of the route's maximum, as discovery lists it).
             let accepted = PaymentRequirements(
                 scheme: "exact", network: "eip155:84532", amount: "100000", asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e",

@@ -148,6 +148,10 @@ struct TLSListenerTests {
         let leaves = try (0..<5).map { _ in try ca.leaf() }
         try await withTLSGateway(ca, leaf: leaves[0]) { gw, files in
             let load = LoadRecord()
+            // Kept-alive connections, opened before the first rotation (inside the task group, a
+            // loaded run opened one after it) and used until the end.
+            var keptAlive: [TLSTestConnection] = []
+            for _ in 0..<2 { keptAlive.append(try await TLSTestConnection.connect(port: gw.port, trustRoots: ca.trustRootPEM)) }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 // Fresh connections: each handshake takes the certificate current at that moment.
                 for _ in 0..<3 {
@@ -164,10 +168,8 @@ struct TLSListenerTests {
                         }
                     }
                 }
-                // Kept-alive connections: opened before the first rotation, used until the end.
-                for _ in 0..<2 {
+                for connection in keptAlive {
                     group.addTask {
-                        let connection = try await TLSTestConnection.connect(port: gw.port, trustRoots: ca.trustRootPEM)
                         while !load.stop.load(ordering: .relaxed) {
                             do {
                                 let response = try await connection.get("/free/kept")
@@ -182,12 +184,21 @@ struct TLSListenerTests {
                         await connection.close()
                     }
                 }
-                for leaf in leaves.dropFirst() {
+                // The load's own handshakes take each certificate before the next rotation (and
+                // before the end): in a loaded run 300 ms were not always enough.
+                func loadServed(_ serial: String) async throws {
                     try await Task.sleep(for: .milliseconds(300))
+                    let deadline = ContinuousClock.now + .seconds(10)
+                    while !load.served.withLock({ $0.contains(serial) }) && ContinuousClock.now < deadline {
+                        try await Task.sleep(for: .milliseconds(20))
+                    }
+                }
+                for (previous, leaf) in zip(leaves, leaves.dropFirst()) {
+                    try await loadServed(previous.serial)
                     try files.write(leaf)
                     try await awaitServed(leaf.serial, port: gw.port, ca: ca)
                 }
-                try await Task.sleep(for: .milliseconds(300))
+                try await loadServed(leaves[leaves.count - 1].serial)
                 load.stop.store(true, ordering: .relaxed)
                 try await group.waitForAll()
             }

@@ -62,7 +62,7 @@ Fuzzer.run { bytes in
     configuration.maxRedirects = 0
     configuration.maxResponseBodyBytes = cap
     let client = HTTP1Client(home: origin, configuration: configuration, eventLoopGroup: loop)
-    let pool = HTTP1Pool(idleTimeout: .seconds(60))
+    let pool = IdleConnections<HTTP1Connection>(idleTimeout: .seconds(60), maxPerOrigin: 1)
     let channel = EmbeddedChannel(loop: loop)
     let connection = HTTP1Connection(origin: origin)
     var encoding = HTTPRequestEncoder.Configuration()

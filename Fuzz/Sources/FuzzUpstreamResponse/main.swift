@@ -105,7 +105,7 @@ Fuzzer.run { bytes in
     let sent = input.rest()
 
     let channel = EmbeddedChannel()
-    let connection = UpstreamConnection(pool: pool)
+    let connection = UpstreamConnection(pool: pool, origin: pool.origin!)
     let collector = Collector()
     try! channel.pipeline.syncOperations.addHandlers([
         HTTPRequestEncoder(), ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)), connection,

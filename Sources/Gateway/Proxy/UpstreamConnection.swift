@@ -5,6 +5,7 @@ import NIOPosix
 import NIOSSL
 import Synchronization
 import X402
+import X402Facilitator
 
 /// What an upstream connection reports to the exchange using it (all on the shared event loop).
 protocol UpstreamExchangeDelegate: AnyObject {
@@ -19,17 +20,18 @@ protocol UpstreamExchangeDelegate: AnyObject {
 
 /// The last handler of an upstream connection's pipeline: relays response parts to the exchange
 /// that owns the connection, or, while idle, watches for the upstream closing it.
-final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
+final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler, IdleConnection {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundOut = HTTPClientRequestPart
 
     private let pool: UpstreamConnections
+    let origin: HTTPOrigin
     private var context: ChannelHandlerContext?
     private(set) var channel: (any Channel)!
     weak var delegate: (any UpstreamExchangeDelegate)?
     private var idleTimer: Scheduled<Void>?
     private var isIdle = false
-    private var idleSince = NIODeadline.now()
+    private(set) var idleSince = NIODeadline.now()
     private var idleTimeout = TimeAmount.seconds(60)
     private var isClosed = false
 
@@ -39,8 +41,9 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
         var description: String { "the upstream answered with status \(code), outside 100–599" }
     }
 
-    init(pool: UpstreamConnections) {
+    init(pool: UpstreamConnections, origin: HTTPOrigin) {
         self.pool = pool
+        self.origin = origin
     }
 
     var isUsable: Bool { !isClosed && channel?.isActive == true }

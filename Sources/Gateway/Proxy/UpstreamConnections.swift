@@ -14,17 +14,18 @@ import X402Facilitator
 /// that opened them (so every callback between the two channels is synchronous) and are kept in
 /// an idle list per event loop. A connection goes back to the list only when its exchange ended
 /// cleanly (request written to the end, response read to the end, both sides keep-alive); anything
-/// else closes it. Idle connections are closed after ``idleTimeout`` and when the upstream closes
-/// them or sends anything unasked. ``shutdown()`` closes every idle connection and makes later
-/// releases close theirs.
+/// else closes it. The idle lists are the client stack's ``IdleConnections``, as for the
+/// facilitator: at most ``maxIdlePerLoop`` per event loop (a burst's extra connections close when
+/// released), closed after ``idleTimeout`` and when the upstream closes them or sends anything
+/// unasked. ``shutdown()`` closes every idle connection and makes later releases close theirs.
 package final class UpstreamConnections: Sendable {
     let config: UpstreamConfig
     static let idleTimeout: TimeAmount = .seconds(60)
+    /// Idle connections kept per event loop: like nginx's `keepalive` for an upstream block, the
+    /// most a quiet upstream is left holding open, far above what a loop reuses between bursts.
+    static let maxIdlePerLoop = 256
 
-    /// The idle connections of one event loop; only touched on that loop.
-    final class IdleList {
-        var connections: [UpstreamConnection] = []
-    }
+    typealias IdleList = IdleConnections<UpstreamConnection>
 
     private let loops = Mutex<[ObjectIdentifier: NIOLoopBound<IdleList>]>([:])
     private let closed = Atomic<Bool>(false)
@@ -37,7 +38,7 @@ package final class UpstreamConnections: Sendable {
     }
 
     /// Where its connections go (the host and port of ``config``).
-    private let origin: HTTPOrigin?
+    let origin: HTTPOrigin?
 
     package init(config: UpstreamConfig) {
         self.config = config
@@ -57,7 +58,7 @@ package final class UpstreamConnections: Sendable {
         let key = ObjectIdentifier(loop)
         let bound = loops.withLock { loops in
             if let bound = loops[key] { return bound }
-            let bound = NIOLoopBound(IdleList(), eventLoop: loop)
+            let bound = NIOLoopBound(IdleList(idleTimeout: Self.idleTimeout, maxPerOrigin: Self.maxIdlePerLoop), eventLoop: loop)
             loops[key] = bound
             return bound
         }
@@ -66,41 +67,34 @@ package final class UpstreamConnections: Sendable {
 
     /// An idle connection on `loop`, or nil. Must be called on `loop`.
     func acquire(on loop: any EventLoop) -> UpstreamConnection? {
-        guard !closed.load(ordering: .relaxed) else { return nil }
-        let list = idleList(loop)
-        while let connection = list.connections.popLast() {
-            connection.leaveIdle()
-            if connection.isUsable { return connection }
-            connection.close()
-        }
-        return nil
+        guard !closed.load(ordering: .relaxed), let origin, let connection = idleList(loop).acquire(origin) else { return nil }
+        connection.leaveIdle()
+        return connection
     }
 
-    /// Puts a connection whose exchange ended cleanly back into its loop's idle list.
+    /// Puts a connection whose exchange ended cleanly back into its loop's idle list (or closes it).
     func release(_ connection: UpstreamConnection) {
-        guard !closed.load(ordering: .relaxed), connection.isUsable else {
+        guard !closed.load(ordering: .relaxed) else {
             connection.close()
             return
         }
-        idleList(connection.channel.eventLoop).connections.append(connection)
-        connection.enterIdle(timeout: Self.idleTimeout)
+        idleList(connection.channel.eventLoop).release(connection)
     }
 
     /// Removes an idle connection that closed or expired.
     func remove(_ connection: UpstreamConnection) {
-        let list = idleList(connection.channel.eventLoop)
-        list.connections.removeAll { $0 === connection }
+        idleList(connection.channel.eventLoop).remove(connection)
     }
 
     /// Opens a new connection on `loop` (the client connection's loop).
     func connect(on loop: any EventLoop) -> EventLoopFuture<any Channel> {
         let pool = self
-        return open(on: loop) {
+        return open(on: loop) { origin in
             [
                 HTTPRequestEncoder(),
                 // Interim answers (1xx) are forwarded: the exchange relays them or drops them.
                 ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .forward)),
-                UpstreamConnection(pool: pool),
+                UpstreamConnection(pool: pool, origin: origin),
             ]
         }
     }
@@ -109,7 +103,7 @@ package final class UpstreamConnections: Sendable {
     /// ``TunnelHandshake``); once switched, the decoder passes on what followed the `101` when it
     /// is removed.
     func connectTunnel(on loop: any EventLoop) -> EventLoopFuture<any Channel> {
-        open(on: loop) {
+        open(on: loop) { _ in
             [
                 HTTPRequestEncoder(),
                 ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes, informationalResponseStrategy: .forward)),
@@ -118,7 +112,7 @@ package final class UpstreamConnections: Sendable {
     }
 
     /// A connection to the upstream on `loop` (``HTTP1Connector``), reading only when asked.
-    private func open(on loop: any EventLoop, _ handlers: @escaping @Sendable () -> [any ChannelHandler]) -> EventLoopFuture<any Channel> {
+    private func open(on loop: any EventLoop, _ handlers: @escaping @Sendable (HTTPOrigin) -> [any ChannelHandler]) -> EventLoopFuture<any Channel> {
         var ssl: NIOSSLContext?
         switch tls {
         case .success(let context): ssl = context
@@ -127,7 +121,7 @@ package final class UpstreamConnections: Sendable {
         }
         guard let origin else { return loop.makeFailedFuture(TLSSetupFailed(description: "upstream \(config.name): not a host and port")) }
         return HTTP1Connector.connect(to: origin, tls: ssl, on: loop, timeout: .milliseconds(config.connectTimeout.wholeMilliseconds),
-                                      autoRead: false, handlers: handlers)
+                                      autoRead: false, handlers: { handlers(origin) })
     }
 
     /// Closes every idle connection; connections released later are closed instead of kept.
@@ -136,9 +130,7 @@ package final class UpstreamConnections: Sendable {
         let all = loops.withLock { Array($0.values) }
         for bound in all {
             bound.eventLoop.execute {
-                let connections = bound.value.connections
-                bound.value.connections.removeAll()
-                for connection in connections { connection.close() }
+                for connection in bound.value.closeAll() { connection.close() }
             }
         }
     }
