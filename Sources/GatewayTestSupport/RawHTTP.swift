@@ -1,16 +1,5 @@
-#if canImport(Glibc)
-import Glibc
-#else
-import Darwin
-#endif
 import NIOCore
 import NIOPosix
-
-/// A blocking socket call that failed, with its `errno`.
-public struct BlockingSocketError: Error {
-    public var step: String
-    public var code: Int32
-}
 
 /// A parsed HTTP/1.1 response read off a raw socket.
 public struct RawHTTPResponse: Sendable {
@@ -113,43 +102,15 @@ public enum RawHTTP {
         return responses
     }
 
-    /// Sends `raw` (which must ask for `Connection: close`) over a blocking socket on the calling
-    /// thread and reads until the server closes. For latency measured from a thread of its own: the
-    /// async clients share the test process's event loops and executor with every test running in
-    /// parallel, and under load their scheduling delays would be timed as the server's.
+    /// Sends `raw` (which must ask for `Connection: close`) over a blocking socket (``RawSocket``)
+    /// on the calling thread and reads until the server closes. For latency measured from a thread
+    /// of its own: the async clients share the test process's event loops and executor with every
+    /// test running in parallel, and under load their scheduling delays would be timed as the server's.
     public static func sendBlocking(port: Int, raw: String) throws -> RawHTTPResponse {
-        #if canImport(Glibc)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #else
-        let fd = socket(AF_INET, SOCK_STREAM, 0)
-        #endif
-        guard fd >= 0 else { throw BlockingSocketError(step: "socket", code: errno) }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { throw BlockingSocketError(step: "connect", code: errno) }
-        var bytes = Array(raw.utf8)
-        var sent = 0
-        while sent < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + sent, $0.count - sent) }
-            guard n > 0 else { throw BlockingSocketError(step: "write", code: errno) }
-            sent += n
-        }
-        var all: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 16_384)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            guard n >= 0 else { throw BlockingSocketError(step: "read", code: errno) }
-            if n == 0 { break }
-            all.append(contentsOf: buffer[..<n])
-        }
-        bytes = all
-        guard let end = findHeadEnd(bytes) else { throw BlockingSocketError(step: "response head", code: 0) }
+        let socket = try RawSocket(port: port, receiveTimeout: 30)
+        guard socket.sendBlocking(Array(raw.utf8)) else { throw RawSocketError.sendFailed }
+        let bytes = socket.readBlocking().bytes
+        guard let end = findHeadEnd(bytes) else { throw RawSocketError.noResponseHead }
         let body = Array(bytes[(end + 4)...])
         return parse(head: Array(bytes[..<end]), body: body, bodyCount: body.count)
     }
