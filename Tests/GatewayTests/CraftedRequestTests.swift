@@ -219,7 +219,7 @@ struct CraftedRequestTests {
             + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\(extra)\r\n"
     }
 
-    @Test("a WebSocket upgrade on a free route then 64 MiB, to an upstream that does not switch: its answer relayed, the close, memory flat")
+    @Test("a WebSocket upgrade on a free route then 96 MiB, to an upstream that does not switch: its answer relayed, the close, memory flat")
     func upgradeOnFreeRoute() async throws {
         try await TestHarness.withPaidGateway(yaml: craftedYAML) { gw, _ in
             let before = residentBytes()
@@ -227,7 +227,7 @@ struct CraftedRequestTests {
             try await socket.send(Self.upgradeHead("/free/ws"))
             let junk = [UInt8](repeating: 0x42, count: 1 << 20)
             var sent = 0
-            for _ in 0..<64 {
+            for _ in 0..<96 {
                 guard try await socket.send(junk) else { break }
                 sent += junk.count
             }
@@ -237,9 +237,9 @@ struct CraftedRequestTests {
             #expect(bytes.statusCode == 200, "\(bytes.text.prefix(200))")
             #expect(bytes.text.contains("/free/ws") && bytes.text.contains("Connection: close"))
             #expect(end == .closed)
-            // The whole test process's RSS (other suites run alongside): the bound catches the gateway
-            // keeping what was sent (64 MiB), not a few MiB of noise.
-            #expect(growth < 32 << 20, "RSS grew by \(growth >> 20) MiB after \(sent >> 20) MiB were sent")
+            // The whole test process's RSS (other suites run alongside: 32 MiB was once exceeded by
+            // 1 MiB of their noise): the bound catches the gateway keeping what was sent (96 MiB).
+            #expect(growth < 48 << 20, "RSS grew by \(growth >> 20) MiB after \(sent >> 20) MiB were sent")
             #expect(gw.upstream.count == 1)
             let later = try await gw.get("/free/after")
             #expect(later.status == 200)
