@@ -1,6 +1,6 @@
 import NIOCore
 import Testing
-@testable import X402Facilitator
+import X402Facilitator
 
 /// The client stack's one idle list (upstreams and facilitator), without sockets.
 @Suite("Idle keep-alive connections")
