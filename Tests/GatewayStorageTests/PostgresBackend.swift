@@ -9,7 +9,17 @@ import Testing
 /// databases (`scripts/postgres-test-server.sh` starts one). `X402_REQUIRE_POSTGRES=1` makes a
 /// missing URL a failure rather than a skip.
 enum PostgresBackend {
-    static let url: String? = ProcessInfo.processInfo.environment["X402_TEST_POSTGRES_URL"].flatMap { $0.isEmpty ? nil : $0 }
+    static let url: String? = ProcessInfo.processInfo.environment["X402_TEST_POSTGRES_URL"].flatMap { $0.isEmpty ? nil : patient($0) }
+
+    /// `url` with a 30 s pool timeout unless it names one. A full test run opens dozens of pools at
+    /// once while ~700 tests start, and on a loaded two-core machine the 5 s default failed whole
+    /// suites with "no connection within 5.0 seconds"; the tests of the timeout set their own.
+    static func patient(_ url: String) -> String {
+        guard var components = URLComponents(string: url),
+              !(components.queryItems ?? []).contains(where: { $0.name == "pool_timeout" }) else { return url }
+        components.queryItems = (components.queryItems ?? []) + [URLQueryItem(name: "pool_timeout", value: "30")]
+        return components.string ?? url
+    }
     static let required = ProcessInfo.processInfo.environment["X402_REQUIRE_POSTGRES"] == "1"
 
     static var all: [Backend] { url == nil ? [] : [.postgres] }

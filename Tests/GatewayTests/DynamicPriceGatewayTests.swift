@@ -183,9 +183,9 @@ struct DynamicPriceGatewayTests {
         // Down: port 9 (discard), where nothing listens; not a port just closed, which another
         // test's server may take meanwhile.
         let endpoint = failure == "down" ? "http://127.0.0.1:9/price" : url
-        // A short timeout only where it is the failure: elsewhere the endpoint's answer must arrive
-        // (and be counted) even when a loaded test run delays it.
-        try await TestHarness.withPaidGateway(yaml: Self.endpointYAML(endpoint, timeout: failure == "timeout" ? "300ms" : "2s")) { gw, fac in
+        // Timeouts long enough for a loaded test run: each request must reach the endpoint (and be
+        // counted), and elsewhere than the timeout case its answer must arrive.
+        try await TestHarness.withPaidGateway(yaml: Self.endpointYAML(endpoint, timeout: failure == "timeout" ? "1s" : "2s")) { gw, fac in
             let started = ContinuousClock.now
             let r = try await Self.post(gw, "/v1/chat", body: "{}")
             #expect(r.status == 503)
