@@ -11,7 +11,7 @@ struct ConnectionLimitsLiveTests {
         """
         listen: 127.0.0.1:0
         upstreams:
-          api: { url: "{{UPSTREAM}}", timeout: 2s }
+          api: { url: "{{UPSTREAM}}", timeout: 5s }
         routes:
           - match: "/free/*"
             free: true

@@ -22,7 +22,7 @@ let craftedYAML = """
     network: eip155:84532
     facilitator: { url: "{{FACILITATOR}}", timeout: 2s }
     upstreams:
-      api: { url: "{{UPSTREAM}}", timeout: 2s }
+      api: { url: "{{UPSTREAM}}", timeout: 5s }
     routes:
       - match: "/paid/*"
         price: "$0.01"

@@ -287,7 +287,7 @@ struct DashboardLiveTests {
         payTo: "0x209693bc6afc0c5328ba36faf03c514ef312287c"
         network: eip155:84532
         upstreams:
-          api: { url: "{{UPSTREAM}}", timeout: 2s }
+          api: { url: "{{UPSTREAM}}", timeout: 5s }
         routes:
           - match: "GET /weather"
             price: "$0.001"

@@ -10,7 +10,7 @@ let discoveryYAML = """
     payTo: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
     network: eip155:84532
     upstreams:
-      api: { url: "{{UPSTREAM}}", timeout: 2s }
+      api: { url: "{{UPSTREAM}}", timeout: 5s }
     routes:
       - match: "GET /weather"
         price: "$0.01"

@@ -19,7 +19,7 @@ struct DynamicPriceGatewayTests {
         network: eip155:84532
         facilitator: { url: "{{FACILITATOR}}", timeout: 3s }
         upstreams:
-          api: { url: "{{UPSTREAM}}", timeout: 2s }
+          api: { url: "{{UPSTREAM}}", timeout: 5s }
 
         """
 

@@ -12,7 +12,7 @@ let liveYAML = """
     payTo: "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
     network: eip155:84532
     upstreams:
-      api: { url: "{{UPSTREAM}}", timeout: 2s }
+      api: { url: "{{UPSTREAM}}", timeout: 5s }
     routes:
       - match: "GET /paid/*"
         price: "$0.01"
@@ -218,7 +218,7 @@ struct LiveGatewayTests {
     func uploadStreams() async throws {
         let size = 3 * 1024 * 1024 + 17
         // 10 s: 3 MiB echoed took over 2 s on a loaded machine (504).
-        let yaml = liveYAML.replacingOccurrences(of: "/free/*", with: "/echo").replacingOccurrences(of: "timeout: 2s", with: "timeout: 10s")
+        let yaml = liveYAML.replacingOccurrences(of: "/free/*", with: "/echo").replacingOccurrences(of: "timeout: 5s", with: "timeout: 10s")
         try await TestHarness.withGateway(yaml: yaml) { gw in
             let body = String(repeating: "a", count: size)
             let r = try await gw.send("POST /echo HTTP/1.1\r\nHost: g\r\nConnection: close\r\nContent-Length: \(size)\r\n\r\n" + body)
@@ -230,7 +230,7 @@ struct LiveGatewayTests {
 
     @Test("upstream failures map to 502 and 504 with a JSON reason")
     func upstreamFailures() async throws {
-        let slow = liveYAML.replacingOccurrences(of: "timeout: 2s", with: "timeout: 300ms")
+        let slow = liveYAML.replacingOccurrences(of: "timeout: 5s", with: "timeout: 300ms")
         try await TestHarness.withGateway(yaml: slow) { gw in
             let r = try await gw.get("/free/../slow/1000")
             #expect(r.status == 504)
@@ -453,7 +453,7 @@ struct NIOProxyTests {
         payTo: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
         network: eip155:84532
         upstreams:
-          api: { url: "{{UPSTREAM}}", timeout: 2s }
+          api: { url: "{{UPSTREAM}}", timeout: 5s }
         routes:
           - match: "/paid/*"
             price: "$0.01"
@@ -516,7 +516,7 @@ struct NIOProxyTests {
         }
         // 1 s: short enough to see the 504 long before the upstream's answer, long enough that the
         // next request is not timed out too on a loaded machine (300 ms was, under load 9).
-        let slow = Self.yaml.replacingOccurrences(of: "timeout: 2s", with: "timeout: 1s")
+        let slow = Self.yaml.replacingOccurrences(of: "timeout: 5s", with: "timeout: 1s")
         #expect(slow != Self.yaml)
         try await TestHarness.withGateway(yaml: slow) { gw in
             let started = ContinuousClock.now

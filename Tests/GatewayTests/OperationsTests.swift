@@ -55,7 +55,7 @@ struct OperationsTests {
         payTo: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
         network: eip155:84532
         upstreams:
-          api: { url: "{{UPSTREAM}}", timeout: 2s }
+          api: { url: "{{UPSTREAM}}", timeout: 5s }
         routes:
           - match: "GET /weather"
             price: "\(price)"
@@ -154,14 +154,14 @@ struct OperationsTests {
         try await TestHarness.withGateway(yaml: yaml, configFile: file) { gw in
             #expect(gw.server.config.storage.lease == .seconds(300))
             let slower = yaml.replacingOccurrences(of: "{{UPSTREAM}}", with: "http://127.0.0.1:\(gw.upstreamPort)")
-                .replacingOccurrences(of: "timeout: 2s", with: "timeout: 10m")
+                .replacingOccurrences(of: "timeout: 5s", with: "timeout: 10m")
             try slower.write(toFile: file, atomically: true, encoding: .utf8)
             guard case .rejected(let reason) = await gw.server.reload(trigger: "test") else {
                 Issue.record("a reload past the lease was applied")
                 return
             }
             #expect(reason.contains("storage lease") && reason.contains("restart"), "\(reason)")
-            #expect(gw.server.config.upstreams["api"]?.timeout == .seconds(2))
+            #expect(gw.server.config.upstreams["api"]?.timeout == .seconds(5))
             // Within the lease, the same kind of edit applies.
             try slower.replacingOccurrences(of: "timeout: 10m", with: "timeout: 4m").write(toFile: file, atomically: true, encoding: .utf8)
             #expect(await gw.server.reload(trigger: "test") == .applied(restartRequired: []))

@@ -15,7 +15,7 @@ let paidYAML = """
     network: eip155:84532
     facilitator: { url: "{{FACILITATOR}}", timeout: 3s }
     upstreams:
-      api: { url: "{{UPSTREAM}}", timeout: 2s }
+      api: { url: "{{UPSTREAM}}", timeout: 5s }
     routes:
       - match: "GET /paid/*"
         price: "$0.01"
@@ -443,7 +443,7 @@ struct PaidPathTests {
 
     @Test("an upstream that does not answer within its timeout gets 504 on a paid request, and no settlement")
     func paidUpstreamTimeout() async throws {
-        let yaml = paidYAML.replacingOccurrences(of: "timeout: 2s", with: "timeout: 300ms")
+        let yaml = paidYAML.replacingOccurrences(of: "timeout: 5s", with: "timeout: 300ms")
             .replacingOccurrences(of: "unmatched: pass", with: """
                   - match: "GET /slow/*"
                     price: "$0.01"

@@ -24,7 +24,7 @@ private func passYAML(keys: String = """
     network: eip155:84532
     facilitator: { url: "{{FACILITATOR}}", timeout: 2s }
     upstreams:
-      api: { url: "{{UPSTREAM}}", timeout: 2s }
+      api: { url: "{{UPSTREAM}}", timeout: 5s }
     passes:
       keys:
     \(keys)

@@ -21,7 +21,7 @@ struct RequestLimitLiveTests {
         network: eip155:84532
         facilitator: { url: "{{FACILITATOR}}", timeout: 2s }
         upstreams:
-          api: { url: "{{UPSTREAM}}", timeout: 2s }
+          api: { url: "{{UPSTREAM}}", timeout: 5s }
         trustedProxies: ["127.0.0.1"]
         routes:
           - match: "GET /free/*"

@@ -21,7 +21,7 @@ struct TLSListenerTests {
         tls: { cert: "\(files.certificatePath)", key: "\(files.keyPath)" }
         reload: { interval: 100ms }
         \(extra)upstreams:
-          api: { url: "{{UPSTREAM}}", timeout: 2s }
+          api: { url: "{{UPSTREAM}}", timeout: 5s }
         routes:
           - match: "GET /paid"
             price: "$0.01"
