@@ -51,7 +51,7 @@ struct ShutdownTests {
             let port = try #require(try await gateway.listeningPort())
 
             let slow = Task { try await RawHTTP.send(port: port, raw: "GET /slow/1500 HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n") }
-            #expect(try await eventually(within: .seconds(5)) { upstream.count == 1 })
+            #expect(try await eventually(within: .seconds(15)) { upstream.count == 1 })  // 5 s failed in a loaded run
             gateway.signal(SIGTERM)
 
             let response = try await slow.value
