@@ -58,7 +58,7 @@ final class HTTP1Client: Sendable {
 
     private struct LoopPool: Sendable {
         let loop: any EventLoop
-        let pool: NIOLoopBoundBox<IdleConnections<HTTP1Connection>>
+        let pool: NIOLoopBoundBox<HTTP1IdleList>
     }
 
     private let group: any EventLoopGroup
@@ -74,11 +74,11 @@ final class HTTP1Client: Sendable {
         var pools: [ObjectIdentifier: LoopPool] = [:]
         for loop in eventLoopGroup.makeIterator() {
             pools[ObjectIdentifier(loop)] = LoopPool(
-                loop: loop, pool: .makeBoxSendingValue(IdleConnections<HTTP1Connection>(idleTimeout: configuration.idleTimeout, maxPerOrigin: configuration.maxIdlePerOrigin), eventLoop: loop))
+                loop: loop, pool: .makeBoxSendingValue(HTTP1IdleList(configuration), eventLoop: loop))
         }
         let first = eventLoopGroup.any()
         self.anyPool = pools[ObjectIdentifier(first)]
-            ?? LoopPool(loop: first, pool: .makeBoxSendingValue(IdleConnections<HTTP1Connection>(idleTimeout: configuration.idleTimeout, maxPerOrigin: configuration.maxIdlePerOrigin), eventLoop: first))
+            ?? LoopPool(loop: first, pool: .makeBoxSendingValue(HTTP1IdleList(configuration), eventLoop: first))
         self.pools = pools
         // Load the trust roots now rather than on an event loop at the first connection.
         if home.tls { _ = tlsContext() }
@@ -176,7 +176,7 @@ final class HTTP1Client: Sendable {
 /// from connection to connection on a redirect or the one retry.
 final class HTTP1Exchange {
     private let client: HTTP1Client
-    private let poolBox: NIOLoopBoundBox<IdleConnections<HTTP1Connection>>
+    private let poolBox: NIOLoopBoundBox<HTTP1IdleList>
     private var head: HTTPRequestHead
     private let body: ByteBuffer?
     private var origin: HTTPOrigin
@@ -199,7 +199,7 @@ final class HTTP1Exchange {
     private var received: ByteBuffer?
     private var receivedBytes = 0
 
-    init(client: HTTP1Client, pool: NIOLoopBoundBox<IdleConnections<HTTP1Connection>>, head: HTTPRequestHead, body: ByteBuffer?, origin: HTTPOrigin,
+    init(client: HTTP1Client, pool: NIOLoopBoundBox<HTTP1IdleList>, head: HTTPRequestHead, body: ByteBuffer?, origin: HTTPOrigin,
          retryable: Bool, anyStatus: Bool, deadline: NIODeadline, promise: EventLoopPromise<HTTP1Response>) {
         self.client = client
         self.poolBox = pool
@@ -371,5 +371,14 @@ final class HTTP1Exchange {
         case .success(let response): promise.succeed(response)
         case .failure(let failure): promise.fail(failure)
         }
+    }
+}
+
+/// A facilitator client's idle connections on one event loop.
+typealias HTTP1IdleList = IdleConnections<HTTP1Connection>
+
+extension HTTP1IdleList {
+    convenience init(_ configuration: HTTP1Client.Configuration) {
+        self.init(idleTimeout: configuration.idleTimeout, maxPerOrigin: configuration.maxIdlePerOrigin)
     }
 }

@@ -11,7 +11,7 @@ final class HTTP1Connection: ChannelInboundHandler, RemovableChannelHandler, Idl
 
     let origin: HTTPOrigin
     /// The idle list this connection returns to; set when its first exchange takes it.
-    var pool: IdleConnections<HTTP1Connection>?
+    var pool: HTTP1IdleList?
     private var context: ChannelHandlerContext?
     private var exchange: HTTP1Exchange?
     private var isClosed = false

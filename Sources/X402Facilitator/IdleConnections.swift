@@ -36,17 +36,17 @@ package final class IdleConnections<Connection: IdleConnection> {
     /// connection idle for less than that (older ones stay for other requests). Closed ones found
     /// on the way are dropped.
     package func acquire(_ origin: HTTPOrigin, maxIdleAge: TimeAmount? = nil) -> Connection? {
-        guard !closed, var list = idle[origin], !list.isEmpty else { return nil }
-        defer { idle[origin] = list }
-        let now = NIODeadline.now()
-        while let connection = list.last {
+        guard !closed else { return nil }
+        // Mutated in place through the dictionary: a copy of the list taken out would make every
+        // acquire copy the whole list (it is on every proxied request's path).
+        while let connection = idle[origin]?.last {
             guard connection.isUsable else {
-                list.removeLast()
+                idle[origin]?.removeLast()
                 connection.close()
                 continue
             }
-            if let maxIdleAge, now - connection.idleSince >= maxIdleAge { return nil }
-            list.removeLast()
+            if let maxIdleAge, NIODeadline.now() - connection.idleSince >= maxIdleAge { return nil }
+            idle[origin]?.removeLast()
             return connection
         }
         return nil
