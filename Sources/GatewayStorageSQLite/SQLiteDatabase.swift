@@ -24,11 +24,13 @@ public final class SQLiteDatabase: SQLDatabase {
         var configuration = Configuration()
         configuration.label = "x402-ledger"
         configuration.busyMode = .timeout(5)
-        configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = FULL")
-        }
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
+            // Only the writer commits, so only its setting matters. It is set here, after the pool
+            // opened: GRDB switches the writer to WAL with `synchronous = NORMAL` after running
+            // `prepareDatabase`, and NORMAL in WAL syncs only at checkpoints (a commit survives the
+            // process dying, not a power cut or a kernel crash).
+            try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
             // Reading the schema makes SQLite look at the file: a file that is no database fails here.
             _ = try pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master") }
         } catch {

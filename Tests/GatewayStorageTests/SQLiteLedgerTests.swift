@@ -34,6 +34,18 @@ struct SQLiteLedgerTests {
         #expect(try await reopened.claim(request) == .taken)
     }
 
+    @Test("the writer commits with synchronous = FULL (a commit is on disk before the statement returns), not GRDB's NORMAL")
+    func writerSyncsEveryCommit() async throws {
+        let dir = try Self.folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let database = try SQLiteDatabase(path: dir + "/ledger.db")
+        // Not a SELECT: it runs on the writer connection, the one that commits.
+        let rows = try await database.query(SQLStatement("PRAGMA synchronous"))
+        #expect(rows == [[.integer(2)]], "synchronous is \(rows) on the writer (2 = FULL, 1 = NORMAL)")
+        let mode = try await database.query(SQLStatement("PRAGMA journal_mode"))
+        #expect(mode == [[.text("wal")]])
+    }
+
     @Test("a generated instance id is kept in the database across restarts")
     func instanceIDKept() async throws {
         let dir = try Self.folder()
