@@ -170,9 +170,15 @@ def group_rss_kb(pgid: int) -> int:
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def group_cpu_split(pgid: int) -> tuple[float, float]:
+    """(user, system) CPU time of every process in a process group, in seconds."""
+    stats = [fields for _, fields in group_stats(pgid)]
+    return sum(int(f[11]) for f in stats) / CLOCK_TICKS, sum(int(f[12]) for f in stats) / CLOCK_TICKS
+
+
 def group_cpu_seconds(pgid: int) -> float:
     """User + system CPU time of every process in a process group, in seconds."""
-    return sum(int(fields[11]) + int(fields[12]) for _, fields in group_stats(pgid)) / CLOCK_TICKS
+    return sum(group_cpu_split(pgid))
 
 
 def busy_cpu_seconds() -> float:
@@ -223,7 +229,7 @@ def wrk(url: str, *, duration: int, connections: int, threads: int, script: str,
         argv += ["--"] + args
     if WRK_CPUS:
         argv = ["taskset", "-c", WRK_CPUS] + argv
-    cpu_before = group_cpu_seconds(pgid) if pgid else None
+    cpu_before = group_cpu_split(pgid) if pgid else None
     load_before = loadavg()
     mine_before = sum(group_cpu_seconds(g) for g in ALL_PGIDS)
     busy_before = busy_cpu_seconds()
@@ -247,9 +253,13 @@ def wrk(url: str, *, duration: int, connections: int, threads: int, script: str,
             result["wrk_cpu_s"] = wrk_cpu
             result["foreign_cores"] = foreign / elapsed  # CPU used by processes this harness did not start
             if pgid:
-                cpu = group_cpu_seconds(pgid) - cpu_before
-                result["cpu_s"] = cpu
-                result["cpu_us_per_req"] = cpu * 1e6 / max(1, result["requests"])
+                user, system = (after - before for after, before in zip(group_cpu_split(pgid), cpu_before))
+                result["cpu_s"] = user + system
+                result["cpu_us_per_req"] = (user + system) * 1e6 / max(1, result["requests"])
+                # Split, because the two gaps to nginx are of different kinds: user time is the
+                # gateway's own code, system time the kernel's socket and scheduling work.
+                result["cpu_user_us_per_req"] = user * 1e6 / max(1, result["requests"])
+                result["cpu_system_us_per_req"] = system * 1e6 / max(1, result["requests"])
             if "ok" in result:
                 result["ok_rps"] = result["ok"] / seconds
             return result
@@ -886,7 +896,11 @@ def render(r: dict) -> str:
 
     def row(n, scen, who, res, notes="", rps_key="rps", errors=None):
         errors = res.get("status_errors", 0) if errors is None else errors
-        cpu = f"{res['cpu_us_per_req']:,.0f}" if "cpu_us_per_req" in res else ""
+        cpu = ""
+        if "cpu_us_per_req" in res:
+            cpu = f"{res['cpu_us_per_req']:,.0f}"
+            if "cpu_user_us_per_req" in res:
+                cpu += f" ({res['cpu_user_us_per_req']:,.0f} + {res['cpu_system_us_per_req']:,.0f})"
         lines.append(f"| {n} | {scen} | {who} | {res[rps_key]:,.0f} | {ms(res['p50_us'])} | {ms(res['p99_us'])} | "
                      f"{errors:,} | {cpu} | {notes} |")
 
@@ -1011,7 +1025,8 @@ def render(r: dict) -> str:
                         slowest < 1.0))
     lines.append("")
     lines.append("CPU µs/req: user + system CPU of the contender's processes (for nginx, master and workers; for the "
-                 "Python middleware, uvicorn and its workers) during the measured run, divided by the requests answered. "
+                 "Python middleware, uvicorn and its workers) during the measured run, divided by the requests answered; in brackets user + system "
+                 "(from /proc ticks of 10 ms, so a short run's split is rough). "
                  "The upstream and facilitator stub (one separate nginx) are not included.")
     runs = [v for k in ("s1", "s2", "s4", "s7", "s8") for v in (r.get(k) or {}).values() if isinstance(v, dict) and "foreign_cores" in v]
     if runs:
