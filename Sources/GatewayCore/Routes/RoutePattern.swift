@@ -115,49 +115,40 @@ public struct RoutePattern: Sendable, Hashable, CustomStringConvertible {
     public func matches(path: String) -> Bool {
         var p = Array(Self.stripTrailingSlash(path).utf8)
         if !caseSensitive { for i in p.indices { p[i] = Self.lower(p[i]) } }
-        var failed = Set<Int>()
-        return Self.match(pieces[...], p[...], width: p.count + 1, failed: &failed)
+        return Self.match(pieces, p)
     }
 
-    /// Whether `pieces` match all of `path`. `failed` remembers the (piece, position) pairs known
-    /// not to match (keyed `piece index × width + path index`), so that several `*`s never try the
-    /// same split twice: without it, a pattern with k stars took time growing with the path's
-    /// length to the power k (found by fuzzing, docs/reliability.md).
-    private static func match(_ pieces: ArraySlice<Piece>, _ path: ArraySlice<UInt8>, width: Int, failed: inout Set<Int>) -> Bool {
-        guard let first = pieces.first else { return path.isEmpty }
-        let key = pieces.startIndex * width + path.startIndex
-        if failed.contains(key) { return false }
-        let rest = pieces.dropFirst()
-        var matched = false
-        switch first {
-        case .literal(let lit):
-            if path.count >= lit.count, path.prefix(lit.count).elementsEqual(lit) {
-                matched = match(rest, path.dropFirst(lit.count), width: width, failed: &failed)
-            }
-        case .segment:
-            var n = 0
-            for c in path {
-                if c == UInt8(ascii: "/") { break }
-                n += 1
-                if match(rest, path.dropFirst(n), width: width, failed: &failed) {
-                    matched = true
-                    break
+    /// Whether `pieces` match all of `path`, by dynamic programming from the last piece back:
+    /// `next[j]` says whether the pieces after the current one match `path[j...]`, `row[j]` whether
+    /// the current one and those after it do. Each (piece, position) is decided once, from its
+    /// neighbours, so the time is the pattern's length times the path's, whatever the wildcards.
+    /// (Recursion over every split of the path took time growing with the path's length to the
+    /// power of the pattern's stars, found by fuzzing, docs/reliability.md; remembering failed
+    /// splits still left each `*` trying every position from every position, seconds for a
+    /// pattern of many stars against a 4 KB path.)
+    static func match(_ pieces: [Piece], _ path: [UInt8]) -> Bool {
+        let n = path.count
+        var next = [Bool](repeating: false, count: n + 1)
+        next[n] = true  // no pieces left: only the end of the path matches
+        var row = next
+        for piece in pieces.reversed() {
+            switch piece {
+            case .literal(let lit):
+                for j in 0...n {
+                    row[j] = j + lit.count <= n && next[j + lit.count] && path[j..<(j + lit.count)].elementsEqual(lit)
+                }
+            case .any:  // zero bytes, or one byte and again any
+                row[n] = next[n]
+                for j in stride(from: n - 1, through: 0, by: -1) { row[j] = next[j] || row[j + 1] }
+            case .segment:  // one byte that is not "/", then the rest or more of the segment
+                row[n] = false
+                for j in stride(from: n - 1, through: 0, by: -1) {
+                    row[j] = path[j] != UInt8(ascii: "/") && (next[j + 1] || row[j + 1])
                 }
             }
-        case .any:
-            if rest.isEmpty { return true }
-            var tail = path
-            while true {
-                if match(rest, tail, width: width, failed: &failed) {
-                    matched = true
-                    break
-                }
-                if tail.isEmpty { break }
-                tail = tail.dropFirst()
-            }
+            swap(&row, &next)
         }
-        if !matched { failed.insert(key) }
-        return matched
+        return next[0]
     }
 
     /// One path this pattern matches, as the matcher sees it (canonical, no trailing slash, case
