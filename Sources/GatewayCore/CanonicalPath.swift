@@ -88,6 +88,7 @@ public struct CanonicalPath: Sendable, Hashable {
 
     static func canonicalize(path raw: Substring.UTF8View) throws(Rejection) -> String {
         guard raw.first == UInt8(ascii: "/") else { throw .notOriginForm }
+        if isAlreadyCanonical(raw) { return String(Substring(raw)) }
         // Pass 1: validate characters and escapes, producing segments with unreserved escapes decoded.
         var segments: [[UInt8]] = []
         var current: [UInt8] = []
@@ -173,6 +174,35 @@ public struct CanonicalPath: Sendable, Hashable {
         }
         if trailingSlash && !output.isEmpty { result.append(UInt8(ascii: "/")) }
         return String(decoding: result, as: UTF8.self)
+    }
+
+    /// Whether a path (starting with `/`) is its own canonical form, checked in one pass without
+    /// allocating: most requests' paths are. True only when every byte is printable ASCII other than
+    /// `%`, `#`, `\` and `;` (no escape to decode, nothing to refuse), no segment but the last is
+    /// empty (no `//` to collapse) and no segment is `.` or `..`; then ``canonicalize(path:)``'s two
+    /// passes would give back the same bytes. Anything else takes those passes.
+    static func isAlreadyCanonical(_ raw: Substring.UTF8View) -> Bool {
+        var segmentLength = 0
+        var dots = 0  // how many of the segment's bytes so far are "."
+        var first = true  // the empty segment before the leading "/"
+        for c in raw {
+            switch c {
+            case UInt8(ascii: "/"):
+                if !first && (segmentLength == 0 || segmentLength == dots && dots <= 2) { return false }
+                first = false
+                segmentLength = 0
+                dots = 0
+            case UInt8(ascii: "%"), UInt8(ascii: "#"), UInt8(ascii: "\\"), UInt8(ascii: ";"):
+                return false
+            case 0x21...0x7E:
+                segmentLength += 1
+                if c == UInt8(ascii: ".") { dots += 1 }
+            default:
+                return false
+            }
+        }
+        // The last segment may be empty (a trailing slash is kept), not "." or "..".
+        return !(segmentLength > 0 && segmentLength == dots && dots <= 2)
     }
 
     /// Whether a segment (unreserved escapes already decoded, others kept as `%XX`) holds `%25`
