@@ -41,6 +41,15 @@ enum HTTPWire {
         let a = name.utf8
         let b = lower.utf8
         guard a.count == b.count else { return false }
+        // Over the bytes where both are contiguous (native strings are): iterating two UTF8Views
+        // with `zip` was over 1 % of a proxied request's user time.
+        let contiguous = a.withContiguousStorageIfAvailable { x in
+            b.withContiguousStorageIfAvailable { y in
+                for i in 0..<x.count where x[i] | 0x20 != y[i] { return false }
+                return true
+            }
+        }
+        if let contiguous, let equal = contiguous { return equal }
         return zip(a, b).allSatisfy { $0 | 0x20 == $1 }
     }
 
@@ -147,6 +156,8 @@ enum HTTPWire {
     static func connectionListed(_ headers: HTTPHeaders) -> [String] {
         var names: [String] = []
         for (name, value) in headers where nameEquals(name, "connection") {
+            // The usual value, one option and no name: nothing to split or lower-case.
+            if nameEquals(value, "keep-alive") || nameEquals(value, "close") { continue }
             for token in value.split(separator: ",") {
                 let name = token.trimmingASCIISpaces().lowercased()
                 if name != "close" && name != "keep-alive" { names.append(name) }
