@@ -126,7 +126,7 @@ public struct RoutePattern: Sendable, Hashable, CustomStringConvertible {
     /// power of the pattern's stars, found by fuzzing, docs/reliability.md; remembering failed
     /// splits still left each `*` trying every position from every position, seconds for a
     /// pattern of many stars against a 4 KB path.)
-    static func match(_ pieces: [Piece], _ path: [UInt8]) -> Bool {
+    private static func match(_ pieces: [Piece], _ path: [UInt8]) -> Bool {
         let n = path.count
         var next = [Bool](repeating: false, count: n + 1)
         next[n] = true  // no pieces left: only the end of the path matches
