@@ -118,37 +118,43 @@ public struct RoutePattern: Sendable, Hashable, CustomStringConvertible {
         return Self.match(pieces, p)
     }
 
-    /// Whether `pieces` match all of `path`, by dynamic programming from the last piece back:
-    /// `next[j]` says whether the pieces after the current one match `path[j...]`, `row[j]` whether
-    /// the current one and those after it do. Each (piece, position) is decided once, from its
-    /// neighbours, so the time is the pattern's length times the path's, whatever the wildcards.
-    /// (Recursion over every split of the path took time growing with the path's length to the
-    /// power of the pattern's stars, found by fuzzing, docs/reliability.md; remembering failed
-    /// splits still left each `*` trying every position from every position, seconds for a
-    /// pattern of many stars against a 4 KB path.)
+    /// Whether `pieces` match all of `path`: the positions the pieces so far can end at, piece by
+    /// piece, from position 0 (sorted, each once), as a regular-expression engine runs its
+    /// automaton. A literal keeps the positions it follows; `*` reaches every position from the
+    /// first one reached; a segment every position up to the next `/`, swept once. So the time is at
+    /// most the pattern's length times the path's, whatever the wildcards, and a path that fails
+    /// an early literal costs almost nothing. (Recursion over every split of the path took time
+    /// growing with the path's length to the power of the pattern's stars, found by fuzzing,
+    /// docs/reliability.md; remembering failed splits still left each `*` trying every position
+    /// from every position, seconds for a pattern of many stars against a 4 KB path.)
     private static func match(_ pieces: [Piece], _ path: [UInt8]) -> Bool {
         let n = path.count
-        var next = [Bool](repeating: false, count: n + 1)
-        next[n] = true  // no pieces left: only the end of the path matches
-        var row = next
-        for piece in pieces.reversed() {
+        var positions = [0]
+        var next: [Int] = []
+        for piece in pieces {
+            next.removeAll(keepingCapacity: true)
             switch piece {
             case .literal(let lit):
-                for j in 0...n {
-                    row[j] = j + lit.count <= n && next[j + lit.count] && path[j..<(j + lit.count)].elementsEqual(lit)
+                for j in positions where j + lit.count <= n && path[j..<(j + lit.count)].elementsEqual(lit) {
+                    next.append(j + lit.count)
                 }
-            case .any:  // zero bytes, or one byte and again any
-                row[n] = next[n]
-                for j in stride(from: n - 1, through: 0, by: -1) { row[j] = next[j] || row[j + 1] }
-            case .segment:  // one byte that is not "/", then the rest or more of the segment
-                row[n] = false
-                for j in stride(from: n - 1, through: 0, by: -1) {
-                    row[j] = path[j] != UInt8(ascii: "/") && (next[j + 1] || row[j + 1])
+            case .any:  // zero or more bytes: every position from the first one reached
+                next.append(contentsOf: positions[0]...n)
+            case .segment:  // one or more bytes that are not "/"
+                var covered = 0  // positions up to here are in `next` already
+                for j in positions {
+                    var k = max(j, covered)
+                    while k < n && path[k] != UInt8(ascii: "/") {
+                        k += 1
+                        next.append(k)
+                    }
+                    covered = max(covered, k)
                 }
             }
-            swap(&row, &next)
+            if next.isEmpty { return false }
+            swap(&positions, &next)
         }
-        return next[0]
+        return positions.last == n
     }
 
     /// One path this pattern matches, as the matcher sees it (canonical, no trailing slash, case
